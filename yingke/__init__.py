@@ -1,0 +1,1 @@
+"""Runtime wiring for Yingke: settings, the composition root, storage adapters, the CLI."""

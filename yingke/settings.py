@@ -1,0 +1,118 @@
+"""Settings from the environment (YINGKE_*), resolved once at start-up."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+
+class ConfigurationError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None
+    data_dir: Path
+    host: str
+    port: int
+    admin_key: str
+    secret: bytes
+    pg_pool_size: int = 10
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "yingke.sqlite3"
+
+    def eventsourcing_env(self, create_tables: bool) -> dict[str, str]:
+        flag = "y" if create_tables else "n"
+        if self.database_url is None:
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(self.sqlite_path),
+                "SQLITE_LOCK_TIMEOUT": "10",
+                "CREATE_TABLE": flag,
+            }
+        pg = postgres_params(self.database_url)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": pg["dbname"],
+            "POSTGRES_HOST": pg["host"],
+            "POSTGRES_PORT": pg["port"],
+            "POSTGRES_USER": pg["user"],
+            "POSTGRES_PASSWORD": pg["password"],
+            "POSTGRES_POOL_SIZE": str(self.pg_pool_size),
+            "POSTGRES_MAX_OVERFLOW": str(self.pg_pool_size),
+            "POSTGRES_CONNECT_TIMEOUT": "5",
+            "POSTGRES_PRE_PING": "y",
+            "CREATE_TABLE": flag,
+        }
+
+
+def postgres_params(url: str) -> dict[str, str]:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("postgresql", "postgres") or not parsed.path.strip("/"):
+        raise ConfigurationError(
+            "YINGKE_DATABASE_URL must look like postgresql://user[:password]@host[:port]/dbname"
+        )
+    return {
+        "dbname": unquote(parsed.path.lstrip("/")),
+        "host": parsed.hostname or "127.0.0.1",
+        "port": str(parsed.port or 5432),
+        "user": unquote(parsed.username or "postgres"),
+        "password": unquote(parsed.password or ""),
+    }
+
+
+def _kept_secret(path: Path, make: str) -> str:
+    """Generated once on first start and kept in the data dir (embedded default only)."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(make + "\n")
+    return make
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if environ is None else environ)
+    database_url = env.get("YINGKE_DATABASE_URL") or None
+    data_dir = Path(env.get("YINGKE_DATA_DIR", "./var")).resolve()
+    try:
+        port = int(env.get("YINGKE_PORT", "8000"))
+    except ValueError as exc:
+        raise ConfigurationError("YINGKE_PORT must be a port number") from exc
+    secret = env.get("YINGKE_SECRET")
+    admin_key = env.get("YINGKE_ADMIN_KEY")
+    if database_url is None:
+        secret = secret or _kept_secret(data_dir / "secret.key", secrets.token_hex(32))
+        admin_key = admin_key or _kept_secret(
+            data_dir / "admin.key", "yk-admin-" + secrets.token_urlsafe(24)
+        )
+    else:
+        postgres_params(database_url)
+        if not secret:
+            raise ConfigurationError("YINGKE_SECRET is required with PostgreSQL")
+        if not admin_key:
+            raise ConfigurationError("YINGKE_ADMIN_KEY is required with PostgreSQL")
+    if len(secret.encode()) < 16:
+        raise ConfigurationError("YINGKE_SECRET must be at least 16 characters")
+    if len(admin_key) < 16:
+        raise ConfigurationError("YINGKE_ADMIN_KEY must be at least 16 characters")
+    return Settings(
+        database_url=database_url,
+        data_dir=data_dir,
+        host=env.get("YINGKE_HOST", "127.0.0.1"),
+        port=port,
+        admin_key=admin_key,
+        secret=secret.encode(),
+        pg_pool_size=int(env.get("YINGKE_PG_POOL_SIZE", "10")),
+    )
