@@ -14,22 +14,9 @@ from typing import Any
 from eventsourcing.domain import Aggregate
 
 from domain.attribution import Claim, OwnerView, VisitDecision
-from domain.reports import ReportBook, ReportState
-
-
-@dataclass
-class Ownership:
-    consultant_id: str
-    partner_id: str | None
-    report_id: str | None
-    basis: str  # report | walk_in (later: ruling, transfer, pool_claim)
-    since: datetime
-    protected_until: datetime
-    policy_version: int
-    decided_version: int
-
-    def view(self) -> OwnerView:
-        return OwnerView(self.consultant_id, self.partner_id, self.protected_until)
+from domain.lifecycle import ClientLifecycle
+from domain.policy import Policy
+from domain.reports import ReportState
 
 
 @dataclass
@@ -42,7 +29,7 @@ class Visit:
     version: int
 
 
-class Client(ReportBook):
+class Client(ClientLifecycle):
     class ClientRegistered(Aggregate.Created):
         project_id: str
         phone_masked: str
@@ -131,15 +118,8 @@ class Client(ReportBook):
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Client)
-            aggregate.owner = Ownership(
-                consultant_id=self.consultant_id,
-                partner_id=self.partner_id,
-                report_id=self.report_id,
-                basis=self.basis,
-                since=self.since,
-                protected_until=self.protected_until,
-                policy_version=self.policy_version,
-                decided_version=self.originator_version,
+            aggregate.take_ownership(
+                self, self.consultant_id, self.partner_id, self.report_id, self.basis
             )
 
     class PersonalDataErased(Aggregate.Event):
@@ -156,7 +136,6 @@ class Client(ReportBook):
         self.phone_hash = phone_hash
         self.pii = pii
         self.visits: list[Visit] = []
-        self.owner: Ownership | None = None
         self.erased = False
 
     @classmethod
@@ -195,8 +174,7 @@ class Client(ReportBook):
         pii: str,
         decision: VisitDecision,
         masked_winner: dict[str, Any] | None,
-        policy_version: int,
-        protected_until: datetime,
+        policy: Policy,
         at: datetime,
         trace: dict[str, Any],
     ) -> None:
@@ -212,6 +190,7 @@ class Client(ReportBook):
             **trace,
         )
         if decision.kind == "protected":
+            self.note_owner_visit(policy, at, trace)
             return
         winner: Claim | None = decision.winner
         if winner is not None:
@@ -241,13 +220,14 @@ class Client(ReportBook):
             report_id=winner.report_id if winner else None,
             basis="report" if winner else "walk_in",
             since=at,
-            protected_until=protected_until,
-            policy_version=policy_version,
+            protected_until=at + policy.protection_delta,
+            policy_version=policy.version,
             visit_id=visit_id,
             previous_consultant_id=self.owner.consultant_id if self.owner else None,
             timestamp=at,
             **trace,
         )
+        self.start_schedule(policy, at, trace)
 
     def erase(self, at: datetime, trace: dict[str, Any]) -> None:
         if not self.erased:
@@ -283,6 +263,16 @@ class Client(ReportBook):
                 "protected": True,
                 "policy_version": lead.policy_version,
                 "decided_by_version": lead.decided_version,
+            }
+        if self.in_pool and self.release_decision is not None:
+            version, policy_version = self.release_decision
+            return {
+                **no_owner(),
+                "status": "pool",
+                "basis": self.release_reason,
+                "since": self.released_at,
+                "policy_version": policy_version,
+                "decided_by_version": version,
             }
         return no_owner()
 

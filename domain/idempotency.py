@@ -24,6 +24,8 @@ class IdempotencyRecord(Aggregate):
         fingerprint: str
         status_code: int
         body: dict[str, Any]
+        actor: dict[str, str]
+        correlation_id: str
 
     def __init__(self, fingerprint: str, status_code: int, body: dict[str, Any]) -> None:
         self.fingerprint = fingerprint
@@ -38,6 +40,7 @@ class IdempotencyRecord(Aggregate):
         status_code: int,
         body: dict[str, Any],
         at: datetime,
+        trace: dict[str, Any],
     ) -> IdempotencyRecord:
         return cls._create(
             cls.ResponseRecorded,
@@ -46,4 +49,5 @@ class IdempotencyRecord(Aggregate):
             status_code=status_code,
             body=body,
             timestamp=at,
+            **trace,
         )

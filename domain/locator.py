@@ -50,3 +50,34 @@ class ReportLocator(Aggregate):
             timestamp=at,
             **trace,
         )
+
+
+def dispute_locator_id(dispute_id: str) -> uuid.UUID:
+    return uuid.uuid5(NAMESPACE, f"dispute:{dispute_id}")
+
+
+class DisputeLocator(Aggregate):
+    """Which client a dispute (申诉) belongs to: disputes live in the client's stream."""
+
+    class DisputeLocated(Aggregate.Created):
+        dispute_id: str
+        client_id: uuid.UUID
+        actor: dict[str, str]
+        correlation_id: str
+
+    def __init__(self, dispute_id: str, client_id: uuid.UUID) -> None:
+        self.dispute_id = dispute_id
+        self.client_id = client_id
+
+    @classmethod
+    def place(
+        cls, dispute_id: str, client_id: uuid.UUID, at: datetime, trace: dict[str, Any]
+    ) -> DisputeLocator:
+        return cls._create(
+            cls.DisputeLocated,
+            id=dispute_locator_id(dispute_id),
+            dispute_id=dispute_id,
+            client_id=client_id,
+            timestamp=at,
+            **trace,
+        )

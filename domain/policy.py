@@ -7,17 +7,32 @@ decision records the version it applied, so a replay judges by the rules of that
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from eventsourcing.domain import Aggregate
 
 from domain.errors import InvalidInput, NotFound
-from domain.values import NAMESPACE, format_duration, parse_duration
+from domain.values import NAMESPACE, check_identifier, parse_duration
 
 JUDGE_RULES = ("report_first", "visit_first")
 MASKED_REPORTS = ("allowed", "forbidden")
+ON_EXPIRY = ("pool", "manager")
+GRADES = ("A", "B", "C")
+DURATION_SETTINGS = (
+    "report_validity",
+    "protection",
+    "protection_extension",
+    "protection_max",
+    "inactivity_release",
+    "first_follow_up",
+)
+
+
+def _default_cadence() -> dict[str, str]:
+    # Seeds: A-grade buyers every 3 days, B weekly, C monthly.
+    return {"A": "P3D", "B": "P7D", "C": "P30D"}
 
 
 @dataclass(frozen=True)
@@ -27,14 +42,34 @@ class Policy:
     masked_reports: str = "allowed"
     report_validity: str = "P3D"
     protection: str = "P30D"
+    protection_extension: str = "P3D"
+    protection_max: str = "P90D"
+    inactivity_release: str = "P30D"
+    first_follow_up: str = "PT24H"
+    cadence: dict[str, str] = field(default_factory=_default_cadence)
+    on_expiry: str = "pool"
+    expiry_manager_id: str | None = None
+    pool_claims_per_month: int = 5
+    pool_claim_approval: bool = False
+
+    def delta(self, name: str) -> timedelta:
+        value = getattr(self, name)
+        assert isinstance(value, str)
+        return parse_duration(value, name)
 
     @property
     def report_validity_delta(self) -> timedelta:
-        return parse_duration(self.report_validity, "report_validity")
+        return self.delta("report_validity")
 
     @property
     def protection_delta(self) -> timedelta:
-        return parse_duration(self.protection, "protection")
+        return self.delta("protection")
+
+    def cadence_delta(self, grade: str | None) -> timedelta | None:
+        """How long after a follow-up the next one is due; ungraded buyers have none."""
+        if grade is None:
+            return None
+        return parse_duration(self.cadence[grade], f"cadence.{grade}")
 
     def settings(self) -> dict[str, Any]:
         data = asdict(self)
@@ -62,8 +97,31 @@ def validate_settings(settings: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput("judge_rule", f"must be one of {', '.join(JUDGE_RULES)}")
     if merged["masked_reports"] not in MASKED_REPORTS:
         raise InvalidInput("masked_reports", f"must be one of {', '.join(MASKED_REPORTS)}")
-    for name in ("report_validity", "protection"):
-        merged[name] = format_duration(parse_duration(merged[name], name))
+    for name in DURATION_SETTINGS:
+        parse_duration(merged[name], name)  # validates; the text is kept as written
+    if parse_duration(merged["protection_max"], "protection_max") < parse_duration(
+        merged["protection"], "protection"
+    ):
+        raise InvalidInput("protection_max", "must not be shorter than protection")
+    cadence = merged["cadence"]
+    if not isinstance(cadence, dict) or set(cadence) - set(GRADES):
+        raise InvalidInput("cadence", "must map grades A, B and C to ISO-8601 durations")
+    merged["cadence"] = {**_default_cadence(), **cadence}
+    for grade, value in merged["cadence"].items():
+        parse_duration(value, f"cadence.{grade}")
+    if merged["on_expiry"] not in ON_EXPIRY:
+        raise InvalidInput("on_expiry", f"must be one of {', '.join(ON_EXPIRY)}")
+    if merged["on_expiry"] == "manager":
+        if not merged["expiry_manager_id"]:
+            raise InvalidInput(
+                "expiry_manager_id", "is required when expired clients go to the manager"
+            )
+        check_identifier(merged["expiry_manager_id"], "expiry_manager_id")
+    claims = merged["pool_claims_per_month"]
+    if not isinstance(claims, int) or isinstance(claims, bool) or not 0 <= claims <= 10_000:
+        raise InvalidInput("pool_claims_per_month", "must be a whole number from 0 to 10000")
+    if not isinstance(merged["pool_claim_approval"], bool):
+        raise InvalidInput("pool_claim_approval", "must be true or false")
     return merged
 
 
@@ -74,14 +132,16 @@ class ProjectPolicy(Aggregate):
     def create_id(project_id: str) -> uuid.UUID:
         return uuid.uuid5(NAMESPACE, f"policy:{project_id}")
 
+    class Event(Aggregate.Event):
+        actor: dict[str, str]
+        correlation_id: str
+
     class Opened(Aggregate.Created):
         project_id: str
 
     class PolicyChanged(Aggregate.Event):
         policy_version: int
         settings: dict[str, Any]
-        actor: dict[str, str]
-        correlation_id: str
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, ProjectPolicy)
@@ -94,21 +154,22 @@ class ProjectPolicy(Aggregate):
         self.versions: list[tuple[Policy, datetime]] = []
 
     @classmethod
-    def open(cls, project_id: str, at: datetime) -> ProjectPolicy:
+    def open(cls, project_id: str, at: datetime, trace: dict[str, Any]) -> ProjectPolicy:
         return cls._create(
-            cls.Opened, id=cls.create_id(project_id), project_id=project_id, timestamp=at
+            cls.Opened,
+            id=cls.create_id(project_id),
+            project_id=project_id,
+            timestamp=at,
+            **trace,
         )
 
-    def change(
-        self, settings: dict[str, Any], at: datetime, actor: dict[str, str], correlation_id: str
-    ) -> Policy:
+    def change(self, settings: dict[str, Any], at: datetime, trace: dict[str, Any]) -> Policy:
         self.trigger_event(
             self.PolicyChanged,
             policy_version=len(self.versions) + 1,
             settings=validate_settings(settings),
-            actor=actor,
-            correlation_id=correlation_id,
             timestamp=at,
+            **trace,
         )
         return self.current
 

@@ -22,6 +22,8 @@ from domain.values import NAMESPACE, check_identifier
 ROLES = ("admin", "manager", "supervisor", "consultant", "channel_agent", "auditor", "service")
 PROJECT_SCOPED = ("manager", "supervisor", "consultant")
 KEY_PREFIX = "yk1"
+# Actor ids the service itself uses: the bootstrap admin key and the deadline processor.
+RESERVED_IDS = ("admin", "system")
 
 
 def principal_uuid(principal_id: str) -> uuid.UUID:
@@ -112,6 +114,8 @@ class Principal(Aggregate):
         trace: dict[str, Any],
     ) -> Principal:
         check_identifier(principal_id, "id")
+        if principal_id in RESERVED_IDS:
+            raise InvalidInput("id", f"{principal_id!r} is reserved for the service itself")
         partner_id, project_ids = validate_grant(role, partner_id, project_ids)
         return cls._create(
             cls.PrincipalRegistered,

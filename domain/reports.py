@@ -110,8 +110,34 @@ class ReportBook(Aggregate):
             report.status, report.reason = "rejected", self.reason
             report.decided_version = self.originator_version
 
+    class ReportExpired(Aggregate.Event):
+        """Validity ran out before any visit confirmed the report."""
+
+        report_id: str
+        valid_until: datetime
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, ReportBook)
+            aggregate.reports[self.report_id].status = "expired"
+
     def __init__(self) -> None:
         self.reports: dict[str, ReportState] = {}
+
+    def expire_report(self, report_id: str, at: datetime, trace: dict[str, Any]) -> bool:
+        """Record expiry once validity has passed; False if the report moved on."""
+        report = self.report(report_id)
+        if report.status != "accepted" or report.valid_until is None:
+            return False
+        if at < report.valid_until:
+            return False
+        self.trigger_event(
+            self.ReportExpired,
+            report_id=report_id,
+            valid_until=report.valid_until,
+            timestamp=at,
+            **trace,
+        )
+        return True
 
     def record_report(
         self,

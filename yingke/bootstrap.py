@@ -12,6 +12,11 @@ from datetime import UTC, datetime
 from domain.application import Yingke
 from domain.ports import Clock
 from domain.values import PhoneKeyer
+from projections.client_overview import ClientOverview
+from projections.departures import Departures
+from projections.report_log import ReportLog
+from projections.runtime import Follower, Loop, PostgresViewDB, SQLiteViewDB, View, ViewDB
+from yingke.deadlines import DeadlineProcessor
 from yingke.settings import Settings, postgres_params
 from yingke.vault import KeyStore, PostgresKeyStore, SQLiteKeyStore, Vault
 
@@ -20,17 +25,34 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
+def conninfo(settings: Settings) -> str:
+    assert settings.database_url is not None
+    pg = postgres_params(settings.database_url)
+    return (
+        f"host={pg['host']} port={pg['port']} dbname={pg['dbname']} user={pg['user']}"
+        + (f" password={pg['password']}" if pg["password"] else "")
+        + f" connect_timeout={settings.pg_connect_timeout}"
+    )
+
+
 def key_store(settings: Settings) -> KeyStore:
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         return SQLiteKeyStore(settings.sqlite_path)
-    pg = postgres_params(settings.database_url)
-    conninfo = (
-        f"host={pg['host']} port={pg['port']} dbname={pg['dbname']} user={pg['user']}"
-        + (f" password={pg['password']}" if pg["password"] else "")
-        + " connect_timeout=5"
+    return PostgresKeyStore(
+        conninfo(settings), max_size=settings.pg_pool_size, timeout=settings.pg_connect_timeout
     )
-    return PostgresKeyStore(conninfo, max_size=settings.pg_pool_size)
+
+
+def view_db(settings: Settings) -> ViewDB:
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return SQLiteViewDB(settings.views_path)
+    return PostgresViewDB(conninfo(settings), timeout=settings.pg_connect_timeout)
+
+
+def all_views(dialect: str) -> list[View]:
+    return [ClientOverview(dialect), ReportLog(dialect), Departures(dialect)]
 
 
 @dataclass
@@ -39,28 +61,50 @@ class Container:
     app: Yingke
     store: KeyStore
     clock: Clock
-    extras: dict[str, object] = field(default_factory=dict)
+    views: ViewDB
+    follower: Follower
+    deadlines: DeadlineProcessor
+    loops: list[Loop] = field(default_factory=list)
+
+    def start_workers(self) -> None:
+        """Follow the log and fire deadlines inside this process (the embedded default)."""
+        self.loops = [
+            Loop("views", self.follower.run_once, self.settings.follow_interval),
+            Loop("deadlines", self.deadlines.run_once, self.settings.deadline_interval),
+        ]
+        for loop in self.loops:
+            loop.start()
 
     def close(self) -> None:
+        for loop in self.loops:
+            loop.stop()
         self.app.close()
+        self.views.close()
         close = getattr(self.store, "close", None)
         if close:
             close()
 
 
+def _app(settings: Settings, store: KeyStore, clock: Clock, create_tables: bool) -> Yingke:
+    return Yingke(
+        settings.eventsourcing_env(create_tables=create_tables),
+        clock=clock,
+        keyer=PhoneKeyer(settings.secret),
+        vault=Vault(store, settings.secret),
+    )
+
+
 def migrate(settings: Settings) -> None:
     """Create every table once. Workers never create tables (concurrent DDL races)."""
     store = key_store(settings)
+    views = view_db(settings)
     try:
         store.create_table()
-        app = Yingke(
-            settings.eventsourcing_env(create_tables=True),
-            clock=system_clock,
-            keyer=PhoneKeyer(settings.secret),
-            vault=Vault(store, settings.secret),
-        )
+        app = _app(settings, store, system_clock, create_tables=True)
+        Follower(app, views, all_views(views.dialect)).migrate()
         app.close()
     finally:
+        views.close()
         close = getattr(store, "close", None)
         if close:
             close()
@@ -69,13 +113,18 @@ def migrate(settings: Settings) -> None:
 def build(settings: Settings, clock: Clock | None = None) -> Container:
     clock = clock or system_clock
     if settings.embedded:
-        # One process owns the SQLite file: migrating at start-up cannot race anyone.
+        # One process owns the SQLite files: migrating at start-up cannot race anyone.
         migrate(settings)
     store = key_store(settings)
-    app = Yingke(
-        settings.eventsourcing_env(create_tables=False),
+    app = _app(settings, store, clock, create_tables=False)
+    views = view_db(settings)
+    follower = Follower(app, views, all_views(views.dialect))
+    return Container(
+        settings=settings,
+        app=app,
+        store=store,
         clock=clock,
-        keyer=PhoneKeyer(settings.secret),
-        vault=Vault(store, settings.secret),
+        views=views,
+        follower=follower,
+        deadlines=DeadlineProcessor(app, views, follower),
     )
-    return Container(settings=settings, app=app, store=store, clock=clock)

@@ -22,6 +22,18 @@ class Settings:
     admin_key: str
     secret: bytes
     pg_pool_size: int = 10
+    # eventsourcing retries a failed connection 10 times, so a store that is down
+    # answers 503 after about 10 × (this + 0.2) seconds.
+    pg_connect_timeout: int = 2
+    # "inprocess": serve also follows the log into the views and fires deadlines;
+    # "none": leave both to `yingke projections` / `yingke deadlines` processes.
+    workers: str = "inprocess"
+    follow_interval: float = 0.2
+    deadline_interval: float = 1.0
+
+    @property
+    def views_path(self) -> Path:
+        return self.data_dir / "views.sqlite3"
 
     @property
     def embedded(self) -> bool:
@@ -50,7 +62,7 @@ class Settings:
             "POSTGRES_PASSWORD": pg["password"],
             "POSTGRES_POOL_SIZE": str(self.pg_pool_size),
             "POSTGRES_MAX_OVERFLOW": str(self.pg_pool_size),
-            "POSTGRES_CONNECT_TIMEOUT": "5",
+            "POSTGRES_CONNECT_TIMEOUT": str(self.pg_connect_timeout),
             "POSTGRES_PRE_PING": "y",
             "CREATE_TABLE": flag,
         }
@@ -80,6 +92,13 @@ def _kept_secret(path: Path, make: str) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(make + "\n")
     return make
+
+
+def _choice(env: dict[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = env.get(name, default)
+    if value not in allowed:
+        raise ConfigurationError(f"{name} must be one of {', '.join(allowed)}")
+    return value
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -115,4 +134,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         admin_key=admin_key,
         secret=secret.encode(),
         pg_pool_size=int(env.get("YINGKE_PG_POOL_SIZE", "10")),
+        pg_connect_timeout=int(env.get("YINGKE_PG_CONNECT_TIMEOUT", "2")),
+        workers=_choice(env, "YINGKE_WORKERS", ("inprocess", "none"), "inprocess"),
+        follow_interval=float(env.get("YINGKE_FOLLOW_INTERVAL", "0.2")),
+        deadline_interval=float(env.get("YINGKE_DEADLINE_INTERVAL", "1.0")),
     )

@@ -81,9 +81,14 @@ class SQLiteKeyStore(KeyStore):
 
 
 class PostgresKeyStore(KeyStore):
-    def __init__(self, conninfo: str, max_size: int = 10) -> None:
+    def __init__(self, conninfo: str, max_size: int = 10, timeout: float = 5) -> None:
         self._pool = ConnectionPool(
-            conninfo, min_size=1, max_size=max_size, open=True, kwargs={"autocommit": True}
+            conninfo,
+            min_size=1,
+            max_size=max_size,
+            open=True,
+            timeout=timeout,
+            kwargs={"autocommit": True},
         )
 
     def create_table(self) -> None:

@@ -1,0 +1,42 @@
+# The two commands a newcomer needs: `make serve` and `make test`.
+# Both create .venv and install what they need on first use.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: serve test lint typecheck pytest bench-report-filing install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the service on the embedded default (SQLite under ./var, 127.0.0.1:8000).
+serve: $(STAMP)
+	$(BIN)/yingke serve
+
+## Lint, format check, type check, then the whole test suite.
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## Benchmarks (need PostgreSQL on 127.0.0.1:5432); not part of the test suite.
+bench-report-filing: $(STAMP)
+	$(BIN)/python -m bench.report_filing
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""HTTP interface: thin routes over the application service (domain.application)."""

@@ -1,0 +1,106 @@
+"""Request-scoped dependencies: the container, the caller, the command context."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+
+from domain.application import Context, Idempotency, Yingke
+from domain.values import Actor
+from yingke.bootstrap import Container
+
+GLOBAL_ROLES = ("admin", "auditor", "service")
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+@dataclass(frozen=True)
+class Caller:
+    id: str
+    role: str
+    partner_id: str | None = None
+    project_ids: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.id, self.role)
+
+    def covers(self, project_id: str) -> bool:
+        if self.role in GLOBAL_ROLES:
+            return True
+        # A channel agent granted no project list may report to any project.
+        if self.role == "channel_agent" and not self.project_ids:
+            return True
+        return project_id in self.project_ids
+
+    def require(self, *roles: str) -> None:
+        if self.role not in roles:
+            raise HTTPException(403, f"role {self.role} may not do this")
+
+    def require_project(self, project_id: str, *roles: str) -> None:
+        self.require(*roles)
+        if not self.covers(project_id):
+            raise HTTPException(403, f"{self.id} is not granted project {project_id}")
+
+
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+def get_app(request: Request) -> Yingke:
+    return get_container(request).app
+
+
+def get_caller(
+    request: Request,
+    authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
+) -> Caller:
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise HTTPException(401, "send Authorization: Bearer <key>", headers=challenge)
+    key = authorization[7:].strip()
+    container = get_container(request)
+    if secrets.compare_digest(key.encode(), container.settings.admin_key.encode()):
+        return Caller("admin", "admin")
+    principal = container.app.authenticate(key)
+    if principal is None:
+        raise HTTPException(401, "unknown or revoked API key", headers=challenge)
+    return Caller(
+        principal.principal_id, principal.role, principal.partner_id, tuple(principal.project_ids)
+    )
+
+
+async def get_context(
+    request: Request,
+    caller: Annotated[Caller, Depends(get_caller)],
+    idempotency_key: Annotated[
+        str | None,
+        Header(description="Repeat a POST safely: same key and body → the first response"),
+    ] = None,
+) -> Context:
+    idempotency = None
+    if idempotency_key is not None:
+        if not _IDEMPOTENCY_KEY.match(idempotency_key):
+            raise HTTPException(400, "Idempotency-Key must be 1-255 visible ASCII characters")
+        body = await request.body()
+        try:
+            canonical = json.dumps(json.loads(body or b"null"), sort_keys=True).encode()
+        except ValueError:
+            canonical = body
+        secret = get_container(request).settings.secret
+        message = f"{request.method} {request.url.path}\n".encode() + canonical
+        fingerprint = hmac.new(secret, message, hashlib.sha256).hexdigest()
+        idempotency = Idempotency(idempotency_key, fingerprint)
+    return Context(caller.actor, request.state.request_id, idempotency)
+
+
+AppDep = Annotated[Yingke, Depends(get_app)]
+CallerDep = Annotated[Caller, Depends(get_caller)]
+ContextDep = Annotated[Context, Depends(get_context)]

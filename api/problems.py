@@ -1,0 +1,147 @@
+"""RFC 9457 problem details, and the one map from errors to HTTP statuses."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from domain.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    IdempotencyKeyReused,
+    InvalidInput,
+    NotFound,
+    TooMuchContention,
+)
+
+log = logging.getLogger("yingke.api")
+
+PROBLEM = "application/problem+json"
+STORE_DOWN = (
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+    PoolTimeout,
+    sqlite3.OperationalError,
+)
+
+_STATUS: list[tuple[type[DomainError], int, str]] = [
+    (InvalidInput, 422, "Invalid input"),
+    (IdempotencyKeyReused, 422, "Idempotency-Key reused"),
+    (NotFound, 404, "Not found"),
+    (Conflict, 409, "Conflict"),
+    (Forbidden, 403, "Forbidden"),
+    (TooMuchContention, 503, "Too much contention"),
+]
+
+
+def problem(
+    request: Request,
+    status: int,
+    title: str,
+    detail: str,
+    code: str,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "code": code,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    request_id = getattr(request.state, "request_id", None)
+    if request_id:
+        body["request_id"] = request_id
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    # ("body", "phone") → "phone"; ("query", "at") → "at"; nested → "profile.budget.min"
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "field": _field_name(tuple(e.get("loc", ()))),
+                "message": e.get("msg", ""),
+                "code": e.get("type", "invalid"),
+            }
+            for e in exc.errors()
+        ]
+        return problem(
+            request, 422, "Invalid input", "the request has invalid fields", "invalid_input", errors
+        )
+
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
+        status, title = next(
+            ((code, name) for cls, code, name in _STATUS if isinstance(exc, cls)),
+            (400, "Bad request"),
+        )
+        errors = None
+        if isinstance(exc, InvalidInput):
+            errors = [{"field": exc.field, "message": str(exc), "code": exc.code}]
+        headers = {"Retry-After": "1"} if status == 503 else None
+        return problem(request, status, title, str(exc), exc.code, errors, headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {
+            401: "unauthenticated",
+            403: "forbidden",
+            404: "not_found",
+            405: "method_not_allowed",
+        }.get(exc.status_code, "http_error")
+        return problem(
+            request,
+            exc.status_code,
+            code.replace("_", " ").capitalize(),
+            str(exc.detail),
+            code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    for error_type in STORE_DOWN:
+        app.add_exception_handler(error_type, _store_down)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(
+            request,
+            500,
+            "Internal error",
+            "an unexpected error occurred; it was logged with this request id",
+            "internal_error",
+        )
+
+
+async def _store_down(request: Request, exc: Exception) -> JSONResponse:
+    log.error("event store unavailable: %s", type(exc).__name__)
+    return problem(
+        request,
+        503,
+        "Store unavailable",
+        "the event store cannot be reached; retry with the same Idempotency-Key",
+        "store_unavailable",
+        headers={"Retry-After": "2"},
+    )

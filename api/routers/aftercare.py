@@ -1,0 +1,159 @@
+"""After the visit: 跟进 follow-ups, grades, profile, transfers, 战败 losses, 公海池 claims."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Response
+
+from api.deps import AppDep, CallerDep, ContextDep
+from api.results import command_response
+from api.routers.clients import visible_client
+from api.schemas import (
+    ClaimIn,
+    DecisionIn,
+    FollowUpIn,
+    GradeIn,
+    LossRequestIn,
+    ProfileIn,
+    TransferIn,
+)
+
+router = APIRouter(prefix="/v1/clients/{client_id}", tags=["aftercare"])
+
+# The aggregate itself refuses a consultant acting on someone else's buyer.
+CARERS = ("consultant", "supervisor", "manager", "admin")
+REVIEWERS = ("supervisor", "manager", "admin")
+
+
+@router.post("/follow-ups", status_code=201)
+def log_follow_up(
+    client_id: uuid.UUID, body: FollowUpIn, app: AppDep, caller: CallerDep, ctx: ContextDep
+) -> Response:
+    """Log a follow-up (跟进) by the owner; an effective one extends protection."""
+    visible_client(app, caller, client_id, *CARERS)
+    return command_response(
+        app.log_follow_up(
+            ctx,
+            client_id,
+            method=body.method,
+            summary=body.summary,
+            effective=body.effective,
+            next_contact_at=body.next_contact_at,
+            grade=body.grade,
+        )
+    )
+
+
+@router.post("/grade")
+def change_grade(
+    client_id: uuid.UUID, body: GradeIn, app: AppDep, caller: CallerDep, ctx: ContextDep
+) -> Response:
+    """Grade the buyer A/B/C (意向等级); the follow-up cadence follows the grade."""
+    visible_client(app, caller, client_id, *CARERS)
+    return command_response(app.change_grade(ctx, client_id, body.grade, body.reason))
+
+
+@router.put("/profile")
+def update_profile(
+    client_id: uuid.UUID, body: ProfileIn, app: AppDep, caller: CallerDep, ctx: ContextDep
+) -> Response:
+    """Replace the structured demand profile (客户画像)."""
+    visible_client(app, caller, client_id, *CARERS)
+    return command_response(app.update_profile(ctx, client_id, body.model_dump(exclude_none=True)))
+
+
+@router.post("/transfers")
+def transfer(
+    client_id: uuid.UUID, body: TransferIn, app: AppDep, caller: CallerDep, ctx: ContextDep
+) -> Response:
+    """Move the buyer to another consultant (manager only); a fresh protection period."""
+    visible_client(app, caller, client_id, "manager", "admin")
+    return command_response(app.transfer(ctx, client_id, body.to_consultant_id, body.reason))
+
+
+@router.post("/loss-requests", status_code=201)
+def request_loss(
+    client_id: uuid.UUID, body: LossRequestIn, app: AppDep, caller: CallerDep, ctx: ContextDep
+) -> Response:
+    """Ask to give the buyer up (战败申请), with a standard reason; a supervisor reviews."""
+    visible_client(app, caller, client_id, *CARERS)
+    return command_response(app.request_loss(ctx, client_id, body.reason, body.note))
+
+
+@router.post("/loss-requests/{request_id}/approve")
+def approve_loss(
+    client_id: uuid.UUID,
+    request_id: str,
+    body: DecisionIn,
+    app: AppDep,
+    caller: CallerDep,
+    ctx: ContextDep,
+) -> Response:
+    """Approve: the buyer is released to the public pool (公海池)."""
+    visible_client(app, caller, client_id, *REVIEWERS)
+    return command_response(app.decide_loss(ctx, client_id, request_id, True, body.comment))
+
+
+@router.post("/loss-requests/{request_id}/reject")
+def reject_loss(
+    client_id: uuid.UUID,
+    request_id: str,
+    body: DecisionIn,
+    app: AppDep,
+    caller: CallerDep,
+    ctx: ContextDep,
+) -> Response:
+    visible_client(app, caller, client_id, *REVIEWERS)
+    return command_response(app.decide_loss(ctx, client_id, request_id, False, body.comment))
+
+
+@router.post("/claims", status_code=201)
+def claim(
+    client_id: uuid.UUID, body: ClaimIn, app: AppDep, caller: CallerDep, ctx: ContextDep
+) -> Response:
+    """Claim a buyer from the public pool (捞客): claimed at once, or pending approval.
+    409 when the buyer is not in the pool or the monthly cap is used up."""
+    visible_client(app, caller, client_id, *CARERS)
+    consultant_id = body.consultant_id or caller.id
+    if caller.role == "consultant" and consultant_id != caller.id:
+        raise HTTPException(403, "a consultant claims only for themselves")
+    return command_response(app.claim_from_pool(ctx, client_id, consultant_id))
+
+
+def _decide_claim(
+    client_id: uuid.UUID,
+    claim_id: str,
+    approve: bool,
+    body: DecisionIn,
+    app: Any,
+    caller: Any,
+    ctx: Any,
+) -> Response:
+    visible_client(app, caller, client_id, *REVIEWERS)
+    return command_response(app.decide_claim(ctx, client_id, claim_id, approve, body.comment))
+
+
+@router.post("/claims/{claim_id}/approve")
+def approve_claim(
+    client_id: uuid.UUID,
+    claim_id: str,
+    body: DecisionIn,
+    app: AppDep,
+    caller: CallerDep,
+    ctx: ContextDep,
+) -> Response:
+    return _decide_claim(client_id, claim_id, True, body, app, caller, ctx)
+
+
+@router.post("/claims/{claim_id}/reject")
+def reject_claim(
+    client_id: uuid.UUID,
+    claim_id: str,
+    body: DecisionIn,
+    app: AppDep,
+    caller: CallerDep,
+    ctx: ContextDep,
+) -> Response:
+    return _decide_claim(client_id, claim_id, False, body, app, caller, ctx)

@@ -1,0 +1,57 @@
+"""置业顾问离职: a consultant leaves; their key stops at once and their buyers move on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+
+from api.deps import AppDep, CallerDep, ContextDep, get_container
+from api.schemas import DepartureIn
+from domain.errors import InvalidInput, NotFound
+from yingke.deadlines import continue_departure
+
+router = APIRouter(prefix="/v1/consultants/{consultant_id}", tags=["consultants"])
+
+
+@router.post("/departure")
+def depart(
+    consultant_id: str,
+    body: DepartureIn,
+    request: Request,
+    app: AppDep,
+    caller: CallerDep,
+    ctx: ContextDep,
+) -> dict[str, Any]:
+    """Revoke the leaver's key and move every buyer they own to ``successor_id`` or to
+    the pool. Repeating the call resumes an interrupted move."""
+    caller.require("manager", "admin")
+    if (body.successor_id is None) == (not body.to_pool):
+        raise InvalidInput("successor_id", "give either successor_id or to_pool: true")
+    leaver = app.principal(consultant_id)
+    if leaver is None:
+        raise NotFound(f"no consultant {consultant_id}")
+    if not all(caller.covers(p) for p in leaver.project_ids):
+        raise HTTPException(403, "the leaver works on projects you are not granted")
+    app.start_departure(ctx, consultant_id, body.successor_id)
+    container = get_container(request)
+    continue_departure(app, container.views, container.follower, consultant_id)
+    return _status(app, container, consultant_id)
+
+
+def _status(app: Any, container: Any, consultant_id: str) -> dict[str, Any]:
+    status: dict[str, Any] = app.departure_status(consultant_id)
+    remaining = container.views.query(
+        "SELECT COUNT(*) FROM client_overview WHERE consultant_id = %s AND status = 'owned'",
+        (consultant_id,),
+    )
+    status["remaining"] = int(remaining[0][0])
+    return status
+
+
+@router.get("/departure")
+def departure(
+    consultant_id: str, request: Request, app: AppDep, caller: CallerDep
+) -> dict[str, Any]:
+    caller.require("manager", "supervisor", "auditor", "admin")
+    return _status(app, get_container(request), consultant_id)

@@ -1,0 +1,99 @@
+"""客户判定 / 申诉: disputes over who brought or owns a buyer, ruled by a manager."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Response
+
+from api.deps import AppDep, Caller, CallerDep, ContextDep
+from api.results import command_response
+from api.routers.clients import visible_client
+from api.schemas import AppealIn, DisputeIn, RulingIn
+from domain.application import Yingke
+from domain.client import Client
+
+router = APIRouter(tags=["disputes"])
+
+
+@router.post("/v1/clients/{client_id}/disputes", status_code=201)
+def open_dispute(
+    client_id: uuid.UUID, body: DisputeIn, app: AppDep, caller: CallerDep, ctx: ContextDep
+) -> Response:
+    """Open a dispute: a channel claims through its own report; a consultant claims the
+    buyer for themselves (a supervisor or manager may file for a consultant)."""
+    if caller.role == "channel_agent":
+        client = app.client(client_id)
+        if not caller.covers(client.project_id) or body.claimant_id != caller.partner_id:
+            raise HTTPException(403, "a channel agent disputes only for its own partner")
+        kind = "channel"
+    else:
+        visible_client(app, caller, client_id, "consultant", "supervisor", "manager", "admin")
+        if caller.role == "consultant" and body.claimant_id != caller.id:
+            raise HTTPException(403, "a consultant disputes only for themselves")
+        kind = "consultant"
+    return command_response(
+        app.open_dispute(
+            ctx,
+            client_id,
+            claimant_kind=kind,
+            claimant_id=body.claimant_id,
+            reason=body.reason,
+            evidence_versions=body.evidence_versions,
+            report_id=body.report_id,
+        )
+    )
+
+
+def _dispute_for(app: Yingke, caller: Caller, dispute_id: str) -> tuple[Client, dict[str, Any]]:
+    client = app.dispute_client(dispute_id)
+    dispute = app.dispute(dispute_id)
+    party = caller.role == "channel_agent" and dispute["claimant_id"] == caller.partner_id
+    staff = caller.role != "channel_agent" and caller.covers(client.project_id)
+    if not (party or staff):
+        raise HTTPException(404, "dispute not found")
+    return client, dispute
+
+
+@router.get("/v1/disputes/{dispute_id}")
+def get_dispute(dispute_id: str, app: AppDep, caller: CallerDep) -> dict[str, Any]:
+    """The dispute with its rulings, the appeal, and who owns the buyer now."""
+    caller.require(
+        "channel_agent", "consultant", "supervisor", "manager", "auditor", "service", "admin"
+    )
+    return _dispute_for(app, caller, dispute_id)[1]
+
+
+@router.post("/v1/disputes/{dispute_id}/ruling")
+def rule(
+    dispute_id: str, body: RulingIn, app: AppDep, caller: CallerDep, ctx: ContextDep
+) -> Response:
+    """A manager rules, citing the events relied on; the ruling after an appeal is final."""
+    caller.require("manager", "admin")
+    _dispute_for(app, caller, dispute_id)
+    return command_response(
+        app.rule_dispute(
+            ctx,
+            dispute_id,
+            outcome=body.outcome,
+            reason=body.reason,
+            evidence_versions=body.evidence_versions,
+        )
+    )
+
+
+@router.post("/v1/disputes/{dispute_id}/appeal")
+def appeal(
+    dispute_id: str, body: AppealIn, app: AppDep, caller: CallerDep, ctx: ContextDep
+) -> Response:
+    """One appeal, by a party to the dispute (the claimant or the owning consultant)."""
+    client, dispute = _dispute_for(app, caller, dispute_id)
+    owner = client.owner.consultant_id if client.owner else None
+    earlier_owner = dispute["owner_at_opening"].get("consultant_id")
+    is_party = caller.id in (dispute["claimant_id"], owner, earlier_owner) or (
+        caller.role == "channel_agent" and caller.partner_id == dispute["claimant_id"]
+    )
+    if not (is_party or caller.role in ("supervisor", "manager", "admin")):
+        raise HTTPException(403, "only a party to the dispute may appeal")
+    return command_response(app.appeal_dispute(ctx, dispute_id, body.reason))

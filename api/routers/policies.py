@@ -1,0 +1,54 @@
+"""Per-project attribution policy (判客规则), versioned."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+
+from api.deps import AppDep, CallerDep, ContextDep
+from api.results import command_response
+from api.schemas import PolicyIn, PolicyOut
+
+router = APIRouter(prefix="/v1/projects/{project_id}/policy", tags=["policy"])
+
+
+@router.put("", response_model=PolicyOut)
+def set_policy(
+    project_id: str,
+    body: PolicyIn,
+    app: AppDep,
+    caller: CallerDep,
+    ctx: ContextDep,
+    if_match: Annotated[str | None, Header(description="Expected current version")] = None,
+) -> Response:
+    """Replace the project's policy with a new version; omitted fields take the defaults."""
+    caller.require_project(project_id, "admin", "manager")
+    expected = None
+    if if_match is not None:
+        try:
+            expected = int(if_match.strip('"W/'))
+        except ValueError:
+            expected = -1
+    return command_response(app.set_policy(ctx, project_id, body.model_dump(), expected))
+
+
+@router.get("", response_model=PolicyOut)
+def get_policy(
+    project_id: str,
+    app: AppDep,
+    caller: CallerDep,
+    version: Annotated[int | None, Query(ge=0, description="An old version")] = None,
+) -> dict[str, Any]:
+    """The policy in force (or ``?version=N``); version 0 is the defaults."""
+    caller.require_project(
+        project_id,
+        "admin",
+        "manager",
+        "supervisor",
+        "consultant",
+        "channel_agent",
+        "auditor",
+        "service",
+    )
+    return app.policy_version(project_id, version)

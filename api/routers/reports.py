@@ -1,0 +1,50 @@
+"""报备: channel reports of a buyer before the visit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Response
+
+from api.deps import AppDep, CallerDep, ContextDep
+from api.results import command_response
+from api.schemas import ReportIn, ReportOut
+
+router = APIRouter(prefix="/v1/reports", tags=["reports"])
+
+FILERS = ("channel_agent", "manager", "service", "admin")
+READERS = ("channel_agent", "manager", "supervisor", "consultant", "auditor", "service", "admin")
+
+
+@router.post("", status_code=201, response_model=ReportOut)
+def file_report(body: ReportIn, app: AppDep, caller: CallerDep, ctx: ContextDep) -> Response:
+    """File a report (报备). A rejection is a recorded fact too, so it is also 201; it never
+    names the competing channel."""
+    caller.require_project(body.project_id, *FILERS)
+    if caller.role == "channel_agent" and (
+        body.partner_id != caller.partner_id or body.agent_id != caller.id
+    ):
+        raise HTTPException(403, "a channel agent files only as itself, for its own partner")
+    result = app.file_report(
+        ctx,
+        project_id=body.project_id,
+        partner_id=body.partner_id,
+        agent_id=body.agent_id,
+        client_name=body.client_name,
+        phone=body.phone,
+        expected_visit_at=body.expected_visit_at,
+        note=body.note,
+    )
+    return command_response(result)
+
+
+@router.get("/{report_id}", response_model=ReportOut)
+def get_report(report_id: str, app: AppDep, caller: CallerDep) -> dict[str, Any]:
+    caller.require(*READERS)
+    report = app.report(report_id)
+    if not caller.covers(report["project_id"]) or (
+        caller.role == "channel_agent" and report["partner_id"] != caller.partner_id
+    ):
+        # Same answer as a missing report: another channel's reports do not exist for you.
+        raise HTTPException(404, "report not found")
+    return report

@@ -1,0 +1,372 @@
+"""Request and response bodies. Field descriptions become the OpenAPI text at /docs."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+Ident = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ------------------------------------------------------------------ principals
+
+
+class PrincipalIn(Strict):
+    id: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$",
+        description="Stable id, e.g. the staff number of a consultant (置业顾问)",
+    )
+    role: Literal[
+        "admin", "manager", "supervisor", "consultant", "channel_agent", "auditor", "service"
+    ]
+    partner_id: str | None = Field(
+        default=None, max_length=64, description="Channel partner (渠道) of a channel_agent"
+    )
+    project_ids: list[str] = Field(
+        default_factory=list,
+        max_length=200,
+        description="Projects (楼盘/案场) granted; required for manager, supervisor, consultant",
+    )
+
+
+class PrincipalOut(BaseModel):
+    id: str
+    role: str
+    partner_id: str | None
+    project_ids: list[str]
+    revoked: bool
+    created_at: AwareDatetime | None = None
+    key: str | None = Field(
+        default=None, description="The API key, shown once at creation and never again"
+    )
+
+
+# ---------------------------------------------------------------------- policy
+
+
+class PolicyIn(Strict):
+    judge_rule: Literal["report_first", "visit_first"] = Field(
+        default="report_first", description="报备优先 (report_first) or 到访优先 (visit_first)"
+    )
+    masked_reports: Literal["allowed", "forbidden"] = Field(
+        default="allowed", description="Whether 隐号报备 (前三后四, 138****5678) is accepted"
+    )
+    report_validity: str = Field(
+        default="P3D", description="报备有效期: ISO-8601 duration, e.g. P3D or PT48H"
+    )
+    protection: str = Field(
+        default="P30D", description="保护期 after the deciding visit: ISO-8601 duration"
+    )
+    protection_extension: str = Field(
+        default="P3D",
+        description="An effective follow-up or a visit pushes protection to at least this "
+        "far from now (never backwards)",
+    )
+    protection_max: str = Field(
+        default="P90D", description="Protection never runs past ownership start + this"
+    )
+    inactivity_release: str = Field(
+        default="P30D", description="No effective follow-up for this long → released"
+    )
+    first_follow_up: str = Field(
+        default="PT24H", description="First follow-up due this long after assignment"
+    )
+    cadence: dict[str, str] = Field(
+        default_factory=lambda: {"A": "P3D", "B": "P7D", "C": "P30D"},
+        description="Follow-up cadence per grade (A/B/C 类客户)",
+    )
+    on_expiry: Literal["pool", "manager"] = Field(
+        default="pool", description="Where expired or inactive buyers go: 公海池 or a manager"
+    )
+    expiry_manager_id: str | None = Field(
+        default=None, max_length=64, description="The manager who receives them (on_expiry=manager)"
+    )
+    pool_claims_per_month: int = Field(
+        default=5, ge=0, le=10_000, description="Pool claims (捞客) per consultant per month"
+    )
+    pool_claim_approval: bool = Field(
+        default=False, description="Whether a supervisor must approve each pool claim"
+    )
+
+
+class PolicyOut(BaseModel):
+    project_id: str
+    version: int = Field(description="0 means the defaults: the project never set a policy")
+    effective_from: AwareDatetime | None
+    judge_rule: str
+    masked_reports: str
+    report_validity: str
+    protection: str
+    protection_extension: str
+    protection_max: str
+    inactivity_release: str
+    first_follow_up: str
+    cadence: dict[str, str]
+    on_expiry: str
+    expiry_manager_id: str | None
+    pool_claims_per_month: int
+    pool_claim_approval: bool
+
+
+# --------------------------------------------------------------------- reports
+
+
+class ReportIn(Strict):
+    project_id: str = Ident
+    partner_id: str = Field(min_length=1, max_length=64, description="渠道 partner filing")
+    agent_id: str = Field(min_length=1, max_length=64, description="经纪人 filing the report")
+    client_name: str = Field(min_length=1, max_length=50)
+    phone: str = Field(
+        min_length=7,
+        max_length=32,
+        description="Full mobile number, or masked 前三后四 like 138****5678 when allowed",
+    )
+    expected_visit_at: AwareDatetime | None = Field(
+        default=None, description="Must fall inside the report's validity"
+    )
+    note: str | None = Field(default=None, max_length=500)
+
+
+class ReportOut(BaseModel):
+    report_id: str
+    project_id: str
+    partner_id: str
+    agent_id: str
+    status: Literal["accepted", "rejected", "confirmed", "closed", "expired"]
+    reason: str | None = Field(
+        description="Why rejected or closed: protected, duplicate, masked_not_allowed, "
+        "lost_to_earlier_report, lost_to_accompanied_visit, …"
+    )
+    client_id: str | None = Field(description="null for a masked report until a visit matches it")
+    phone_masked: str
+    masked: bool
+    filed_at: AwareDatetime
+    valid_until: AwareDatetime | None
+    expected_visit_at: AwareDatetime | None
+    policy_version: int
+    client_name_masked: str | None = None
+
+
+# ---------------------------------------------------------------------- visits
+
+
+class VisitIn(Strict):
+    project_id: str = Ident
+    phone: str = Field(min_length=7, max_length=32, description="The buyer's full number")
+    client_name: str = Field(min_length=1, max_length=50)
+    consultant_id: str = Field(
+        min_length=1, max_length=64, description="置业顾问 receiving the buyer"
+    )
+    partner_id: str | None = Field(
+        default=None, max_length=64, description="Channel whose agent accompanies (带看)"
+    )
+    agent_id: str | None = Field(default=None, max_length=64)
+
+
+class Owner(BaseModel):
+    status: Literal["none", "reported", "owned", "pool"]
+    consultant_id: str | None
+    partner_id: str | None
+    report_id: str | None
+    basis: str | None = Field(
+        description="report | walk_in (自然到访) | pool_claim | transfer | departure | expiry "
+        "| ruling; for status pool, the release reason"
+    )
+    since: AwareDatetime | None
+    protected_until: AwareDatetime | None
+    protected: bool
+    policy_version: int | None
+    decided_by_version: int | None = Field(description="Version of the deciding event")
+
+
+class VisitOut(BaseModel):
+    client_id: str
+    visit_id: str
+    outcome: Literal["protected", "report", "walk_in"]
+    owner: Owner
+
+
+# --------------------------------------------------------------------- clients
+
+
+class LookupIn(Strict):
+    project_id: str = Ident
+    phone: str = Field(min_length=7, max_length=32)
+
+
+class LookupOut(BaseModel):
+    client_id: str
+
+
+class ClientOut(BaseModel):
+    client_id: str
+    project_id: str
+    phone_masked: str
+    client_name_masked: str | None
+    registered_at: AwareDatetime
+    version: int
+    owner: Owner
+    visits: int
+    last_visit_at: AwareDatetime | None
+    reports: list[ReportOut]
+    personal_data_erased: bool
+
+
+class HistoryEvent(BaseModel):
+    version: int
+    type: str
+    occurred_at: AwareDatetime
+    actor: dict[str, str] | None
+    correlation_id: str | None
+    data: dict[str, Any]
+
+
+class HistoryOut(BaseModel):
+    client_id: str
+    events: list[HistoryEvent]
+
+
+class OwnershipOut(BaseModel):
+    client_id: str
+    at: AwareDatetime
+    owner: Owner
+    decided_by: HistoryEvent | None
+    policy_version: int | None
+    replayed_to_version: int
+
+
+class ErasureOut(BaseModel):
+    client_id: str
+    personal_data_erased: bool
+
+
+# ------------------------------------------------------------------ aftercare
+
+
+class FollowUpIn(Strict):
+    method: Literal["call", "wechat", "sms", "visit", "other"]
+    summary: str = Field(min_length=1, max_length=2000, description="What was said (sealed)")
+    effective: bool = Field(description="The buyer was actually reached (有效跟进)")
+    next_contact_at: AwareDatetime | None = Field(
+        default=None, description="When the consultant plans the next contact"
+    )
+    grade: Literal["A", "B", "C"] | None = Field(
+        default=None, description="A: buys in 1-3 months, B: 3-6, C: no timetable"
+    )
+
+
+class GradeIn(Strict):
+    grade: Literal["A", "B", "C"]
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ProfileIn(Strict):
+    """The structured demand profile (客户画像)."""
+
+    budget_min: int | None = Field(default=None, ge=0, le=10_000_000_000, description="yuan")
+    budget_max: int | None = Field(default=None, ge=0, le=10_000_000_000, description="yuan")
+    districts: list[str] = Field(default_factory=list, max_length=20)
+    layouts: list[int] = Field(default_factory=list, max_length=10, description="rooms, 1-10")
+    area_min: float | None = Field(default=None, ge=10, le=5000, description="m²")
+    area_max: float | None = Field(default=None, ge=10, le=5000, description="m²")
+    floor_preference: Literal["low", "middle", "high", "any"] | None = None
+    purpose: Literal["self_use", "investment", "both"] | None = None
+    focus: list[
+        Literal[
+            "school",
+            "transport",
+            "commerce",
+            "hospital",
+            "park",
+            "view",
+            "quiet",
+            "parking",
+            "developer_brand",
+            "property_management",
+            "price",
+        ]
+    ] = Field(default_factory=list, max_length=11)
+    family_structure: (
+        Literal["single", "couple", "young_family", "three_generations", "other"] | None
+    ) = None
+    age_band: Literal["under_25", "25_34", "35_44", "45_54", "55_plus"] | None = None
+    source_detail: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> ProfileIn:
+        budget = (self.budget_min, self.budget_max)
+        if budget[0] is not None and budget[1] is not None and budget[0] > budget[1]:
+            raise ValueError("budget_max must not be below budget_min")
+        area = (self.area_min, self.area_max)
+        if area[0] is not None and area[1] is not None and area[0] > area[1]:
+            raise ValueError("area_max must not be below area_min")
+        if any(not 1 <= rooms <= 10 for rooms in self.layouts):
+            raise ValueError("layouts: rooms must be between 1 and 10")
+        return self
+
+
+class TransferIn(Strict):
+    to_consultant_id: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class LossRequestIn(Strict):
+    reason: Literal[
+        "price",
+        "location",
+        "layout_area",
+        "school_district",
+        "bought_elsewhere",
+        "loan_refused",
+        "unreachable",
+        "no_longer_buying",
+        "other",
+    ] = Field(description="战败原因")
+    note: str = Field(default="", max_length=2000)
+
+
+class DecisionIn(Strict):
+    comment: str = Field(default="", max_length=500)
+
+
+class ClaimIn(Strict):
+    consultant_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Who claims (捞客); defaults to the calling consultant",
+    )
+
+
+class DepartureIn(Strict):
+    successor_id: str | None = Field(default=None, max_length=64)
+    to_pool: bool = False
+
+
+class DisputeIn(Strict):
+    claimant_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="The consultant claiming the buyer, or the channel partner_id",
+    )
+    reason: str = Field(min_length=1, max_length=2000)
+    evidence_versions: list[int] = Field(default_factory=list, max_length=100)
+    report_id: str | None = Field(
+        default=None, description="Required for a channel: the report the claim rests on"
+    )
+
+
+class RulingIn(Strict):
+    outcome: Literal["upheld", "dismissed"]
+    reason: str = Field(min_length=1, max_length=2000)
+    evidence_versions: list[int] = Field(min_length=1, max_length=100)
+
+
+class AppealIn(Strict):
+    reason: str = Field(min_length=1, max_length=2000)

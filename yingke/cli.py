@@ -1,0 +1,111 @@
+"""The ``yingke`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from yingke.settings import ConfigurationError, load_settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from yingke.bootstrap import build
+
+    settings = load_settings()
+    host = args.host or settings.host
+    port = args.port or settings.port
+    container = build(settings)
+    if settings.workers == "inprocess":
+        container.start_workers()
+    where = f"http://{host}:{port}"
+    store = f"SQLite at {settings.sqlite_path}" if settings.embedded else "PostgreSQL"
+    print(f"Yingke listening on {where}  (events: {store})", flush=True)
+    print(f"  API docs: {where}/docs   health: {where}/healthz", flush=True)
+    if settings.embedded:
+        print(f"  admin key (kept in {settings.data_dir / 'admin.key'}): {settings.admin_key}")
+        print(
+            f"  try: curl -H 'Authorization: Bearer {settings.admin_key}' "
+            f"{where}/v1/projects/demo/policy",
+            flush=True,
+        )
+    try:
+        uvicorn.run(create_app(container), host=host, port=port, log_level=args.log_level)
+    finally:
+        container.close()
+    return 0
+
+
+def _run_loop(step_name: str) -> int:
+    """Run one worker in the foreground until SIGTERM or Ctrl-C."""
+    from projections.runtime import Loop
+    from yingke.bootstrap import build
+
+    settings = load_settings()
+    container = build(settings)
+    step = container.follower.run_once if step_name == "views" else container.deadlines.run_once
+    interval = settings.follow_interval if step_name == "views" else settings.deadline_interval
+    loop = Loop(step_name, step, interval)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    loop.start()
+    print(f"yingke {step_name}: running (every {interval}s); Ctrl-C or SIGTERM stops", flush=True)
+    try:
+        while not stopped.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        loop.stop()
+        container.close()
+    return 0
+
+
+def _projections(args: argparse.Namespace) -> int:
+    return _run_loop("views")
+
+
+def _deadlines(args: argparse.Namespace) -> int:
+    return _run_loop("deadlines")
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from yingke.bootstrap import migrate
+
+    settings = load_settings()
+    migrate(settings)
+    print("tables are in place", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="yingke", description="赢客 Yingke CRM service")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP API (embedded default: SQLite)")
+    serve.add_argument("--host", default=None, help="overrides YINGKE_HOST")
+    serve.add_argument("--port", type=int, default=None, help="overrides YINGKE_PORT")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=_serve)
+    mig = sub.add_parser("migrate", help="create the tables (run once before scaled workers)")
+    mig.set_defaults(func=_migrate)
+    proj = sub.add_parser("projections", help="follow the event log into the BI views")
+    proj.set_defaults(func=_projections)
+    dead = sub.add_parser("deadlines", help="fire report, protection and inactivity deadlines")
+    dead.set_defaults(func=_deadlines)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        result: int = args.func(args)
+    except ConfigurationError as exc:
+        print(f"yingke: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
