@@ -10,10 +10,11 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Query, Request
 
 from domain.application import Context, Idempotency, Yingke
 from domain.values import Actor
+from projections.queries import Scope, team_members
 from yingke.bootstrap import Container
 
 GLOBAL_ROLES = ("admin", "auditor", "service")
@@ -104,3 +105,56 @@ async def get_context(
 AppDep = Annotated[Yingke, Depends(get_app)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 ContextDep = Annotated[Context, Depends(get_context)]
+
+
+def get_scope(request: Request, caller: Annotated[Caller, Depends(get_caller)]) -> Scope:
+    """What this caller may read: own buyers, the team's, the projects', or the partner's."""
+    if caller.role in GLOBAL_ROLES:
+        return Scope()
+    if caller.role == "manager":
+        return Scope(project_ids=caller.project_ids)
+    if caller.role == "supervisor":
+        principal = get_app(request).principal(caller.id)
+        team = principal.team_id if principal else None
+        if team is None:
+            return Scope(project_ids=caller.project_ids)
+        members = team_members(get_container(request).views, team)
+        return Scope(project_ids=caller.project_ids, consultant_ids=(caller.id, *members))
+    if caller.role == "consultant":
+        return Scope(project_ids=caller.project_ids, consultant_ids=(caller.id,))
+    if caller.role == "channel_agent":
+        return Scope(project_ids=caller.project_ids or None, partner_id=caller.partner_id)
+    raise HTTPException(403, f"role {caller.role} reads nothing here")
+
+
+def fresh_views(
+    request: Request,
+    after: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            description="Wait until the views include this position "
+            "(the Yingke-Position of your last command)",
+        ),
+    ] = None,
+    yingke_after: Annotated[int | None, Header(ge=0)] = None,
+) -> None:
+    """Read-your-writes: wait briefly for the views, or refuse rather than answer stale."""
+    position = after if after is not None else yingke_after
+    if position is None:
+        return
+    container = get_container(request)
+    if not container.follower.wait_for(position, container.settings.read_wait):
+        lag = max(0, position - min(container.follower.positions().values(), default=0))
+        raise ViewsBehind(position, lag)
+
+
+class ViewsBehind(Exception):
+    def __init__(self, position: int, lag: int) -> None:
+        super().__init__(f"views have not reached position {position} yet ({lag} behind)")
+        self.position = position
+        self.lag = lag
+
+
+ScopeDep = Annotated[Scope, Depends(get_scope)]
+FreshDep = Depends(fresh_views)

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.deps import ViewsBehind
 from domain.errors import (
     Conflict,
     DomainError,
@@ -23,6 +24,7 @@ from domain.errors import (
     NotFound,
     TooMuchContention,
 )
+from projections.queries import BadCursor
 
 log = logging.getLogger("yingke.api")
 
@@ -53,6 +55,7 @@ def problem(
     code: str,
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"/problems/{code}",
@@ -64,6 +67,7 @@ def problem(
     }
     if errors is not None:
         body["errors"] = errors
+    body.update(extra)
     request_id = getattr(request.state, "request_id", None)
     if request_id:
         body["request_id"] = request_id
@@ -118,6 +122,30 @@ def install(app: FastAPI) -> None:
             str(exc.detail),
             code,
             headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(ViewsBehind)
+    async def views_behind(request: Request, exc: ViewsBehind) -> JSONResponse:
+        return problem(
+            request,
+            503,
+            "Views behind",
+            str(exc),
+            "views_behind",
+            headers={"Retry-After": "1"},
+            position=exc.position,
+            lag=exc.lag,
+        )
+
+    @app.exception_handler(BadCursor)
+    async def bad_cursor(request: Request, exc: BadCursor) -> JSONResponse:
+        return problem(
+            request,
+            422,
+            "Invalid input",
+            str(exc),
+            "invalid_input",
+            [{"field": "cursor", "message": str(exc), "code": "invalid_cursor"}],
         )
 
     for error_type in STORE_DOWN:

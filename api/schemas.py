@@ -34,6 +34,12 @@ class PrincipalIn(Strict):
         max_length=200,
         description="Projects (楼盘/案场) granted; required for manager, supervisor, consultant",
     )
+    team_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Sales team (销售小组) of a consultant or supervisor; a supervisor sees "
+        "their team's buyers and tasks",
+    )
 
 
 class PrincipalOut(BaseModel):
@@ -41,6 +47,7 @@ class PrincipalOut(BaseModel):
     role: str
     partner_id: str | None
     project_ids: list[str]
+    team_id: str | None = None
     revoked: bool
     created_at: AwareDatetime | None = None
     key: str | None = Field(

@@ -49,12 +49,13 @@ class Intake(Service):
         partner_id: str | None,
         project_ids: list[str],
         key: str,
+        team_id: str | None = None,
     ) -> CommandResult:
         def decide(now: datetime) -> Decision:
             if self._find(Principal, principal_uuid(principal_id)) is not None:
                 raise Conflict(f"principal {principal_id} already exists", code="exists")
             principal = Principal.register(
-                principal_id, role, partner_id, project_ids, key, now, ctx.trace
+                principal_id, role, partner_id, project_ids, key, now, ctx.trace, team_id
             )
             body = self._principal_body(principal)
             # The key is shown once: a replayed response must not carry it.
@@ -69,6 +70,7 @@ class Intake(Service):
             "role": p.role,
             "partner_id": p.partner_id,
             "project_ids": p.project_ids,
+            "team_id": p.team_id,
             "revoked": p.revoked,
             "created_at": p.created_on,
         }

@@ -79,8 +79,10 @@ class Principal(Aggregate):
         partner_id: str | None
         project_ids: list[str]
         key_digest: str
+        team_id: str | None
 
     class PrincipalRevoked(Aggregate.Event):
+        principal_id: str
         reason: str
 
         def apply(self, aggregate: Aggregate) -> None:
@@ -94,8 +96,10 @@ class Principal(Aggregate):
         partner_id: str | None,
         project_ids: list[str],
         key_digest: str,
+        team_id: str | None,
     ) -> None:
         self.principal_id = principal_id
+        self.team_id = team_id
         self.role = role
         self.partner_id = partner_id
         self.project_ids = list(project_ids)
@@ -112,8 +116,13 @@ class Principal(Aggregate):
         key: str,
         at: datetime,
         trace: dict[str, Any],
+        team_id: str | None = None,
     ) -> Principal:
         check_identifier(principal_id, "id")
+        if team_id is not None:
+            if role not in ("consultant", "supervisor"):
+                raise InvalidInput("team_id", "only consultants and supervisors belong to a team")
+            check_identifier(team_id, "team_id")
         if principal_id in RESERVED_IDS:
             raise InvalidInput("id", f"{principal_id!r} is reserved for the service itself")
         partner_id, project_ids = validate_grant(role, partner_id, project_ids)
@@ -125,13 +134,20 @@ class Principal(Aggregate):
             partner_id=partner_id,
             project_ids=project_ids,
             key_digest=key_digest(key),
+            team_id=team_id,
             timestamp=at,
             **trace,
         )
 
     def revoke(self, reason: str, at: datetime, trace: dict[str, Any]) -> None:
         if not self.revoked:
-            self.trigger_event(self.PrincipalRevoked, reason=reason, timestamp=at, **trace)
+            self.trigger_event(
+                self.PrincipalRevoked,
+                principal_id=self.principal_id,
+                reason=reason,
+                timestamp=at,
+                **trace,
+            )
 
     def accepts(self, key: str) -> bool:
         return not self.revoked and hmac.compare_digest(self.key_digest, key_digest(key))

@@ -9,149 +9,136 @@ from __future__ import annotations
 from typing import Any
 
 from domain.client import Client
-from projections.runtime import Tx
-from projections.sql import bool_type, ts, ts_type
+from projections.runtime import Rows, Table
 
-TABLE = "client_overview"
+TABLE = Table(
+    "client_overview",
+    ("client_id",),
+    {
+        "client_id": "text",
+        "project_id": "text",
+        "phone_masked": "text",
+        "status": "text",  # unowned | owned | pool
+        "consultant_id": "text",
+        "partner_id": "text",
+        "report_id": "text",
+        "basis": "text",
+        "owner_epoch": "int",
+        "owned_since": "ts",
+        "protected_until": "ts",
+        "grade": "text",
+        "last_follow_up_at": "ts",
+        "last_effective_follow_up_at": "ts",
+        "next_follow_up_due": "ts",
+        "follow_up_basis": "text",
+        "inactive_after": "ts",
+        "reports": "int",
+        "visits": "int",
+        "last_visit_at": "ts",
+        "follow_ups": "int",
+        "effective_follow_ups": "int",
+        "release_reason": "text",
+        "released_at": "ts",
+        "loss_state": "text",
+        "lost_reason": "text",
+        "claim_pending": "bool",
+        "open_disputes": "int",
+        "personal_data_erased": "bool",
+        "registered_at": "ts",
+        "updated_at": "ts",
+        "version": "int",
+    },
+    indexes=(
+        ("consultant_id", "status"),
+        ("project_id", "status", "registered_at"),
+        ("protected_until",),
+        ("inactive_after",),
+        ("partner_id",),
+    ),
+)
 
-_OWNERSHIP = (Client.OwnershipAwarded, Client.OwnershipTransferred, Client.ClaimedFromPool)
+_GAINS = (Client.OwnershipAwarded, Client.OwnershipTransferred, Client.ClaimedFromPool)
+_COUNTERS = {
+    "reports": 0,
+    "visits": 0,
+    "follow_ups": 0,
+    "effective_follow_ups": 0,
+    "open_disputes": 0,
+    "claim_pending": False,
+    "personal_data_erased": False,
+}
 
 
 class ClientOverview:
-    name = TABLE
-
-    def __init__(self, dialect: str) -> None:
-        self.dialect = dialect
-
-    def create(self, tx: Tx, dialect: str) -> None:
-        t, b = ts_type(dialect), bool_type(dialect)
-        tx.execute(
-            f"""CREATE TABLE IF NOT EXISTS {TABLE} (
-                client_id TEXT PRIMARY KEY,
-                project_id TEXT NOT NULL,
-                phone_masked TEXT NOT NULL,
-                status TEXT NOT NULL,
-                consultant_id TEXT,
-                partner_id TEXT,
-                report_id TEXT,
-                basis TEXT,
-                owner_epoch INTEGER,
-                owned_since {t},
-                protected_until {t},
-                grade TEXT,
-                last_follow_up_at {t},
-                last_effective_follow_up_at {t},
-                next_follow_up_due {t},
-                follow_up_basis TEXT,
-                inactive_after {t},
-                reports INTEGER NOT NULL DEFAULT 0,
-                visits INTEGER NOT NULL DEFAULT 0,
-                last_visit_at {t},
-                follow_ups INTEGER NOT NULL DEFAULT 0,
-                effective_follow_ups INTEGER NOT NULL DEFAULT 0,
-                release_reason TEXT,
-                released_at {t},
-                loss_state TEXT,
-                lost_reason TEXT,
-                claim_pending {b} NOT NULL DEFAULT {"false" if dialect == "postgres" else 0},
-                open_disputes INTEGER NOT NULL DEFAULT 0,
-                personal_data_erased {b} NOT NULL DEFAULT {"false" if dialect == "postgres" else 0},
-                registered_at {t} NOT NULL,
-                updated_at {t} NOT NULL,
-                version INTEGER NOT NULL
-            )"""
-        )
-        tx.execute(
-            f"CREATE INDEX IF NOT EXISTS {TABLE}_consultant ON {TABLE} "
-            "(consultant_id, next_follow_up_due)"
-        )
-        tx.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_protection ON {TABLE} (protected_until)")
-        tx.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_inactive ON {TABLE} (inactive_after)")
-        tx.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_project ON {TABLE} (project_id, status)")
+    name = "client_overview"
+    tables: tuple[Table, ...] = (TABLE,)
 
     def handles(self, event: Any) -> bool:
         return isinstance(event, (Client.Event, Client.ClientRegistered))
 
-    def _set(self, tx: Tx, event: Any, **columns: Any) -> None:
-        columns["updated_at"] = ts(self.dialect, event.timestamp)
-        columns["version"] = event.originator_version
-        assignments = ", ".join(f"{k} = %s" for k in columns)
-        tx.execute(
-            f"UPDATE {TABLE} SET {assignments} WHERE client_id = %s",
-            (*columns.values(), str(event.originator_id)),
-        )
-
-    def _bump(self, tx: Tx, event: Any, column: str, by: int = 1, **also: Any) -> None:
-        extra = "".join(f", {k} = %s" for k in also)
-        tx.execute(
-            f"UPDATE {TABLE} SET {column} = {column} + {int(by)}{extra}, updated_at = %s, "
-            "version = %s "
-            "WHERE client_id = %s",
-            (
-                *also.values(),
-                ts(self.dialect, event.timestamp),
-                event.originator_version,
-                str(event.originator_id),
-            ),
-        )
-
-    def apply(self, tx: Tx, event: Any, position: int) -> None:
-        d, at = self.dialect, event.timestamp
+    def apply(self, rows: Rows, event: Any, position: int) -> None:
+        key = str(event.originator_id)
         if isinstance(event, Client.ClientRegistered):
-            tx.execute(
-                f"INSERT INTO {TABLE} (client_id, project_id, phone_masked, status, "
-                "registered_at, updated_at, version) VALUES (%s, %s, %s, 'unowned', %s, %s, %s) "
-                "ON CONFLICT (client_id) DO NOTHING",
-                (
-                    str(event.originator_id),
-                    event.project_id,
-                    event.phone_masked,
-                    ts(d, at),
-                    ts(d, at),
-                    event.originator_version,
-                ),
+            row = rows.upsert(
+                TABLE.name,
+                (key,),
+                {
+                    **_COUNTERS,
+                    "project_id": event.project_id,
+                    "phone_masked": event.phone_masked,
+                    "status": "unowned",
+                    "registered_at": event.timestamp,
+                },
             )
-        elif isinstance(event, Client.ReportFiled):
-            self._bump(tx, event, "reports")
+        else:
+            found = rows.get(TABLE.name, key)
+            if found is None:
+                return
+            row = rows.put(TABLE.name, found)
+            self._change(row, event)
+        row["updated_at"] = event.timestamp
+        row["version"] = event.originator_version
+
+    @staticmethod
+    def _change(row: dict[str, Any], event: Any) -> None:
+        at = event.timestamp
+        if isinstance(event, Client.ReportFiled):
+            row["reports"] += 1
         elif isinstance(event, Client.ClientVisited):
-            self._bump(tx, event, "visits", last_visit_at=ts(d, at))
-        elif isinstance(event, _OWNERSHIP):
-            partner = getattr(event, "partner_id", None)
-            report = getattr(event, "report_id", None)
-            basis = getattr(event, "basis", "pool_claim")
-            self._set(
-                tx,
-                event,
+            row["visits"] += 1
+            row["last_visit_at"] = at
+        elif isinstance(event, _GAINS):
+            row.update(
                 status="owned",
                 consultant_id=event.consultant_id,
-                partner_id=partner,
-                report_id=report,
-                basis=basis,
+                partner_id=getattr(event, "partner_id", None),
+                report_id=getattr(event, "report_id", None),
+                basis=getattr(event, "basis", "pool_claim"),
                 owner_epoch=event.originator_version,
-                owned_since=ts(d, event.since),
-                protected_until=ts(d, event.protected_until),
+                owned_since=event.since,
+                protected_until=event.protected_until,
                 claim_pending=False,
                 release_reason=None,
                 released_at=None,
             )
         elif isinstance(event, Client.ProtectionExtended):
-            self._set(tx, event, protected_until=ts(d, event.protected_until))
+            row["protected_until"] = event.protected_until
         elif isinstance(event, Client.ScheduleUpdated):
-            self._set(
-                tx,
-                event,
-                next_follow_up_due=ts(d, event.next_follow_up_due),
+            row.update(
+                next_follow_up_due=event.next_follow_up_due,
                 follow_up_basis=event.basis,
-                inactive_after=ts(d, event.inactive_after),
+                inactive_after=event.inactive_after,
             )
         elif isinstance(event, Client.FollowUpLogged):
-            self._follow_up(tx, event)
+            row["follow_ups"] += 1
+            row["last_follow_up_at"] = at
+            if event.effective:
+                row["effective_follow_ups"] += 1
+                row["last_effective_follow_up_at"] = at
         elif isinstance(event, Client.GradeChanged):
-            self._set(tx, event, grade=event.grade)
+            row["grade"] = event.grade
         elif isinstance(event, Client.ReleasedToPool):
-            self._set(
-                tx,
-                event,
+            row.update(
                 status="pool",
                 consultant_id=None,
                 partner_id=None,
@@ -164,42 +151,21 @@ class ClientOverview:
                 follow_up_basis=None,
                 inactive_after=None,
                 release_reason=event.reason,
-                released_at=ts(d, at),
+                released_at=at,
             )
         elif isinstance(event, Client.LossRequested):
-            self._set(tx, event, loss_state="pending")
+            row["loss_state"] = "pending"
         elif isinstance(event, Client.LossApproved):
-            self._set(tx, event, loss_state="approved", lost_reason=event.loss_reason)
+            row.update(loss_state="approved", lost_reason=event.loss_reason)
         elif isinstance(event, Client.LossRejected):
-            self._set(tx, event, loss_state="rejected")
+            row["loss_state"] = "rejected"
         elif isinstance(event, Client.ClaimRequested):
-            self._set(tx, event, claim_pending=True)
+            row["claim_pending"] = True
         elif isinstance(event, Client.ClaimRejected):
-            self._set(tx, event, claim_pending=False)
+            row["claim_pending"] = False
         elif isinstance(event, (Client.DisputeOpened, Client.DisputeAppealed)):
-            self._bump(tx, event, "open_disputes")
+            row["open_disputes"] += 1
         elif isinstance(event, Client.DisputeRuled):
-            self._bump(tx, event, "open_disputes", by=-1)
+            row["open_disputes"] -= 1
         elif isinstance(event, Client.PersonalDataErased):
-            self._set(tx, event, personal_data_erased=True)
-        else:
-            self._set(tx, event)
-
-    def _follow_up(self, tx: Tx, event: Any) -> None:
-        d, at = self.dialect, event.timestamp
-        if event.effective:
-            tx.execute(
-                f"UPDATE {TABLE} SET follow_ups = follow_ups + 1, "
-                "effective_follow_ups = effective_follow_ups + 1, last_follow_up_at = %s, "
-                "last_effective_follow_up_at = %s, updated_at = %s, version = %s "
-                "WHERE client_id = %s",
-                (
-                    ts(d, at),
-                    ts(d, at),
-                    ts(d, at),
-                    event.originator_version,
-                    str(event.originator_id),
-                ),
-            )
-        else:
-            self._bump(tx, event, "follow_ups", last_follow_up_at=ts(d, at))
+            row["personal_data_erased"] = True

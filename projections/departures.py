@@ -5,52 +5,50 @@ from __future__ import annotations
 from typing import Any
 
 from domain.departure import Departure
-from projections.runtime import Tx
-from projections.sql import ts, ts_type
+from projections.runtime import Rows, Table
 
-TABLE = "departures"
+TABLE = Table(
+    "departures",
+    ("consultant_id",),
+    {
+        "consultant_id": "text",
+        "successor_id": "text",
+        "status": "text",  # in_progress | completed
+        "moved": "int",
+        "started_at": "ts",
+        "started_position": "int",
+        "completed_at": "ts",
+    },
+)
 
 
 class Departures:
-    name = TABLE
-
-    def __init__(self, dialect: str) -> None:
-        self.dialect = dialect
-
-    def create(self, tx: Tx, dialect: str) -> None:
-        t = ts_type(dialect)
-        tx.execute(
-            f"""CREATE TABLE IF NOT EXISTS {TABLE} (
-                consultant_id TEXT PRIMARY KEY,
-                successor_id TEXT,
-                status TEXT NOT NULL,
-                moved INTEGER NOT NULL DEFAULT 0,
-                started_at {t} NOT NULL,
-                started_position BIGINT NOT NULL,
-                completed_at {t}
-            )"""
-        )
+    name = "departures"
+    tables: tuple[Table, ...] = (TABLE,)
 
     def handles(self, event: Any) -> bool:
         return isinstance(event, (Departure.Event, Departure.DepartureStarted))
 
-    def apply(self, tx: Tx, event: Any, position: int) -> None:
-        d = self.dialect
+    def apply(self, rows: Rows, event: Any, position: int) -> None:
         if isinstance(event, Departure.DepartureStarted):
-            tx.execute(
-                f"INSERT INTO {TABLE} (consultant_id, successor_id, status, started_at, "
-                "started_position) VALUES (%s, %s, 'in_progress', %s, %s) "
-                "ON CONFLICT (consultant_id) DO NOTHING",
-                (event.consultant_id, event.successor_id, ts(d, event.timestamp), position),
+            rows.put(
+                TABLE.name,
+                {
+                    "consultant_id": event.consultant_id,
+                    "successor_id": event.successor_id,
+                    "status": "in_progress",
+                    "moved": 0,
+                    "started_at": event.timestamp,
+                    "started_position": position,
+                    "completed_at": None,
+                },
             )
-        elif isinstance(event, Departure.ClientMoved) and event.outcome != "skipped":
-            tx.execute(
-                f"UPDATE {TABLE} SET moved = moved + 1 WHERE consultant_id = %s",
-                (event.consultant_id,),
-            )
+            return
+        row = rows.get(TABLE.name, event.consultant_id)
+        if row is None:
+            return
+        if isinstance(event, Departure.ClientMoved) and event.outcome != "skipped":
+            row["moved"] += 1
         elif isinstance(event, Departure.DepartureCompleted):
-            tx.execute(
-                f"UPDATE {TABLE} SET status = 'completed', completed_at = %s "
-                "WHERE consultant_id = %s",
-                (ts(d, event.timestamp), event.consultant_id),
-            )
+            row.update(status="completed", completed_at=event.timestamp)
+        rows.put(TABLE.name, row)

@@ -1,11 +1,16 @@
-"""Following the notification log into SQL views, one transaction per batch.
+"""Following the notification log into SQL views.
 
-Every view's rows and its tracking position are written in the same transaction, so a
-crash either keeps a whole batch or none of it: a restart resumes exactly where the
-last commit stopped, with nothing counted twice and nothing skipped.
+A view is a reducer: given the rows an event touches, it changes them in memory. The
+runtime loads those rows lazily, applies a whole batch of events, then writes every
+changed row back together with the view's tracking position in one transaction. A
+crash keeps a whole batch or none of it, so a restart resumes exactly where the last
+commit stopped: nothing counted twice, nothing skipped.
 
-SQLite cannot be subscribed to, and PostgreSQL's LISTEN wakes a follower no sooner
-than a short poll does at these rates, so both backends poll the log.
+The same reducers rebuild a view from zero entirely in memory and bulk-load the result
+into shadow tables that are swapped in at the end, while the service keeps answering.
+
+SQLite cannot be subscribed to, and at these rates PostgreSQL's LISTEN would wake a
+follower no sooner than a short poll does, so both backends poll the log.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,19 +30,199 @@ import psycopg
 from eventsourcing.application import Application
 from psycopg_pool import ConnectionPool
 
+from projections.sql import read_ts, ts
+
 log = logging.getLogger("yingke.projections")
 
 TRACKING = "projection_tracking"
+Key = tuple[Any, ...]
+Row = dict[str, Any]
+
+_SQL_TYPES = {
+    "text": ("TEXT", "TEXT"),
+    "int": ("BIGINT", "INTEGER"),
+    "real": ("DOUBLE PRECISION", "REAL"),
+    "ts": ("TIMESTAMPTZ", "TEXT"),
+    "bool": ("BOOLEAN", "INTEGER"),
+}
 
 
 class Tx(Protocol):
-    """The slice of a DB-API cursor the views use, with %s placeholders everywhere."""
+    """The slice of a DB-API cursor the runtime uses, with %s placeholders everywhere."""
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any: ...
 
     def fetchone(self) -> Any: ...
 
     def fetchall(self) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class Table:
+    """A view table: its key, its typed columns (key included) and its indexes."""
+
+    name: str
+    key: tuple[str, ...]
+    columns: dict[str, str]
+    indexes: tuple[tuple[str, ...], ...] = ()
+
+    def ddl(self, dialect: str, suffix: str = "") -> list[str]:
+        pick = 0 if dialect == "postgres" else 1
+        cols = ", ".join(f"{c} {_SQL_TYPES[t][pick]}" for c, t in self.columns.items())
+        statements = [
+            f"CREATE TABLE IF NOT EXISTS {self.name}{suffix} "
+            f"({cols}, PRIMARY KEY ({', '.join(self.key)}))"
+        ]
+        statements += [
+            f"CREATE INDEX IF NOT EXISTS {self.index_name(i, suffix)} ON {self.name}{suffix} "
+            f"({', '.join(cols_)})"
+            for i, cols_ in enumerate(self.indexes)
+        ]
+        return statements
+
+    def index_name(self, i: int, suffix: str = "") -> str:
+        return f"{self.name}{suffix}_ix{i}"
+
+    def to_db(self, dialect: str, row: Row) -> list[Any]:
+        out = []
+        for column, kind in self.columns.items():
+            value = row.get(column)
+            if kind == "ts":
+                value = ts(dialect, value)
+            elif kind == "bool" and value is not None and dialect != "postgres":
+                value = int(bool(value))
+            out.append(value)
+        return out
+
+    def from_db(self, values: Sequence[Any]) -> Row:
+        row: Row = {}
+        for (column, kind), value in zip(self.columns.items(), values, strict=True):
+            if kind == "ts":
+                value = read_ts(value)
+            elif kind == "bool" and value is not None:
+                value = bool(value)
+            row[column] = value
+        return row
+
+
+class View(Protocol):
+    """One question BI asks, answered by one or a few tables built from events."""
+
+    name: str
+    tables: tuple[Table, ...]
+
+    def handles(self, event: Any) -> bool: ...
+
+    def apply(self, rows: Rows, event: Any, position: int) -> None: ...
+
+
+class Rows:
+    """The rows a batch touches: loaded on first use, written back by ``flush``.
+
+    With ``tx`` None the rows live only in memory (a rebuild starts from nothing).
+    """
+
+    def __init__(
+        self, tables: Sequence[Table], dialect: str, tx: Tx | None = None, suffix: str = ""
+    ) -> None:
+        self.tables = {t.name: t for t in tables}
+        self.dialect = dialect
+        self.tx = tx
+        self.suffix = suffix
+        self.cache: dict[str, dict[Key, Row | None]] = {t.name: {} for t in tables}
+        self.dirty: dict[str, set[Key]] = {t.name: set() for t in tables}
+
+    def get(self, table: str, *key: Any) -> Row | None:
+        rows = self.cache[table]
+        if key not in rows:
+            rows[key] = self._load(self.tables[table], key) if self.tx is not None else None
+        return rows[key]
+
+    def _load(self, table: Table, key: Key) -> Row | None:
+        assert self.tx is not None
+        where = " AND ".join(f"{k} = %s" for k in table.key)
+        columns = ", ".join(table.columns)
+        self.tx.execute(
+            f"SELECT {columns} FROM {table.name}{self.suffix} WHERE {where}",
+            self._key_params(table, key),
+        )
+        found = self.tx.fetchone()
+        return table.from_db(found) if found else None
+
+    def _key_params(self, table: Table, key: Key) -> list[Any]:
+        return [
+            ts(self.dialect, v) if table.columns[k] == "ts" else v
+            for k, v in zip(table.key, key, strict=True)
+        ]
+
+    def put(self, table: str, row: Row) -> Row:
+        key = tuple(row[k] for k in self.tables[table].key)
+        self.cache[table][key] = row
+        self.dirty[table].add(key)
+        return row
+
+    def upsert(self, table: str, key: Key, defaults: Row) -> Row:
+        """The row at ``key``, created from ``defaults`` if missing; marked changed."""
+        row = self.get(table, *key)
+        if row is None:
+            spec = self.tables[table]
+            row = {**{c: None for c in spec.columns}, **defaults}
+            row.update(zip(spec.key, key, strict=True))
+        return self.put(table, row)
+
+    def bump(self, table: str, key: Key, defaults: Row, **increments: int) -> Row:
+        row = self.upsert(table, key, defaults)
+        for column, by in increments.items():
+            row[column] = (row.get(column) or 0) + by
+        return row
+
+    def delete(self, table: str, *key: Any) -> None:
+        self.cache[table][key] = None
+        self.dirty[table].add(key)
+
+    def flush(self) -> None:
+        assert self.tx is not None
+        for name, keys in self.dirty.items():
+            if not keys:
+                continue
+            table = self.tables[name]
+            upserts = [self.cache[name][k] for k in keys if self.cache[name][k] is not None]
+            deletes = [k for k in keys if self.cache[name][k] is None]
+            target = f"{name}{self.suffix}"
+            if deletes:
+                where = " AND ".join(f"{k} = %s" for k in table.key)
+                self.tx.executemany(
+                    f"DELETE FROM {target} WHERE {where}",
+                    [self._key_params(table, k) for k in deletes],
+                )
+            if upserts:
+                self.tx.executemany(
+                    _upsert_sql(table, target), [table.to_db(self.dialect, r) for r in upserts if r]
+                )
+            keys.clear()
+
+    def all_rows(self, table: str) -> list[Row]:
+        return [r for r in self.cache[table].values() if r is not None]
+
+
+def _upsert_sql(table: Table, target: str) -> str:
+    columns = list(table.columns)
+    updates = [c for c in columns if c not in table.key]
+    marks = ", ".join(["%s"] * len(columns))
+    action = (
+        "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in updates)
+        if updates
+        else "DO NOTHING"
+    )
+    return (
+        f"INSERT INTO {target} ({', '.join(columns)}) VALUES ({marks}) "
+        f"ON CONFLICT ({', '.join(table.key)}) {action}"
+    )
+
+
+# --------------------------------------------------------------------- databases
 
 
 class _SQLiteTx:
@@ -45,6 +231,9 @@ class _SQLiteTx:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._cursor.execute(sql.replace("%s", "?"), tuple(params))
+
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any:
+        return self._cursor.executemany(sql.replace("%s", "?"), [tuple(p) for p in params])
 
     def fetchone(self) -> Any:
         return self._cursor.fetchone()
@@ -61,13 +250,20 @@ class ViewDB:
     def transaction(self) -> contextlib.AbstractContextManager[Tx]:
         raise NotImplementedError
 
-    def close(self) -> None:
-        raise NotImplementedError
-
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self.transaction() as tx:
             tx.execute(sql, params)
             return tx.fetchall()
+
+    def bulk_insert(self, tx: Tx, table: Table, target: str, rows: list[Row]) -> None:
+        tx.executemany(
+            f"INSERT INTO {target} ({', '.join(table.columns)}) "
+            f"VALUES ({', '.join(['%s'] * len(table.columns))})",
+            [table.to_db(self.dialect, r) for r in rows],
+        )
+
+    def close(self) -> None:
+        raise NotImplementedError
 
 
 class SQLiteViewDB(ViewDB):
@@ -76,7 +272,7 @@ class SQLiteViewDB(ViewDB):
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
-        self._lock = threading.Lock()  # SQLite has one writer; queue them here
+        self._lock = threading.Lock()  # SQLite has one writer: queue this process's here
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -124,32 +320,23 @@ class PostgresViewDB(ViewDB):
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
             yield cursor
 
+    def bulk_insert(self, tx: Tx, table: Table, target: str, rows: list[Row]) -> None:
+        cursor: Any = tx
+        with cursor.copy(f"COPY {target} ({', '.join(table.columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(table.to_db(self.dialect, row))
+
     def close(self) -> None:
         self._pool.close()
 
 
-class View(Protocol):
-    """One BI table (or a few that answer one question), built from events."""
-
-    name: str
-
-    def create(self, tx: Tx, dialect: str) -> None: ...
-
-    def handles(self, event: Any) -> bool: ...
-
-    def apply(self, tx: Tx, event: Any, position: int) -> None: ...
+# ---------------------------------------------------------------------- tracking
 
 
 def create_tracking(tx: Tx) -> None:
     tx.execute(
         f"CREATE TABLE IF NOT EXISTS {TRACKING} (view TEXT PRIMARY KEY, position BIGINT NOT NULL)"
     )
-
-
-def position_of(tx: Tx, view: str) -> int:
-    tx.execute(f"SELECT position FROM {TRACKING} WHERE view = %s", (view,))
-    row = tx.fetchone()
-    return int(row[0]) if row else 0
 
 
 def set_position(tx: Tx, view: str, position: int) -> None:
@@ -160,6 +347,19 @@ def set_position(tx: Tx, view: str, position: int) -> None:
     )
 
 
+def lock_positions(tx: Tx, dialect: str, names: Sequence[str]) -> dict[str, int]:
+    """Read positions inside the caller's transaction, locked, so two followers of the
+    same views (two API replicas, say) take turns instead of applying a batch twice."""
+    lock = " FOR UPDATE" if dialect == "postgres" else ""
+    marks = ", ".join(["%s"] * len(names))
+    tx.execute(f"SELECT view, position FROM {TRACKING} WHERE view IN ({marks}){lock}", names)
+    found = {str(name): int(pos) for name, pos in tx.fetchall()}
+    return {name: found.get(name, 0) for name in names}
+
+
+# ---------------------------------------------------------------------- follower
+
+
 @dataclass
 class Follower:
     """Applies new events to a set of views; ``run_once`` handles one batch."""
@@ -167,13 +367,16 @@ class Follower:
     app: Application  # type: ignore[type-arg]
     db: ViewDB
     views: Sequence[View]
-    batch_size: int = 500
+    batch_size: int = 1000
+    applied: int = 0
 
     def migrate(self) -> None:
         with self.db.transaction() as tx:
             create_tracking(tx)
             for view in self.views:
-                view.create(tx, self.db.dialect)
+                for table in view.tables:
+                    for statement in table.ddl(self.db.dialect):
+                        tx.execute(statement)
                 tx.execute(
                     f"INSERT INTO {TRACKING} (view, position) VALUES (%s, 0) "
                     "ON CONFLICT (view) DO NOTHING",
@@ -181,38 +384,19 @@ class Follower:
                 )
 
     def positions(self) -> dict[str, int]:
-        with self.db.transaction() as tx:
-            return {v.name: position_of(tx, v.name) for v in self.views}
-
-    def _lock_positions(self, tx: Tx) -> dict[str, int]:
-        """Read positions inside the batch's transaction, locked, so two followers of the
-        same views (two API replicas, say) take turns instead of applying a batch twice."""
-        lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""
         names = [v.name for v in self.views]
-        marks = ", ".join(["%s"] * len(names))
-        tx.execute(f"SELECT view, position FROM {TRACKING} WHERE view IN ({marks}){lock}", names)
-        found = {str(name): int(pos) for name, pos in tx.fetchall()}
+        rows = self.db.query(f"SELECT view, position FROM {TRACKING}")
+        found = {str(name): int(pos) for name, pos in rows}
         return {name: found.get(name, 0) for name in names}
 
     def run_once(self) -> int:
         with self.db.transaction() as tx:
-            positions = self._lock_positions(tx)
-            start = min(positions.values(), default=0)
-            notifications = self.app.recorder.select_notifications(
-                start=start, limit=self.batch_size, inclusive_of_start=False
+            positions = lock_positions(tx, self.db.dialect, [v.name for v in self.views])
+            count = apply_batch(
+                self.app, tx, self.db.dialect, self.views, positions, self.batch_size
             )
-            if not notifications:
-                return 0
-            last = notifications[-1].id
-            for notification in notifications:
-                event = self.app.mapper.to_domain_event(notification)
-                for view in self.views:
-                    if notification.id > positions[view.name] and view.handles(event):
-                        view.apply(tx, event, notification.id)
-            for view in self.views:
-                if last > positions[view.name]:
-                    set_position(tx, view.name, last)
-        return len(notifications)
+        self.applied += count
+        return count
 
     def catch_up(self) -> int:
         total = 0
@@ -220,9 +404,10 @@ class Follower:
             total += count
         return total
 
-    def lag(self) -> dict[str, int]:
+    def lag(self) -> dict[str, tuple[int, int]]:
+        """Per view: (position, events behind the head of the log)."""
         head = self.app.recorder.max_notification_id() or 0
-        return {name: max(0, head - pos) for name, pos in self.positions().items()}
+        return {name: (pos, max(0, head - pos)) for name, pos in self.positions().items()}
 
     def wait_for(self, position: int, timeout: float) -> bool:
         """Read-your-writes: True once every view has reached ``position``."""
@@ -235,25 +420,129 @@ class Follower:
             time.sleep(0.02)
 
 
+def apply_batch(
+    app: Application,  # type: ignore[type-arg]
+    tx: Tx,
+    dialect: str,
+    views: Sequence[View],
+    positions: dict[str, int],
+    batch_size: int,
+    suffix: str = "",
+) -> int:
+    """Apply the next batch after ``positions`` and record the new positions in ``tx``."""
+    start = min(positions.values(), default=0)
+    notifications = app.recorder.select_notifications(
+        start=start, limit=batch_size, inclusive_of_start=False
+    )
+    if not notifications:
+        return 0
+    rows = {v.name: Rows(v.tables, dialect, tx, suffix) for v in views}
+    for notification in notifications:
+        event = app.mapper.to_domain_event(notification)
+        for view in views:
+            if notification.id > positions[view.name] and view.handles(event):
+                view.apply(rows[view.name], event, notification.id)
+    last = notifications[-1].id
+    for view in views:
+        rows[view.name].flush()
+        if last > positions[view.name]:
+            set_position(tx, view.name, last)
+            positions[view.name] = last
+    return len(notifications)
+
+
+# ----------------------------------------------------------------------- rebuild
+
+
+@dataclass
+class RebuildReport:
+    view: str
+    events: int
+    seconds: float
+    position: int
+    rows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+def rebuild(
+    app: Application,  # type: ignore[type-arg]
+    db: ViewDB,
+    view: View,
+    batch_size: int = 10_000,
+    progress: Callable[[int], None] | None = None,
+) -> RebuildReport:
+    """Replay the whole log into shadow tables, then swap them in.
+
+    Readers keep reading the old tables until the swap; the swap transaction holds the
+    view's tracking row, so the live follower waits for it and then carries on from
+    the rebuilt position.
+    """
+    started = time.perf_counter()
+    suffix = "__shadow"
+    memory = Rows(view.tables, db.dialect)
+    position, events = 0, 0
+    while True:
+        notifications = app.recorder.select_notifications(
+            start=position, limit=batch_size, inclusive_of_start=False
+        )
+        if not notifications:
+            break
+        for notification in notifications:
+            event = app.mapper.to_domain_event(notification)
+            if view.handles(event):
+                view.apply(memory, event, notification.id)
+        position = notifications[-1].id
+        events += len(notifications)
+        if progress is not None:
+            progress(events)
+    with db.transaction() as tx:
+        for table in view.tables:
+            tx.execute(f"DROP TABLE IF EXISTS {table.name}{suffix}")
+            for statement in table.ddl(db.dialect, suffix)[:1]:
+                tx.execute(statement)
+            db.bulk_insert(tx, table, f"{table.name}{suffix}", memory.all_rows(table.name))
+    with db.transaction() as tx:
+        positions = lock_positions(tx, db.dialect, [view.name])
+        positions[view.name] = position
+        while count := apply_batch(app, tx, db.dialect, [view], positions, batch_size, suffix):
+            events += count
+        for table in view.tables:
+            tx.execute(f"DROP TABLE IF EXISTS {table.name}")
+            tx.execute(f"ALTER TABLE {table.name}{suffix} RENAME TO {table.name}")
+            for statement in table.ddl(db.dialect)[1:]:
+                tx.execute(statement)
+        set_position(tx, view.name, positions[view.name])
+    counts = {t.name: len(memory.all_rows(t.name)) for t in view.tables}
+    return RebuildReport(
+        view.name, events, time.perf_counter() - started, positions[view.name], counts
+    )
+
+
 class Loop(threading.Thread):
     """Runs ``step`` every ``interval`` seconds until stopped; errors are logged, not fatal."""
 
-    def __init__(self, name: str, step: Any, interval: float) -> None:
+    def __init__(self, name: str, step: Callable[[], int], interval: float) -> None:
         super().__init__(name=name, daemon=True)
         self._step = step
         self._interval = interval
         self._stop_event = threading.Event()
+        self.last_error: str | None = None
+        self.last_run: datetime | None = None
 
     def run(self) -> None:
         while not self._stop_event.is_set():
             try:
                 busy = self._step()
+                self.last_error = None
             except (psycopg.Error, sqlite3.Error, OSError) as exc:
                 log.warning("%s: %s; retrying", self.name, exc)
-                busy = 0
-            except Exception:
+                self.last_error, busy = str(exc), 0
+            except Exception as exc:
                 log.exception("%s failed; retrying", self.name)
-                busy = 0
+                self.last_error, busy = repr(exc), 0
             if not busy:
                 self._stop_event.wait(self._interval)
 

@@ -12,8 +12,16 @@ from datetime import UTC, datetime
 from domain.application import Yingke
 from domain.ports import Clock
 from domain.values import PhoneKeyer
+from projections.channel_performance import ChannelPerformance
 from projections.client_overview import ClientOverview
+from projections.consultant_activity import ConsultantActivity
 from projections.departures import Departures
+from projections.follow_up_tasks import FollowUpTasks
+from projections.funnel_daily import FunnelDaily
+from projections.lost_reasons import LostReasons
+from projections.pool_activity import PoolActivity
+from projections.principal_directory import PrincipalDirectory
+from projections.protection_board import ProtectionBoard
 from projections.report_log import ReportLog
 from projections.runtime import Follower, Loop, PostgresViewDB, SQLiteViewDB, View, ViewDB
 from yingke.deadlines import DeadlineProcessor
@@ -51,8 +59,20 @@ def view_db(settings: Settings) -> ViewDB:
     return PostgresViewDB(conninfo(settings), timeout=settings.pg_connect_timeout)
 
 
-def all_views(dialect: str) -> list[View]:
-    return [ClientOverview(dialect), ReportLog(dialect), Departures(dialect)]
+def all_views() -> list[View]:
+    return [
+        ClientOverview(),
+        ReportLog(),
+        ChannelPerformance(),
+        FunnelDaily(),
+        FollowUpTasks(),
+        ProtectionBoard(),
+        ConsultantActivity(),
+        LostReasons(),
+        PoolActivity(),
+        PrincipalDirectory(),
+        Departures(),
+    ]
 
 
 @dataclass
@@ -101,7 +121,7 @@ def migrate(settings: Settings) -> None:
     try:
         store.create_table()
         app = _app(settings, store, system_clock, create_tables=True)
-        Follower(app, views, all_views(views.dialect)).migrate()
+        Follower(app, views, all_views()).migrate()
         app.close()
     finally:
         views.close()
@@ -118,7 +138,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
     store = key_store(settings)
     app = _app(settings, store, clock, create_tables=False)
     views = view_db(settings)
-    follower = Follower(app, views, all_views(views.dialect))
+    follower = Follower(app, views, all_views())
     return Container(
         settings=settings,
         app=app,

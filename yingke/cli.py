@@ -67,7 +67,31 @@ def _run_loop(step_name: str) -> int:
 
 
 def _projections(args: argparse.Namespace) -> int:
+    if args.action == "rebuild":
+        return _rebuild(args.name)
     return _run_loop("views")
+
+
+def _rebuild(name: str | None) -> int:
+    from projections.runtime import rebuild
+    from yingke.bootstrap import build
+
+    container = build(load_settings())
+    try:
+        views = {v.name: v for v in container.follower.views}
+        if name not in views:
+            print(f"yingke: unknown view {name!r}; one of: {', '.join(views)}", file=sys.stderr)
+            return 2
+        report = rebuild(container.app, container.views, views[name])
+        print(
+            f"rebuilt {report.view}: {report.events} events in {report.seconds:.2f}s "
+            f"({report.events_per_second:,.0f} events/s), position {report.position}, "
+            f"rows {report.rows}",
+            flush=True,
+        )
+    finally:
+        container.close()
+    return 0
 
 
 def _deadlines(args: argparse.Namespace) -> int:
@@ -93,7 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(func=_serve)
     mig = sub.add_parser("migrate", help="create the tables (run once before scaled workers)")
     mig.set_defaults(func=_migrate)
-    proj = sub.add_parser("projections", help="follow the event log into the BI views")
+    proj = sub.add_parser(
+        "projections",
+        help="follow the event log into the BI views, or `rebuild <view>` one from zero",
+    )
+    proj.add_argument("action", nargs="?", choices=["follow", "rebuild"], default="follow")
+    proj.add_argument("name", nargs="?", help="the view to rebuild, e.g. client_overview")
     proj.set_defaults(func=_projections)
     dead = sub.add_parser("deadlines", help="fire report, protection and inactivity deadlines")
     dead.set_defaults(func=_deadlines)

@@ -30,6 +30,8 @@ class Settings:
     workers: str = "inprocess"
     follow_interval: float = 0.2
     deadline_interval: float = 1.0
+    # How long a query with ?after=<position> waits for the views before a 503.
+    read_wait: float = 2.0
 
     @property
     def views_path(self) -> Path:
@@ -138,4 +140,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         workers=_choice(env, "YINGKE_WORKERS", ("inprocess", "none"), "inprocess"),
         follow_interval=float(env.get("YINGKE_FOLLOW_INTERVAL", "0.2")),
         deadline_interval=float(env.get("YINGKE_DEADLINE_INTERVAL", "1.0")),
+        read_wait=float(env.get("YINGKE_READ_WAIT", "2.0")),
     )

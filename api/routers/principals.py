@@ -20,7 +20,13 @@ def register_principal(
     """Create a principal and return its API key once (stored only as a digest)."""
     caller.require("admin")
     result = app.register_principal(
-        ctx, body.id, body.role, body.partner_id, body.project_ids, new_key(body.id)
+        ctx,
+        body.id,
+        body.role,
+        body.partner_id,
+        body.project_ids,
+        new_key(body.id),
+        body.team_id,
     )
     return command_response(result)
 

@@ -1,0 +1,251 @@
+"""Read endpoints over the BI views: filtered, role-scoped, cursor-paginated.
+
+Pass ``?after=<Yingke-Position>`` (or the ``Yingke-After`` header) to read your own
+writes: the query waits briefly for the views, or answers 503 with the lag.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request
+
+from api.deps import AppDep, CallerDep, FreshDep, ScopeDep, get_container
+from projections import queries
+from projections.queries import Page
+
+router = APIRouter(tags=["views"], dependencies=[FreshDep])
+
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
+Cursor = Annotated[str | None, Query(description="next_cursor from the previous page")]
+Since = Annotated[datetime | None, Query(description="From this instant or day (inclusive)")]
+Until = Annotated[datetime | None, Query(description="Up to this instant or day (exclusive)")]
+STAFF_AND_READERS = ("consultant", "supervisor", "manager", "auditor", "service", "admin")
+
+
+def _page(result: Page) -> dict[str, Any]:
+    return {"items": result.items, "next_cursor": result.next_cursor}
+
+
+@router.get("/v1/clients")
+def list_clients(
+    request: Request,
+    caller: CallerDep,
+    scope: ScopeDep,
+    project_id: str | None = None,
+    consultant_id: str | None = None,
+    partner_id: str | None = None,
+    status: Literal["unowned", "owned", "pool"] | None = None,
+    grade: Literal["A", "B", "C"] | None = None,
+    registered_from: Since = None,
+    registered_to: Until = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> dict[str, Any]:
+    """Buyers (client_overview), oldest first. Consultants see their own, supervisors
+    their team's, managers their projects', a channel agent its partner's; phones masked."""
+    caller.require(*STAFF_AND_READERS, "channel_agent")
+    return _page(
+        queries.clients(
+            get_container(request).views,
+            scope,
+            project_id=project_id,
+            consultant_id=consultant_id,
+            partner_id=partner_id,
+            status=status,
+            grade=grade,
+            registered_from=registered_from,
+            registered_to=registered_to,
+            cursor=cursor,
+            limit=limit,
+        )
+    )
+
+
+@router.get("/v1/reports")
+def list_reports(
+    request: Request,
+    caller: CallerDep,
+    scope: ScopeDep,
+    project_id: str | None = None,
+    partner_id: str | None = None,
+    status: Literal["accepted", "rejected", "confirmed", "closed", "expired"] | None = None,
+    client_id: str | None = None,
+    filed_from: Since = None,
+    filed_to: Until = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> dict[str, Any]:
+    """Reports (report_log), oldest first; a channel agent sees only its partner's."""
+    caller.require(*STAFF_AND_READERS, "channel_agent")
+    return _page(
+        queries.reports(
+            get_container(request).views,
+            scope,
+            project_id=project_id,
+            partner_id=partner_id,
+            status=status,
+            client_id=client_id,
+            filed_from=filed_from,
+            filed_to=filed_to,
+            cursor=cursor,
+            limit=limit,
+        )
+    )
+
+
+@router.get("/v1/tasks")
+def list_tasks(
+    request: Request,
+    app: AppDep,
+    caller: CallerDep,
+    scope: ScopeDep,
+    project_id: str | None = None,
+    consultant_id: str | None = None,
+    grade: Literal["A", "B", "C"] | None = None,
+    due_before: Annotated[datetime | None, Query(description="e.g. end of today")] = None,
+    escalated: Annotated[bool | None, Query(description="Overdue by more than a day")] = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> dict[str, Any]:
+    """Follow-up tasks (跟进任务), due first: by default the caller's own; a supervisor
+    sees the team's and filters ``escalated=true`` for the list that needs them."""
+    caller.require(*STAFF_AND_READERS)
+    if caller.role == "consultant" and consultant_id not in (None, caller.id):
+        raise HTTPException(403, "a consultant sees only their own tasks")
+    return _page(
+        queries.tasks(
+            get_container(request).views,
+            scope,
+            app.clock(),
+            project_id=project_id,
+            consultant_id=consultant_id,
+            grade=grade,
+            due_before=due_before,
+            escalated=escalated,
+            cursor=cursor,
+            limit=limit,
+        )
+    )
+
+
+@router.get("/v1/views/funnel")
+def funnel(
+    request: Request,
+    caller: CallerDep,
+    scope: ScopeDep,
+    project_id: str | None = None,
+    partner_id: str | None = None,
+    day_from: Since = None,
+    day_to: Until = None,
+) -> dict[str, Any]:
+    """funnel_daily: reported → visited → subscribed → signed → lost, per day."""
+    caller.require("supervisor", "manager", "auditor", "service", "admin", "channel_agent")
+    rows = queries.funnel(
+        get_container(request).views,
+        scope,
+        project_id=project_id,
+        partner_id=partner_id,
+        day_from=day_from,
+        day_to=day_to,
+    )
+    return {"items": rows}
+
+
+@router.get("/v1/views/channels")
+def channels(
+    request: Request,
+    caller: CallerDep,
+    scope: ScopeDep,
+    project_id: str | None = None,
+    partner_id: str | None = None,
+    day_from: Since = None,
+    day_to: Until = None,
+) -> dict[str, Any]:
+    """channel_performance per project, partner and day."""
+    caller.require("supervisor", "manager", "auditor", "service", "admin", "channel_agent")
+    rows = queries.channels(
+        get_container(request).views,
+        scope,
+        project_id=project_id,
+        partner_id=partner_id,
+        day_from=day_from,
+        day_to=day_to,
+    )
+    return {"items": rows}
+
+
+@router.get("/v1/views/consultants")
+def consultants(
+    request: Request,
+    caller: CallerDep,
+    scope: ScopeDep,
+    project_id: str | None = None,
+    consultant_id: str | None = None,
+    day_from: Since = None,
+    day_to: Until = None,
+) -> dict[str, Any]:
+    """consultant_activity per project, consultant and day."""
+    caller.require(*STAFF_AND_READERS)
+    rows = queries.consultants(
+        get_container(request).views,
+        scope,
+        project_id=project_id,
+        consultant_id=consultant_id,
+        day_from=day_from,
+        day_to=day_to,
+    )
+    return {"items": rows}
+
+
+@router.get("/v1/views/protection-board")
+def protection_board(
+    request: Request,
+    app: AppDep,
+    caller: CallerDep,
+    scope: ScopeDep,
+    project_id: str | None = None,
+    consultant_id: str | None = None,
+) -> dict[str, Any]:
+    """保护期 ending within 3 and 7 days, per consultant and team, as of now."""
+    caller.require(*STAFF_AND_READERS)
+    rows = queries.protection(
+        get_container(request).views,
+        scope,
+        app.clock(),
+        project_id=project_id,
+        consultant_id=consultant_id,
+    )
+    return {"items": rows}
+
+
+@router.get("/v1/views/lost-reasons")
+def lost_reasons(
+    request: Request,
+    caller: CallerDep,
+    scope: ScopeDep,
+    project_id: str | None = None,
+    month: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$")] = None,
+) -> dict[str, Any]:
+    """战败原因 counts per project and month, most frequent first."""
+    caller.require("supervisor", "manager", "auditor", "service", "admin")
+    rows = queries.lost(get_container(request).views, scope, project_id=project_id, month=month)
+    return {"items": rows}
+
+
+@router.get("/v1/views/pool")
+def pool(
+    request: Request,
+    caller: CallerDep,
+    scope: ScopeDep,
+    project_id: str | None = None,
+    day_from: Since = None,
+    day_to: Until = None,
+) -> dict[str, Any]:
+    """公海池 flows per project and day: released by reason, claimed, claimed then visited."""
+    caller.require("supervisor", "manager", "auditor", "service", "admin")
+    rows = queries.pool(
+        get_container(request).views, scope, project_id=project_id, day_from=day_from, day_to=day_to
+    )
+    return {"items": rows}

@@ -1,0 +1,383 @@
+"""Read queries over the views: filtered, scoped to what the caller may see, and
+cursor-paginated (keyset, so a page never skips or repeats a row as new rows arrive)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from projections import (
+    channel_performance,
+    client_overview,
+    consultant_activity,
+    follow_up_tasks,
+    funnel_daily,
+    lost_reasons,
+    pool_activity,
+    protection_board,
+    report_log,
+)
+from projections.common import day_of
+from projections.runtime import Table, ViewDB
+from projections.sql import read_ts, ts
+
+ESCALATE_AFTER = timedelta(days=1)
+
+
+class BadCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a caller may see; None means no restriction on that axis."""
+
+    project_ids: tuple[str, ...] | None = None
+    consultant_ids: tuple[str, ...] | None = None
+    partner_id: str | None = None
+
+
+@dataclass
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+@dataclass
+class Where:
+    clauses: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+
+    def add(self, clause: str, *params: Any) -> None:
+        self.clauses.append(clause)
+        self.params.extend(params)
+
+    def equal(self, column: str, value: Any) -> None:
+        if value is not None:
+            self.add(f"{column} = %s", value)
+
+    def within(self, column: str, values: Sequence[Any] | None) -> None:
+        if values is not None:
+            if not values:
+                self.add("1 = 0")
+            else:
+                self.add(f"{column} IN ({', '.join(['%s'] * len(values))})", *values)
+
+    def sql(self) -> str:
+        return " WHERE " + " AND ".join(self.clauses) if self.clauses else ""
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    plain = [v.isoformat() if isinstance(v, datetime) else v for v in values]
+    return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, width: int) -> list[Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadCursor("cursor is not one this service handed out") from exc
+    if not isinstance(values, list) or len(values) != width:
+        raise BadCursor("cursor is not one this service handed out")
+    return values
+
+
+def page(
+    db: ViewDB,
+    table: Table,
+    where: Where,
+    order: Sequence[str],
+    cursor: str | None,
+    limit: int,
+) -> Page:
+    """Keyset pagination over ``order`` (ascending; the last column must be unique)."""
+    if cursor:
+        values = decode_cursor(cursor, len(order))
+        converted = [
+            ts(db.dialect, datetime.fromisoformat(v))
+            if table.columns.get(c) == "ts" and v is not None
+            else v
+            for c, v in zip(order, values, strict=True)
+        ]
+        where.add(f"({', '.join(order)}) > ({', '.join(['%s'] * len(order))})", *converted)
+    columns = ", ".join(table.columns)
+    rows = db.query(
+        f"SELECT {columns} FROM {table.name}{where.sql()} ORDER BY {', '.join(order)} LIMIT %s",
+        (*where.params, limit + 1),
+    )
+    items = [table.from_db(r) for r in rows[:limit]]
+    next_cursor = encode_cursor([items[-1][c] for c in order]) if len(rows) > limit else None
+    return Page(items, next_cursor)
+
+
+def _since(
+    where: Where,
+    db: ViewDB,
+    column: str,
+    start: datetime | None,
+    end: datetime | None,
+    kind: str = "ts",
+) -> None:
+    for value, op in ((start, ">="), (end, "<")):
+        if value is not None:
+            where.add(f"{column} {op} %s", ts(db.dialect, value) if kind == "ts" else day_of(value))
+
+
+def _scoped(
+    scope: Scope,
+    where: Where,
+    consultant_column: str | None = "consultant_id",
+    partner_column: str | None = "partner_id",
+) -> None:
+    where.within("project_id", scope.project_ids)
+    if consultant_column is not None:
+        where.within(consultant_column, scope.consultant_ids)
+    if scope.partner_id is not None:
+        where.equal(partner_column or "partner_id", scope.partner_id)
+
+
+def clients(
+    db: ViewDB,
+    scope: Scope,
+    *,
+    project_id: str | None = None,
+    consultant_id: str | None = None,
+    partner_id: str | None = None,
+    status: str | None = None,
+    grade: str | None = None,
+    registered_from: datetime | None = None,
+    registered_to: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page:
+    where = Where()
+    _scoped(scope, where)
+    for column, value in (
+        ("project_id", project_id),
+        ("consultant_id", consultant_id),
+        ("partner_id", partner_id),
+        ("status", status),
+        ("grade", grade),
+    ):
+        where.equal(column, value)
+    _since(where, db, "registered_at", registered_from, registered_to)
+    return page(db, client_overview.TABLE, where, ("registered_at", "client_id"), cursor, limit)
+
+
+def reports(
+    db: ViewDB,
+    scope: Scope,
+    *,
+    project_id: str | None = None,
+    partner_id: str | None = None,
+    status: str | None = None,
+    client_id: str | None = None,
+    filed_from: datetime | None = None,
+    filed_to: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page:
+    where = Where()
+    _scoped(scope, where, consultant_column=None)
+    if scope.consultant_ids is not None:
+        # Staff who see only some buyers see the reports about those buyers.
+        marks = ", ".join(["%s"] * len(scope.consultant_ids)) or "NULL"
+        where.add(
+            f"client_id IN (SELECT client_id FROM {client_overview.TABLE.name} "
+            f"WHERE consultant_id IN ({marks}))",
+            *scope.consultant_ids,
+        )
+    for column, value in (
+        ("project_id", project_id),
+        ("partner_id", partner_id),
+        ("status", status),
+        ("client_id", client_id),
+    ):
+        where.equal(column, value)
+    _since(where, db, "filed_at", filed_from, filed_to)
+    return page(db, report_log.TABLE, where, ("filed_at", "report_id"), cursor, limit)
+
+
+def tasks(
+    db: ViewDB,
+    scope: Scope,
+    now: datetime,
+    *,
+    project_id: str | None = None,
+    consultant_id: str | None = None,
+    grade: str | None = None,
+    due_before: datetime | None = None,
+    escalated: bool | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page:
+    where = Where()
+    _scoped(scope, where, partner_column=None)
+    where.add("due_at IS NOT NULL")
+    for column, value in (
+        ("project_id", project_id),
+        ("consultant_id", consultant_id),
+        ("grade", grade),
+    ):
+        where.equal(column, value)
+    if due_before is not None:
+        where.add("due_at < %s", ts(db.dialect, due_before))
+    if escalated is True:
+        where.add("due_at < %s", ts(db.dialect, now - ESCALATE_AFTER))
+    elif escalated is False:
+        where.add("due_at >= %s", ts(db.dialect, now - ESCALATE_AFTER))
+    result = page(db, follow_up_tasks.TABLE, where, ("due_at", "client_id"), cursor, limit)
+    for item in result.items:
+        item.update(task_status(item["due_at"], now))
+    return result
+
+
+def task_status(due_at: datetime, now: datetime) -> dict[str, Any]:
+    """A task is due until its time passes, then overdue; escalated a day after that."""
+    overdue = due_at <= now
+    return {
+        "status": "overdue" if overdue else "due",
+        "escalated": overdue and now - due_at > ESCALATE_AFTER,
+    }
+
+
+def _rows(db: ViewDB, table: Table, where: Where, order: str) -> list[dict[str, Any]]:
+    rows = db.query(
+        f"SELECT {', '.join(table.columns)} FROM {table.name}{where.sql()} ORDER BY {order}",
+        where.params,
+    )
+    return [table.from_db(r) for r in rows]
+
+
+def funnel(
+    db: ViewDB,
+    scope: Scope,
+    *,
+    project_id: str | None = None,
+    partner_id: str | None = None,
+    day_from: datetime | None = None,
+    day_to: datetime | None = None,
+) -> list[dict[str, Any]]:
+    where = Where()
+    _scoped(scope, where, consultant_column=None)
+    where.equal("project_id", project_id)
+    where.equal("partner_id", partner_id)
+    _since(where, db, "day", day_from, day_to, kind="day")
+    return _rows(db, funnel_daily.TABLE, where, "day, project_id, channel_kind, partner_id")
+
+
+def channels(
+    db: ViewDB,
+    scope: Scope,
+    *,
+    project_id: str | None = None,
+    partner_id: str | None = None,
+    day_from: datetime | None = None,
+    day_to: datetime | None = None,
+) -> list[dict[str, Any]]:
+    where = Where()
+    _scoped(scope, where, consultant_column=None)
+    where.equal("project_id", project_id)
+    where.equal("partner_id", partner_id)
+    _since(where, db, "day", day_from, day_to, kind="day")
+    return _rows(db, channel_performance.TABLE, where, "day, project_id, partner_id")
+
+
+def consultants(
+    db: ViewDB,
+    scope: Scope,
+    *,
+    project_id: str | None = None,
+    consultant_id: str | None = None,
+    day_from: datetime | None = None,
+    day_to: datetime | None = None,
+) -> list[dict[str, Any]]:
+    where = Where()
+    _scoped(scope, where, partner_column=None)
+    where.equal("project_id", project_id)
+    where.equal("consultant_id", consultant_id)
+    _since(where, db, "day", day_from, day_to, kind="day")
+    return _rows(db, consultant_activity.TABLE, where, "day, project_id, consultant_id")
+
+
+def lost(
+    db: ViewDB, scope: Scope, *, project_id: str | None = None, month: str | None = None
+) -> list[dict[str, Any]]:
+    where = Where()
+    where.within("project_id", scope.project_ids)
+    where.equal("project_id", project_id)
+    where.equal("month", month)
+    return _rows(db, lost_reasons.TABLE, where, "month, project_id, losses DESC, reason")
+
+
+def pool(
+    db: ViewDB,
+    scope: Scope,
+    *,
+    project_id: str | None = None,
+    day_from: datetime | None = None,
+    day_to: datetime | None = None,
+) -> list[dict[str, Any]]:
+    where = Where()
+    where.within("project_id", scope.project_ids)
+    where.equal("project_id", project_id)
+    _since(where, db, "day", day_from, day_to, kind="day")
+    return _rows(db, pool_activity.TABLE, where, "day, project_id")
+
+
+def protection(
+    db: ViewDB,
+    scope: Scope,
+    now: datetime,
+    *,
+    project_id: str | None = None,
+    consultant_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """Per consultant (and team): owned buyers whose protection ends within 3 and 7 days."""
+    where = Where()
+    _scoped(scope, where, partner_column=None)
+    where.equal("project_id", project_id)
+    where.equal("consultant_id", consultant_id)
+    where.add("protected_until >= %s", ts(db.dialect, now))
+    where.add("protected_until < %s", ts(db.dialect, now + timedelta(days=7)))
+    in3 = ts(db.dialect, now + timedelta(days=3))
+    table = protection_board.TABLE.name
+    rows = db.query(
+        "SELECT b.project_id, b.consultant_id, d.team_id, "
+        "SUM(CASE WHEN b.protected_until < %s THEN 1 ELSE 0 END), COUNT(*), "
+        f"MIN(b.protected_until) FROM (SELECT * FROM {table}{where.sql()}) b "
+        "LEFT JOIN principal_directory d ON d.principal_id = b.consultant_id "
+        "GROUP BY b.project_id, b.consultant_id, d.team_id "
+        "ORDER BY b.project_id, b.consultant_id",
+        (in3, *where.params),
+    )
+    return [
+        {
+            "project_id": p,
+            "consultant_id": c,
+            "team_id": t,
+            "ending_within_3_days": int(n3),
+            "ending_within_7_days": int(n7),
+            "first_ending_at": read_ts(first),
+        }
+        for p, c, t, n3, n7, first in rows
+    ]
+
+
+def team_members(db: ViewDB, team_id: str) -> tuple[str, ...]:
+    rows = db.query("SELECT principal_id FROM principal_directory WHERE team_id = %s", (team_id,))
+    return tuple(str(r[0]) for r in rows)
+
+
+def owned_by(db: ViewDB, consultant_id: str) -> list[str]:
+    rows = db.query(
+        f"SELECT client_id FROM {client_overview.TABLE.name} "
+        "WHERE consultant_id = %s AND status = 'owned' ORDER BY client_id",
+        (consultant_id,),
+    )
+    return [str(r[0]) for r in rows]
