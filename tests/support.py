@@ -12,10 +12,6 @@ from domain.values import Actor
 
 START = datetime(2026, 3, 3, 2, 0, tzinfo=UTC)
 ADMIN = Actor("admin", "admin")
-AGENT_TRACE: dict[str, Any] = {
-    "actor": {"id": "agent-1", "role": "channel_agent"},
-    "correlation_id": "req-test",
-}
 
 
 class FakeClock:
@@ -39,9 +35,7 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-def ctx(
-    actor: Actor = ADMIN, correlation_id: str | None = None, **kwargs: Any
-) -> Context:
+def ctx(actor: Actor = ADMIN, correlation_id: str | None = None, **kwargs: Any) -> Context:
     return Context(actor=actor, correlation_id=correlation_id or unique("req"), **kwargs)
 
 
@@ -50,9 +44,7 @@ def register_consultant(
 ) -> str:
     """Register an active principal that may register visits at ``project_id``."""
     principal_id = consultant_id or unique("cons")
-    app.register_principal(
-        ctx(), principal_id, role, None, [project_id], f"key-{uuid.uuid4().hex}"
-    )
+    app.register_principal(ctx(), principal_id, role, None, [project_id], f"key-{uuid.uuid4().hex}")
     return principal_id
 
 
