@@ -1,0 +1,49 @@
+"""佣金方案: the per-project commission policy, versioned like the attribution policy."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+
+from api.deps import AppDep, CallerDep, ContextDep
+from api.results import command_response
+from api.schemas import CommissionPolicyIn, CommissionPolicyOut
+
+router = APIRouter(prefix="/v1/projects/{project_id}/commission-policy", tags=["commission"])
+
+READERS = ("admin", "manager", "supervisor", "finance", "auditor", "service")
+
+
+@router.put("", response_model=CommissionPolicyOut)
+def set_commission_policy(
+    project_id: str,
+    body: CommissionPolicyIn,
+    app: AppDep,
+    caller: CallerDep,
+    ctx: ContextDep,
+    if_match: Annotated[str | None, Header(description="Expected current version")] = None,
+) -> Response:
+    """A new version of the project's channel rates, consultant rate and split, threshold
+    and payout stages. Deals keep the version in force when they were opened."""
+    caller.require_project(project_id, "admin", "manager")
+    expected = None
+    if if_match is not None:
+        try:
+            expected = int(if_match.strip('"W/'))
+        except ValueError:
+            expected = -1
+    settings = body.model_dump()
+    return command_response(app.set_commission_policy(ctx, project_id, settings, expected))
+
+
+@router.get("", response_model=CommissionPolicyOut)
+def get_commission_policy(
+    project_id: str,
+    app: AppDep,
+    caller: CallerDep,
+    version: Annotated[int | None, Query(ge=0, description="An old version")] = None,
+) -> dict[str, Any]:
+    """The commission policy in force (or ``?version=N``); version 0 is the defaults."""
+    caller.require_project(project_id, *READERS)
+    return app.commission_policy(project_id, version)

@@ -1,0 +1,129 @@
+"""BI views of the sales side: the deal pipeline, payment collection (回款), the commission
+ledger (佣金) and the signing forecast. ``?after=<Yingke-Position>`` reads your writes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request
+
+from api.deps import AppDep, Caller, CallerDep, FreshDep, ScopeDep, get_container
+from projections import deal_queries
+
+router = APIRouter(prefix="/v1/views", tags=["views"], dependencies=[FreshDep])
+
+Month = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM, China time")]
+MANAGEMENT = ("supervisor", "manager", "finance", "auditor", "service", "admin")
+
+
+@router.get("/deal-pipeline")
+def deal_pipeline(
+    request: Request,
+    app: AppDep,
+    caller: CallerDep,
+    scope: ScopeDep,
+    project_id: str | None = None,
+) -> dict[str, Any]:
+    """Deals per project and stage: count, value, received, overdue signing deadlines and
+    the oldest time in stage (days). ``GET /v1/deals`` lists the deals themselves."""
+    caller.require("consultant", *MANAGEMENT)
+    views = get_container(request).views
+    return {"items": deal_queries.pipeline(views, scope, app.clock(), project_id=project_id)}
+
+
+@router.get("/payments")
+def payments(
+    request: Request,
+    caller: CallerDep,
+    scope: ScopeDep,
+    project_id: str | None = None,
+    month_from: Month = None,
+    month_to: Month = None,
+) -> dict[str, Any]:
+    """payment_collection: expected (contract value signed, net of cancellations) against
+    received, per project and month."""
+    caller.require(*MANAGEMENT)
+    rows = deal_queries.payments(
+        get_container(request).views,
+        scope,
+        project_id=project_id,
+        month_from=month_from,
+        month_to=month_to,
+    )
+    return {"items": rows}
+
+
+def _own_payee(caller: Caller, payee_id: str | None) -> None:
+    mine = caller.partner_id if caller.role == "channel_agent" else caller.id
+    if caller.role in ("consultant", "channel_agent") and payee_id not in (None, mine):
+        raise HTTPException(403, "you see only your own commission")
+
+
+@router.get("/commissions")
+def commissions(
+    request: Request,
+    caller: CallerDep,
+    scope: ScopeDep,
+    project_id: str | None = None,
+    payee_kind: Literal["channel", "consultant"] | None = None,
+    payee_id: str | None = None,
+) -> dict[str, Any]:
+    """commission_ledger: accrued, reversed and payable (accrued − reversed) per project
+    and payee, in fen. Consultants and channel agents see their own."""
+    caller.require("consultant", "channel_agent", *MANAGEMENT)
+    _own_payee(caller, payee_id)
+    rows = deal_queries.commissions(
+        get_container(request).views,
+        scope,
+        project_id=project_id,
+        payee_kind=payee_kind,
+        payee_id=payee_id,
+    )
+    return {"items": rows}
+
+
+@router.get("/commissions/entries")
+def commission_entries(
+    request: Request,
+    caller: CallerDep,
+    scope: ScopeDep,
+    project_id: str | None = None,
+    deal_id: str | None = None,
+    payee_kind: Literal["channel", "consultant"] | None = None,
+    payee_id: str | None = None,
+    month: Month = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    """Every ledger entry (CommissionAccrued / CommissionReversed) in the order written."""
+    caller.require("consultant", "channel_agent", *MANAGEMENT)
+    _own_payee(caller, payee_id)
+    result = deal_queries.commission_entries(
+        get_container(request).views,
+        scope,
+        project_id=project_id,
+        deal_id=deal_id,
+        payee_kind=payee_kind,
+        payee_id=payee_id,
+        month=month,
+        cursor=cursor,
+        limit=limit,
+    )
+    return {"items": result.items, "next_cursor": result.next_cursor}
+
+
+@router.get("/signing-forecast")
+def signing_forecast(
+    request: Request,
+    app: AppDep,
+    caller: CallerDep,
+    scope: ScopeDep,
+    project_id: str | None = None,
+    days: Annotated[int, Query(ge=1, le=31)] = deal_queries.FORECAST_DAYS,
+) -> dict[str, Any]:
+    """Contracts (签约) expected in the next ``days`` (14): deals holding a deposit or a
+    subscription whose signing deadline falls in the window, per day and deal by deal."""
+    caller.require("consultant", *MANAGEMENT)
+    return deal_queries.signing_forecast(
+        get_container(request).views, scope, app.clock(), project_id=project_id, days=days
+    )

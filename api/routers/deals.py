@@ -1,0 +1,261 @@
+"""成交 deals: 定金 → 认购 → 按揭 → 签约 → 备案 → 回款 → 交房 → 产证, 退房, 换房, 更名.
+
+One POST per step. A step out of order answers 409 with a code (``out_of_order``,
+``deal_cancelled``, ``overpayment``, ``not_fully_paid``, ``deadline_not_passed``, …).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+
+from api.deps import AppDep, Caller, CallerDep, ContextDep, FreshDep, ScopeDep, get_container
+from api.results import command_response
+from api.routers.clients import visible_client
+from api.schemas import (
+    CancelIn,
+    CertificateIn,
+    ContractIn,
+    DealOpenIn,
+    DealOut,
+    DepositIn,
+    FilingIn,
+    LoanApprovalIn,
+    LoanIn,
+    PaymentIn,
+    ReasonIn,
+    RenameIn,
+    SubscriptionIn,
+    SwapIn,
+)
+from domain.application import Yingke
+from domain.deal import Deal
+from projections import deal_queries
+
+router = APIRouter(prefix="/v1/deals", tags=["deals"])
+
+# Consultants act only on their own buyers' deals (the domain checks it too).
+SELLERS = ("consultant", "supervisor", "manager", "admin")
+STEPPERS = (*SELLERS, "finance")
+CASHIERS = ("finance", "manager", "admin")  # 回款 and 退房 move money
+APPROVERS = ("supervisor", "manager", "admin")  # 换房 and 更名 need approval
+READERS = ("consultant", "supervisor", "manager", "finance", "auditor", "service", "admin")
+
+
+def visible_deal(app: Yingke, caller: Caller, deal_id: uuid.UUID, *roles: str) -> Deal:
+    caller.require(*roles)
+    deal = app.deal_state(deal_id)
+    if not caller.covers(deal.project_id):
+        raise HTTPException(404, "deal not found")
+    if caller.role == "consultant" and not app.deal_concerns(caller.id, deal):
+        raise HTTPException(403, "a consultant sees only the deals of their own buyers")
+    return deal
+
+
+@router.post("", status_code=201)
+def open_deal(body: DealOpenIn, app: AppDep, caller: CallerDep, ctx: ContextDep) -> Response:
+    """Open a deal for a buyer on a unit: the unit is held (409 ``unit_unavailable`` if
+    another deal holds it) and the buyer's attribution is copied onto the deal."""
+    visible_client(app, caller, body.client_id, *SELLERS)
+    return command_response(app.open_deal(ctx, body.client_id, body.unit_id))
+
+
+@router.get("", dependencies=[FreshDep])
+def list_deals(
+    request: Request,
+    app: AppDep,
+    caller: CallerDep,
+    scope: ScopeDep,
+    project_id: str | None = None,
+    stage: str | None = None,
+    status: Literal["open", "completed", "cancelled"] | None = None,
+    consultant_id: str | None = None,
+    partner_id: str | None = None,
+    client_id: str | None = None,
+    overdue: Annotated[bool | None, Query(description="Signing deadline passed")] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """Deals (deal_pipeline), oldest first, with age in stage; scoped like the clients."""
+    caller.require(*READERS, "channel_agent")
+    result = deal_queries.deals(
+        get_container(request).views,
+        scope,
+        app.clock(),
+        project_id=project_id,
+        stage=stage,
+        status=status,
+        consultant_id=consultant_id,
+        partner_id=partner_id,
+        client_id=client_id,
+        overdue=overdue,
+        cursor=cursor,
+        limit=limit,
+    )
+    return {"items": result.items, "next_cursor": result.next_cursor}
+
+
+@router.get("/{deal_id}", response_model=DealOut)
+def get_deal(deal_id: uuid.UUID, app: AppDep, caller: CallerDep) -> dict[str, Any]:
+    """The deal now, from its stream: stage, amounts, loan, refunds and its ledger."""
+    visible_deal(app, caller, deal_id, *READERS)
+    return app.deal(deal_id)
+
+
+@router.post("/{deal_id}/deposit")
+def deposit(
+    deal_id: uuid.UUID, body: DepositIn, app: AppDep, caller: CallerDep, ctx: ContextDep
+) -> Response:
+    """定金 paid, with the signing deadline it sets."""
+    visible_deal(app, caller, deal_id, *STEPPERS)
+    return command_response(
+        app.pay_deposit(
+            ctx,
+            deal_id,
+            amount=body.amount_fen,
+            method=body.method,
+            signing_deadline=body.signing_deadline,
+        )
+    )
+
+
+@router.post("/{deal_id}/subscription")
+def subscription(
+    deal_id: uuid.UUID, body: SubscriptionIn, app: AppDep, caller: CallerDep, ctx: ContextDep
+) -> Response:
+    """认购 signed at a price and payment plan; the unit becomes subscribed."""
+    visible_deal(app, caller, deal_id, *STEPPERS)
+    return command_response(
+        app.sign_subscription(
+            ctx,
+            deal_id,
+            price=body.price_fen,
+            payment_plan=body.payment_plan,
+            signing_deadline=body.signing_deadline,
+        )
+    )
+
+
+@router.post("/{deal_id}/loan")
+def loan(
+    deal_id: uuid.UUID, body: LoanIn, app: AppDep, caller: CallerDep, ctx: ContextDep
+) -> Response:
+    """按揭 applied for (mortgage plan only; again after a refusal)."""
+    visible_deal(app, caller, deal_id, *STEPPERS)
+    return command_response(app.apply_loan(ctx, deal_id, bank=body.bank, amount=body.amount_fen))
+
+
+@router.post("/{deal_id}/loan/approve")
+def approve_loan(
+    deal_id: uuid.UUID,
+    app: AppDep,
+    caller: CallerDep,
+    ctx: ContextDep,
+    body: LoanApprovalIn | None = None,
+) -> Response:
+    """The bank approved the loan (银行审批通过)."""
+    visible_deal(app, caller, deal_id, *STEPPERS)
+    amount = body.amount_fen if body else None
+    return command_response(app.approve_loan(ctx, deal_id, amount=amount))
+
+
+@router.post("/{deal_id}/loan/refuse")
+def refuse_loan(
+    deal_id: uuid.UUID, body: ReasonIn, app: AppDep, caller: CallerDep, ctx: ContextDep
+) -> Response:
+    """The bank refused the loan; the buyer may apply again or cancel."""
+    visible_deal(app, caller, deal_id, *STEPPERS)
+    return command_response(app.refuse_loan(ctx, deal_id, reason=body.reason))
+
+
+@router.post("/{deal_id}/contract")
+def contract(
+    deal_id: uuid.UUID, body: ContractIn, app: AppDep, caller: CallerDep, ctx: ContextDep
+) -> Response:
+    """签约: the sale contract, its number and price; the unit becomes signed."""
+    visible_deal(app, caller, deal_id, *STEPPERS)
+    return command_response(
+        app.sign_contract(ctx, deal_id, contract_no=body.contract_no, price=body.price_fen)
+    )
+
+
+@router.post("/{deal_id}/filing")
+def filing(
+    deal_id: uuid.UUID,
+    app: AppDep,
+    caller: CallerDep,
+    ctx: ContextDep,
+    body: FilingIn | None = None,
+) -> Response:
+    """备案: the contract is filed with the housing authority; the unit is sold."""
+    visible_deal(app, caller, deal_id, *STEPPERS)
+    return command_response(
+        app.file_contract(ctx, deal_id, filing_no=body.filing_no if body else None)
+    )
+
+
+@router.post("/{deal_id}/payments")
+def payment(
+    deal_id: uuid.UUID, body: PaymentIn, app: AppDep, caller: CallerDep, ctx: ContextDep
+) -> Response:
+    """回款 received (finance, manager): never past the price. Send an Idempotency-Key."""
+    visible_deal(app, caller, deal_id, *CASHIERS)
+    return command_response(
+        app.receive_payment(ctx, deal_id, amount=body.amount_fen, kind=body.kind)
+    )
+
+
+@router.post("/{deal_id}/delivery")
+def delivery(deal_id: uuid.UUID, app: AppDep, caller: CallerDep, ctx: ContextDep) -> Response:
+    """交房: after filing, once the price is fully received."""
+    visible_deal(app, caller, deal_id, *STEPPERS)
+    return command_response(app.deliver_unit(ctx, deal_id))
+
+
+@router.post("/{deal_id}/certificate")
+def certificate(
+    deal_id: uuid.UUID,
+    app: AppDep,
+    caller: CallerDep,
+    ctx: ContextDep,
+    body: CertificateIn | None = None,
+) -> Response:
+    """产证 issued: the deal is completed."""
+    visible_deal(app, caller, deal_id, *STEPPERS)
+    number = body.certificate_no if body else None
+    return command_response(app.issue_certificate(ctx, deal_id, certificate_no=number))
+
+
+@router.post("/{deal_id}/cancel")
+def cancel(
+    deal_id: uuid.UUID, body: CancelIn, app: AppDep, caller: CallerDep, ctx: ContextDep
+) -> Response:
+    """退房 (finance, manager): the unit is released, refund and forfeiture follow the
+    deposit rules, and every commission accrued is reversed."""
+    visible_deal(app, caller, deal_id, *CASHIERS)
+    return command_response(app.cancel_deal(ctx, deal_id, reason=body.reason, fault=body.fault))
+
+
+@router.post("/{deal_id}/swap")
+def swap(
+    deal_id: uuid.UUID, body: SwapIn, app: AppDep, caller: CallerDep, ctx: ContextDep
+) -> Response:
+    """换房 before the contract: the old unit is released, the new one held, money paid
+    carries over and the subscription is signed again."""
+    visible_deal(app, caller, deal_id, *APPROVERS)
+    return command_response(
+        app.swap_unit(ctx, deal_id, new_unit_id=body.unit_id, reason=body.reason)
+    )
+
+
+@router.post("/{deal_id}/rename")
+def rename(
+    deal_id: uuid.UUID, body: RenameIn, app: AppDep, caller: CallerDep, ctx: ContextDep
+) -> Response:
+    """更名 before the contract; the name is sealed under the buyer's key."""
+    visible_deal(app, caller, deal_id, *APPROVERS)
+    return command_response(
+        app.rename_buyer(ctx, deal_id, buyer_name=body.buyer_name, reason=body.reason)
+    )

@@ -1,0 +1,202 @@
+"""房源 units: bulk import (CSV or JSON, all rows or none) and listing with filters."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+
+from api.deps import AppDep, CallerDep, ContextDep, FreshDep, get_container
+from api.results import command_response
+from domain.errors import InvalidInput, InvalidRows
+from projections import deal_queries
+
+router = APIRouter(prefix="/v1/projects/{project_id}", tags=["units"])
+
+COLUMNS = (
+    "building",
+    "number",
+    "rooms",
+    "area",
+    "floor",
+    "orientation",
+    "list_price",
+    "list_price_fen",
+)
+IMPORTERS = ("manager", "admin")
+VIEWERS = (
+    "consultant",
+    "supervisor",
+    "manager",
+    "finance",
+    "channel_agent",
+    "auditor",
+    "service",
+    "admin",
+)
+_IMPORT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/csv": {
+                "schema": {"type": "string"},
+                "example": "building,number,rooms,area,floor,orientation,list_price\n"
+                "3栋,1201,3,89.50,12,south,2350000\n",
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"units": {"type": "array", "items": {"type": "object"}}},
+                },
+                "example": {
+                    "units": [
+                        {
+                            "building": "3栋",
+                            "number": "1201",
+                            "rooms": 3,
+                            "area": "89.50",
+                            "floor": 12,
+                            "orientation": "south",
+                            "list_price_fen": 235000000,
+                        }
+                    ]
+                },
+            },
+        },
+    }
+}
+
+
+async def raw_body(request: Request) -> bytes:
+    return await request.body()
+
+
+def _text(data: bytes) -> str:
+    """UTF-8 (with or without the BOM Excel writes), else GB18030 (Excel on Chinese
+    Windows saves CSV that way)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            return data.decode("gb18030")
+        except UnicodeDecodeError:
+            raise InvalidInput("body", "must be UTF-8 or GB18030 text") from None
+
+
+def csv_rows(data: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """Rows labelled by their line in the file (the header is line 1)."""
+    reader = csv.DictReader(io.StringIO(_text(data), newline=""))
+    if not reader.fieldnames:
+        raise InvalidInput("body", "the CSV is empty: it needs a header line")
+    reader.fieldnames = [name.strip().lower() for name in reader.fieldnames]
+    unknown = [name for name in reader.fieldnames if name not in COLUMNS]
+    if unknown:
+        raise InvalidInput(
+            f"line 1: {unknown[0]}",
+            f"is not a unit column; use {', '.join(COLUMNS)}",
+            code="unknown_column",
+        )
+    rows: list[tuple[str, dict[str, Any]]] = []
+    problems: list[tuple[str, str, str]] = []
+    for record in reader:
+        label = f"line {reader.line_num}"
+        if record.get(None):  # type: ignore[call-overload]
+            problems.append((f"{label}: body", "has more values than the header", "extra_values"))
+            continue
+        rows.append((label, {k: v for k, v in record.items() if v not in (None, "")}))
+    if problems:
+        raise InvalidRows(problems)
+    return rows
+
+
+def json_rows(data: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """Rows labelled ``item N`` (1-based) from ``{"units": [...]}`` or a bare list."""
+    try:
+        parsed = json.loads(_text(data))
+    except ValueError:
+        raise InvalidInput("body", "is not valid JSON") from None
+    items = parsed.get("units") if isinstance(parsed, dict) else parsed
+    if not isinstance(items, list):
+        raise InvalidInput("units", 'must be a list of units: {"units": [...]}')
+    bad = [i for i, item in enumerate(items, 1) if not isinstance(item, dict)]
+    if bad:
+        raise InvalidRows([(f"item {i}: body", "must be an object", "not_an_object") for i in bad])
+    return [(f"item {i}", item) for i, item in enumerate(items, 1)]
+
+
+@router.post("/units:import", openapi_extra=_IMPORT_BODY)
+def import_units(
+    project_id: str,
+    request: Request,
+    data: Annotated[bytes, Depends(raw_body)],
+    app: AppDep,
+    caller: CallerDep,
+    ctx: ContextDep,
+) -> Response:
+    """Import units from CSV (``Content-Type: text/csv``, header line first) or JSON.
+    Columns: building, number, rooms, area (m²), floor, orientation, and list_price (yuan)
+    or list_price_fen. Existing units are revised if still available. Any bad row → 422
+    listing every problem by line (``line 7: area``) or item, and nothing is imported."""
+    caller.require_project(project_id, *IMPORTERS)
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind in ("text/csv", "application/csv", "text/plain"):
+        rows = csv_rows(data)
+    elif kind == "application/json":
+        rows = json_rows(data)
+    else:
+        raise HTTPException(415, "send text/csv or application/json")
+    return command_response(app.import_units(ctx, project_id, rows))
+
+
+@router.get("/units", dependencies=[FreshDep])
+def list_units(
+    project_id: str,
+    request: Request,
+    caller: CallerDep,
+    building: str | None = None,
+    status: Literal["available", "held", "subscribed", "signed", "sold"] | None = None,
+    rooms: Annotated[int | None, Query(ge=0, le=20)] = None,
+    orientation: str | None = None,
+    floor_from: int | None = None,
+    floor_to: int | None = None,
+    area_from: Annotated[float | None, Query(ge=0, description="m²")] = None,
+    area_to: Annotated[float | None, Query(ge=0, description="m²")] = None,
+    price_from: Annotated[int | None, Query(ge=0, description="List price, fen")] = None,
+    price_to: Annotated[int | None, Query(ge=0, description="List price, fen")] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    """The project's units by building, floor and number, each with its ``unit_id`` and
+    status (available, held, subscribed, signed, sold); ranges are inclusive."""
+    caller.require_project(project_id, *VIEWERS)
+    result = deal_queries.list_units(
+        get_container(request).views,
+        project_id,
+        building=building,
+        status=status,
+        rooms=rooms,
+        orientation=orientation,
+        floor_from=floor_from,
+        floor_to=floor_to,
+        area_from=area_from,
+        area_to=area_to,
+        price_from=price_from,
+        price_to=price_to,
+        cursor=cursor,
+        limit=limit,
+    )
+    return {"items": result.items, "next_cursor": result.next_cursor}
+
+
+@router.get("/units/{unit_id}")
+def get_unit(project_id: str, unit_id: uuid.UUID, app: AppDep, caller: CallerDep) -> dict[str, Any]:
+    """One unit now, from its stream."""
+    caller.require_project(project_id, *VIEWERS)
+    unit = app.unit(unit_id)
+    if unit["project_id"] != project_id:
+        raise HTTPException(404, "unit not found")
+    return unit

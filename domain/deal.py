@@ -1,0 +1,822 @@
+"""Deals (成交): one buyer and one unit, from deposit (定金) to property certificate (产证).
+
+定金 → 认购 → (按揭) → 签约 → 备案 → 回款 → 交房 → 产证, with cancellation (退房), unit swap
+(换房) and buyer rename (更名) on the way. A deal carries the client's attribution as it
+stood at opening (consultant, partner, report, basis, policy version); only a dispute
+ruling moves it afterwards. The commission ledger lives in this stream too, so every
+accrual and reversal is written in the transaction of the fact that caused it.
+
+Deposit rules (domain.md): a buyer who misses the signing deadline forfeits the deposit;
+a failure that is nobody's fault refunds everything; a developer at fault (e.g. resold
+the unit) refunds the deposit twice (定金双倍返还). Refunds are due within 15 days.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from eventsourcing.domain import Aggregate
+
+from domain.commission import (
+    CommissionRules,
+    LedgerKey,
+    OpenAccrual,
+    Payees,
+    Progress,
+    settle,
+    targets,
+)
+from domain.errors import Conflict, InvalidInput
+
+STAGES = (
+    "opened",
+    "deposit_paid",
+    "subscribed",
+    "contracted",
+    "filed",
+    "delivered",
+    "certified",
+    "cancelled",
+)
+_ORDER = {stage: i for i, stage in enumerate(STAGES)}
+BEFORE_CONTRACT = ("opened", "deposit_paid", "subscribed")
+CANCELLABLE = ("opened", "deposit_paid", "subscribed", "contracted", "filed")
+AWAITING_SIGNATURE = ("deposit_paid", "subscribed")  # the signing deadline runs
+PAYMENT_PLANS = ("full", "mortgage", "instalments")
+DEPOSIT_METHODS = ("cash", "bank_transfer", "card", "wechat_pay", "alipay", "other")
+PAYMENT_KINDS = ("down_payment", "instalment", "loan_disbursement", "full_payment", "other")
+FAULTS = ("buyer_missed_deadline", "no_fault", "developer_fault")
+REFUND_WITHIN = timedelta(days=15)
+MAX_FEN = 10**13
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Who brought and who serves the buyer, as the deal counts it."""
+
+    consultant_id: str
+    partner_id: str | None
+    report_id: str | None
+    basis: str
+    policy_version: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LedgerLine:
+    entry_id: str
+    kind: str  # accrued | reversed
+    payee_kind: str  # channel | consultant
+    payee_id: str
+    role: str  # channel | first_receiver | accompanying | closing
+    milestone: str
+    amount: int
+    reverses: str | None
+    reason: str
+    at: datetime
+    reversed_by: str | None = None
+
+    @property
+    def key(self) -> LedgerKey:
+        return (self.payee_kind, self.payee_id, self.role, self.milestone)
+
+
+def refund_for(fault: str, deposit: int, received: int) -> tuple[int, int]:
+    """(refund, forfeited) for a cancellation: ``received`` includes the deposit."""
+    if fault == "buyer_missed_deadline":
+        return received - deposit, deposit
+    if fault == "developer_fault":
+        return received + deposit, 0
+    return received, 0
+
+
+def check_amount(amount: int, field: str) -> int:
+    if not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount <= MAX_FEN:
+        raise InvalidInput(field, "must be a positive whole number of fen (1 yuan = 100 fen)")
+    return amount
+
+
+def _choice(value: str, allowed: tuple[str, ...], field: str) -> str:
+    if value not in allowed:
+        raise InvalidInput(field, f"must be one of {', '.join(allowed)}")
+    return value
+
+
+def _label(value: str, field: str) -> str:
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= 64:
+        raise InvalidInput(field, "must be 1-64 characters")
+    return value.strip()
+
+
+class Deal(Aggregate):
+    class Event(Aggregate.Event):
+        actor: dict[str, str]
+        correlation_id: str
+
+    class DealOpened(Aggregate.Created):
+        project_id: str
+        client_id: uuid.UUID
+        unit_id: uuid.UUID
+        building: str
+        number: str
+        list_price: int
+        consultant_id: str
+        partner_id: str | None
+        report_id: str | None
+        basis: str
+        policy_version: int
+        roles: dict[str, str]
+        commission_policy_version: int
+
+    class DepositPaid(Aggregate.Event):
+        amount: int
+        method: str
+        signing_deadline: datetime
+        running_total: int
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Deal)
+            aggregate.deposit, aggregate.deposit_method = self.amount, self.method
+            aggregate.signing_deadline = self.signing_deadline
+            aggregate.received = self.running_total
+            aggregate.enter("deposit_paid", self.timestamp)
+
+    class SubscriptionSigned(Aggregate.Event):
+        price: int
+        payment_plan: str
+        signing_deadline: datetime | None
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Deal)
+            aggregate.price, aggregate.payment_plan = self.price, self.payment_plan
+            aggregate.signing_deadline = self.signing_deadline or aggregate.signing_deadline
+            aggregate.enter("subscribed", self.timestamp)
+
+    class LoanApplied(Aggregate.Event):
+        bank: str
+        amount: int
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Deal)
+            aggregate.loan_status, aggregate.loan_bank = "applied", self.bank
+            aggregate.loan_amount = self.amount
+
+    class LoanApproved(Aggregate.Event):
+        amount: int
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Deal)
+            aggregate.loan_status, aggregate.loan_amount = "approved", self.amount
+
+    class LoanRefused(Aggregate.Event):
+        reason: str
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Deal)
+            aggregate.loan_status = "refused"
+
+    class ContractSigned(Aggregate.Event):
+        contract_no: str
+        price: int
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Deal)
+            aggregate.contract_no, aggregate.contract_price = self.contract_no, self.price
+            aggregate.enter("contracted", self.timestamp)
+
+    class ContractFiled(Aggregate.Event):
+        filing_no: str | None
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Deal)
+            aggregate.filing_no = self.filing_no
+            aggregate.enter("filed", self.timestamp)
+
+    class PaymentReceived(Aggregate.Event):
+        amount: int
+        kind: str
+        running_total: int
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Deal)
+            aggregate.received = self.running_total
+            if self.kind == "loan_disbursement":
+                aggregate.loan_disbursed += self.amount
+
+    class UnitDelivered(Aggregate.Event):
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Deal)
+            aggregate.enter("delivered", self.timestamp)
+
+    class CertificateIssued(Aggregate.Event):
+        certificate_no: str | None
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Deal)
+            aggregate.certificate_no = self.certificate_no
+            aggregate.enter("certified", self.timestamp)
+
+    class DealCancelled(Aggregate.Event):
+        reason: str
+        fault: str
+        previous_stage: str
+        deposit: int
+        received: int
+        refund: int
+        forfeited: int
+        refund_due_by: datetime
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Deal)
+            aggregate.cancellation = {
+                "reason": self.reason,
+                "fault": self.fault,
+                "previous_stage": self.previous_stage,
+                "refund_fen": self.refund,
+                "forfeited_fen": self.forfeited,
+                "refund_due_by": self.refund_due_by,
+                "cancelled_at": self.timestamp,
+            }
+            aggregate.enter("cancelled", self.timestamp)
+
+    class UnitSwapped(Aggregate.Event):
+        """换房: the old unit is let go and the new one held; money paid carries over, and
+        the subscription is signed again for the new unit at its price."""
+
+        previous_unit_id: uuid.UUID
+        unit_id: uuid.UUID
+        building: str
+        number: str
+        list_price: int
+        reason: str
+        previous_stage: str
+        stage: str
+        carried_deposit: int
+        carried_received: int
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Deal)
+            aggregate.swaps.append(
+                {
+                    "from_unit_id": self.previous_unit_id,
+                    "to_unit_id": self.unit_id,
+                    "reason": self.reason,
+                    "at": self.timestamp,
+                }
+            )
+            aggregate.unit_id, aggregate.building = self.unit_id, self.building
+            aggregate.number, aggregate.list_price = self.number, self.list_price
+            aggregate.price = aggregate.payment_plan = None
+            aggregate.loan_status, aggregate.loan_bank, aggregate.loan_amount = "none", None, None
+            aggregate.enter(self.stage, self.timestamp)
+
+    class BuyerRenamed(Aggregate.Event):
+        """更名: the buyer's name on the deal, sealed like all personal data."""
+
+        pii: str
+        reason: str
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Deal)
+            aggregate.buyer_pii = self.pii
+
+    class DealReattributed(Aggregate.Event):
+        """A dispute ruling moved the client's attribution; commission follows it."""
+
+        consultant_id: str
+        partner_id: str | None
+        report_id: str | None
+        basis: str
+        policy_version: int
+        roles: dict[str, str]
+        previous: dict[str, Any]
+        dispute_id: str | None
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Deal)
+            aggregate.attribution = Attribution(
+                self.consultant_id, self.partner_id, self.report_id, self.basis, self.policy_version
+            )
+            aggregate.roles = dict(self.roles)
+
+    class CommissionAccrued(Aggregate.Event):
+        entry_id: str
+        payee_kind: str
+        payee_id: str
+        role: str
+        milestone: str
+        amount: int
+        base: int
+        rate_bp: int
+        split_bp: int
+        share_bp: int
+        commission_policy_version: int
+        reason: str
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Deal)
+            aggregate.ledger.append(
+                LedgerLine(
+                    self.entry_id,
+                    "accrued",
+                    self.payee_kind,
+                    self.payee_id,
+                    self.role,
+                    self.milestone,
+                    self.amount,
+                    None,
+                    self.reason,
+                    self.timestamp,
+                )
+            )
+
+    class CommissionReversed(Aggregate.Event):
+        entry_id: str
+        reverses: str
+        payee_kind: str
+        payee_id: str
+        role: str
+        milestone: str
+        amount: int
+        reason: str
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Deal)
+            for line in aggregate.ledger:
+                if line.entry_id == self.reverses:
+                    line.reversed_by = self.entry_id
+            aggregate.ledger.append(
+                LedgerLine(
+                    self.entry_id,
+                    "reversed",
+                    self.payee_kind,
+                    self.payee_id,
+                    self.role,
+                    self.milestone,
+                    self.amount,
+                    self.reverses,
+                    self.reason,
+                    self.timestamp,
+                )
+            )
+
+    # ------------------------------------------------------------------- state
+
+    def __init__(
+        self,
+        project_id: str,
+        client_id: uuid.UUID,
+        unit_id: uuid.UUID,
+        building: str,
+        number: str,
+        list_price: int,
+        consultant_id: str,
+        partner_id: str | None,
+        report_id: str | None,
+        basis: str,
+        policy_version: int,
+        roles: dict[str, str],
+        commission_policy_version: int,
+        timestamp: datetime,
+    ) -> None:
+        self.project_id = project_id
+        self.client_id = client_id
+        self.unit_id = unit_id
+        self.building = building
+        self.number = number
+        self.list_price = list_price
+        self.attribution = Attribution(consultant_id, partner_id, report_id, basis, policy_version)
+        self.opened_attribution = self.attribution
+        self.roles = dict(roles)
+        self.commission_policy_version = commission_policy_version
+        self.stage = "opened"
+        self.stage_since = timestamp
+        self.milestones: list[dict[str, Any]] = [{"stage": "opened", "at": timestamp}]
+        self.deposit = 0
+        self.deposit_method: str | None = None
+        self.signing_deadline: datetime | None = None
+        self.price: int | None = None
+        self.payment_plan: str | None = None
+        self.loan_status = "none"  # none | applied | approved | refused
+        self.loan_bank: str | None = None
+        self.loan_amount: int | None = None
+        self.loan_disbursed = 0
+        self.contract_no: str | None = None
+        self.contract_price: int | None = None
+        self.filing_no: str | None = None
+        self.certificate_no: str | None = None
+        self.received = 0
+        self.cancellation: dict[str, Any] | None = None
+        self.swaps: list[dict[str, Any]] = []
+        self.buyer_pii: str | None = None
+        self.ledger: list[LedgerLine] = []
+
+    def enter(self, stage: str, at: datetime) -> None:
+        self.stage, self.stage_since = stage, at
+        self.milestones.append({"stage": stage, "at": at})
+
+    @classmethod
+    def open(
+        cls,
+        deal_id: uuid.UUID,
+        *,
+        project_id: str,
+        client_id: uuid.UUID,
+        unit_id: uuid.UUID,
+        building: str,
+        number: str,
+        list_price: int,
+        attribution: Attribution,
+        roles: dict[str, str],
+        commission_policy_version: int,
+        at: datetime,
+        trace: dict[str, Any],
+    ) -> Deal:
+        return cls._create(
+            cls.DealOpened,
+            id=deal_id,
+            project_id=project_id,
+            client_id=client_id,
+            unit_id=unit_id,
+            building=building,
+            number=number,
+            list_price=list_price,
+            **attribution.as_dict(),
+            roles=roles,
+            commission_policy_version=commission_policy_version,
+            timestamp=at,
+            **trace,
+        )
+
+    @property
+    def status(self) -> str:
+        if self.stage == "cancelled":
+            return "cancelled"
+        return "completed" if self.stage == "certified" else "open"
+
+    @property
+    def agreed_price(self) -> int | None:
+        """The contract price once signed, else the subscription price."""
+        return self.contract_price if self.contract_price is not None else self.price
+
+    def reached(self, stage: str) -> bool:
+        return self.stage != "cancelled" and _ORDER[self.stage] >= _ORDER[stage]
+
+    def signing_overdue(self, now: datetime) -> bool:
+        deadline = self.signing_deadline
+        return self.stage in AWAITING_SIGNATURE and deadline is not None and now > deadline
+
+    def progress(self) -> Progress:
+        return Progress(
+            price=self.agreed_price,
+            received=self.received,
+            contract=self.reached("contracted"),
+            loan_settled=self.payment_plan != "mortgage" or self.loan_disbursed > 0,
+            filed=self.reached("filed"),
+            delivered=self.reached("delivered"),
+            certified=self.reached("certified"),
+            live=self.stage != "cancelled",
+        )
+
+    def payees(self) -> Payees:
+        return Payees(self.attribution.partner_id, dict(self.roles))
+
+    # ------------------------------------------------------------------ guards
+
+    def _require_stage(self, step: str, *stages: str) -> None:
+        if self.stage in stages:
+            return
+        if self.stage == "cancelled":
+            raise Conflict(f"cannot record {step}: the deal was cancelled", code="deal_cancelled")
+        raise Conflict(
+            f"cannot record {step} while the deal is {self.stage}; "
+            f"it needs the deal to be {' or '.join(stages)}",
+            code="out_of_order",
+        )
+
+    def _require_price_covers(self, price: int, field: str) -> None:
+        if price < self.received:
+            raise InvalidInput(field, f"must not be below the {self.received} fen already received")
+
+    # ---------------------------------------------------------------- commands
+
+    def pay_deposit(
+        self,
+        amount: int,
+        method: str,
+        signing_deadline: datetime,
+        rules: CommissionRules,
+        at: datetime,
+        trace: dict[str, Any],
+    ) -> None:
+        self._require_stage("a deposit", "opened")
+        check_amount(amount, "amount_fen")
+        _choice(method, DEPOSIT_METHODS, "method")
+        if signing_deadline <= at:
+            raise InvalidInput("signing_deadline", "must be in the future")
+        self.trigger_event(
+            self.DepositPaid,
+            amount=amount,
+            method=method,
+            signing_deadline=signing_deadline,
+            running_total=self.received + amount,
+            timestamp=at,
+            **trace,
+        )
+        self._settle(rules, "deposit_paid", at, trace)
+
+    def sign_subscription(
+        self,
+        price: int,
+        payment_plan: str,
+        signing_deadline: datetime | None,
+        rules: CommissionRules,
+        at: datetime,
+        trace: dict[str, Any],
+    ) -> None:
+        self._require_stage("a subscription (认购)", "deposit_paid")
+        check_amount(price, "price_fen")
+        self._require_price_covers(price, "price_fen")
+        _choice(payment_plan, PAYMENT_PLANS, "payment_plan")
+        if signing_deadline is not None and signing_deadline <= at:
+            raise InvalidInput("signing_deadline", "must be in the future")
+        self.trigger_event(
+            self.SubscriptionSigned,
+            price=price,
+            payment_plan=payment_plan,
+            signing_deadline=signing_deadline,
+            timestamp=at,
+            **trace,
+        )
+        self._settle(rules, "subscription_signed", at, trace)
+
+    def apply_loan(self, bank: str, amount: int, at: datetime, trace: dict[str, Any]) -> None:
+        self._require_stage("a loan application", "subscribed", "contracted", "filed")
+        if self.payment_plan != "mortgage":
+            raise Conflict(
+                f"the payment plan is {self.payment_plan}, not mortgage", code="not_mortgage"
+            )
+        if self.loan_status in ("applied", "approved"):
+            raise Conflict(f"a loan is already {self.loan_status}", code=f"loan_{self.loan_status}")
+        check_amount(amount, "amount_fen")
+        if amount > (self.agreed_price or 0) - self.received:
+            raise InvalidInput("amount_fen", "must not exceed the price still to be paid")
+        self.trigger_event(
+            self.LoanApplied, bank=_label(bank, "bank"), amount=amount, timestamp=at, **trace
+        )
+
+    def _require_loan_applied(self) -> int:
+        if self.loan_status != "applied" or self.loan_amount is None:
+            raise Conflict(
+                f"no loan application is waiting (the loan is {self.loan_status})",
+                code="no_loan_application",
+            )
+        return self.loan_amount
+
+    def approve_loan(self, amount: int | None, at: datetime, trace: dict[str, Any]) -> None:
+        self._require_stage("a loan approval", "subscribed", "contracted", "filed")
+        applied = self._require_loan_applied()
+        approved = applied if amount is None else check_amount(amount, "amount_fen")
+        if approved > applied:
+            raise InvalidInput("amount_fen", "must not exceed the amount applied for")
+        self.trigger_event(self.LoanApproved, amount=approved, timestamp=at, **trace)
+
+    def refuse_loan(self, reason: str, at: datetime, trace: dict[str, Any]) -> None:
+        self._require_stage("a loan refusal", "subscribed", "contracted", "filed")
+        self._require_loan_applied()
+        self.trigger_event(self.LoanRefused, reason=reason, timestamp=at, **trace)
+
+    def sign_contract(
+        self,
+        contract_no: str,
+        price: int,
+        rules: CommissionRules,
+        at: datetime,
+        trace: dict[str, Any],
+    ) -> None:
+        self._require_stage("a contract (签约)", "subscribed")
+        check_amount(price, "price_fen")
+        self._require_price_covers(price, "price_fen")
+        self.trigger_event(
+            self.ContractSigned,
+            contract_no=_label(contract_no, "contract_no"),
+            price=price,
+            timestamp=at,
+            **trace,
+        )
+        self._settle(rules, "contract_signed", at, trace)
+
+    def file_contract(
+        self, filing_no: str | None, rules: CommissionRules, at: datetime, trace: dict[str, Any]
+    ) -> None:
+        self._require_stage("a filing (备案)", "contracted")
+        number = _label(filing_no, "filing_no") if filing_no is not None else None
+        self.trigger_event(self.ContractFiled, filing_no=number, timestamp=at, **trace)
+        self._settle(rules, "contract_filed", at, trace)
+
+    def receive_payment(
+        self,
+        amount: int,
+        kind: str,
+        rules: CommissionRules,
+        at: datetime,
+        trace: dict[str, Any],
+    ) -> None:
+        self._require_stage(
+            "a payment (回款)", "subscribed", "contracted", "filed", "delivered", "certified"
+        )
+        check_amount(amount, "amount_fen")
+        _choice(kind, PAYMENT_KINDS, "kind")
+        price = self.agreed_price or 0
+        if self.received + amount > price:
+            raise Conflict(
+                f"{amount} fen would take the total past the price ({price - self.received} "
+                "fen are still due)",
+                code="overpayment",
+            )
+        if kind == "loan_disbursement":
+            if not self.reached("contracted"):
+                raise Conflict(
+                    "a loan is disbursed (放款) only on a signed contract", code="out_of_order"
+                )
+            if self.loan_status != "approved" or self.loan_amount is None:
+                raise Conflict("no approved loan to disburse", code="loan_not_approved")
+            if self.loan_disbursed + amount > self.loan_amount:
+                raise InvalidInput("amount_fen", "must not exceed the approved loan")
+        self.trigger_event(
+            self.PaymentReceived,
+            amount=amount,
+            kind=kind,
+            running_total=self.received + amount,
+            timestamp=at,
+            **trace,
+        )
+        self._settle(rules, "payment_received", at, trace)
+
+    def deliver(self, rules: CommissionRules, at: datetime, trace: dict[str, Any]) -> None:
+        self._require_stage("a delivery (交房)", "filed")
+        price = self.agreed_price or 0
+        if self.received < price:
+            raise Conflict(
+                f"{price - self.received} fen of the price are still due", code="not_fully_paid"
+            )
+        self.trigger_event(self.UnitDelivered, timestamp=at, **trace)
+        self._settle(rules, "unit_delivered", at, trace)
+
+    def issue_certificate(
+        self,
+        certificate_no: str | None,
+        rules: CommissionRules,
+        at: datetime,
+        trace: dict[str, Any],
+    ) -> None:
+        self._require_stage("a property certificate (产证)", "delivered")
+        number = _label(certificate_no, "certificate_no") if certificate_no is not None else None
+        self.trigger_event(self.CertificateIssued, certificate_no=number, timestamp=at, **trace)
+        self._settle(rules, "certificate_issued", at, trace)
+
+    def cancel(
+        self,
+        reason: str,
+        fault: str,
+        rules: CommissionRules,
+        at: datetime,
+        trace: dict[str, Any],
+    ) -> None:
+        self._require_stage("a cancellation (退房)", *CANCELLABLE)
+        _choice(fault, FAULTS, "fault")
+        if fault == "buyer_missed_deadline" and not self.signing_overdue(at):
+            raise Conflict(
+                "the deposit is forfeited only once the signing deadline has passed unsigned",
+                code="deadline_not_passed",
+            )
+        refund, forfeited = refund_for(fault, self.deposit, self.received)
+        self.trigger_event(
+            self.DealCancelled,
+            reason=reason,
+            fault=fault,
+            previous_stage=self.stage,
+            deposit=self.deposit,
+            received=self.received,
+            refund=refund,
+            forfeited=forfeited,
+            refund_due_by=at + REFUND_WITHIN,
+            timestamp=at,
+            **trace,
+        )
+        self._settle(rules, "cancelled", at, trace)
+
+    def swap_unit(
+        self,
+        *,
+        unit_id: uuid.UUID,
+        building: str,
+        number: str,
+        list_price: int,
+        reason: str,
+        rules: CommissionRules,
+        at: datetime,
+        trace: dict[str, Any],
+    ) -> None:
+        self._require_stage("a unit swap (换房)", *BEFORE_CONTRACT)
+        if unit_id == self.unit_id:
+            raise InvalidInput("unit_id", "is already this deal's unit")
+        self.trigger_event(
+            self.UnitSwapped,
+            previous_unit_id=self.unit_id,
+            unit_id=unit_id,
+            building=building,
+            number=number,
+            list_price=list_price,
+            reason=reason,
+            previous_stage=self.stage,
+            stage="deposit_paid" if self.deposit else "opened",
+            carried_deposit=self.deposit,
+            carried_received=self.received,
+            timestamp=at,
+            **trace,
+        )
+        self._settle(rules, "unit_swapped", at, trace)
+
+    def rename_buyer(self, pii: str, reason: str, at: datetime, trace: dict[str, Any]) -> None:
+        self._require_stage("a buyer rename (更名)", *BEFORE_CONTRACT)
+        self.trigger_event(self.BuyerRenamed, pii=pii, reason=reason, timestamp=at, **trace)
+
+    def reattribute(
+        self,
+        attribution: Attribution,
+        roles: dict[str, str],
+        dispute_id: str | None,
+        rules: CommissionRules,
+        at: datetime,
+        trace: dict[str, Any],
+    ) -> bool:
+        """Follow a ruling; False when the deal is cancelled or nothing changes."""
+        if self.stage == "cancelled" or (attribution, roles) == (self.attribution, self.roles):
+            return False
+        self.trigger_event(
+            self.DealReattributed,
+            **attribution.as_dict(),
+            roles=roles,
+            previous={**self.attribution.as_dict(), "roles": dict(self.roles)},
+            dispute_id=dispute_id,
+            timestamp=at,
+            **trace,
+        )
+        self._settle(rules, "reattributed", at, trace)
+        return True
+
+    # ------------------------------------------------------------------ ledger
+
+    def open_accruals(self) -> list[OpenAccrual]:
+        return [
+            OpenAccrual(line.entry_id, line.key, line.amount)
+            for line in self.ledger
+            if line.kind == "accrued" and line.reversed_by is None
+        ]
+
+    def _settle(
+        self, rules: CommissionRules, reason: str, at: datetime, trace: dict[str, Any]
+    ) -> None:
+        """Bring the ledger to what the payout stages allow now: entries only, no edits."""
+        assert rules.version == self.commission_policy_version
+        goal = targets(rules, self.payees(), self.progress())
+        for move in settle(self.open_accruals(), goal):
+            kind, payee_id, role, milestone = move.key
+            line = {
+                "entry_id": f"{self.id}:{len(self.ledger) + 1}",
+                "payee_kind": kind,
+                "payee_id": payee_id,
+                "role": role,
+                "milestone": milestone,
+                "amount": move.amount,
+                "reason": reason,
+            }
+            if move.kind == "reverse":
+                assert move.reverses is not None
+                self.trigger_event(
+                    self.CommissionReversed, reverses=move.reverses, timestamp=at, **line, **trace
+                )
+                continue
+            assert move.target is not None
+            self.trigger_event(
+                self.CommissionAccrued,
+                base=move.target.base,
+                rate_bp=move.target.rate_bp,
+                split_bp=move.target.split_bp,
+                share_bp=move.target.share_bp,
+                commission_policy_version=self.commission_policy_version,
+                timestamp=at,
+                **line,
+                **trace,
+            )
+
+    def commission_totals(self) -> dict[str, int]:
+        accrued = sum(line.amount for line in self.ledger if line.kind == "accrued")
+        reversed_ = sum(line.amount for line in self.ledger if line.kind == "reversed")
+        return {"accrued_fen": accrued, "reversed_fen": reversed_, "net_fen": accrued - reversed_}
