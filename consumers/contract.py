@@ -1,0 +1,540 @@
+"""The public event contract: what Yingke publishes to Kafka, one versioned schema per type.
+
+A message is not the stored event. It is an envelope (identity, order, who and why)
+around ``data``: the event's fields minus everything personal. Fields the domain seals
+(``pii``), the keyed phone hash, credential digests and free text typed by people
+(which may hold anything, names included) never leave; a masked phone (前三后四) does.
+docs/events.md describes every type; docs/event-schemas.json holds the JSON Schemas
+(draft 2020-12) that ``python -m consumers.contract`` prints, for consumers in any
+language. ``validate`` checks a message here.
+
+Internal streams (idempotency records, report and dispute locators, claim quotas) are
+write-side bookkeeping, not business facts: the relay skips them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import types
+import typing
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.domain import Aggregate
+from eventsourcing.utils import get_topic
+
+from domain.client import Client
+from domain.departure import Departure
+from domain.idempotency import IdempotencyRecord
+from domain.locator import DisputeLocator, ReportLocator
+from domain.masked_pool import MaskedReportPool
+from domain.policy import ProjectPolicy
+from domain.principal import Principal
+from domain.quota import ClaimQuota
+
+# event_id = uuid5(EVENT_NAMESPACE, f"{aggregate_id}:{aggregate_version}"): any consumer
+# can recompute it, and a re-sent event keeps its identity.
+EVENT_NAMESPACE = uuid.UUID("0b9f6f52-3f0e-5b0a-9a43-7d1f7f7c2a10")
+ENVELOPE = (
+    "event_id",
+    "type",
+    "schema_version",
+    "aggregate_type",
+    "aggregate_id",
+    "aggregate_version",
+    "position",
+    "occurred_at",
+    "actor",
+    "correlation_id",
+    "data",
+)
+# Never published, whatever the type: sealed personal data, the keyed phone hash (a
+# stable pseudonym that would let the topic be joined across systems), key digests.
+ALWAYS_WITHHELD = frozenset({"pii", "phone_hash", "key_digest"})
+_STATE = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
+_TRACE = frozenset({"actor", "correlation_id"})
+# The demand profile's structured answers; the free-text ``source_detail`` stays home.
+PROFILE_KEYS = (
+    "budget_min",
+    "budget_max",
+    "districts",
+    "layouts",
+    "area_min",
+    "area_max",
+    "floor_preference",
+    "purpose",
+    "focus",
+    "family_structure",
+    "age_band",
+)
+
+
+class ContractError(ValueError):
+    """A message that does not match the contract, or an event it does not cover."""
+
+
+@dataclass(frozen=True)
+class EventType:
+    cls: type[Any]
+    version: int
+    description: str
+    withheld: tuple[str, ...] = ()  # free-text fields of this type, besides ALWAYS_WITHHELD
+
+    @property
+    def name(self) -> str:
+        return str(self.cls.__qualname__)
+
+    @property
+    def aggregate(self) -> str:
+        return self.name.split(".")[0]
+
+    def hints(self) -> dict[str, Any]:
+        return _hints(self)
+
+    def published(self) -> dict[str, Any]:
+        return _split(self)[0]
+
+    def hidden(self) -> dict[str, Any]:
+        return _split(self)[1]
+
+
+@functools.cache
+def _hints(event_type: EventType) -> dict[str, Any]:
+    hints = typing.get_type_hints(event_type.cls)
+    return {f.name: hints[f.name] for f in fields(event_type.cls)}
+
+
+@functools.cache
+def _split(event_type: EventType) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(published fields, withheld fields) of a type, with their type hints."""
+    withheld = ALWAYS_WITHHELD | set(event_type.withheld)
+    hints = _hints(event_type)
+    published = {k: v for k, v in hints.items() if k not in withheld | _STATE | _TRACE}
+    return published, {k: v for k, v in hints.items() if k in withheld}
+
+
+def _t(cls: type[Any], description: str, *withheld: str, version: int = 1) -> EventType:
+    return EventType(cls, version, description, withheld)
+
+
+PUBLIC: tuple[EventType, ...] = (
+    _t(Client.ClientRegistered, "A buyer was first seen at a project (report or visit)."),
+    _t(Client.ReportFiled, "A channel filed a full-number report (报备) for this buyer."),
+    _t(Client.ReportAccepted, "The report holds the buyer until valid_until."),
+    _t(Client.ReportRejected, "The report was refused; reason is a code."),
+    _t(Client.ReportExpired, "The report's validity ran out before any visit."),
+    _t(Client.ReportConfirmed, "A visit confirmed the report: it won the attribution."),
+    _t(Client.ReportClosed, "A visit closed the report without it winning; reason is a code."),
+    _t(Client.MaskedReportMatched, "A masked report from a pool was matched to this buyer."),
+    _t(
+        Client.MaskedReportPassedOver,
+        "A masked report on the buyer's pattern lost at this buyer's visit; it stays open "
+        "in its pool for other buyers but never counts for this one again.",
+    ),
+    _t(Client.ClientVisited, "The buyer visited the sales office (到访)."),
+    _t(Client.OwnershipAwarded, "A visit decided who owns the buyer (判客)."),
+    _t(Client.ScheduleUpdated, "When the next follow-up is due and when inactivity releases."),
+    _t(Client.FollowUpLogged, "The owner followed up (跟进); the summary stays home."),
+    _t(Client.GradeChanged, "The buyer's grade (A/B/C) changed.", "reason"),
+    _t(Client.ProfileUpdated, "The structured demand profile changed (free text withheld)."),
+    _t(Client.ProtectionExtended, "Contact pushed the protection period (保护期) out."),
+    _t(Client.ProtectionExpired, "The protection period ran out."),
+    _t(Client.ReleasedToPool, "The buyer went to the public pool (公海池); reason is a code."),
+    _t(Client.OwnershipTransferred, "Ownership moved: transfer, departure, ruling.", "reason"),
+    _t(Client.LossRequested, "The owner asked to mark the buyer lost (战败); reason is a code."),
+    _t(Client.LossApproved, "A supervisor approved the loss.", "comment"),
+    _t(Client.LossRejected, "A supervisor rejected the loss.", "comment"),
+    _t(Client.ClaimRequested, "A consultant asked to claim the buyer from the pool (捞客)."),
+    _t(Client.ClaimRejected, "The pool claim was refused.", "reason"),
+    _t(Client.ClaimedFromPool, "A consultant took the buyer from the pool."),
+    _t(Client.DisputeOpened, "An attribution dispute (申诉) was opened.", "reason"),
+    _t(Client.DisputeRuled, "The dispute was ruled upheld or dismissed.", "reason"),
+    _t(Client.DisputeAppealed, "The ruling was appealed.", "reason"),
+    _t(Client.PersonalDataErased, "The buyer's personal data was erased (crypto-shredding)."),
+    _t(Client.DealMilestoneRecorded, "A step of one of the buyer's deals (成交); amount in fen."),
+    _t(MaskedReportPool.PoolOpened, "The first masked report (隐号报备) for a 前三后四 pattern."),
+    _t(MaskedReportPool.ReportFiled, "A channel filed a masked report into the pattern's pool."),
+    _t(MaskedReportPool.ReportAccepted, "The masked report is valid until valid_until."),
+    _t(MaskedReportPool.ReportRejected, "The masked report was refused; reason is a code."),
+    _t(MaskedReportPool.ReportExpired, "The masked report's validity ran out."),
+    _t(MaskedReportPool.MaskedReportConsumed, "A visit consumed the masked report for a buyer."),
+    _t(ProjectPolicy.Opened, "A project's policy stream was opened."),
+    _t(ProjectPolicy.PolicyChanged, "A new version of the project's attribution policy."),
+    _t(Principal.PrincipalRegistered, "A principal (staff, channel agent, service) was created."),
+    _t(Principal.PrincipalRevoked, "A principal's key was revoked.", "reason"),
+    _t(Departure.DepartureStarted, "A consultant left (离职); their buyers are being moved."),
+    _t(Departure.ClientMoved, "One of the leaver's buyers was moved (or skipped)."),
+    _t(Departure.DepartureCompleted, "Every buyer of the leaver was moved."),
+)
+INTERNAL: tuple[type[Any], ...] = (
+    IdempotencyRecord.ResponseRecorded,
+    ReportLocator.ReportLocated,
+    DisputeLocator.DisputeLocated,
+    ClaimQuota.QuotaOpened,
+    ClaimQuota.ClaimCounted,
+    ClaimQuota.ClaimUncounted,
+)
+# Deals (成交) arrived while this contract was being written: their events stay home
+# until their public schema is decided (prices and commissions are commercial data, a
+# buyer's rename is personal). Named, not imported, so the two can move independently.
+DEFERRED_AGGREGATES = frozenset({"Deal", "Unit", "CommissionPolicy"})
+DEFERRED_TYPES: frozenset[str] = frozenset()
+AGGREGATES: dict[str, type[Aggregate]] = {
+    "Client": Client,
+    "MaskedReportPool": MaskedReportPool,
+    "ProjectPolicy": ProjectPolicy,
+    "Principal": Principal,
+    "Departure": Departure,
+}
+BY_CLASS: dict[type[Any], EventType] = {t.cls: t for t in PUBLIC}
+BY_NAME: dict[str, EventType] = {t.name: t for t in PUBLIC}
+
+
+def is_withheld(cls: type[Any]) -> bool:
+    """Internal bookkeeping, or deferred: deliberately not published."""
+    name = str(cls.__qualname__)
+    return cls in INTERNAL or name in DEFERRED_TYPES or name.split(".")[0] in DEFERRED_AGGREGATES
+
+
+def withheld_classes() -> list[type[Any]]:
+    """Every event class of domain/ that is not published (internal or deferred)."""
+    import importlib
+    import pkgutil
+
+    import domain
+
+    found: list[type[Any]] = []
+    for module in pkgutil.iter_modules(domain.__path__):
+        for obj in vars(importlib.import_module(f"domain.{module.name}")).values():
+            if isinstance(obj, type) and issubclass(obj, Aggregate) and obj is not Aggregate:
+                for name in dir(obj):
+                    cls = getattr(obj, name)
+                    if (
+                        isinstance(cls, type)
+                        and issubclass(cls, Aggregate.Event)
+                        and cls.__qualname__.startswith(obj.__name__ + ".")
+                        and is_withheld(cls)
+                    ):
+                        found.append(cls)
+    return found
+
+
+# ---------------------------------------------------------------- schemas
+
+_UUID = {"type": "string", "format": "uuid"}
+_TIME = {"type": "string", "format": "date-time"}
+_NULLABLE_TEXT = {"type": ["string", "null"]}
+_FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
+    "owner_at_opening": {
+        "type": "object",
+        "required": ["consultant_id", "partner_id", "report_id"],
+        "additionalProperties": False,
+        "properties": {k: _NULLABLE_TEXT for k in ("consultant_id", "partner_id", "report_id")},
+    },
+    "profile": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "budget_min": {"type": ["integer", "null"]},
+            "budget_max": {"type": ["integer", "null"]},
+            "districts": {"type": "array", "items": {"type": "string"}},
+            "layouts": {"type": "array", "items": {"type": "integer"}},
+            "area_min": {"type": ["number", "null"]},
+            "area_max": {"type": ["number", "null"]},
+            "floor_preference": _NULLABLE_TEXT,
+            "purpose": _NULLABLE_TEXT,
+            "focus": {"type": "array", "items": {"type": "string"}},
+            "family_structure": _NULLABLE_TEXT,
+            "age_band": _NULLABLE_TEXT,
+        },
+    },
+    "settings": {"type": "object", "description": "the policy settings, as in the policy API"},
+    "phone_masked": {"type": "string", "pattern": r"^1[3-9]\d\*{4}\d{4}$"},
+}
+
+
+def _schema_of(hint: Any) -> dict[str, Any]:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        schema = dict(_schema_of(inner))
+        schema["type"] = [schema["type"], "null"]
+        return schema
+    if hint is bool:
+        return {"type": "boolean"}
+    if hint is int:
+        return {"type": "integer"}
+    if hint is str:
+        return {"type": "string"}
+    if hint is datetime:
+        return dict(_TIME)
+    if hint is uuid.UUID:
+        return dict(_UUID)
+    if typing.get_origin(hint) is list:
+        return {"type": "array", "items": _schema_of(args[0])}
+    if typing.get_origin(hint) is dict:
+        return {"type": "object"}
+    raise TypeError(f"no public schema for {hint!r}")
+
+
+def schema(event_type: EventType) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of one public event type at its current version."""
+    data = {
+        name: _FIELD_SCHEMAS.get(name) or _schema_of(hint)
+        for name, hint in event_type.published().items()
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"urn:yingke:event:{event_type.name}:v{event_type.version}",
+        "title": f"{event_type.name} v{event_type.version}",
+        "description": event_type.description,
+        "type": "object",
+        "required": list(ENVELOPE),
+        "additionalProperties": False,
+        "properties": {
+            "event_id": _UUID,
+            "type": {"const": event_type.name},
+            "schema_version": {"const": event_type.version},
+            "aggregate_type": {"const": event_type.aggregate},
+            "aggregate_id": _UUID,
+            "aggregate_version": {"type": "integer", "minimum": 1},
+            "position": {"type": "integer", "minimum": 1},
+            "occurred_at": _TIME,
+            "actor": {
+                "type": ["object", "null"],
+                "required": ["id", "role"],
+                "additionalProperties": False,
+                "properties": {"id": {"type": "string"}, "role": {"type": "string"}},
+            },
+            "correlation_id": _NULLABLE_TEXT,
+            "data": {
+                "type": "object",
+                "required": list(data),
+                "additionalProperties": False,
+                "properties": data,
+            },
+        },
+    }
+
+
+def all_schemas() -> dict[str, dict[str, Any]]:
+    return {t.name: schema(t) for t in PUBLIC}
+
+
+# --------------------------------------------------------------- messages
+
+
+def event_id(aggregate_id: uuid.UUID | str, version: int) -> uuid.UUID:
+    return uuid.uuid5(EVENT_NAMESPACE, f"{aggregate_id}:{version}")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _scrub(name: str, value: Any) -> Any:
+    if name == "profile" and isinstance(value, dict):
+        return {k: value[k] for k in PROFILE_KEYS if k in value}
+    return value
+
+
+def to_message(event: Any, position: int) -> dict[str, Any] | None:
+    """The public message for a stored event, or None for an internal one."""
+    event_type = BY_CLASS.get(type(event))
+    if event_type is None:
+        if is_withheld(type(event)):
+            return None
+        raise ContractError(
+            f"{type(event).__qualname__} is neither public nor withheld: classify it in "
+            "consumers/contract.py (the relay publishes nothing until it is)"
+        )
+    state = event.__dict__
+    data = {name: _jsonable(_scrub(name, state.get(name))) for name in event_type.published()}
+    actor = state.get("actor")
+    return {
+        "event_id": str(event_id(event.originator_id, event.originator_version)),
+        "type": event_type.name,
+        "schema_version": event_type.version,
+        "aggregate_type": event_type.aggregate,
+        "aggregate_id": str(event.originator_id),
+        "aggregate_version": event.originator_version,
+        "position": position,
+        "occurred_at": event.timestamp.isoformat(),
+        "actor": {"id": actor["id"], "role": actor["role"]} if actor else None,
+        "correlation_id": state.get("correlation_id"),
+        "data": data,
+    }
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def decode(value: bytes) -> dict[str, Any]:
+    try:
+        message = json.loads(value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ContractError(f"not a JSON message: {exc}") from exc
+    if not isinstance(message, dict):
+        raise ContractError("a message is a JSON object")
+    return message
+
+
+def headers(message: dict[str, Any]) -> list[tuple[str, bytes]]:
+    return [
+        ("event_id", message["event_id"].encode()),
+        ("type", message["type"].encode()),
+        ("schema_version", str(message["schema_version"]).encode()),
+        ("position", str(message["position"]).encode()),
+        ("correlation_id", (message["correlation_id"] or "").encode()),
+    ]
+
+
+def _restore(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    inner = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(inner) == 1:
+        hint = inner[0]
+    if hint is datetime:
+        return datetime.fromisoformat(value)
+    if hint is uuid.UUID:
+        return uuid.UUID(value)
+    return value
+
+
+def _blank(hint: Any) -> Any:
+    if hint is str:
+        return ""
+    return {} if typing.get_origin(hint) is dict else None
+
+
+def to_domain_event(message: dict[str, Any]) -> Any:
+    """The domain event a view can apply, rebuilt from a public message.
+
+    Views never read withheld fields: they come back empty ("" for sealed text), so a
+    view fed from Kafka computes exactly what it computes from the event store.
+    """
+    event_type = BY_NAME.get(message.get("type", ""))
+    if event_type is None:
+        raise ContractError(f"unknown event type {message.get('type')!r}")
+    if message.get("schema_version") != event_type.version:
+        raise ContractError(
+            f"{event_type.name} v{message.get('schema_version')} is not v{event_type.version}"
+        )
+    state: dict[str, Any] = {
+        name: _restore(hint, message["data"].get(name))
+        for name, hint in event_type.published().items()
+    }
+    state.update({name: _blank(hint) for name, hint in event_type.hidden().items()})
+    state.update(
+        originator_id=uuid.UUID(message["aggregate_id"]),
+        originator_version=message["aggregate_version"],
+        timestamp=datetime.fromisoformat(message["occurred_at"]),
+        actor=message["actor"] or {},
+        correlation_id=message["correlation_id"] or "",
+    )
+    if "originator_topic" in event_type.hints():
+        state["originator_topic"] = get_topic(AGGREGATES[event_type.aggregate])
+    event = object.__new__(event_type.cls)
+    object.__setattr__(event, "__dict__", state)
+    return event
+
+
+# ------------------------------------------------------------- validation
+
+
+def validate(message: dict[str, Any]) -> list[str]:
+    """Every way ``message`` breaks the schema of its type and version; [] when it fits."""
+    event_type = BY_NAME.get(str(message.get("type")))
+    if event_type is None:
+        return [f"type: unknown event type {message.get('type')!r}"]
+    if message.get("schema_version") != event_type.version:
+        return [f"schema_version: {event_type.name} is at v{event_type.version}"]
+    return list(_check(schema(event_type), message, "$"))
+
+
+def check(message: dict[str, Any]) -> None:
+    errors = validate(message)
+    if errors:
+        raise ContractError("; ".join(errors))
+
+
+_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+def _format_ok(kind: str, value: str) -> bool:
+    try:
+        if kind == "uuid":
+            uuid.UUID(value)
+        elif kind == "date-time":
+            return datetime.fromisoformat(value).tzinfo is not None
+    except ValueError:
+        return False
+    return True
+
+
+def _check(spec: dict[str, Any], value: Any, path: str) -> typing.Iterator[str]:
+    """The subset of JSON Schema these schemas use: type, const, required, properties,
+    additionalProperties, items, minimum, pattern and the uuid/date-time formats."""
+    import re
+
+    if "const" in spec and value != spec["const"]:
+        yield f"{path}: must be {spec['const']!r}"
+        return
+    if "type" in spec:
+        kinds = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
+        if not any(_JSON_TYPES[k](value) for k in kinds):
+            yield f"{path}: must be {' or '.join(kinds)}"
+            return
+    if isinstance(value, str):
+        if "format" in spec and not _format_ok(spec["format"], value):
+            yield f"{path}: not a valid {spec['format']}"
+        if "pattern" in spec and not re.search(spec["pattern"], value):
+            yield f"{path}: does not match {spec['pattern']}"
+    if isinstance(value, int) and "minimum" in spec and value < spec["minimum"]:
+        yield f"{path}: must be at least {spec['minimum']}"
+    if isinstance(value, list) and "items" in spec:
+        for i, item in enumerate(value):
+            yield from _check(spec["items"], item, f"{path}[{i}]")
+    if isinstance(value, dict):
+        properties = spec.get("properties", {})
+        for name in spec.get("required", ()):
+            if name not in value:
+                yield f"{path}.{name}: is required"
+        for name, item in value.items():
+            if name in properties:
+                yield from _check(properties[name], item, f"{path}.{name}")
+            elif spec.get("additionalProperties") is False:
+                yield f"{path}.{name}: is not in the contract"
+
+
+def main() -> None:
+    """Print every schema as one JSON document (docs/event-schemas.json is this output)."""
+    json.dump(all_schemas(), sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

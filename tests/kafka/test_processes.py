@@ -1,0 +1,79 @@
+"""`yingke relay` and `yingke consume views|reminders` as the processes compose starts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from consumers.views import ViewsConsumer, select_views
+from tests.kafka.conftest import ADMIN_KEY, SECRET, ContainerFactory
+from tests.kafka.test_relay import public_positions
+from tests.support import FakeClock, file_report, register_consultant, register_visit
+from yingke.bootstrap import Container, all_views
+from yingke.settings import Settings
+
+pytestmark = pytest.mark.postgres
+
+
+def start(command: list[str], settings: Settings, heartbeat: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "YINGKE_DATABASE_URL": str(settings.database_url),
+        "YINGKE_SECRET": SECRET,
+        "YINGKE_ADMIN_KEY": ADMIN_KEY,
+        "YINGKE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "YINGKE_KAFKA_TOPIC": settings.kafka_topic,
+        "YINGKE_KAFKA_FAST_JOIN": "1",
+        "YINGKE_HEARTBEAT_FILE": str(heartbeat),
+        "YINGKE_REMINDER_DEAD_LETTER_TOPIC": f"{settings.kafka_topic}.dead",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "yingke.cli", *command],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_relay_and_consumers_run_as_processes_and_stop_on_sigterm(
+    settings: Settings, containers: ContainerFactory, tmp_path: Path
+) -> None:
+    container = containers(FakeClock())
+    consultant = register_consultant(container.app, "proj-proc")
+    for i in range(5):
+        file_report(container.app, "proj-proc", "pa", f"1384444000{i}")
+        register_visit(container.app, "proj-proc", f"1384444000{i}", consultant, partner_id="pa")
+    last = public_positions(container.app)[-1]
+    beats = {name: tmp_path / f"{name}.alive" for name in ("relay", "views", "reminders")}
+    processes = [
+        start(["relay"], settings, beats["relay"]),
+        start(["consume", "views"], settings, beats["views"]),
+        start(["consume", "reminders"], settings, beats["reminders"]),
+    ]
+    views = ViewsConsumer(container.views, select_views(all_views(), None))
+    try:
+        deadline = time.monotonic() + 40
+        while min(views.positions().values()) < last or scheduled(container) < 5 * 4:
+            assert time.monotonic() < deadline, [p.poll() for p in processes]
+            time.sleep(0.2)
+        assert all(beat.exists() for beat in beats.values())
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        outputs = [process.communicate(timeout=20)[0].decode() for process in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], outputs
+    assert scheduled(container) == 5 * 4  # four reminders per owned buyer, waiting their time
+
+
+def scheduled(container: Container) -> int:
+    try:
+        return int(container.views.query("SELECT count(*) FROM reminder_schedule")[0][0])
+    except psycopg.errors.UndefinedTable:
+        return 0  # the reminders process has not created its tables yet

@@ -1,0 +1,52 @@
+"""docker-compose.yml describes the scaled topology with commands the CLI really has."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from yingke.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded
+
+
+def test_every_yingke_service_runs_a_command_the_cli_accepts() -> None:
+    services = compose()["services"]
+    commands = {
+        name: spec["command"]
+        for name, spec in services.items()
+        if spec.get("image") == "yingke:local" and "command" in spec
+    }
+    assert {"migrate", "api-1", "api-2", "relay", "deadlines", "reminders"} <= set(commands)
+    parser = build_parser()
+    for name, command in commands.items():
+        args = parser.parse_args(command)
+        assert callable(args.func), name
+
+
+def test_the_topology_has_its_infrastructure_and_health_checks() -> None:
+    services = compose()["services"]
+    assert {"postgres", "kafka"} <= set(services)
+    for name in ("postgres", "kafka", "api-1", "api-2", "relay", "reminders"):
+        assert "healthcheck" in services[name], name
+    kafka_env = services["kafka"]["environment"]
+    assert "KAFKA_PROCESS_ROLES" in kafka_env  # KRaft, no ZooKeeper
+    assert services["migrate"]["restart"] == "no"
+
+
+def test_docker_compose_config_accepts_the_file_when_the_tool_is_installed() -> None:
+    tool = shutil.which("docker-compose")
+    if tool is None:
+        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
+    result = subprocess.run([tool, "config", "-q"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
