@@ -12,12 +12,18 @@ from api import problems
 from api.routers import (
     aftercare,
     clients,
+    commission,
     consultants,
+    deal_views,
+    deals,
     disputes,
     health,
     policies,
     principals,
+    queries,
     reports,
+    status,
+    units,
     visits,
 )
 from yingke.bootstrap import Container, build
@@ -60,6 +66,12 @@ def create_app(container: Container) -> FastAPI:
         aftercare,
         disputes,
         consultants,
+        units,
+        deals,
+        commission,
+        deal_views,
+        queries,
+        status,
     ):
         app.include_router(module.router)
     return app

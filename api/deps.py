@@ -111,7 +111,7 @@ def get_scope(request: Request, caller: Annotated[Caller, Depends(get_caller)]) 
     """What this caller may read: own buyers, the team's, the projects', or the partner's."""
     if caller.role in GLOBAL_ROLES:
         return Scope()
-    if caller.role == "manager":
+    if caller.role in ("manager", "finance"):
         return Scope(project_ids=caller.project_ids)
     if caller.role == "supervisor":
         principal = get_app(request).principal(caller.id)

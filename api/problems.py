@@ -103,7 +103,7 @@ def install(app: FastAPI) -> None:
         )
         errors = None
         if isinstance(exc, InvalidInput):
-            errors = [{"field": exc.field, "message": str(exc), "code": exc.code}]
+            errors = list(exc.details())
         headers = {"Retry-After": "1"} if status == 503 else None
         return problem(request, status, title, str(exc), exc.code, errors, headers)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -24,7 +25,14 @@ class PrincipalIn(Strict):
         description="Stable id, e.g. the staff number of a consultant (置业顾问)",
     )
     role: Literal[
-        "admin", "manager", "supervisor", "consultant", "channel_agent", "auditor", "service"
+        "admin",
+        "manager",
+        "supervisor",
+        "consultant",
+        "finance",
+        "channel_agent",
+        "auditor",
+        "service",
     ]
     partner_id: str | None = Field(
         default=None, max_length=64, description="Channel partner (渠道) of a channel_agent"
@@ -32,7 +40,8 @@ class PrincipalIn(Strict):
     project_ids: list[str] = Field(
         default_factory=list,
         max_length=200,
-        description="Projects (楼盘/案场) granted; required for manager, supervisor, consultant",
+        description="Projects (楼盘/案场) granted; required for manager, supervisor, consultant, "
+        "finance",
     )
     team_id: str | None = Field(
         default=None,
@@ -377,3 +386,237 @@ class RulingIn(Strict):
 
 class AppealIn(Strict):
     reason: str = Field(min_length=1, max_length=2000)
+
+
+# ------------------------------------------------------------------- deals
+
+MAX_FEN = 10**13
+FEN = "in fen (分): 1 yuan = 100 fen"
+
+
+def _fen(description: str) -> Any:
+    return Field(gt=0, le=MAX_FEN, description=f"{description}, {FEN}")
+
+
+class DealOpenIn(Strict):
+    client_id: uuid.UUID = Field(description="The buyer; they must have an owning consultant")
+    unit_id: uuid.UUID = Field(description="An available unit (房源) of the buyer's project")
+
+
+class DepositIn(Strict):
+    amount_fen: int = _fen("定金 paid")
+    method: Literal["cash", "bank_transfer", "card", "wechat_pay", "alipay", "other"]
+    signing_deadline: AwareDatetime = Field(
+        description="签约 deadline: a buyer who misses it unsigned forfeits the deposit"
+    )
+
+
+class SubscriptionIn(Strict):
+    price_fen: int = _fen("认购 price agreed")
+    payment_plan: Literal["full", "mortgage", "instalments"] = Field(
+        description="一次性付款 / 按揭 / 分期"
+    )
+    signing_deadline: AwareDatetime | None = Field(
+        default=None, description="A new signing deadline, if the subscription sets one"
+    )
+
+
+class LoanIn(Strict):
+    bank: str = Field(min_length=1, max_length=64)
+    amount_fen: int = _fen("按揭 amount applied for")
+
+
+class LoanApprovalIn(Strict):
+    amount_fen: int | None = Field(
+        default=None, gt=0, le=MAX_FEN, description=f"Approved amount (default: as applied), {FEN}"
+    )
+
+
+class ReasonIn(Strict):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ContractIn(Strict):
+    contract_no: str = Field(min_length=1, max_length=64, description="签约 contract number")
+    price_fen: int = _fen("Contract price")
+
+
+class FilingIn(Strict):
+    filing_no: str | None = Field(default=None, max_length=64, description="备案 number")
+
+
+class PaymentIn(Strict):
+    amount_fen: int = _fen("Money received (回款)")
+    kind: Literal["down_payment", "instalment", "loan_disbursement", "full_payment", "other"] = (
+        Field(description="loan_disbursement (放款) needs a signed contract and an approved loan")
+    )
+
+
+class CertificateIn(Strict):
+    certificate_no: str | None = Field(default=None, max_length=64, description="产证 number")
+
+
+class CancelIn(Strict):
+    reason: str = Field(min_length=1, max_length=500)
+    fault: Literal["buyer_missed_deadline", "no_fault", "developer_fault"] = Field(
+        description="buyer_missed_deadline: deposit forfeited (only once the signing deadline "
+        "passed unsigned); no_fault: everything refunded; developer_fault: deposit refunded "
+        "twice (定金双倍返还)"
+    )
+
+
+class SwapIn(Strict):
+    unit_id: uuid.UUID = Field(description="The available unit to move to (换房)")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class RenameIn(Strict):
+    buyer_name: str = Field(min_length=1, max_length=50, description="New buyer (更名), sealed")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class DealUnit(BaseModel):
+    unit_id: str
+    building: str
+    number: str
+    list_price_fen: int
+
+
+class LedgerEntryOut(BaseModel):
+    entry_id: str
+    kind: Literal["accrued", "reversed"]
+    payee_kind: Literal["channel", "consultant"]
+    payee_id: str
+    role: str = Field(description="channel | first_receiver | accompanying | closing")
+    milestone: str
+    amount_fen: int
+    reverses: str | None
+    reversed_by: str | None
+    reason: str
+    at: AwareDatetime
+
+
+class DealCommission(BaseModel):
+    accrued_fen: int
+    reversed_fen: int
+    net_fen: int
+    entries: list[LedgerEntryOut]
+
+
+class DealOut(BaseModel):
+    deal_id: str
+    project_id: str
+    client_id: str
+    unit: DealUnit
+    stage: Literal[
+        "opened",
+        "deposit_paid",
+        "subscribed",
+        "contracted",
+        "filed",
+        "delivered",
+        "certified",
+        "cancelled",
+    ]
+    status: Literal["open", "completed", "cancelled"]
+    stage_since: AwareDatetime
+    opened_at: AwareDatetime
+    version: int
+    attribution: dict[str, Any] = Field(
+        description="consultant_id, partner_id, report_id, basis, policy_version: the client's "
+        "attribution at opening, or as a later ruling moved it"
+    )
+    roles: dict[str, str] = Field(description="first_receiver, accompanying, closing consultants")
+    commission_policy_version: int
+    deposit_fen: int
+    deposit_method: str | None
+    signing_deadline: AwareDatetime | None
+    signing_overdue: bool
+    payment_plan: str | None
+    subscription_price_fen: int | None
+    contract_no: str | None
+    contract_price_fen: int | None
+    price_fen: int | None = Field(description="Contract price once signed, else subscription")
+    received_fen: int
+    outstanding_fen: int | None
+    loan: dict[str, Any]
+    filing_no: str | None
+    certificate_no: str | None
+    cancellation: dict[str, Any] | None = Field(
+        description="reason, fault, previous_stage, refund_fen, forfeited_fen, refund_due_by"
+    )
+    swaps: list[dict[str, Any]]
+    buyer_name_masked: str | None
+    milestones: list[dict[str, Any]]
+    commission: DealCommission
+
+
+# ---------------------------------------------------------- commission policy
+
+
+class PayoutStageIn(Strict):
+    milestone: Literal[
+        "threshold", "contract", "contract_and_loan", "filing", "delivery", "certificate"
+    ]
+    share_bp: int = Field(ge=0, le=10_000, description="Share of the commission, basis points")
+
+
+ConsultantRole = Literal["first_receiver", "accompanying", "closing"]
+
+
+def _default_split() -> dict[ConsultantRole, int]:
+    return {"first_receiver": 5000, "accompanying": 3000, "closing": 2000}
+
+
+def _default_stages() -> list[PayoutStageIn]:
+    return [
+        PayoutStageIn(milestone="threshold", share_bp=7000),
+        PayoutStageIn(milestone="contract_and_loan", share_bp=2000),
+        PayoutStageIn(milestone="delivery", share_bp=1000),
+    ]
+
+
+class CommissionPolicyIn(Strict):
+    default_channel_rate_bp: int = Field(
+        default=100,
+        ge=0,
+        le=10_000,
+        description="Channel rebate (返佣) of the price, basis "
+        "points (100 bp = 1%), for partners not listed",
+    )
+    channel_rates_bp: dict[str, int] = Field(
+        default_factory=dict, description="Per partner_id rebate in basis points"
+    )
+    consultant_rate_bp: int = Field(
+        default=40, ge=0, le=10_000, description="Consultant commission of the price (40 bp = 4‰)"
+    )
+    consultant_split_bp: dict[ConsultantRole, int] = Field(
+        default_factory=_default_split,
+        description="Split of the consultant commission among roles; adds up to 10000",
+    )
+    earn_threshold_bp: int = Field(
+        default=3000,
+        ge=0,
+        le=10_000,
+        description="Nothing is earned before this share of the price is received (30%)",
+    )
+    payout_stages: list[PayoutStageIn] = Field(
+        default_factory=_default_stages,
+        min_length=1,
+        max_length=6,
+        description="Share per milestone once the threshold is met; adds up to 10000. "
+        "threshold: at once; contract_and_loan: contract signed and, on a mortgage, the loan "
+        "disbursed",
+    )
+
+
+class CommissionPolicyOut(BaseModel):
+    project_id: str
+    version: int = Field(description="0 means the defaults: the project never set one")
+    effective_from: AwareDatetime | None
+    default_channel_rate_bp: int
+    channel_rates_bp: dict[str, int]
+    consultant_rate_bp: int
+    consultant_split_bp: dict[str, int]
+    earn_threshold_bp: int
+    payout_stages: list[dict[str, Any]]

@@ -11,7 +11,7 @@ from domain.client import Client
 from domain.departure import Departure, departure_id
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.intake import VISIT_ROLES, Intake
-from domain.lifecycle import DisputeState
+from domain.lifecycle import DisputeState, Ownership
 from domain.locator import DisputeLocator, dispute_locator_id
 from domain.masked_pool import MaskedReportPool
 from domain.principal import Principal, principal_uuid
@@ -166,11 +166,11 @@ class Aftercare(Intake):
                 status = "claimed"
             quota.count(claim_id, client.id, policy.pool_claims_per_month, now, ctx.trace)
             body = {
+                **self._ownership_body(client, now),
                 "claim_id": claim_id,
                 "status": status,
                 "claims_used": quota.used,
                 "claims_per_month": policy.pool_claims_per_month,
-                **self._ownership_body(client, now),
             }
             return [client, quota], body
 
@@ -192,6 +192,8 @@ class Aftercare(Intake):
             claim = client.pending_claim_by_id(claim_id)
             touched: list[Any] = [client]
             if approve:
+                # The claimant may have left since asking: never hand a buyer to them.
+                self._check_consultant(claim.consultant_id, client.project_id)
                 policy = self.policy_for(client.project_id)
                 client.claim(claim_id, claim.consultant_id, ctx.actor.id, policy, now, ctx.trace)
             else:
@@ -202,9 +204,9 @@ class Aftercare(Intake):
                     quota.uncount(claim_id, now, ctx.trace)
                     touched.append(quota)
             body = {
+                **self._ownership_body(client, now),
                 "claim_id": claim_id,
                 "status": client.claims[claim_id].status,
-                **self._ownership_body(client, now),
             }
             return touched, body
 
@@ -368,7 +370,17 @@ class Aftercare(Intake):
     ) -> CommandResult:
         def decide(now: datetime) -> Decision:
             client = self.dispute_client(dispute_id)
+            dispute = client.dispute(dispute_id)
+            if outcome == "upheld" and dispute.claimant_kind == "consultant":
+                # A consultant who left since the dispute opened cannot be handed the buyer.
+                self._check_consultant(dispute.claimant_id, client.project_id, field="outcome")
+            earlier = dispute.owner_at_opening.get("consultant_id")
+            upheld_before = bool(dispute.rulings) and dispute.rulings[-1]["outcome"] == "upheld"
+            if outcome == "dismissed" and upheld_before and earlier is not None:
+                # Reversing restores the earlier owner: only if they have not left since.
+                self._check_consultant(earlier, client.project_id, field="outcome")
             policy = self.policy_for(client.project_id)
+            before = client.owner
             client.rule_dispute(
                 dispute_id=dispute_id,
                 outcome=outcome,
@@ -378,9 +390,21 @@ class Aftercare(Intake):
                 at=now,
                 trace=ctx.trace,
             )
-            return [client], self._dispute_body(client, client.dispute(dispute_id))
+            followers = self._follow_ruling(client, before, dispute_id, now, ctx)
+            return [client, *followers], self._dispute_body(client, client.dispute(dispute_id))
 
         return self._execute(ctx, decide, status_code=200)
+
+    def _follow_ruling(
+        self,
+        client: Client,
+        before: Ownership | None,
+        dispute_id: str,
+        now: datetime,
+        ctx: Context,
+    ) -> list[Any]:
+        """What else a ruling changes, saved in its transaction (deals: see Dealing)."""
+        return []
 
     def appeal_dispute(self, ctx: Context, dispute_id: str, reason: str) -> CommandResult:
         def decide(now: datetime) -> Decision:

@@ -56,6 +56,18 @@ class Client(ClientLifecycle):
                 )
             )
 
+    class MaskedReportPassedOver(Aggregate.Event):
+        """A masked report that fits this buyer lost at this buyer's visit. It stays open
+        in its pool for other buyers on the pattern, but never counts for this one again."""
+
+        report_id: str
+        reason: str
+        visit_id: str
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Client)
+            aggregate.passed_over.add(self.report_id)
+
     class MaskedReportMatched(Aggregate.Event):
         """A masked report from the pattern's pool, brought into this buyer's evidence."""
 
@@ -137,6 +149,7 @@ class Client(ClientLifecycle):
         self.pii = pii
         self.visits: list[Visit] = []
         self.erased = False
+        self.passed_over: set[str] = set()
 
     @classmethod
     def register(
@@ -204,15 +217,21 @@ class Client(ClientLifecycle):
                 **trace,
             )
         for loser, reason in decision.losers:
-            if loser.report_id in self.reports:  # masked losers stay in their pool
-                self.trigger_event(
-                    self.ReportClosed,
-                    report_id=loser.report_id,
-                    reason=reason,
-                    visit_id=visit_id,
-                    timestamp=at,
-                    **trace,
-                )
+            # Full-number losers are closed; masked losers stay in their pool for other
+            # buyers on the pattern, but are passed over for this buyer from now on.
+            lost = (
+                self.ReportClosed
+                if loser.report_id in self.reports
+                else self.MaskedReportPassedOver
+            )
+            self.trigger_event(
+                lost,
+                report_id=loser.report_id,
+                reason=reason,
+                visit_id=visit_id,
+                timestamp=at,
+                **trace,
+            )
         self.trigger_event(
             self.OwnershipAwarded,
             consultant_id=consultant_id,

@@ -23,6 +23,28 @@ class InvalidInput(DomainError):
         super().__init__(message, code=code)
         self.field = field
 
+    def details(self) -> list[dict[str, str]]:
+        """The field-level ``errors`` of the 422 answer."""
+        return [{"field": self.field, "message": str(self), "code": self.code}]
+
+
+class InvalidRows(InvalidInput):
+    """Rows of one import broke the rules: every bad row is reported, none is applied.
+
+    Each problem is (field, message, code) with the row in the field, e.g. "line 7: area".
+    """
+
+    def __init__(self, problems: list[tuple[str, str, str]]) -> None:
+        super().__init__(
+            problems[0][0],
+            f"{len(problems)} problem(s) in the rows; nothing was imported",
+            code="invalid_rows",
+        )
+        self.problems = problems
+
+    def details(self) -> list[dict[str, str]]:
+        return [{"field": f, "message": m, "code": c} for f, m, c in self.problems]
+
 
 class NotFound(DomainError):
     code = "not_found"

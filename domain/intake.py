@@ -291,7 +291,10 @@ class Intake(Service):
             pool = self._find(
                 MaskedReportPool, self.keyer.masked_pool_id(project_id, mask_phone(number))
             )
-            claims = client.valid_claims(now) + (pool.valid_claims(now) if pool else [])
+            pooled = pool.valid_claims(now) if pool else []
+            claims = client.valid_claims(now) + [
+                c for c in pooled if c.report_id not in client.passed_over
+            ]
             decision = decide_visit(policy, now, client.owner_view(), claims, partner_id)
             masked_winner = None
             if decision.winner is not None and decision.winner.masked:

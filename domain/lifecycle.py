@@ -7,6 +7,7 @@ readable. Guards raise domain errors; every change is an event with actor and re
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -120,6 +121,7 @@ class ClientLifecycle(ReportBook):
             assert isinstance(aggregate, ClientLifecycle)
             aggregate.follow_ups += 1
             aggregate.last_follow_up_at = self.timestamp
+            aggregate.requested_next_contact = self.next_contact_at
             if self.effective:
                 aggregate.effective_follow_ups += 1
                 aggregate.last_effective_follow_up_at = self.timestamp
@@ -317,6 +319,19 @@ class ClientLifecycle(ReportBook):
                 "version": self.originator_version,
             }
 
+    class DealMilestoneRecorded(Aggregate.Event):
+        """A step of one of the buyer's deals (成交), written with the deal's own event."""
+
+        deal_id: uuid.UUID
+        unit_id: uuid.UUID
+        milestone: str
+        deal_status: str  # open | completed | cancelled
+        amount: int | None
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, ClientLifecycle)
+            aggregate.deals[str(self.deal_id)] = self.deal_status
+
     # ------------------------------------------------------------------- state
 
     def __init__(self) -> None:
@@ -327,6 +342,7 @@ class ClientLifecycle(ReportBook):
         self.follow_ups = 0
         self.effective_follow_ups = 0
         self.last_follow_up_at: datetime | None = None
+        self.requested_next_contact: datetime | None = None
         self.last_effective_follow_up_at: datetime | None = None
         self.next_follow_up_due: datetime | None = None
         self.follow_up_basis: str | None = None
@@ -339,6 +355,7 @@ class ClientLifecycle(ReportBook):
         self.loss_requests: dict[str, LossRequest] = {}
         self.claims: dict[str, PoolClaim] = {}
         self.disputes: dict[str, DisputeState] = {}
+        self.deals: dict[str, str] = {}  # deal id → open | completed | cancelled
 
     def take_ownership(
         self,
@@ -374,7 +391,42 @@ class ClientLifecycle(ReportBook):
             return "owned"
         return "pool" if self.in_pool else "unowned"
 
+    @property
+    def in_deal(self) -> bool:
+        """A deal not cancelled — open, or completed (the buyer owns the unit now) — keeps
+        the buyer with their consultant: no release to the pool, no claim, no loss."""
+        return any(status != "cancelled" for status in self.deals.values())
+
+    def record_deal_milestone(
+        self,
+        *,
+        deal_id: uuid.UUID,
+        unit_id: uuid.UUID,
+        milestone: str,
+        deal_status: str,
+        amount: int | None,
+        at: datetime,
+        trace: dict[str, Any],
+    ) -> None:
+        self.trigger_event(
+            self.DealMilestoneRecorded,
+            deal_id=deal_id,
+            unit_id=unit_id,
+            milestone=milestone,
+            deal_status=deal_status,
+            amount=amount,
+            timestamp=at,
+            **trace,
+        )
+
     # ------------------------------------------------------------------ guards
+
+    def _refuse_in_deal(self) -> None:
+        if self.in_deal:
+            raise Conflict(
+                "the client is in a deal (成交): they cannot be released, lost or claimed",
+                code="client_in_deal",
+            )
 
     def _require_owner(self) -> Ownership:
         if self.owner is None:
@@ -462,6 +514,8 @@ class ClientLifecycle(ReportBook):
             raise InvalidInput("method", f"must be one of {', '.join(FOLLOW_UP_METHODS)}")
         if next_contact_at is not None and next_contact_at <= at:
             raise InvalidInput("next_contact_at", "must be in the future")
+        if grade is not None and grade not in ("A", "B", "C"):
+            raise InvalidInput("grade", "must be A, B or C")
         self.trigger_event(
             self.FollowUpLogged,
             follow_up_id=follow_up_id,
@@ -506,9 +560,14 @@ class ClientLifecycle(ReportBook):
         if grade == self.grade:
             return
         self._grade(grade, reason, at, trace)
-        # The cadence restarts from the last contact under the new grade.
-        base = self.last_follow_up_at or (self.owner.since if self.owner else at)
-        due, basis = next_follow_up_due(policy, self.grade, base, None)
+        owner, last = self.owner, self.last_follow_up_at
+        if owner is None or last is None or last < owner.since:
+            return  # the first follow-up after assignment stays due as scheduled
+        # The cadence restarts from this owner's last contact under the new grade, unless
+        # the consultant asked for an earlier next contact then.
+        due, basis = next_follow_up_due(policy, self.grade, last, self.requested_next_contact)
+        # A cadence that ran out before the grade changed makes the buyer due now, not
+        # retroactively overdue (and escalated) for days the consultant could not see.
         self._schedule(policy, at, basis, trace, max(due, at), None)
 
     def update_profile(
@@ -520,6 +579,7 @@ class ClientLifecycle(ReportBook):
     # ---------------------------------------------------------- releasing
 
     def _release(self, reason: str, policy: Policy, at: datetime, trace: dict[str, Any]) -> None:
+        self._refuse_in_deal()
         owner = self._require_owner()
         self.trigger_event(
             self.ReleasedToPool,
@@ -545,9 +605,12 @@ class ClientLifecycle(ReportBook):
     def expire_protection(
         self, epoch: int | None, policy: Policy, at: datetime, trace: dict[str, Any]
     ) -> bool:
-        """Act only if this ownership (``epoch``) is still the one whose clock ran out."""
+        """Act only if this ownership (``epoch``) is still the one whose clock ran out.
+
+        A buyer in a deal is never released by the clock: the deadline is a no-op then.
+        """
         owner = self.owner
-        if owner is None or at < owner.protected_until:
+        if owner is None or at < owner.protected_until or self.in_deal:
             return False
         if epoch is not None and owner.decided_version != epoch:
             return False
@@ -566,6 +629,8 @@ class ClientLifecycle(ReportBook):
     ) -> bool:
         owner = self.owner
         if owner is None or self.inactive_after is None or at < self.inactive_after:
+            return False
+        if self.in_deal:  # a deal in progress is activity enough: no release
             return False
         if epoch is not None and owner.decided_version != epoch:
             return False
@@ -617,8 +682,14 @@ class ClientLifecycle(ReportBook):
         at: datetime,
         trace: dict[str, Any],
     ) -> bool:
-        """Move this buyer off a departing consultant; False if they no longer own it."""
+        """Move this buyer off a departing consultant; False if they no longer own it.
+
+        A buyer in a deal is not sent to the pool: without a successor they stay until a
+        manager transfers them (their deals stay visible in the deal pipeline).
+        """
         if self.owner is None or self.owner.consultant_id != consultant_id:
+            return False
+        if successor_id is None and self.in_deal:
             return False
         if successor_id is None:
             self._release("departure", policy, at, trace)
@@ -645,6 +716,7 @@ class ClientLifecycle(ReportBook):
         trace: dict[str, Any],
     ) -> None:
         self._require_owner_or_supervisor(actor)
+        self._refuse_in_deal()
         if reason not in LOSS_REASONS:
             raise InvalidInput("reason", f"must be one of {', '.join(LOSS_REASONS)}")
         if self.pending_loss is not None:
@@ -699,6 +771,7 @@ class ClientLifecycle(ReportBook):
     def _require_pool(self) -> None:
         if not self.in_pool:
             raise Conflict("the client is not in the public pool", code="not_in_pool")
+        self._refuse_in_deal()
 
     def request_claim(
         self, claim_id: str, consultant_id: str, at: datetime, trace: dict[str, Any]

@@ -83,7 +83,8 @@ class ConsultantActivity:
                 self._day(rows, project, owner, event)
             self._hold(rows, project, event.consultant_id, +1)
             claims = int(isinstance(event, Client.ClaimedFromPool))
-            self._day(rows, project, event.consultant_id, event, new_clients=1, claims=claims)
+            gained = int(owner != event.consultant_id)
+            self._day(rows, project, event.consultant_id, event, new_clients=gained, claims=claims)
             rows.put(CLIENTS.name, {**client, "consultant_id": event.consultant_id})
         elif isinstance(event, Client.ReleasedToPool) and owner:
             self._hold(rows, project, owner, -1)

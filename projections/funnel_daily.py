@@ -1,11 +1,16 @@
-"""funnel_daily: reported → visited → (subscribed → signed) → lost, per project, channel
-kind, partner and day. Natural visits (自然到访) appear with channel_kind "natural"."""
+"""funnel_daily: reported → visited → subscribed → signed → lost, per project, channel
+kind, partner and day. Natural visits (自然到访) appear with channel_kind "natural".
+
+A deal counts as subscribed (认购) and signed (签约) once each, for the partner it is
+attributed to at that moment (a ruling may have moved it), on the day it happened.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from domain.client import Client
+from domain.deal import Deal
 from domain.reports import ReportBook
 from projections.common import STARTS_STREAM, day_of, project_of, remember_stream, stream_table
 from projections.runtime import Rows, Table
@@ -28,6 +33,23 @@ REPORTS = Table(
     "funnel_daily__reports", ("report_id",), {"report_id": "text", "partner_id": "text"}
 )
 VISITED = Table("funnel_daily__visited", ("client_id",), {"client_id": "text"})
+DEALS = Table(
+    "funnel_daily__deals",
+    ("deal_id",),
+    {
+        "deal_id": "text",
+        "project_id": "text",
+        "partner_id": "text",
+        "subscribed": "bool",
+        "signed": "bool",
+    },
+)
+_DEAL_EVENTS = (
+    Deal.DealOpened,
+    Deal.DealReattributed,
+    Deal.SubscriptionSigned,
+    Deal.ContractSigned,
+)
 
 
 def count_stage(rows: Rows, project: str, partner: str | None, event: Any, stage: str) -> None:
@@ -38,13 +60,15 @@ def count_stage(rows: Rows, project: str, partner: str | None, event: Any, stage
 
 class FunnelDaily:
     name = "funnel_daily"
-    tables: tuple[Table, ...] = (TABLE, STREAMS, REPORTS, VISITED)
+    tables: tuple[Table, ...] = (TABLE, STREAMS, REPORTS, VISITED, DEALS)
 
     def handles(self, event: Any) -> bool:
-        return isinstance(event, (ReportBook.Event, *STARTS_STREAM))
+        return isinstance(event, (ReportBook.Event, *STARTS_STREAM, *_DEAL_EVENTS))
 
     def apply(self, rows: Rows, event: Any, position: int) -> None:
-        if isinstance(event, STARTS_STREAM):
+        if isinstance(event, _DEAL_EVENTS):
+            self._deal(rows, event)
+        elif isinstance(event, STARTS_STREAM):
             remember_stream(rows, STREAMS, event)
         elif isinstance(event, ReportBook.ReportFiled):
             rows.put(REPORTS.name, {"report_id": event.report_id, "partner_id": event.partner_id})
@@ -67,3 +91,30 @@ class FunnelDaily:
             count_stage(
                 rows, project_of(rows, STREAMS, event), event.previous_partner_id, event, "lost"
             )
+
+    @staticmethod
+    def _deal(rows: Rows, event: Any) -> None:
+        deal_id = str(event.originator_id)
+        if isinstance(event, Deal.DealOpened):
+            rows.put(
+                DEALS.name,
+                {
+                    "deal_id": deal_id,
+                    "project_id": event.project_id,
+                    "partner_id": event.partner_id,
+                    "subscribed": False,
+                    "signed": False,
+                },
+            )
+            return
+        deal = rows.get(DEALS.name, deal_id)
+        if deal is None:
+            return
+        rows.put(DEALS.name, deal)
+        if isinstance(event, Deal.DealReattributed):
+            deal["partner_id"] = event.partner_id
+            return
+        stage = "subscribed" if isinstance(event, Deal.SubscriptionSigned) else "signed"
+        if not deal[stage]:
+            deal[stage] = True
+            count_stage(rows, deal["project_id"], deal["partner_id"], event, stage)

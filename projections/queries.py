@@ -84,6 +84,8 @@ def decode_cursor(cursor: str, width: int) -> list[Any]:
         raise BadCursor("cursor is not one this service handed out") from exc
     if not isinstance(values, list) or len(values) != width:
         raise BadCursor("cursor is not one this service handed out")
+    if not all(v is None or isinstance(v, str) for v in values):
+        raise BadCursor("cursor is not one this service handed out")
     return values
 
 
@@ -98,12 +100,15 @@ def page(
     """Keyset pagination over ``order`` (ascending; the last column must be unique)."""
     if cursor:
         values = decode_cursor(cursor, len(order))
-        converted = [
-            ts(db.dialect, datetime.fromisoformat(v))
-            if table.columns.get(c) == "ts" and v is not None
-            else v
-            for c, v in zip(order, values, strict=True)
-        ]
+        try:
+            converted = [
+                ts(db.dialect, datetime.fromisoformat(v))
+                if table.columns.get(c) == "ts" and v is not None
+                else v
+                for c, v in zip(order, values, strict=True)
+            ]
+        except (TypeError, ValueError) as exc:
+            raise BadCursor("cursor is not one this service handed out") from exc
         where.add(f"({', '.join(order)}) > ({', '.join(['%s'] * len(order))})", *converted)
     columns = ", ".join(table.columns)
     rows = db.query(
@@ -254,6 +259,33 @@ def _rows(db: ViewDB, table: Table, where: Where, order: str) -> list[dict[str, 
     return [table.from_db(r) for r in rows]
 
 
+def daily(
+    db: ViewDB,
+    table: Table,
+    scope: Scope,
+    filters: dict[str, Any],
+    day_from: datetime | None,
+    day_to: datetime | None,
+    *,
+    by_consultant: bool = False,
+    by_partner: bool = False,
+) -> list[dict[str, Any]]:
+    """Rows of a per-day view, scoped and filtered, in day order."""
+    where = Where()
+    _scoped(
+        scope,
+        where,
+        consultant_column="consultant_id" if by_consultant else None,
+        partner_column="partner_id" if by_partner else None,
+    )
+    if not by_partner and scope.partner_id is not None:
+        where.add("1 = 0")  # a channel sees no per-consultant or pool figures
+    for column, value in filters.items():
+        where.equal(column, value)
+    _since(where, db, "day", day_from, day_to, kind="day")
+    return _rows(db, table, where, ", ".join(table.key))
+
+
 def funnel(
     db: ViewDB,
     scope: Scope,
@@ -263,12 +295,8 @@ def funnel(
     day_from: datetime | None = None,
     day_to: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    where = Where()
-    _scoped(scope, where, consultant_column=None)
-    where.equal("project_id", project_id)
-    where.equal("partner_id", partner_id)
-    _since(where, db, "day", day_from, day_to, kind="day")
-    return _rows(db, funnel_daily.TABLE, where, "day, project_id, channel_kind, partner_id")
+    filters = {"project_id": project_id, "partner_id": partner_id}
+    return daily(db, funnel_daily.TABLE, scope, filters, day_from, day_to, by_partner=True)
 
 
 def channels(
@@ -280,12 +308,8 @@ def channels(
     day_from: datetime | None = None,
     day_to: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    where = Where()
-    _scoped(scope, where, consultant_column=None)
-    where.equal("project_id", project_id)
-    where.equal("partner_id", partner_id)
-    _since(where, db, "day", day_from, day_to, kind="day")
-    return _rows(db, channel_performance.TABLE, where, "day, project_id, partner_id")
+    filters = {"project_id": project_id, "partner_id": partner_id}
+    return daily(db, channel_performance.TABLE, scope, filters, day_from, day_to, by_partner=True)
 
 
 def consultants(
@@ -297,12 +321,10 @@ def consultants(
     day_from: datetime | None = None,
     day_to: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    where = Where()
-    _scoped(scope, where, partner_column=None)
-    where.equal("project_id", project_id)
-    where.equal("consultant_id", consultant_id)
-    _since(where, db, "day", day_from, day_to, kind="day")
-    return _rows(db, consultant_activity.TABLE, where, "day, project_id, consultant_id")
+    filters = {"project_id": project_id, "consultant_id": consultant_id}
+    return daily(
+        db, consultant_activity.TABLE, scope, filters, day_from, day_to, by_consultant=True
+    )
 
 
 def lost(
@@ -323,11 +345,7 @@ def pool(
     day_from: datetime | None = None,
     day_to: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    where = Where()
-    where.within("project_id", scope.project_ids)
-    where.equal("project_id", project_id)
-    _since(where, db, "day", day_from, day_to, kind="day")
-    return _rows(db, pool_activity.TABLE, where, "day, project_id")
+    return daily(db, pool_activity.TABLE, scope, {"project_id": project_id}, day_from, day_to)
 
 
 def protection(

@@ -14,16 +14,20 @@ from domain.ports import Clock
 from domain.values import PhoneKeyer
 from projections.channel_performance import ChannelPerformance
 from projections.client_overview import ClientOverview
+from projections.commission_ledger import CommissionLedger
 from projections.consultant_activity import ConsultantActivity
+from projections.deal_pipeline import DealPipeline
 from projections.departures import Departures
 from projections.follow_up_tasks import FollowUpTasks
 from projections.funnel_daily import FunnelDaily
 from projections.lost_reasons import LostReasons
+from projections.payment_collection import PaymentCollection
 from projections.pool_activity import PoolActivity
 from projections.principal_directory import PrincipalDirectory
 from projections.protection_board import ProtectionBoard
 from projections.report_log import ReportLog
 from projections.runtime import Follower, Loop, PostgresViewDB, SQLiteViewDB, View, ViewDB
+from projections.units import Units
 from yingke.deadlines import DeadlineProcessor
 from yingke.settings import Settings, postgres_params
 from yingke.vault import KeyStore, PostgresKeyStore, SQLiteKeyStore, Vault
@@ -72,6 +76,10 @@ def all_views() -> list[View]:
         PoolActivity(),
         PrincipalDirectory(),
         Departures(),
+        Units(),
+        DealPipeline(),
+        PaymentCollection(),
+        CommissionLedger(),
     ]
 
 

@@ -107,7 +107,23 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _relay(args: argparse.Namespace) -> int:
+    from consumers.relay import main as relay_main
+
+    return relay_main()
+
+
+def _consume(args: argparse.Namespace) -> int:
+    if args.name == "views":
+        from consumers.views import main as views_main
+
+        return views_main(args.views)
+    from consumers.reminders import main as reminders_main
+
+    return reminders_main()
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yingke", description="赢客 Yingke CRM service")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the HTTP API (embedded default: SQLite)")
@@ -126,7 +142,19 @@ def main(argv: list[str] | None = None) -> int:
     proj.set_defaults(func=_projections)
     dead = sub.add_parser("deadlines", help="fire report, protection and inactivity deadlines")
     dead.set_defaults(func=_deadlines)
-    args = parser.parse_args(argv)
+    relay = sub.add_parser("relay", help="publish the event log to Kafka (one relay publishes)")
+    relay.set_defaults(func=_relay)
+    consume = sub.add_parser("consume", help="run a Kafka consumer group: views or reminders")
+    consume.add_argument("name", choices=["views", "reminders"])
+    consume.add_argument(
+        "--views", default=None, help="views only: a comma-separated subset (its own group)"
+    )
+    consume.set_defaults(func=_consume)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         result: int = args.func(args)

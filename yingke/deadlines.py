@@ -19,6 +19,14 @@ from projections.sql import ts
 
 log = logging.getLogger("yingke.deadlines")
 
+# Buyers in a deal (成交) are never released by the clock (the Client stream refuses it);
+# leaving them out here keeps them from being re-issued, and crowding out the batch,
+# on every run.
+NOT_IN_DEAL = (
+    "NOT EXISTS (SELECT 1 FROM deal_pipeline d WHERE d.client_id = client_overview.client_id "
+    "AND d.status <> 'cancelled')"
+)
+
 
 @dataclass
 class DeadlineProcessor:
@@ -48,7 +56,7 @@ class DeadlineProcessor:
             )
         for client_id, epoch in self.db.query(
             "SELECT client_id, owner_epoch FROM client_overview WHERE status = 'owned' "
-            "AND protected_until <= %s ORDER BY protected_until LIMIT %s",
+            f"AND protected_until <= %s AND {NOT_IN_DEAL} ORDER BY protected_until LIMIT %s",
             (now, self.batch_size),
         ):
             acted += self._count(
@@ -56,7 +64,7 @@ class DeadlineProcessor:
             )
         for client_id, epoch in self.db.query(
             "SELECT client_id, owner_epoch FROM client_overview WHERE status = 'owned' "
-            "AND inactive_after <= %s ORDER BY inactive_after LIMIT %s",
+            f"AND inactive_after <= %s AND {NOT_IN_DEAL} ORDER BY inactive_after LIMIT %s",
             (now, self.batch_size),
         ):
             acted += self._count(
@@ -86,19 +94,25 @@ def continue_departure(
     """Move every buyer the leaver still owns; complete once the views, caught up past
     the last move, show none left. Safe to call again after any interruption."""
     ctx = Context(SYSTEM, f"departure:{consultant_id}")
+    # Without a successor, buyers in a deal stay (they cannot go to the pool): skip them.
+    stays = "" if app.departure(consultant_id).successor_id else f" AND {NOT_IN_DEAL}"
     moved = 0
     for _ in range(100):
         if not follower.wait_for(app.position(), wait_seconds):
             return moved  # views are behind; the processor will come back to this
         rows = db.query(
             "SELECT client_id FROM client_overview WHERE consultant_id = %s "
-            "AND status = 'owned' ORDER BY client_id LIMIT 500",
+            f"AND status = 'owned'{stays} ORDER BY client_id LIMIT 500",
             (consultant_id,),
         )
-        if not rows:
+        # A buyer the leaver's stream refused to move (in a deal, going to the pool) is
+        # skipped once and left to a manager; it must not keep the departure open.
+        done = app.departure(consultant_id).moved
+        pending = [cid for (cid,) in rows if done.get(cid) != "skipped"]
+        if not pending:
             app.complete_departure(ctx, consultant_id)
             return moved
-        for (client_id,) in rows:
+        for client_id in pending:
             result = app.move_departing_client(ctx, consultant_id, uuid.UUID(client_id))
             moved += result.body["outcome"] != "skipped"
     return moved

@@ -32,6 +32,24 @@ class Settings:
     deadline_interval: float = 1.0
     # How long a query with ?after=<position> waits for the views before a 503.
     read_wait: float = 2.0
+    # The scaled topology's Kafka side (consumers/, ADR 0010).
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_topic: str = "yingke.events"
+    # Join consumer groups in seconds (short session timeouts): tests, single-node setups.
+    kafka_fast_join: bool = False
+    relay_batch_size: int = 500
+    relay_interval: float = 0.2
+    consumer_batch_size: int = 1000
+    # Reminders (consumers/reminders.py): a WeCom group robot URL, or any JSON webhook.
+    reminder_webhook: str | None = None
+    reminder_max_attempts: int = 5
+    reminder_backoff: float = 2.0
+    reminder_dead_letter_topic: str = "yingke.reminders.dead-letter"
+    reminder_due_lead: str = "PT2H"
+    reminder_protection_lead: str = "P3D"
+    reminder_tick: float = 1.0
+    # Touched by relay and consumers on every loop; a container health check reads it.
+    heartbeat_file: Path | None = None
 
     @property
     def views_path(self) -> Path:
@@ -141,4 +159,20 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         follow_interval=float(env.get("YINGKE_FOLLOW_INTERVAL", "0.2")),
         deadline_interval=float(env.get("YINGKE_DEADLINE_INTERVAL", "1.0")),
         read_wait=float(env.get("YINGKE_READ_WAIT", "2.0")),
+        kafka_bootstrap=env.get("YINGKE_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+        kafka_topic=env.get("YINGKE_KAFKA_TOPIC", "yingke.events"),
+        kafka_fast_join=_choice(env, "YINGKE_KAFKA_FAST_JOIN", ("0", "1"), "0") == "1",
+        relay_batch_size=int(env.get("YINGKE_RELAY_BATCH_SIZE", "500")),
+        relay_interval=float(env.get("YINGKE_RELAY_INTERVAL", "0.2")),
+        consumer_batch_size=int(env.get("YINGKE_CONSUMER_BATCH_SIZE", "1000")),
+        reminder_webhook=env.get("YINGKE_REMINDER_WEBHOOK") or None,
+        reminder_max_attempts=int(env.get("YINGKE_REMINDER_MAX_ATTEMPTS", "5")),
+        reminder_backoff=float(env.get("YINGKE_REMINDER_BACKOFF", "2.0")),
+        reminder_dead_letter_topic=env.get(
+            "YINGKE_REMINDER_DEAD_LETTER_TOPIC", "yingke.reminders.dead-letter"
+        ),
+        reminder_due_lead=env.get("YINGKE_REMINDER_DUE_LEAD", "PT2H"),
+        reminder_protection_lead=env.get("YINGKE_REMINDER_PROTECTION_LEAD", "P3D"),
+        reminder_tick=float(env.get("YINGKE_REMINDER_TICK", "1.0")),
+        heartbeat_file=Path(heartbeat) if (heartbeat := env.get("YINGKE_HEARTBEAT_FILE")) else None,
     )
