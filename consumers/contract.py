@@ -9,7 +9,9 @@ docs/events.md describes every type; docs/event-schemas.json holds the JSON Sche
 language. ``validate`` checks a message here.
 
 Internal streams (idempotency records, report and dispute locators, claim quotas) are
-write-side bookkeeping, not business facts: the relay skips them.
+write-side bookkeeping, not business facts: the relay skips them. Deals, units and
+commission policies are public from version 1; contract, filing and certificate numbers
+(they identify a buyer's property) are withheld like free text.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from eventsourcing.domain import Aggregate
 from eventsourcing.utils import get_topic
 
 from domain.client import Client
+from domain.commission import CommissionPolicy
+from domain.deal import Deal
 from domain.departure import Departure
 from domain.idempotency import IdempotencyRecord
 from domain.locator import DisputeLocator, ReportLocator
@@ -36,6 +41,7 @@ from domain.masked_pool import MaskedReportPool
 from domain.policy import ProjectPolicy
 from domain.principal import Principal
 from domain.quota import ClaimQuota
+from domain.unit import Unit
 
 # event_id = uuid5(EVENT_NAMESPACE, f"{aggregate_id}:{aggregate_version}"): any consumer
 # can recompute it, and a re-sent event keeps its identity.
@@ -170,6 +176,40 @@ PUBLIC: tuple[EventType, ...] = (
     _t(Departure.DepartureStarted, "A consultant left (离职); their buyers are being moved."),
     _t(Departure.ClientMoved, "One of the leaver's buyers was moved (or skipped)."),
     _t(Departure.DepartureCompleted, "Every buyer of the leaver was moved."),
+    # Deals (成交), from schema version 1. Money is integer fen; stage, fault, kind,
+    # method and plan are codes. Contract, filing and certificate numbers identify a
+    # buyer's property (and through the registry, the buyer): withheld, like the
+    # lender's name and every free-text reason. Commission ``reason`` is a code.
+    _t(Deal.DealOpened, "A deal (成交) was opened on a unit, attributed as the buyer stood."),
+    _t(Deal.DepositPaid, "The deposit (定金) was paid; the signing deadline runs."),
+    _t(Deal.SubscriptionSigned, "The subscription (认购) was signed at a price."),
+    _t(Deal.LoanApplied, "A mortgage (按揭) was applied for; the lender stays home.", "bank"),
+    _t(Deal.LoanApproved, "The bank approved the loan."),
+    _t(Deal.LoanRefused, "The bank refused the loan.", "reason"),
+    _t(Deal.ContractSigned, "The sales contract (签约) was signed.", "contract_no"),
+    _t(Deal.ContractFiled, "The contract was filed (备案) with the authority.", "filing_no"),
+    _t(Deal.PaymentReceived, "A payment (回款) came in; running_total includes the deposit."),
+    _t(Deal.UnitDelivered, "The unit was handed over (交房)."),
+    _t(Deal.CertificateIssued, "The property certificate (产证) was issued.", "certificate_no"),
+    _t(Deal.DealCancelled, "The deal was cancelled (退房); fault is a code.", "reason"),
+    _t(Deal.UnitSwapped, "The buyer moved to another unit (换房).", "reason"),
+    _t(
+        Deal.BuyerRenamed,
+        "The buyer on the deal was renamed (更名); nothing else leaves.",
+        "reason",
+    ),
+    _t(Deal.DealReattributed, "A dispute ruling moved the deal's attribution."),
+    _t(Deal.CommissionAccrued, "A commission (佣金) entry was booked; reason is a code."),
+    _t(Deal.CommissionReversed, "A commission entry was reversed whole; reason is a code."),
+    _t(Unit.UnitListed, "A unit (房源) was listed; area in m² as a decimal string."),
+    _t(Unit.UnitRevised, "An available unit's details or list price changed."),
+    _t(Unit.UnitHeld, "A deal holds the unit."),
+    _t(Unit.UnitSubscribed, "The deal holding the unit was subscribed."),
+    _t(Unit.UnitContracted, "The deal holding the unit signed its contract."),
+    _t(Unit.UnitSold, "The contract was filed: the unit is sold."),
+    _t(Unit.UnitReleased, "The unit is available again; reason is cancelled or swapped."),
+    _t(CommissionPolicy.Opened, "A project's commission policy stream was opened."),
+    _t(CommissionPolicy.CommissionPolicyChanged, "A new version of the commission rules."),
 )
 INTERNAL: tuple[type[Any], ...] = (
     IdempotencyRecord.ResponseRecorded,
@@ -179,10 +219,10 @@ INTERNAL: tuple[type[Any], ...] = (
     ClaimQuota.ClaimCounted,
     ClaimQuota.ClaimUncounted,
 )
-# Deals (成交) arrived while this contract was being written: their events stay home
-# until their public schema is decided (prices and commissions are commercial data, a
-# buyer's rename is personal). Named, not imported, so the two can move independently.
-DEFERRED_AGGREGATES = frozenset({"Deal", "Unit", "CommissionPolicy"})
+# Types whose public schema is not decided yet stay home, named here (not imported) so
+# the contract and work in progress can move independently. Nothing is deferred now:
+# deals, units and commission policies are published from version 1.
+DEFERRED_AGGREGATES: frozenset[str] = frozenset()
 DEFERRED_TYPES: frozenset[str] = frozenset()
 AGGREGATES: dict[str, type[Aggregate]] = {
     "Client": Client,
@@ -190,6 +230,9 @@ AGGREGATES: dict[str, type[Aggregate]] = {
     "ProjectPolicy": ProjectPolicy,
     "Principal": Principal,
     "Departure": Departure,
+    "Deal": Deal,
+    "Unit": Unit,
+    "CommissionPolicy": CommissionPolicy,
 }
 BY_CLASS: dict[type[Any], EventType] = {t.cls: t for t in PUBLIC}
 BY_NAME: dict[str, EventType] = {t.name: t for t in PUBLIC}
@@ -229,6 +272,8 @@ def withheld_classes() -> list[type[Any]]:
 _UUID = {"type": "string", "format": "uuid"}
 _TIME = {"type": "string", "format": "date-time"}
 _NULLABLE_TEXT = {"type": ["string", "null"]}
+# A Decimal travels as its exact decimal string ("95.50"), never as a binary float.
+_DECIMAL = {"type": "string", "pattern": r"^-?\d+(\.\d+)?$"}
 _FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
     "owner_at_opening": {
         "type": "object",
@@ -256,6 +301,13 @@ _FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
     "settings": {"type": "object", "description": "the policy settings, as in the policy API"},
     "phone_masked": {"type": "string", "pattern": r"^1[3-9]\d\*{4}\d{4}$"},
 }
+# Where one field name means different things in different types.
+_TYPE_FIELD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
+    ("CommissionPolicy.CommissionPolicyChanged", "settings"): {
+        "type": "object",
+        "description": "the commission rules, as in the commission policy API",
+    },
+}
 
 
 def _schema_of(hint: Any) -> dict[str, Any]:
@@ -275,6 +327,8 @@ def _schema_of(hint: Any) -> dict[str, Any]:
         return dict(_TIME)
     if hint is uuid.UUID:
         return dict(_UUID)
+    if hint is Decimal:
+        return dict(_DECIMAL)
     if typing.get_origin(hint) is list:
         return {"type": "array", "items": _schema_of(args[0])}
     if typing.get_origin(hint) is dict:
@@ -285,7 +339,9 @@ def _schema_of(hint: Any) -> dict[str, Any]:
 def schema(event_type: EventType) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of one public event type at its current version."""
     data = {
-        name: _FIELD_SCHEMAS.get(name) or _schema_of(hint)
+        name: _TYPE_FIELD_SCHEMAS.get((event_type.name, name))
+        or _FIELD_SCHEMAS.get(name)
+        or _schema_of(hint)
         for name, hint in event_type.published().items()
     }
     return {
@@ -337,6 +393,8 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
@@ -413,6 +471,8 @@ def _restore(hint: Any, value: Any) -> Any:
         return datetime.fromisoformat(value)
     if hint is uuid.UUID:
         return uuid.UUID(value)
+    if hint is Decimal:
+        return Decimal(value)
     return value
 
 

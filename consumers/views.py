@@ -8,6 +8,10 @@ very table the follower keeps: a message at or below a view's position is a dupl
 (a relay re-send, a redelivery after a crash) and changes nothing. Then the offset is
 committed; a crash before that re-reads the batch and skips what was applied.
 
+Every view is built here: the deal views too, since deal, unit and commission-policy
+events are public (contract v1). The fields the contract withholds (names, contract
+numbers, free-text reasons) are fields no view reads.
+
 Positions are a total order, and views need it: some join streams (a masked report
 files in its pool's stream and is confirmed in the buyer's). The topic therefore has
 one partition (ADR 0010); this consumer refuses to start on more. It scales by running
@@ -95,18 +99,27 @@ def check_single_partition(consumer: Any, topic: str) -> None:
 
 
 def needs_withheld_events(view: View) -> bool:
-    """True when the view handles an event type the contract does not publish (deals,
-    for now): built from Kafka it would stay empty, so the direct follower keeps it."""
+    """True when the view handles an event type the contract does not publish: built
+    from Kafka it would silently miss those events."""
     return any(view.handles(object.__new__(cls)) for cls in contract.withheld_classes())
 
 
 def select_views(all_views: Sequence[View], names: str | None) -> list[View]:
-    if not names:
-        kept = [v for v in all_views if not needs_withheld_events(v)]
-        left = [v.name for v in all_views if v not in kept]
-        if left:
-            log.warning("views %s need unpublished events: run `yingke projections`", left)
-        return kept
+    """Every view (or the ``--views`` named), each refused if it needs an unpublished
+    event: since deals are public (contract v1) every view builds from Kafka."""
+    chosen = _named(all_views, names) if names else list(all_views)
+    blind = [v.name for v in chosen if needs_withheld_events(v)]
+    if blind:
+        from yingke.settings import ConfigurationError
+
+        raise ConfigurationError(
+            f"views {blind} read events the contract does not publish; publish them in "
+            "consumers/contract.py or run these views with `yingke projections`"
+        )
+    return chosen
+
+
+def _named(all_views: Sequence[View], names: str) -> list[View]:
     wanted = [n.strip() for n in names.split(",") if n.strip()]
     known = {v.name: v for v in all_views}
     unknown = [n for n in wanted if n not in known]

@@ -4,12 +4,19 @@ Channels report buyers (one masked 前三后四, some rejected), consultants rec
 and walk-ins, follow up and grade, a buyer is lost to the pool and claimed back, one is
 transferred and disputed, a consultant leaves, and time runs out on a report and on a
 protection period through the deadline processor.
+
+``deal_season`` then sells: units imported, a commission policy set, one deal walked
+through deposit → subscription → mortgage → contract → payments → filing → delivery →
+certificate, one renamed, swapped and cancelled (no fault), one cancelled after the
+buyer missed the signing deadline (deposit forfeited), and one left at its contract.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
 
 from domain.values import Actor
 from projections.runtime import Loop
@@ -18,6 +25,25 @@ from yingke.bootstrap import Container
 
 NAME = "张三丰"
 PHONES = ("13811110001", "13811110002", "13911110003", "13811110004", "13811110005")
+DEAL_PHONES = ("13722220001", "13722220002", "13722220003")
+# Typed on deals and never to be published: a new buyer's name, contract, filing and
+# certificate numbers, a lender, free-text reasons.
+RENAMED_TO = "欧阳娜娜"
+DEAL_SECRETS = (
+    "欧阳",  # the buyers' surname, as reported and at the visit
+    RENAMED_TO,
+    "HT-2026-000731",
+    "HT-2026-000732",
+    "BA-2026-88017",
+    "沪房权证浦字第0042号",
+    "招商银行陆家嘴支行",
+    "夫妻离婚改名",
+    "嫌楼层太低",
+    "买家资金断了",
+    "错过签约期限",
+    "征信不良",
+)
+PRICE = 300_000_000  # 三百万 in fen
 
 
 @dataclass
@@ -119,6 +145,94 @@ def busy_fortnight(c: Container, clock: FakeClock, project: str = "proj-kafka") 
     clock.advance(days=12)
     settle(c)
     return story
+
+
+def deal_season(c: Container, clock: FakeClock, project: str) -> dict[str, uuid.UUID]:
+    """Deals at ``project`` (after ``busy_fortnight``): every deal and unit event type."""
+    app = c.app
+    manager = ctx(Actor(f"{project}-mgr", "manager"))
+    finance = ctx(Actor(f"{project}-fin", "finance"))
+    app.set_commission_policy(
+        manager, project, {"default_channel_rate_bp": 150, "channel_rates_bp": {"pa": 200}}
+    )
+    rows = [
+        (
+            f"line {n}",
+            {
+                "building": "3栋",
+                "number": f"{n}01",
+                "rooms": 3,
+                "area": "95.55",
+                "floor": n,
+                "orientation": "north_south",
+                "list_price_fen": PRICE,
+            },
+        )
+        for n in range(10, 15)
+    ]
+    units = [
+        uuid.UUID(u["unit_id"]) for u in app.import_units(manager, project, rows).body["units"]
+    ]
+    revised = {**rows[4][1], "list_price_fen": PRICE + 1_000_000, "area": "96.1"}
+    app.import_units(manager, project, [("line 14 again", revised)])
+
+    buyers: list[tuple[uuid.UUID, Any]] = []
+    for phone, partner in zip(DEAL_PHONES, ("pa", None, "pb"), strict=True):
+        consultant = register_consultant(app, project)
+        if partner:
+            file_report(app, project, partner, phone, name="欧阳先生")
+        visit = register_visit(app, project, phone, consultant, partner, name="欧阳先生")
+        buyers.append((uuid.UUID(visit["client_id"]), ctx(Actor(consultant, "consultant"))))
+    deals = {}
+    for key, (client, who), unit in zip(("full", "swap", "lapse"), buyers, units[:3], strict=True):
+        deals[key] = uuid.UUID(app.open_deal(who, client, unit).body["deal_id"])
+        deadline = clock.now + timedelta(days=7)
+        app.pay_deposit(
+            who, deals[key], amount=5_000_000, method="wechat_pay", signing_deadline=deadline
+        )
+    clock.advance(hours=4)
+
+    # full: subscription, mortgage, contract, payments, filing, delivery, certificate.
+    full, who = deals["full"], buyers[0][1]
+    app.sign_subscription(who, full, price=PRICE, payment_plan="mortgage")
+    app.receive_payment(finance, full, amount=85_000_000, kind="down_payment")
+    app.apply_loan(who, full, bank="招商银行陆家嘴支行", amount=210_000_000)
+    app.refuse_loan(who, full, reason="征信不良")
+    app.apply_loan(who, full, bank="招商银行陆家嘴支行", amount=210_000_000)
+    app.approve_loan(who, full)
+    app.sign_contract(who, full, contract_no="HT-2026-000731", price=PRICE)
+    # A channel wins a dispute over the buyer: the deal and its commission follow.
+    report = file_report(app, project, "pc", DEAL_PHONES[0])["report_id"]
+    dispute = app.open_dispute(
+        ctx(Actor("agent-pc", "channel_agent")),
+        buyers[0][0],
+        claimant_kind="channel",
+        claimant_id="pc",
+        reason="我们先报备的",
+        evidence_versions=[1],
+        report_id=report,
+    ).body["dispute_id"]
+    app.rule_dispute(manager, dispute, outcome="upheld", reason="报备在先", evidence_versions=[1])
+    clock.advance(days=3)
+    app.receive_payment(finance, full, amount=210_000_000, kind="loan_disbursement")
+    app.file_contract(who, full, filing_no="BA-2026-88017")
+    clock.advance(days=40)
+    app.deliver_unit(who, full)
+    app.issue_certificate(who, full, certificate_no="沪房权证浦字第0042号")
+
+    # swap: renamed, moved to another unit, subscribed, paid, then cancelled (no fault).
+    swap, who = deals["swap"], buyers[1][1]
+    app.rename_buyer(manager, swap, buyer_name=RENAMED_TO, reason="夫妻离婚改名")
+    app.swap_unit(manager, swap, new_unit_id=units[3], reason="嫌楼层太低")
+    app.sign_subscription(who, swap, price=PRICE, payment_plan="full")
+    app.receive_payment(finance, swap, amount=95_000_000, kind="down_payment")
+    app.sign_contract(who, swap, contract_no="HT-2026-000732", price=PRICE)
+    app.cancel_deal(finance, swap, reason="买家资金断了", fault="no_fault")
+
+    # lapse: the signing deadline passed long ago; the deposit is forfeited.
+    app.cancel_deal(finance, deals["lapse"], reason="错过签约期限", fault="buyer_missed_deadline")
+    settle(c)
+    return deals
 
 
 def settle(c: Container) -> None:

@@ -18,7 +18,7 @@ from consumers.broker import KafkaPublisher
 from consumers.relay import PostgresRelayState, Relay
 from domain.client import Client
 from tests.kafka.conftest import ContainerFactory, read_topic
-from tests.kafka.scenario import NAME, PHONES, busy_fortnight
+from tests.kafka.scenario import DEAL_SECRETS, NAME, PHONES, busy_fortnight, deal_season
 from tests.support import FakeClock
 from yingke.bootstrap import conninfo
 from yingke.settings import Settings
@@ -33,6 +33,7 @@ def test_published_messages_carry_no_personal_data_and_all_fit_their_schemas(
 ) -> None:
     container = containers(FakeClock())
     busy_fortnight(container, container.clock)  # type: ignore[arg-type]
+    deal_season(container, container.clock, "proj-kafka")  # type: ignore[arg-type]
     relay = Relay(
         container.app,
         PostgresRelayState(conninfo(settings), settings.kafka_topic),
@@ -48,9 +49,12 @@ def test_published_messages_carry_no_personal_data_and_all_fit_their_schemas(
     ]
 
     raw = b"".join(r.value + b"".join(v for _, v in r.headers) for r in records).decode()
-    for secret in (*PHONES, *PERSONAL_TEXT, *hashes):
+    for secret in (*PHONES, *PERSONAL_TEXT, *DEAL_SECRETS, *hashes):
         assert secret not in raw
-    for field in ('"pii"', '"phone_hash"', '"key_digest"', '"source_detail"', '"comment"'):
+    for field in (
+        *('"pii"', '"phone_hash"', '"key_digest"', '"source_detail"', '"comment"'),
+        *('"contract_no"', '"filing_no"', '"certificate_no"', '"bank"'),
+    ):
         assert field not in raw
     assert "138****0001" in raw  # the masked phone is what identifies a buyer downstream
     messages = [contract.decode(r.value) for r in records]
@@ -62,7 +66,17 @@ def test_published_messages_carry_no_personal_data_and_all_fit_their_schemas(
         "MaskedReportPool.ReportFiled",
         "Principal.PrincipalRegistered",
     }
+    deal_types = {t.name for t in contract.PUBLIC if t.aggregate in ("Deal", "Unit")}
+    assert deal_types | {"CommissionPolicy.CommissionPolicyChanged"} <= {
+        m["type"] for m in messages
+    }
     assert [e for m in messages for e in contract.validate(m)] == []
+    units = [m for m in messages if m["type"] == "Unit.UnitListed"]
+    assert {m["data"]["area"] for m in units} == {"95.55"}  # a Decimal, as its exact string
+    for message in messages:
+        assert contract.to_message(contract.to_domain_event(message), message["position"]) == (
+            message
+        )
 
 
 def concrete_aggregates() -> set[type[Aggregate]]:
@@ -85,6 +99,57 @@ def nested_events(aggregate: type[Any]) -> set[type[Any]]:
         and cls.__qualname__.startswith(prefix)
         and name not in ("Event", "Created")
     }
+
+
+def test_deal_unit_and_commission_events_are_public_and_withhold_what_identifies() -> None:
+    assert not contract.DEFERRED_AGGREGATES and not contract.DEFERRED_TYPES
+    for aggregate in ("Deal", "Unit", "CommissionPolicy"):
+        events = nested_events(contract.AGGREGATES[aggregate])
+        assert events and events <= set(contract.BY_CLASS), aggregate
+    hidden = {t.name: set(t.hidden()) for t in contract.PUBLIC if t.aggregate == "Deal"}
+    assert hidden["Deal.ContractSigned"] == {"contract_no"}
+    assert hidden["Deal.ContractFiled"] == {"filing_no"}
+    assert hidden["Deal.CertificateIssued"] == {"certificate_no"}
+    assert hidden["Deal.BuyerRenamed"] == {"pii", "reason"}
+    assert hidden["Deal.LoanApplied"] == {"bank"}
+    for name in ("Deal.DealCancelled", "Deal.UnitSwapped", "Deal.LoanRefused"):
+        assert hidden[name] == {"reason"}
+    # codes stay: the cancellation's fault, the ledger's reason, the unit's release reason
+    assert "fault" in contract.BY_NAME["Deal.DealCancelled"].published()
+    assert "reason" in contract.BY_NAME["Deal.CommissionAccrued"].published()
+    assert "reason" in contract.BY_NAME["Unit.UnitReleased"].published()
+
+
+def test_a_unit_area_travels_as_an_exact_decimal_string() -> None:
+    from decimal import Decimal
+
+    from domain.unit import Unit
+
+    listed: Any = Unit.UnitListed
+    event = listed(
+        originator_id=contract.EVENT_NAMESPACE,
+        originator_version=1,
+        timestamp=datetime(2026, 3, 3, tzinfo=UTC),
+        originator_topic="domain.unit:Unit",
+        actor={"id": "mgr", "role": "manager"},
+        correlation_id="",
+        project_id="p1",
+        building="3栋",
+        number="1201",
+        rooms=3,
+        area=Decimal("95.50"),
+        floor=12,
+        orientation="south",
+        list_price=300_000_000,
+    )
+    message = contract.to_message(event, 9)
+    assert message is not None and message["data"]["area"] == "95.50"
+    assert contract.validate(message) == []
+    assert contract.validate({**message, "data": {**message["data"], "area": 95.5}}) == [
+        "$.data.area: must be string"
+    ]
+    back = contract.to_domain_event(json.loads(contract.encode(message)))
+    assert back.area == Decimal("95.50") and isinstance(back.area, Decimal)
 
 
 def test_every_event_in_the_domain_is_public_internal_or_deferred() -> None:

@@ -10,10 +10,11 @@ import pytest
 
 from consumers.broker import KafkaPublisher, Stopper, group_consumer, run_group
 from consumers.relay import PostgresRelayState, Relay
-from consumers.views import ViewsConsumer, check_single_partition
+from consumers.views import ViewsConsumer, check_single_partition, select_views
+from projections.channel_performance import TABLE as CHANNEL_TABLE
 from projections.runtime import Follower, PostgresViewDB, Rows, Table, View, ViewDB
 from tests.kafka.conftest import ContainerFactory, fresh_database
-from tests.kafka.scenario import busy_fortnight
+from tests.kafka.scenario import busy_fortnight, deal_season
 from tests.kafka.test_relay import DiesAfterSending, public_positions
 from tests.support import FakeClock
 from yingke.bootstrap import Container, all_views, conninfo
@@ -95,6 +96,7 @@ def test_the_views_consumer_absorbs_a_relay_resend_and_equals_the_direct_tables(
 ) -> None:
     container = containers(FakeClock())
     busy_fortnight(container, container.clock, project="proj-equal")  # type: ignore[arg-type]
+    deals = deal_season(container, container.clock, "proj-equal")  # type: ignore[arg-type]
     last = published_with_a_relay_crash(settings, container)
 
     built = consume(settings, all_views(), consumer_db, f"views-{uuid.uuid4().hex[:6]}", last)
@@ -104,6 +106,18 @@ def test_the_views_consumer_absorbs_a_relay_resend_and_equals_the_direct_tables(
     direct, from_kafka = snapshot(container.views), snapshot(consumer_db)
     assert from_kafka == direct
     assert sum(len(rows) for rows in direct.values()) > 50
+    # the deal views are among them, and not empty
+    pipeline = {row[0]: row for row in from_kafka["deal_pipeline"]}
+    assert {str(d) for d in deals.values()} <= set(pipeline)
+    for table in ("units", "payment_collection", "commission_ledger", "commission_entries"):
+        assert from_kafka[table], table
+    deals_at = list(CHANNEL_TABLE.columns).index("deals")
+    assert sum(row[deals_at] for row in from_kafka["channel_performance"]) >= 2
+
+
+def test_the_views_consumer_builds_every_view() -> None:
+    """No view is left to the direct follower: every event a view reads is published."""
+    assert [v.name for v in select_views(all_views(), None)] == [v.name for v in all_views()]
 
 
 class CrashingView:
@@ -130,6 +144,7 @@ def test_a_views_consumer_killed_mid_batch_leaves_the_views_exact(
 ) -> None:
     container = containers(FakeClock())
     busy_fortnight(container, container.clock, project="proj-crash")  # type: ignore[arg-type]
+    deal_season(container, container.clock, "proj-crash")  # type: ignore[arg-type]
     last = published_with_a_relay_crash(settings, container)
     group = f"views-{uuid.uuid4().hex[:6]}"
     countdown = [150]  # several small batches commit first, then one dies half applied
