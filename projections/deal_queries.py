@@ -8,27 +8,12 @@ from typing import Any
 
 from projections import commission_ledger, deal_pipeline, payment_collection, units
 from projections.common import day_of
-from projections.queries import Page, Scope, Where, page
-from projections.runtime import Table, ViewDB
+from projections.queries import Page, Scope, Where, page, scoped, select_rows
+from projections.runtime import ViewDB
 from projections.sql import read_ts, ts
 
 AWAITING_SIGNATURE = ("deposit_paid", "subscribed")
 FORECAST_DAYS = 14
-
-
-def _rows(db: ViewDB, table: Table, where: Where, order: str) -> list[dict[str, Any]]:
-    rows = db.query(
-        f"SELECT {', '.join(table.columns)} FROM {table.name}{where.sql()} ORDER BY {order}",
-        where.params,
-    )
-    return [table.from_db(r) for r in rows]
-
-
-def _scoped(scope: Scope, where: Where) -> None:
-    where.within("project_id", scope.project_ids)
-    where.within("consultant_id", scope.consultant_ids)
-    if scope.partner_id is not None:
-        where.equal("partner_id", scope.partner_id)
 
 
 def list_units(
@@ -50,23 +35,16 @@ def list_units(
 ) -> Page:
     """A project's units by building, floor and number; ranges are inclusive."""
     where = Where()
-    where.equal("project_id", project_id)
-    for column, value in (
-        ("building", building),
-        ("status", status),
-        ("rooms", rooms),
-        ("orientation", orientation),
-    ):
-        where.equal(column, value)
-    for column, low, high in (
-        ("floor", floor_from, floor_to),
-        ("area", area_from, area_to),
-        ("list_price_fen", price_from, price_to),
-    ):
-        if low is not None:
-            where.add(f"{column} >= %s", low)
-        if high is not None:
-            where.add(f"{column} <= %s", high)
+    where.equal_all(
+        project_id=project_id,
+        building=building,
+        status=status,
+        rooms=rooms,
+        orientation=orientation,
+    )
+    where.between("floor", floor_from, floor_to)
+    where.between("area", area_from, area_to)
+    where.between("list_price_fen", price_from, price_to)
     order = ("building", "floor", "number", "unit_id")
     return page(db, units.TABLE, where, order, cursor, limit)
 
@@ -96,17 +74,15 @@ def deals(
     limit: int = 50,
 ) -> Page:
     """Deals oldest first, each with its age in stage and whether its signing is overdue."""
-    where = Where()
-    _scoped(scope, where)
-    for column, value in (
-        ("project_id", project_id),
-        ("stage", stage),
-        ("status", status),
-        ("consultant_id", consultant_id),
-        ("partner_id", partner_id),
-        ("client_id", client_id),
-    ):
-        where.equal(column, value)
+    where = scoped(scope)
+    where.equal_all(
+        project_id=project_id,
+        stage=stage,
+        status=status,
+        consultant_id=consultant_id,
+        partner_id=partner_id,
+        client_id=client_id,
+    )
     if overdue is not None:
         marks = ", ".join(["%s"] * len(AWAITING_SIGNATURE))
         late = f"(stage IN ({marks}) AND signing_deadline IS NOT NULL AND signing_deadline < %s)"
@@ -121,8 +97,7 @@ def pipeline(
 ) -> list[dict[str, Any]]:
     """Per project and stage: deals, value (agreed price, else list price), received,
     overdue signing deadlines and the oldest time in stage."""
-    where = Where()
-    _scoped(scope, where)
+    where = scoped(scope)
     where.equal("project_id", project_id)
     at = ts(db.dialect, now)
     marks = ", ".join(["%s"] * len(AWAITING_SIGNATURE))
@@ -163,11 +138,8 @@ def payments(
     where = Where()
     where.within("project_id", scope.project_ids)
     where.equal("project_id", project_id)
-    if month_from is not None:
-        where.add("month >= %s", month_from)
-    if month_to is not None:
-        where.add("month <= %s", month_to)
-    return _rows(db, payment_collection.TABLE, where, "month, project_id")
+    where.between("month", month_from, month_to)
+    return select_rows(db, payment_collection.TABLE, where, "month, project_id")
 
 
 def _payee_scope(scope: Scope, where: Where) -> None:
@@ -191,10 +163,8 @@ def commissions(
     """commission_ledger rows: accrued, reversed and payable per project and payee."""
     where = Where()
     _payee_scope(scope, where)
-    where.equal("project_id", project_id)
-    where.equal("payee_kind", payee_kind)
-    where.equal("payee_id", payee_id)
-    return _rows(db, commission_ledger.TABLE, where, "project_id, payee_kind, payee_id")
+    where.equal_all(project_id=project_id, payee_kind=payee_kind, payee_id=payee_id)
+    return select_rows(db, commission_ledger.TABLE, where, "project_id, payee_kind, payee_id")
 
 
 def commission_entries(
@@ -212,14 +182,13 @@ def commission_entries(
     """Every ledger entry in the order it was written."""
     where = Where()
     _payee_scope(scope, where)
-    for column, value in (
-        ("project_id", project_id),
-        ("deal_id", deal_id),
-        ("payee_kind", payee_kind),
-        ("payee_id", payee_id),
-        ("month", month),
-    ):
-        where.equal(column, value)
+    where.equal_all(
+        project_id=project_id,
+        deal_id=deal_id,
+        payee_kind=payee_kind,
+        payee_id=payee_id,
+        month=month,
+    )
     order = ("position", "entry_id")
     return page(db, commission_ledger.ENTRIES, where, order, cursor, limit)
 
@@ -234,13 +203,12 @@ def signing_forecast(
 ) -> dict[str, Any]:
     """Contracts expected in the next ``days``: deals awaiting signature whose signing
     deadline falls in the window, per China-time day and deal by deal."""
-    where = Where()
-    _scoped(scope, where)
+    where = scoped(scope)
     where.equal("project_id", project_id)
     where.within("stage", AWAITING_SIGNATURE)
     where.add("signing_deadline >= %s", ts(db.dialect, now))
     where.add("signing_deadline < %s", ts(db.dialect, now + timedelta(days=days)))
-    items = _rows(db, deal_pipeline.TABLE, where, "signing_deadline, deal_id")
+    items = select_rows(db, deal_pipeline.TABLE, where, "signing_deadline, deal_id")
     per_day: dict[str, dict[str, Any]] = {}
     for item in items:
         day = day_of(item["signing_deadline"])

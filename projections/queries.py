@@ -60,6 +60,18 @@ class Where:
         if value is not None:
             self.add(f"{column} = %s", value)
 
+    def equal_all(self, **filters: Any) -> None:
+        """``column = value`` for each filter given (not None), in the order given."""
+        for column, value in filters.items():
+            self.equal(column, value)
+
+    def between(self, column: str, low: Any, high: Any) -> None:
+        """``low <= column <= high``; a None bound is left open."""
+        if low is not None:
+            self.add(f"{column} >= %s", low)
+        if high is not None:
+            self.add(f"{column} <= %s", high)
+
     def within(self, column: str, values: Sequence[Any] | None) -> None:
         if values is not None:
             if not values:
@@ -133,17 +145,28 @@ def _since(
             where.add(f"{column} {op} %s", ts(db.dialect, value) if kind == "ts" else day_of(value))
 
 
-def _scoped(
+def scoped(
     scope: Scope,
-    where: Where,
     consultant_column: str | None = "consultant_id",
     partner_column: str | None = "partner_id",
-) -> None:
+) -> Where:
+    """A Where holding what the caller may see: projects, consultants, partner."""
+    where = Where()
     where.within("project_id", scope.project_ids)
     if consultant_column is not None:
         where.within(consultant_column, scope.consultant_ids)
     if scope.partner_id is not None:
         where.equal(partner_column or "partner_id", scope.partner_id)
+    return where
+
+
+def select_rows(db: ViewDB, table: Table, where: Where, order: str) -> list[dict[str, Any]]:
+    """Every row of ``table`` that ``where`` admits, ordered by ``order`` (no paging)."""
+    rows = db.query(
+        f"SELECT {', '.join(table.columns)} FROM {table.name}{where.sql()} ORDER BY {order}",
+        where.params,
+    )
+    return [table.from_db(r) for r in rows]
 
 
 def clients(
@@ -160,16 +183,14 @@ def clients(
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page:
-    where = Where()
-    _scoped(scope, where)
-    for column, value in (
-        ("project_id", project_id),
-        ("consultant_id", consultant_id),
-        ("partner_id", partner_id),
-        ("status", status),
-        ("grade", grade),
-    ):
-        where.equal(column, value)
+    where = scoped(scope)
+    where.equal_all(
+        project_id=project_id,
+        consultant_id=consultant_id,
+        partner_id=partner_id,
+        status=status,
+        grade=grade,
+    )
     _since(where, db, "registered_at", registered_from, registered_to)
     return page(db, client_overview.TABLE, where, ("registered_at", "client_id"), cursor, limit)
 
@@ -187,8 +208,7 @@ def reports(
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page:
-    where = Where()
-    _scoped(scope, where, consultant_column=None)
+    where = scoped(scope, consultant_column=None)
     if scope.consultant_ids is not None:
         # Staff who see only some buyers see the reports about those buyers.
         marks = ", ".join(["%s"] * len(scope.consultant_ids)) or "NULL"
@@ -197,13 +217,9 @@ def reports(
             f"WHERE consultant_id IN ({marks}))",
             *scope.consultant_ids,
         )
-    for column, value in (
-        ("project_id", project_id),
-        ("partner_id", partner_id),
-        ("status", status),
-        ("client_id", client_id),
-    ):
-        where.equal(column, value)
+    where.equal_all(
+        project_id=project_id, partner_id=partner_id, status=status, client_id=client_id
+    )
     _since(where, db, "filed_at", filed_from, filed_to)
     return page(db, report_log.TABLE, where, ("filed_at", "report_id"), cursor, limit)
 
@@ -221,15 +237,9 @@ def tasks(
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page:
-    where = Where()
-    _scoped(scope, where, partner_column=None)
+    where = scoped(scope, partner_column=None)
     where.add("due_at IS NOT NULL")
-    for column, value in (
-        ("project_id", project_id),
-        ("consultant_id", consultant_id),
-        ("grade", grade),
-    ):
-        where.equal(column, value)
+    where.equal_all(project_id=project_id, consultant_id=consultant_id, grade=grade)
     if due_before is not None:
         where.add("due_at < %s", ts(db.dialect, due_before))
     if escalated is True:
@@ -251,14 +261,6 @@ def task_status(due_at: datetime, now: datetime) -> dict[str, Any]:
     }
 
 
-def _rows(db: ViewDB, table: Table, where: Where, order: str) -> list[dict[str, Any]]:
-    rows = db.query(
-        f"SELECT {', '.join(table.columns)} FROM {table.name}{where.sql()} ORDER BY {order}",
-        where.params,
-    )
-    return [table.from_db(r) for r in rows]
-
-
 def daily(
     db: ViewDB,
     table: Table,
@@ -271,19 +273,16 @@ def daily(
     by_partner: bool = False,
 ) -> list[dict[str, Any]]:
     """Rows of a per-day view, scoped and filtered, in day order."""
-    where = Where()
-    _scoped(
+    where = scoped(
         scope,
-        where,
         consultant_column="consultant_id" if by_consultant else None,
         partner_column="partner_id" if by_partner else None,
     )
     if not by_partner and scope.partner_id is not None:
         where.add("1 = 0")  # a channel sees no per-consultant or pool figures
-    for column, value in filters.items():
-        where.equal(column, value)
+    where.equal_all(**filters)
     _since(where, db, "day", day_from, day_to, kind="day")
-    return _rows(db, table, where, ", ".join(table.key))
+    return select_rows(db, table, where, ", ".join(table.key))
 
 
 def funnel(
@@ -332,9 +331,8 @@ def lost(
 ) -> list[dict[str, Any]]:
     where = Where()
     where.within("project_id", scope.project_ids)
-    where.equal("project_id", project_id)
-    where.equal("month", month)
-    return _rows(db, lost_reasons.TABLE, where, "month, project_id, losses DESC, reason")
+    where.equal_all(project_id=project_id, month=month)
+    return select_rows(db, lost_reasons.TABLE, where, "month, project_id, losses DESC, reason")
 
 
 def pool(
@@ -357,10 +355,8 @@ def protection(
     consultant_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Per consultant (and team): owned buyers whose protection ends within 3 and 7 days."""
-    where = Where()
-    _scoped(scope, where, partner_column=None)
-    where.equal("project_id", project_id)
-    where.equal("consultant_id", consultant_id)
+    where = scoped(scope, partner_column=None)
+    where.equal_all(project_id=project_id, consultant_id=consultant_id)
     where.add("protected_until >= %s", ts(db.dialect, now))
     where.add("protected_until < %s", ts(db.dialect, now + timedelta(days=7)))
     in3 = ts(db.dialect, now + timedelta(days=3))
