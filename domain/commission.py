@@ -19,13 +19,13 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import datetime
 from typing import Any
 
 from eventsourcing.domain import Aggregate
 
-from domain.errors import InvalidInput, NotFound
+from domain.errors import InvalidInput
 from domain.values import NAMESPACE, check_identifier
+from domain.versioned import VersionedSettings
 
 BP = 10_000  # basis points in a whole: 100 bp = 1%, 10 bp = 1‰
 CONSULTANT_ROLES = ("first_receiver", "accompanying", "closing")
@@ -247,19 +247,15 @@ def settle(open_accruals: list[OpenAccrual], goal: dict[LedgerKey, Target]) -> l
 # ------------------------------------------------------------- the policy stream
 
 
-class CommissionPolicy(Aggregate):
+class CommissionPolicy(VersionedSettings[CommissionRules]):
     """The stream of one project's commission rule versions (佣金方案)."""
+
+    NAME = "commission policy"
+    MISSING = "commission policy version {version} does not exist"
 
     @staticmethod
     def create_id(project_id: str) -> uuid.UUID:
         return uuid.uuid5(NAMESPACE, f"commission-policy:{project_id}")
-
-    class Event(Aggregate.Event):
-        actor: dict[str, str]
-        correlation_id: str
-
-    class Opened(Aggregate.Created):
-        project_id: str
 
     class CommissionPolicyChanged(Aggregate.Event):
         policy_version: int
@@ -267,46 +263,16 @@ class CommissionPolicy(Aggregate):
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, CommissionPolicy)
-            aggregate.versions.append(
-                (CommissionRules.from_settings(self.policy_version, self.settings), self.timestamp)
-            )
+            rules = CommissionRules.from_settings(self.policy_version, self.settings)
+            aggregate.record(rules, self.timestamp)
 
-    def __init__(self, project_id: str) -> None:
-        self.project_id = project_id
-        self.versions: list[tuple[CommissionRules, datetime]] = []
+    @staticmethod
+    def defaults() -> CommissionRules:
+        return CommissionRules()
 
-    @classmethod
-    def open(cls, project_id: str, at: datetime, trace: dict[str, Any]) -> CommissionPolicy:
-        return cls._create(
-            cls.Opened,
-            id=cls.create_id(project_id),
-            project_id=project_id,
-            timestamp=at,
-            **trace,
-        )
+    @staticmethod
+    def validate(settings: dict[str, Any]) -> dict[str, Any]:
+        return validate_commission_settings(settings)
 
-    def change(
-        self, settings: dict[str, Any], at: datetime, trace: dict[str, Any]
-    ) -> CommissionRules:
-        self.trigger_event(
-            self.CommissionPolicyChanged,
-            policy_version=len(self.versions) + 1,
-            settings=validate_commission_settings(settings),
-            timestamp=at,
-            **trace,
-        )
-        return self.current
-
-    @property
-    def current(self) -> CommissionRules:
-        return self.versions[-1][0] if self.versions else CommissionRules()
-
-    def at_version(self, version: int) -> CommissionRules:
-        if version == 0:
-            return CommissionRules()
-        if not 1 <= version <= len(self.versions):
-            raise NotFound(f"commission policy version {version} does not exist")
-        return self.versions[version - 1][0]
-
-    def changed_at(self, version: int) -> datetime | None:
-        return self.versions[version - 1][1] if version >= 1 else None
+    def changed_event(self) -> type[Aggregate.Event]:
+        return self.CommissionPolicyChanged

@@ -19,11 +19,12 @@ from domain.aftercare import Aftercare
 from domain.client import Client
 from domain.commission import CommissionPolicy, CommissionRules
 from domain.deal import Attribution, Deal
-from domain.errors import Conflict, Forbidden, InvalidInput, InvalidRows, NotFound
+from domain.errors import Conflict, Forbidden, InvalidInput, InvalidRows
 from domain.lifecycle import Ownership
 from domain.service import CommandResult, Context, Decision, jsonable_dict
 from domain.unit import Unit, UnitSpec, parse_unit, unit_id
 from domain.values import Actor, check_identifier, mask_name
+from domain.versioned import settings_body
 
 MAX_IMPORT_ROWS = 5000
 Step = Callable[[Deal, CommissionRules, datetime], tuple[list[Aggregate], int | None]]
@@ -64,29 +65,11 @@ class Dealing(Aftercare):
     # ------------------------------------------------------ commission policy
 
     def commission_rules(self, project_id: str, version: int | None = None) -> CommissionRules:
-        stream = self._find(CommissionPolicy, CommissionPolicy.create_id(project_id))
-        if stream is None:
-            if version not in (None, 0):
-                raise NotFound(f"commission policy version {version} does not exist")
-            return CommissionRules()
-        return stream.current if version is None else stream.at_version(version)
+        return self._settings_version(CommissionPolicy, project_id, version)[0]
 
     def commission_policy(self, project_id: str, version: int | None = None) -> dict[str, Any]:
-        rules = self.commission_rules(project_id, version)
-        stream = self._find(CommissionPolicy, CommissionPolicy.create_id(project_id))
-        since = stream.changed_at(rules.version) if stream else None
-        return jsonable_dict(self._commission_body(project_id, rules, since))
-
-    @staticmethod
-    def _commission_body(
-        project_id: str, rules: CommissionRules, since: datetime | None
-    ) -> dict[str, Any]:
-        return {
-            "project_id": project_id,
-            "version": rules.version,
-            "effective_from": since,
-            **rules.settings(),
-        }
+        rules, since = self._settings_version(CommissionPolicy, project_id, version)
+        return jsonable_dict(settings_body(project_id, rules, since))
 
     def set_commission_policy(
         self,
@@ -95,22 +78,7 @@ class Dealing(Aftercare):
         settings: dict[str, Any],
         expected_version: int | None = None,
     ) -> CommandResult:
-        check_identifier(project_id, "project_id")
-
-        def decide(now: datetime) -> Decision:
-            stream = self._find(CommissionPolicy, CommissionPolicy.create_id(project_id))
-            if stream is None:
-                stream = CommissionPolicy.open(project_id, now, ctx.trace)
-            if expected_version is not None and stream.current.version != expected_version:
-                raise Conflict(
-                    f"commission policy is at version {stream.current.version}, "
-                    f"not {expected_version}",
-                    code="version_mismatch",
-                )
-            rules = stream.change(settings, now, ctx.trace)
-            return [stream], self._commission_body(project_id, rules, now)
-
-        return self._execute(ctx, decide, status_code=200)
+        return self._set_settings(CommissionPolicy, ctx, project_id, settings, expected_version)
 
     # ----------------------------------------------------------------- units
 

@@ -12,7 +12,7 @@ from domain.client import Client, no_owner
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.locator import ReportLocator, locator_id
 from domain.masked_pool import MaskedReportPool
-from domain.policy import Policy, ProjectPolicy
+from domain.policy import ProjectPolicy
 from domain.principal import Principal, principal_id_from_key, principal_uuid
 from domain.reports import ReportState
 from domain.service import CommandResult, Context, Decision, Service, jsonable_dict
@@ -23,6 +23,7 @@ from domain.values import (
     normalize_phone,
     parse_masked_phone,
 )
+from domain.versioned import S, VersionedSettings, settings_body
 
 VISIT_ROLES = ("consultant", "supervisor", "manager")
 # Event fields that are bookkeeping, not business facts, in the history view.
@@ -98,22 +99,8 @@ class Intake(Service):
     # ---------------------------------------------------------------- policy
 
     def policy_version(self, project_id: str, version: int | None) -> dict[str, Any]:
-        stream = self._find(ProjectPolicy, ProjectPolicy.create_id(project_id))
-        if stream is None:
-            if version not in (None, 0):
-                raise NotFound(f"policy version {version} does not exist for this project")
-            return self._policy_body(project_id, Policy(), None)
-        policy = stream.current if version is None else stream.at_version(version)
-        return self._policy_body(project_id, policy, stream.changed_at(policy.version))
-
-    @staticmethod
-    def _policy_body(project_id: str, policy: Policy, since: datetime | None) -> dict[str, Any]:
-        return {
-            "project_id": project_id,
-            "version": policy.version,
-            "effective_from": since,
-            **policy.settings(),
-        }
+        policy, since = self._settings_version(ProjectPolicy, project_id, version)
+        return settings_body(project_id, policy, since)
 
     def set_policy(
         self,
@@ -122,19 +109,44 @@ class Intake(Service):
         settings: dict[str, Any],
         expected_version: int | None = None,
     ) -> CommandResult:
+        return self._set_settings(ProjectPolicy, ctx, project_id, settings, expected_version)
+
+    # The attribution policy and the commission policy (domain.dealing) are both streams
+    # of versioned settings per project; these serve both.
+
+    def _settings_version(
+        self, cls: type[VersionedSettings[S]], project_id: str, version: int | None
+    ) -> tuple[S, datetime | None]:
+        """The version in force (or ``version``) and when it took effect."""
+        stream = self._find(cls, cls.create_id(project_id))
+        if stream is None:
+            if version not in (None, 0):
+                raise cls.missing(version)
+            return cls.defaults(), None
+        value = stream.current if version is None else stream.at_version(version)
+        return value, stream.changed_at(value.version)
+
+    def _set_settings(
+        self,
+        cls: type[VersionedSettings[S]],
+        ctx: Context,
+        project_id: str,
+        settings: dict[str, Any],
+        expected_version: int | None,
+    ) -> CommandResult:
         check_identifier(project_id, "project_id")
 
         def decide(now: datetime) -> Decision:
-            stream = self._find(ProjectPolicy, ProjectPolicy.create_id(project_id))
+            stream = self._find(cls, cls.create_id(project_id))
             if stream is None:
-                stream = ProjectPolicy.open(project_id, now, ctx.trace)
+                stream = cls.open(project_id, now, ctx.trace)
             if expected_version is not None and stream.current.version != expected_version:
                 raise Conflict(
-                    f"policy is at version {stream.current.version}, not {expected_version}",
+                    f"{cls.NAME} is at version {stream.current.version}, not {expected_version}",
                     code="version_mismatch",
                 )
-            policy = stream.change(settings, now, ctx.trace)
-            return [stream], self._policy_body(project_id, policy, now)
+            value = stream.change(settings, now, ctx.trace)
+            return [stream], settings_body(project_id, value, now)
 
         return self._execute(ctx, decide, status_code=200)
 

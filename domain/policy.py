@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from eventsourcing.domain import Aggregate
 
-from domain.errors import InvalidInput, NotFound
+from domain.errors import InvalidInput
 from domain.values import NAMESPACE, check_identifier, parse_duration
+from domain.versioned import VersionedSettings
 
 JUDGE_RULES = ("report_first", "visit_first")
 MASKED_REPORTS = ("allowed", "forbidden")
@@ -125,19 +126,15 @@ def validate_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-class ProjectPolicy(Aggregate):
+class ProjectPolicy(VersionedSettings[Policy]):
     """The stream of one project's policy versions."""
+
+    NAME = "policy"
+    MISSING = "policy version {version} does not exist for this project"
 
     @staticmethod
     def create_id(project_id: str) -> uuid.UUID:
         return uuid.uuid5(NAMESPACE, f"policy:{project_id}")
-
-    class Event(Aggregate.Event):
-        actor: dict[str, str]
-        correlation_id: str
-
-    class Opened(Aggregate.Created):
-        project_id: str
 
     class PolicyChanged(Aggregate.Event):
         policy_version: int
@@ -145,44 +142,16 @@ class ProjectPolicy(Aggregate):
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, ProjectPolicy)
-            aggregate.versions.append(
-                (Policy.from_settings(self.policy_version, self.settings), self.timestamp)
-            )
+            policy = Policy.from_settings(self.policy_version, self.settings)
+            aggregate.record(policy, self.timestamp)
 
-    def __init__(self, project_id: str) -> None:
-        self.project_id = project_id
-        self.versions: list[tuple[Policy, datetime]] = []
+    @staticmethod
+    def defaults() -> Policy:
+        return Policy()
 
-    @classmethod
-    def open(cls, project_id: str, at: datetime, trace: dict[str, Any]) -> ProjectPolicy:
-        return cls._create(
-            cls.Opened,
-            id=cls.create_id(project_id),
-            project_id=project_id,
-            timestamp=at,
-            **trace,
-        )
+    @staticmethod
+    def validate(settings: dict[str, Any]) -> dict[str, Any]:
+        return validate_settings(settings)
 
-    def change(self, settings: dict[str, Any], at: datetime, trace: dict[str, Any]) -> Policy:
-        self.trigger_event(
-            self.PolicyChanged,
-            policy_version=len(self.versions) + 1,
-            settings=validate_settings(settings),
-            timestamp=at,
-            **trace,
-        )
-        return self.current
-
-    @property
-    def current(self) -> Policy:
-        return self.versions[-1][0] if self.versions else Policy()
-
-    def at_version(self, version: int) -> Policy:
-        if version == 0:
-            return Policy()
-        if not 1 <= version <= len(self.versions):
-            raise NotFound(f"policy version {version} does not exist for this project")
-        return self.versions[version - 1][0]
-
-    def changed_at(self, version: int) -> datetime | None:
-        return self.versions[version - 1][1] if version >= 1 else None
+    def changed_event(self) -> type[Aggregate.Event]:
+        return self.PolicyChanged

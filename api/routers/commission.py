@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from api.deps import AppDep, CallerDep, ContextDep
+from api.preconditions import IfMatch, expected_version
 from api.results import command_response
 from api.schemas import CommissionPolicyIn, CommissionPolicyOut
 
@@ -22,17 +23,12 @@ def set_commission_policy(
     app: AppDep,
     caller: CallerDep,
     ctx: ContextDep,
-    if_match: Annotated[str | None, Header(description="Expected current version")] = None,
+    if_match: IfMatch = None,
 ) -> Response:
     """A new version of the project's channel rates, consultant rate and split, threshold
     and payout stages. Deals keep the version in force when they were opened."""
     caller.require_project(project_id, "admin", "manager")
-    expected = None
-    if if_match is not None:
-        try:
-            expected = int(if_match.strip('"W/'))
-        except ValueError:
-            expected = -1
+    expected = expected_version(if_match)
     settings = body.model_dump()
     return command_response(app.set_commission_policy(ctx, project_id, settings, expected))
 

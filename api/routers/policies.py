@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from api.deps import AppDep, CallerDep, ContextDep
+from api.preconditions import IfMatch, expected_version
 from api.results import command_response
 from api.schemas import PolicyIn, PolicyOut
 
@@ -20,16 +21,11 @@ def set_policy(
     app: AppDep,
     caller: CallerDep,
     ctx: ContextDep,
-    if_match: Annotated[str | None, Header(description="Expected current version")] = None,
+    if_match: IfMatch = None,
 ) -> Response:
     """Replace the project's policy with a new version; omitted fields take the defaults."""
     caller.require_project(project_id, "admin", "manager")
-    expected = None
-    if if_match is not None:
-        try:
-            expected = int(if_match.strip('"W/'))
-        except ValueError:
-            expected = -1
+    expected = expected_version(if_match)
     return command_response(app.set_policy(ctx, project_id, body.model_dump(), expected))
 
 
