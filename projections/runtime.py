@@ -350,9 +350,15 @@ def set_position(tx: Tx, view: str, position: int) -> None:
 def lock_positions(tx: Tx, dialect: str, names: Sequence[str]) -> dict[str, int]:
     """Read positions inside the caller's transaction, locked, so two followers of the
     same views (two API replicas, say) take turns instead of applying a batch twice."""
+    # Rows are locked in name order, the same in every process: followers of overlapping
+    # view sets (a replica, a rebuild, the Kafka consumer) wait for each other but never
+    # deadlock.
     lock = " FOR UPDATE" if dialect == "postgres" else ""
     marks = ", ".join(["%s"] * len(names))
-    tx.execute(f"SELECT view, position FROM {TRACKING} WHERE view IN ({marks}){lock}", names)
+    tx.execute(
+        f"SELECT view, position FROM {TRACKING} WHERE view IN ({marks}) ORDER BY view{lock}",
+        names,
+    )
     found = {str(name): int(pos) for name, pos in tx.fetchall()}
     return {name: found.get(name, 0) for name in names}
 
