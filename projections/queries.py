@@ -386,12 +386,3 @@ def protection(
 def team_members(db: ViewDB, team_id: str) -> tuple[str, ...]:
     rows = db.query("SELECT principal_id FROM principal_directory WHERE team_id = %s", (team_id,))
     return tuple(str(r[0]) for r in rows)
-
-
-def owned_by(db: ViewDB, consultant_id: str) -> list[str]:
-    rows = db.query(
-        f"SELECT client_id FROM {client_overview.TABLE.name} "
-        "WHERE consultant_id = %s AND status = 'owned' ORDER BY client_id",
-        (consultant_id,),
-    )
-    return [str(r[0]) for r in rows]

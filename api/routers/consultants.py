@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Request
 from api.deps import AppDep, CallerDep, ContextDep, get_container
 from api.schemas import DepartureIn
 from domain.errors import InvalidInput, NotFound
+from projections import due
 from yingke.deadlines import continue_departure
 
 router = APIRouter(prefix="/v1/consultants/{consultant_id}", tags=["consultants"])
@@ -41,11 +42,7 @@ def depart(
 
 def _status(app: Any, container: Any, consultant_id: str) -> dict[str, Any]:
     status: dict[str, Any] = app.departure_status(consultant_id)
-    remaining = container.views.query(
-        "SELECT COUNT(*) FROM client_overview WHERE consultant_id = %s AND status = 'owned'",
-        (consultant_id,),
-    )
-    status["remaining"] = int(remaining[0][0])
+    status["remaining"] = due.owned_count(container.views, consultant_id)
     return status
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from domain.application import CommandResult, Yingke
 from domain.values import Actor
-from projections import queries
+from projections import due
 from projections.runtime import ViewDB
 from projections.sql import ts
 from tests.support import FakeClock, ctx, file_report, register_visit
@@ -222,10 +222,10 @@ def run_scenario(
     # ---- c4 leaves (离职): their buyers go to c1, as the departure worker would do it
     step(app.start_departure(ctx(manager), "c4", "c1"))
     catch_up()
-    for client_id in queries.owned_by(db, "c4"):
+    for client_id in due.owned_by(db, "c4", 500, movable_to_pool=False):
         step(app.move_departing_client(ctx(manager), "c4", uuid.UUID(client_id)))
     catch_up()
-    assert queries.owned_by(db, "c4") == []
+    assert due.owned_by(db, "c4", 500, movable_to_pool=False) == []
     step(app.complete_departure(ctx(manager), "c4"))
 
     # ---- a month later protection (保护期) has run out for every buyer still owned
