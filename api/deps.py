@@ -27,6 +27,7 @@ class Caller:
     role: str
     partner_id: str | None = None
     project_ids: tuple[str, ...] = field(default_factory=tuple)
+    team_id: str | None = None
 
     @property
     def actor(self) -> Actor:
@@ -74,7 +75,11 @@ def get_caller(
     if principal is None:
         raise HTTPException(401, "unknown or revoked API key", headers=challenge)
     return Caller(
-        principal.principal_id, principal.role, principal.partner_id, tuple(principal.project_ids)
+        principal.principal_id,
+        principal.role,
+        principal.partner_id,
+        tuple(principal.project_ids),
+        principal.team_id,
     )
 
 
@@ -114,11 +119,9 @@ def get_scope(request: Request, caller: Annotated[Caller, Depends(get_caller)]) 
     if caller.role in ("manager", "finance"):
         return Scope(project_ids=caller.project_ids)
     if caller.role == "supervisor":
-        principal = get_app(request).principal(caller.id)
-        team = principal.team_id if principal else None
-        if team is None:
+        if caller.team_id is None:
             return Scope(project_ids=caller.project_ids)
-        members = team_members(get_container(request).views, team)
+        members = team_members(get_container(request).views, caller.team_id)
         return Scope(project_ids=caller.project_ids, consultant_ids=(caller.id, *members))
     if caller.role == "consultant":
         return Scope(project_ids=caller.project_ids, consultant_ids=(caller.id,))
