@@ -1,4 +1,4 @@
-"""Column types and values that read the same on SQLite and PostgreSQL."""
+"""Timestamp values that read and compare the same on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,10 +7,6 @@ from typing import Any
 
 # SQLite keeps timestamps as fixed-width UTC text, which sorts and compares correctly.
 _TEXT_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
-def ts_type(dialect: str) -> str:
-    return "TIMESTAMPTZ" if dialect == "postgres" else "TEXT"
 
 
 def ts(dialect: str, moment: datetime | None) -> Any:
@@ -25,7 +21,3 @@ def read_ts(value: Any) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     return datetime.strptime(str(value), _TEXT_FORMAT).replace(tzinfo=UTC)
-
-
-def bool_type(dialect: str) -> str:
-    return "BOOLEAN" if dialect == "postgres" else "INTEGER"
