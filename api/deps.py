@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Query, Request
 
-from domain.application import Context, Idempotency, Yingke
+from domain.services.uow import Context, Idempotency
 from domain.values import Actor
 from projections.queries import Scope, team_members
 from yingke.bootstrap import Container
@@ -56,10 +56,6 @@ def get_container(request: Request) -> Container:
     return container
 
 
-def get_app(request: Request) -> Yingke:
-    return get_container(request).app
-
-
 def get_caller(
     request: Request,
     authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
@@ -71,7 +67,7 @@ def get_caller(
     container = get_container(request)
     if secrets.compare_digest(key.encode(), container.settings.admin_key.encode()):
         return Caller("admin", "admin")
-    principal = container.app.authenticate(key)
+    principal = container.principals.authenticate(key)
     if principal is None:
         raise HTTPException(401, "unknown or revoked API key", headers=challenge)
     return Caller(
@@ -107,7 +103,8 @@ async def get_context(
     return Context(caller.actor, request.state.request_id, idempotency)
 
 
-AppDep = Annotated[Yingke, Depends(get_app)]
+# The services, built once by the composition root (``yingke.bootstrap``).
+AppDep = Annotated[Container, Depends(get_container)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 ContextDep = Annotated[Context, Depends(get_context)]
 

@@ -6,7 +6,7 @@ database ``yingke_bench_<hex>`` and drops it at the end, even on error.
 
 The log is written fast but for real: Client, MaskedReportPool, ReportLocator and
 Principal aggregates are driven in memory through their own methods, with the
-attribution rules deciding (``decide_filing``, ``decide_visit``), and their events are
+application's own filing and visit decisions (``domain.visits``), and their events are
 mapped by the application's mapper and inserted with ``recorder.insert_events`` in
 batches of 2,000: no HTTP, no one-save-per-command. The mix follows a sales office:
 reports from several channels (some masked 前三后四, some rejected ``protected`` or
@@ -51,7 +51,6 @@ from eventsourcing.domain import Aggregate
 from psycopg import sql
 
 from bench.report_filing import conninfo, idle_check, print_machine, scratch_database
-from domain.attribution import Claim, decide_filing, decide_masked_filing, decide_visit
 from domain.client import Client
 from domain.lifecycle import LOSS_REASONS
 from domain.locator import ReportLocator
@@ -59,6 +58,7 @@ from domain.masked_pool import MaskedReportPool
 from domain.policy import Policy
 from domain.principal import Principal
 from domain.values import Actor, PhoneKeyer, mask_phone
+from domain.visits import decide_and_record_visit, file_report_on
 from projections.client_overview import ClientOverview
 from projections.runtime import (
     Follower,
@@ -112,7 +112,7 @@ class LogWriter:
     """Maps events and inserts them in batches of ``INSERT_BATCH``."""
 
     def __init__(self, container: Container) -> None:
-        self.app = container.app
+        self.app = container.store
         self.pending: list[Any] = []
         self.written = 0
         self.insert_seconds = 0.0
@@ -199,81 +199,49 @@ class Buyer:
 
     def report(self, partner: str, masked: bool = False) -> None:
         report_id = str(uuid.uuid4())
-        policy, now = self.policy, self.now
         t = trace(f"agent-{partner}", "channel_agent")
         stream: Client | MaskedReportPool
         if masked:
-            pattern = mask_phone(self.number)
             if self.pool is None:
                 # Other buyers share the pattern (前三后四 leaves 10^4 numbers): one stream.
+                pattern = mask_phone(self.number)
                 pool_id = self.office.keyer.masked_pool_id(self.project, pattern)
                 self.pool = self.office.pools.get(pool_id) or MaskedReportPool.open(
-                    pool_id, project_id=self.project, phone_masked=pattern, at=now, trace=t
+                    pool_id, project_id=self.project, phone_masked=pattern, at=self.now, trace=t
                 )
                 self.office.pools[pool_id] = self.pool
             stream = self.pool
-            decision = decide_masked_filing(policy, now, partner, stream.valid_claims(now))
         else:
             stream = self.ensure_client()
-            decision = decide_filing(
-                policy, now, partner, stream.owner_view(), stream.valid_claims(now)
-            )
-        stream.record_report(
+        file_report_on(
+            stream,
             report_id=report_id,
             partner_id=partner,
             agent_id=f"agent-{partner}",
-            masked=masked,
-            phone_masked=mask_phone(self.number),
             expected_visit_at=None,
             pii=SEALED,
-            decision=decision,
-            valid_until=now + policy.report_validity_delta,
-            policy_version=policy.version,
-            at=now,
+            policy=self.policy,
+            at=self.now,
             trace=t,
         )
-        locator = ReportLocator.place(report_id, stream.id, self.project, partner, now, t)
+        locator = ReportLocator.place(report_id, stream.id, self.project, partner, self.now, t)
         self.writer.add(stream, locator)
 
     def visit(self, consultant: str, partner: str | None) -> str:
-        client = self.ensure_client()
-        now, policy = self.now, self.policy
-        claims: list[Claim] = client.valid_claims(now)
-        if self.pool is not None:
-            claims += self.pool.valid_claims(now)
-        decision = decide_visit(policy, now, client.owner_view(), claims, partner)
-        masked_winner = None
-        t = trace(consultant, "consultant")
-        visit_id = str(uuid.uuid4())
-        if decision.winner is not None and decision.winner.masked:
-            assert self.pool is not None
-            report = self.pool.report(decision.winner.report_id)
-            masked_winner = {
-                "report_id": report.report_id,
-                "pool_id": self.pool.id,
-                "partner_id": report.partner_id,
-                "agent_id": report.agent_id,
-                "filed_at": report.filed_at,
-                "valid_until": report.valid_until,
-                "expected_visit_at": report.expected_visit_at,
-                "pii": SEALED,
-                "policy_version": report.policy_version,
-            }
-            self.pool.consume(report.report_id, client.id, visit_id, now, t)
-            self.writer.add(self.pool)
-        client.record_visit(
-            visit_id=visit_id,
+        decision, touched = decide_and_record_visit(
+            self.ensure_client(),
+            self.pool,
+            self.policy,
+            visit_id=str(uuid.uuid4()),
             consultant_id=consultant,
             partner_id=partner,
             agent_id=f"agent-{partner}" if partner else None,
             pii=SEALED,
-            decision=decision,
-            masked_winner=masked_winner,
-            policy=policy,
-            at=now,
-            trace=t,
+            reseal=lambda report: SEALED,
+            at=self.now,
+            trace=trace(consultant, "consultant"),
         )
-        self.writer.add(client)
+        self.writer.add(*touched)
         return decision.kind
 
     def follow_ups(self, count: int) -> None:
@@ -427,7 +395,7 @@ class Figure:
 
 
 def read_log(container: Container, decode: bool, batch: int = 10_000) -> Figure:
-    app = container.app
+    app = container.store
     position, count = 0, 0
     started = time.perf_counter()
     to_domain = app.mapper.to_domain_event
@@ -448,7 +416,7 @@ def read_log(container: Container, decode: bool, batch: int = 10_000) -> Figure:
 
 def naive_client_overview(container: Container, events: int) -> Figure:
     """The obvious follower: one transaction per event, rows read and written one by one."""
-    app, db, view = container.app, container.views, ClientOverview()
+    app, db, view = container.store, container.views, ClientOverview()
     reset(db, [view])
     notifications = app.recorder.select_notifications(start=1, limit=events)
     started = time.perf_counter()
@@ -468,7 +436,7 @@ def naive_client_overview(container: Container, events: int) -> Figure:
 def follower_catch_up(container: Container, events: int) -> Figure:
     views = all_views()
     reset(container.views, views)
-    follower = Follower(container.app, container.views, views, batch_size=1000)
+    follower = Follower(container.store, container.views, views, batch_size=1000)
     started = time.perf_counter()
     applied = 0
     while applied < events and (count := follower.run_once()):
@@ -490,7 +458,7 @@ def reset(db: ViewDB, views: Sequence[View]) -> None:
 def profile_rebuild(container: Container, view: View) -> str:
     profiler = cProfile.Profile()
     profiler.enable()
-    rebuild(container.app, container.views, view)
+    rebuild(container.store, container.views, view)
     profiler.disable()
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
@@ -594,7 +562,7 @@ def measure(args: argparse.Namespace, dbname: str, container: Container) -> int:
 
     reports: list[RebuildReport] = []
     for view in views:
-        report = rebuild(container.app, container.views, view)
+        report = rebuild(container.store, container.views, view)
         reports.append(report)
         print(
             f"  rebuilt {report.view}: {report.events:,} events in {report.seconds:.1f}s "

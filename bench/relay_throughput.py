@@ -41,7 +41,8 @@ from consumers.broker import (
 )
 from consumers.relay import PostgresRelayState, Relay
 from consumers.views import ViewsConsumer
-from domain.application import Context
+from domain.services.reports import Reports
+from domain.services.uow import Context
 from domain.values import Actor
 from yingke.bootstrap import all_views, build, conninfo, migrate
 from yingke.settings import Settings, load_settings
@@ -89,10 +90,10 @@ def settings_for(url: str, bootstrap: str, topic: str) -> Settings:
     )
 
 
-def file_reports(app: object, count: int, start: int = 0) -> list[str]:
+def file_reports(reports: Reports, count: int, start: int = 0) -> list[str]:
     ids = []
     for i in range(start, start + count):
-        result = app.file_report(  # type: ignore[attr-defined]
+        done = reports.file_report(
             AGENT,
             project_id="bench",
             partner_id=f"p{i % 7}",
@@ -100,7 +101,7 @@ def file_reports(app: object, count: int, start: int = 0) -> list[str]:
             client_name="测试",
             phone=f"139{i:08d}",
         )
-        ids.append(result.body["report_id"])
+        ids.append(done.value.report.report_id)
     return ids
 
 
@@ -117,7 +118,9 @@ def baseline(bootstrap: str, records: list[Record]) -> float:
     return len(records) / elapsed
 
 
-def lag_samples(settings: Settings, app: object, db: object, samples: int) -> list[float]:
+def lag_samples(
+    settings: Settings, app: object, reports: Reports, db: object, samples: int
+) -> list[float]:
     relay_state = PostgresRelayState(conninfo(settings), settings.kafka_topic)
     relay = Relay(app, relay_state, KafkaPublisher(settings.kafka_bootstrap), settings.kafka_topic)  # type: ignore[arg-type]
     stopper = Stopper()
@@ -147,7 +150,7 @@ def lag_samples(settings: Settings, app: object, db: object, samples: int) -> li
         while min(views.positions().values()) < head - 10:  # the backlog is consumed
             time.sleep(0.1)
         for i in range(samples):
-            (report_id,) = file_reports(app, 1, start=10_000_000 + i)
+            (report_id,) = file_reports(reports, 1, start=10_000_000 + i)
             committed = time.perf_counter()
             while not db.query("SELECT 1 FROM report_log WHERE report_id = %s", (report_id,)):  # type: ignore[attr-defined]
                 time.sleep(0.002)
@@ -176,12 +179,12 @@ def main() -> None:
         ensure_topics(bootstrap, [topic])
         container = build(settings)
         started = time.perf_counter()
-        file_reports(container.app, reports)
+        file_reports(container.reports, reports)
         written = time.perf_counter() - started
-        head = container.app.recorder.max_notification_id() or 0
+        head = container.store.recorder.max_notification_id() or 0
         print(f"log: {head} events from {reports} reports in {written:.1f}s")
 
-        prepare = Relay(container.app, None, None, topic)  # type: ignore[arg-type]
+        prepare = Relay(container.store, None, None, topic)  # type: ignore[arg-type]
         started, records, position = time.perf_counter(), [], 0
         while True:
             batch, last = prepare.batch(position)
@@ -192,7 +195,7 @@ def main() -> None:
         prepared = time.perf_counter() - started
 
         state = PostgresRelayState(conninfo(settings), topic)
-        relay = Relay(container.app, state, KafkaPublisher(bootstrap), topic)
+        relay = Relay(container.store, state, KafkaPublisher(bootstrap), topic)
         started = time.perf_counter()
         relay.catch_up()
         relayed = time.perf_counter() - started
@@ -204,7 +207,9 @@ def main() -> None:
         print(f"baseline (bare producer, same records): {raw:,.0f} messages/s")
         print(f"ratio relay/baseline: {rate / raw:.2f}")
 
-        lags = sorted(lag_samples(settings, container.app, container.views, samples))
+        lags = sorted(
+            lag_samples(settings, container.store, container.reports, container.views, samples)
+        )
 
         def p(q: float) -> float:
             return lags[min(len(lags) - 1, int(q * len(lags)))] * 1000

@@ -16,7 +16,7 @@ Scenarios, all in this one process (the HTTP server is a subprocess):
 
 1. raw SQL: one ``INSERT … ON CONFLICT DO NOTHING`` per report, autocommit, on a table
    with a UNIQUE phone-hash column; 1 connection and 8 connections (threads).
-2. application layer: ``Yingke.file_report`` called directly; 1 thread and 8 threads.
+2. application layer: ``Reports.file_report`` (the service) called directly; 1 and 8 threads.
 3. HTTP: ``POST /v1/reports`` against ``yingke serve`` (uvicorn), 32 concurrent clients,
    each a thread with its own keep-alive connection, authenticated as channel agents.
 
@@ -53,7 +53,9 @@ import psycopg
 from eventsourcing.persistence import IntegrityError
 from psycopg import sql
 
-from domain.application import Context, Yingke
+from domain.application import EventStore
+from domain.services.reports import Reports
+from domain.services.uow import Context
 from domain.values import Actor, PhoneKeyer, normalize_phone
 from yingke.bootstrap import build, migrate
 from yingke.settings import Settings, load_settings
@@ -405,7 +407,7 @@ def raw_sql_worker(dbname: str, table: str, keyer: PhoneKeyer) -> WorkerFactory:
 class SaveMeter:
     """Times ``app.save`` (the event-store transaction) and counts conflicting saves."""
 
-    def __init__(self, app: Yingke) -> None:
+    def __init__(self, app: EventStore) -> None:
         self._lock = threading.Lock()
         self._original = app.save
         self.calls = 0
@@ -439,11 +441,11 @@ class SaveMeter:
         self._app.save = self._original  # type: ignore[method-assign]
 
 
-def app_worker(app: Yingke) -> WorkerFactory:
+def app_worker(reports: Reports) -> WorkerFactory:
     @contextmanager
     def open_worker() -> Iterator[Op]:
         def op(filing: Filing) -> Outcome:
-            result = app.file_report(
+            done = reports.file_report(
                 Context(Actor(filing.agent_id, "channel_agent"), f"bench-{uuid.uuid4().hex}"),
                 project_id=filing.project_id,
                 partner_id=filing.partner_id,
@@ -451,7 +453,8 @@ def app_worker(app: Yingke) -> WorkerFactory:
                 client_name=filing.name,
                 phone=filing.phone,
             )
-            return str(result.body["status"]), result.body.get("reason")
+            view = done.value
+            return str(view.report.status_at(view.at)), view.report.reason
 
         yield op
 
@@ -753,7 +756,7 @@ def run_all(dbname: str, size: int, seed: int) -> list[Run]:
     migrate(settings)
     table = events_table(dbname)
     container = build(settings)
-    meter = SaveMeter(container.app)
+    meter = SaveMeter(container.store)
     try:
         for workers in (1, THREADS):
             workload, warmup = workloads(f"app-{workers}")
@@ -763,7 +766,7 @@ def run_all(dbname: str, size: int, seed: int) -> list[Run]:
                 workers,
                 workload,
                 warmup,
-                app_worker(container.app),
+                app_worker(container.reports),
                 expect_reason="protected",
                 on_start=mark.start,
             )

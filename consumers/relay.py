@@ -219,7 +219,9 @@ def main(stopper: Stopper | None = None) -> int:
     container = build(settings)
     state = relay_state(settings)
     publisher = KafkaPublisher(settings.kafka_bootstrap)
-    relay = Relay(container.app, state, publisher, settings.kafka_topic, settings.relay_batch_size)
+    relay = Relay(
+        container.store, state, publisher, settings.kafka_topic, settings.relay_batch_size
+    )
     print(f"yingke relay: notification log → {settings.kafka_topic}", flush=True)
     try:
         while not stopper.stopped:

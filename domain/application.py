@@ -1,16 +1,12 @@
-"""The application service Yingke: every command and query the API and workers call.
-
-The class is assembled from one module per area (service plumbing, intake, aftercare,
-dealing) so each stays readable; this module is the one the rest of the code imports.
-"""
+"""The one event store: an eventsourcing Application holding every stream and the
+notification log. The capability services (``domain.services``) use it through one
+``UnitOfWork``; nothing inherits from it."""
 
 from __future__ import annotations
 
-from domain.dealing import Dealing
-from domain.service import CommandResult, Context, Decision, Idempotency, jsonable
-
-__all__ = ["CommandResult", "Context", "Decision", "Idempotency", "Yingke", "jsonable"]
+from eventsourcing.application import Application
 
 
-class Yingke(Dealing):
+class EventStore(Application):  # type: ignore[type-arg]
+    # The name prefixes the store's settings and tables: it stays "Yingke".
     name = "Yingke"

@@ -104,13 +104,3 @@ class VersionedSettings(Aggregate, Generic[S]):
 
     def changed_at(self, version: int) -> datetime | None:
         return self.versions[version - 1][1] if version >= 1 else None
-
-
-def settings_body(project_id: str, value: Settings, since: datetime | None) -> dict[str, Any]:
-    """The API's view of one version."""
-    return {
-        "project_id": project_id,
-        "version": value.version,
-        "effective_from": since,
-        **value.settings(),
-    }

@@ -14,7 +14,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from domain.application import Yingke
 from domain.ports import Clock
 from tests.support import FakeClock, register_consultant, unique
 from yingke.bootstrap import Container, build, migrate
@@ -112,12 +111,12 @@ def container(settings: Settings) -> Iterator[ContainerFactory]:
 
 
 @pytest.fixture
-def app(container: ContainerFactory, clock: FakeClock) -> Yingke:
+def app(container: ContainerFactory, clock: FakeClock) -> Container:
     """The application on the parametrised backend, driven by the fake clock."""
-    return container(clock=clock).app
+    return container(clock=clock)
 
 
 @pytest.fixture
-def consultant(app: Yingke, project_id: str) -> str:
+def consultant(app: Container, project_id: str) -> str:
     """An active consultant of ``project_id``: visits need one."""
     return register_consultant(app, project_id)

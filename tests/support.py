@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from domain.application import Context, Yingke
+from api import bodies
+from api.bodies import answer, jsonable
+from domain.services.deals import DealView
+from domain.services.disputes import DisputeView
+from domain.services.policies import SettingsVersion
+from domain.services.units import UnitImport
+from domain.services.uow import Context, Done
 from domain.values import Actor
+from yingke.bootstrap import Container
 
 START = datetime(2026, 3, 3, 2, 0, tzinfo=UTC)
 ADMIN = Actor("admin", "admin")
@@ -31,6 +39,26 @@ class FakeClock:
             return self.now
 
 
+def shown(present: Callable[[Any], dict[str, Any]], value: Any) -> dict[str, Any]:
+    """``value`` as the API shows it: tests read outcomes through the API's presenters."""
+    out: dict[str, Any] = jsonable(present(value))
+    return out
+
+
+def body_of(done: Done[Any]) -> dict[str, Any]:
+    """A command's outcome as the API shows it, for outcomes with one presentation."""
+    value = done.value
+    for kind, present in (
+        (DealView, bodies.deal),
+        (UnitImport, bodies.unit_import),
+        (DisputeView, bodies.dispute),
+        (SettingsVersion, bodies.settings),
+    ):
+        if isinstance(value, kind):
+            return shown(present, value)
+    raise TypeError(f"no single presentation for {type(value).__name__}")
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
@@ -40,16 +68,18 @@ def ctx(actor: Actor = ADMIN, correlation_id: str | None = None, **kwargs: Any) 
 
 
 def register_consultant(
-    app: Yingke, project_id: str, consultant_id: str | None = None, role: str = "consultant"
+    app: Container, project_id: str, consultant_id: str | None = None, role: str = "consultant"
 ) -> str:
     """Register an active principal that may register visits at ``project_id``."""
     principal_id = consultant_id or unique("cons")
-    app.register_principal(ctx(), principal_id, role, None, [project_id], f"key-{uuid.uuid4().hex}")
+    app.principals.register_principal(
+        ctx(), principal_id, role, None, [project_id], f"key-{uuid.uuid4().hex}"
+    )
     return principal_id
 
 
 def file_report(
-    app: Yingke,
+    app: Container,
     project_id: str,
     partner_id: str,
     phone: str,
@@ -57,19 +87,21 @@ def file_report(
     context: Context | None = None,
     name: str = "张三丰",
 ) -> dict[str, Any]:
-    result = app.file_report(
-        context or ctx(Actor(f"agent-{partner_id}", "channel_agent")),
+    context = context or ctx(Actor(f"agent-{partner_id}", "channel_agent"))
+    result = app.reports.file_report(
+        context if context.respond else context.answering(answer(201, bodies.filed_report)),
         project_id=project_id,
         partner_id=partner_id,
         agent_id=f"agent-{partner_id}",
         client_name=name,
         phone=phone,
     )
-    return result.body
+    assert result.response is not None
+    return result.response.body
 
 
 def register_visit(
-    app: Yingke,
+    app: Container,
     project_id: str,
     phone: str,
     consultant_id: str,
@@ -78,8 +110,9 @@ def register_visit(
     context: Context | None = None,
     name: str = "张三丰",
 ) -> dict[str, Any]:
-    result = app.register_visit(
-        context or ctx(Actor(consultant_id, "consultant")),
+    context = context or ctx(Actor(consultant_id, "consultant"))
+    result = app.visits.register_visit(
+        context if context.respond else context.answering(answer(201, bodies.visit)),
         project_id=project_id,
         phone=phone,
         client_name=name,
@@ -87,4 +120,5 @@ def register_visit(
         partner_id=partner_id,
         agent_id=f"agent-{partner_id}" if partner_id else None,
     )
-    return result.body
+    assert result.response is not None
+    return result.response.body

@@ -1,7 +1,9 @@
 """The composition root: the one place that builds Yingke from settings.
 
 The API, the CLI, workers and tests all call ``build``; tests swap the clock (or any
-other part) by passing it here rather than by patching modules.
+other part) by passing it here rather than by patching modules. ``build`` makes the one
+event store, the one unit of work over it, and each capability service with exactly the
+services it depends on; callers take the service they need from the ``Container``.
 """
 
 from __future__ import annotations
@@ -9,8 +11,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from domain.application import Yingke
-from domain.ports import Clock
+from domain.application import EventStore
+from domain.ports import Clock, PersonalDataVault
+from domain.services.clients import Clients
+from domain.services.deals import Deals
+from domain.services.departures import Departures as DepartureService
+from domain.services.disputes import Disputes
+from domain.services.followups import FollowUps
+from domain.services.policies import Policies
+from domain.services.pool import Pool
+from domain.services.principals import Principals
+from domain.services.reports import Reports
+from domain.services.units import Units as UnitService
+from domain.services.uow import UnitOfWork
+from domain.services.visits import Visits
 from domain.values import PhoneKeyer
 from projections.channel_performance import ChannelPerformance
 from projections.client_overview import ClientOverview
@@ -84,15 +98,64 @@ def all_views() -> list[View]:
 
 
 @dataclass
-class Container:
-    settings: Settings
-    app: Yingke
-    store: KeyStore
+class Services:
+    """Every capability service, wired over one unit of work on one event store."""
+
+    store: EventStore
+    uow: UnitOfWork
     clock: Clock
-    views: ViewDB
-    follower: Follower
-    deadlines: DeadlineProcessor
-    loops: list[Loop] = field(default_factory=list)
+    principals: Principals
+    policies: Policies
+    clients: Clients
+    reports: Reports
+    visits: Visits
+    followups: FollowUps
+    pool: Pool
+    departures: DepartureService
+    units: UnitService
+    deals: Deals
+    disputes: Disputes
+
+    def position(self) -> int:
+        return self.uow.position()
+
+
+def services(
+    store: EventStore, clock: Clock, keyer: PhoneKeyer, vault: PersonalDataVault
+) -> Services:
+    uow = UnitOfWork(store, clock)
+    principals = Principals(uow)
+    policies = Policies(uow)
+    clients = Clients(uow, clock, keyer, vault)
+    deals = Deals(uow, clock, vault, policies, clients)
+    return Services(
+        store=store,
+        uow=uow,
+        clock=clock,
+        principals=principals,
+        policies=policies,
+        clients=clients,
+        reports=Reports(uow, clock, keyer, vault, policies, clients),
+        visits=Visits(uow, keyer, vault, policies, principals, clients),
+        followups=FollowUps(uow, vault, policies, principals, clients),
+        pool=Pool(uow, vault, policies, principals, clients),
+        departures=DepartureService(uow, policies, principals, clients),
+        units=UnitService(uow),
+        deals=deals,
+        disputes=Disputes(uow, clock, policies, principals, clients, deals),
+    )
+
+
+@dataclass
+class Container(Services):
+    """The services plus what runs beside them: settings, keys, views and workers."""
+
+    settings: Settings = field(kw_only=True)
+    keys: KeyStore = field(kw_only=True)
+    views: ViewDB = field(kw_only=True)
+    follower: Follower = field(kw_only=True)
+    deadlines: DeadlineProcessor = field(kw_only=True)
+    loops: list[Loop] = field(default_factory=list, kw_only=True)
 
     def start_workers(self) -> None:
         """Follow the log and fire deadlines inside this process (the embedded default)."""
@@ -106,20 +169,15 @@ class Container:
     def close(self) -> None:
         for loop in self.loops:
             loop.stop()
-        self.app.close()
+        self.store.close()
         self.views.close()
-        close = getattr(self.store, "close", None)
+        close = getattr(self.keys, "close", None)
         if close:
             close()
 
 
-def _app(settings: Settings, store: KeyStore, clock: Clock, create_tables: bool) -> Yingke:
-    return Yingke(
-        settings.eventsourcing_env(create_tables=create_tables),
-        clock=clock,
-        keyer=PhoneKeyer(settings.secret),
-        vault=Vault(store, settings.secret),
-    )
+def _store(settings: Settings, create_tables: bool) -> EventStore:
+    return EventStore(settings.eventsourcing_env(create_tables=create_tables))
 
 
 def migrate(settings: Settings) -> None:
@@ -128,9 +186,9 @@ def migrate(settings: Settings) -> None:
     views = view_db(settings)
     try:
         store.create_table()
-        app = _app(settings, store, system_clock, create_tables=True)
-        Follower(app, views, all_views()).migrate()
-        app.close()
+        events = _store(settings, create_tables=True)
+        Follower(events, views, all_views()).migrate()
+        events.close()
     finally:
         views.close()
         close = getattr(store, "close", None)
@@ -143,16 +201,16 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
     if settings.embedded:
         # One process owns the SQLite files: migrating at start-up cannot race anyone.
         migrate(settings)
-    store = key_store(settings)
-    app = _app(settings, store, clock, create_tables=False)
+    keys = key_store(settings)
+    store = _store(settings, create_tables=False)
+    parts = services(store, clock, PhoneKeyer(settings.secret), Vault(keys, settings.secret))
     views = view_db(settings)
-    follower = Follower(app, views, all_views())
+    follower = Follower(store, views, all_views())
     return Container(
+        **vars(parts),
         settings=settings,
-        app=app,
-        store=store,
-        clock=clock,
+        keys=keys,
         views=views,
         follower=follower,
-        deadlines=DeadlineProcessor(app, views, follower),
+        deadlines=DeadlineProcessor(parts, views, follower),
     )

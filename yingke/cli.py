@@ -82,7 +82,7 @@ def _rebuild(name: str | None) -> int:
         if name not in views:
             print(f"yingke: unknown view {name!r}; one of: {', '.join(views)}", file=sys.stderr)
             return 2
-        report = rebuild(container.app, container.views, views[name])
+        report = rebuild(container.store, container.views, views[name])
         print(
             f"rebuilt {report.view}: {report.events} events in {report.seconds:.2f}s "
             f"({report.events_per_second:,.0f} events/s), position {report.position}, "

@@ -11,18 +11,22 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from domain.application import Context, Yingke
+from domain.services.uow import Context
 from domain.values import SYSTEM
 from projections import due
 from projections.runtime import Follower, ViewDB
+
+if TYPE_CHECKING:
+    from yingke.bootstrap import Services
 
 log = logging.getLogger("yingke.deadlines")
 
 
 @dataclass
 class DeadlineProcessor:
-    app: Yingke
+    services: Services
     db: ViewDB
     follower: Follower
     batch_size: int = 200
@@ -36,21 +40,24 @@ class DeadlineProcessor:
     )
 
     def run_once(self) -> int:
-        now, limit, acted = self.app.clock(), self.batch_size, 0
+        now, limit, acted = self.services.clock(), self.batch_size, 0
         for stream_id, report_id in due.expired_reports(self.db, now, limit):
             acted += self._count(
-                "report_expired", self.app.expire_report(uuid.UUID(stream_id), report_id)
+                "report_expired",
+                self.services.reports.expire_report(uuid.UUID(stream_id), report_id),
             )
         for client_id, epoch in due.protection_ended(self.db, now, limit):
             acted += self._count(
-                "protection_expired", self.app.expire_protection(uuid.UUID(client_id), epoch)
+                "protection_expired",
+                self.services.followups.expire_protection(uuid.UUID(client_id), epoch),
             )
         for client_id, epoch in due.inactive(self.db, now, limit):
             acted += self._count(
-                "inactive_released", self.app.release_inactive(uuid.UUID(client_id), epoch)
+                "inactive_released",
+                self.services.followups.release_inactive(uuid.UUID(client_id), epoch),
             )
         for consultant_id in due.departures_in_progress(self.db):
-            moved = continue_departure(self.app, self.db, self.follower, consultant_id)
+            moved = continue_departure(self.services, self.db, self.follower, consultant_id)
             self.fired["departure_moves"] += moved
             acted += moved
         return acted
@@ -62,7 +69,7 @@ class DeadlineProcessor:
 
 
 def continue_departure(
-    app: Yingke,
+    services: Services,
     db: ViewDB,
     follower: Follower,
     consultant_id: str,
@@ -72,20 +79,22 @@ def continue_departure(
     the last move, show none left. Safe to call again after any interruption."""
     ctx = Context(SYSTEM, f"departure:{consultant_id}")
     # Without a successor, buyers in a deal stay (they cannot go to the pool): skip them.
-    to_pool = app.departure(consultant_id).successor_id is None
+    to_pool = services.departures.departure(consultant_id).successor_id is None
     moved = 0
     for _ in range(100):
-        if not follower.wait_for(app.position(), wait_seconds):
+        if not follower.wait_for(services.position(), wait_seconds):
             return moved  # views are behind; the processor will come back to this
         owned = due.owned_by(db, consultant_id, 500, movable_to_pool=to_pool)
         # A buyer the leaver's stream refused to move (in a deal, going to the pool) is
         # skipped once and left to a manager; it must not keep the departure open.
-        done = app.departure(consultant_id).moved
+        done = services.departures.departure(consultant_id).moved
         pending = [cid for cid in owned if done.get(cid) != "skipped"]
         if not pending:
-            app.complete_departure(ctx, consultant_id)
+            services.departures.complete_departure(ctx, consultant_id)
             return moved
         for client_id in pending:
-            result = app.move_departing_client(ctx, consultant_id, uuid.UUID(client_id))
-            moved += result.body["outcome"] != "skipped"
+            move = services.departures.move_departing_client(
+                ctx, consultant_id, uuid.UUID(client_id)
+            )
+            moved += move.value.outcome != "skipped"
     return moved

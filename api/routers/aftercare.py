@@ -7,6 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response
 
+from api import bodies
+from api.bodies import answer
 from api.deps import AppDep, CallerDep, ContextDep
 from api.results import command_response
 from api.routers.clients import visible_client
@@ -34,8 +36,8 @@ def log_follow_up(
     """Log a follow-up (跟进) by the owner; an effective one extends protection."""
     visible_client(app, caller, client_id, *CARERS)
     return command_response(
-        app.log_follow_up(
-            ctx,
+        app.followups.log_follow_up(
+            ctx.answering(answer(201, bodies.follow_up)),
             client_id,
             method=body.method,
             summary=body.summary,
@@ -52,7 +54,11 @@ def change_grade(
 ) -> Response:
     """Grade the buyer A/B/C (意向等级); the follow-up cadence follows the grade."""
     visible_client(app, caller, client_id, *CARERS)
-    return command_response(app.change_grade(ctx, client_id, body.grade, body.reason))
+    return command_response(
+        app.followups.change_grade(
+            ctx.answering(answer(200, bodies.ownership)), client_id, body.grade, body.reason
+        )
+    )
 
 
 @router.put("/profile")
@@ -61,7 +67,13 @@ def update_profile(
 ) -> Response:
     """Replace the structured demand profile (客户画像)."""
     visible_client(app, caller, client_id, *CARERS)
-    return command_response(app.update_profile(ctx, client_id, body.model_dump(exclude_none=True)))
+    return command_response(
+        app.followups.update_profile(
+            ctx.answering(answer(200, bodies.profile)),
+            client_id,
+            body.model_dump(exclude_none=True),
+        )
+    )
 
 
 @router.post("/transfers")
@@ -70,7 +82,14 @@ def transfer(
 ) -> Response:
     """Move the buyer to another consultant (manager only); a fresh protection period."""
     visible_client(app, caller, client_id, "manager", "admin")
-    return command_response(app.transfer(ctx, client_id, body.to_consultant_id, body.reason))
+    return command_response(
+        app.followups.transfer(
+            ctx.answering(answer(200, bodies.ownership)),
+            client_id,
+            body.to_consultant_id,
+            body.reason,
+        )
+    )
 
 
 @router.post("/loss-requests", status_code=201)
@@ -79,7 +98,11 @@ def request_loss(
 ) -> Response:
     """Ask to give the buyer up (战败申请), with a standard reason; a supervisor reviews."""
     visible_client(app, caller, client_id, *CARERS)
-    return command_response(app.request_loss(ctx, client_id, body.reason, body.note))
+    return command_response(
+        app.pool.request_loss(
+            ctx.answering(answer(201, bodies.loss_requested)), client_id, body.reason, body.note
+        )
+    )
 
 
 @router.post("/loss-requests/{request_id}/approve")
@@ -93,7 +116,15 @@ def approve_loss(
 ) -> Response:
     """Approve: the buyer is released to the public pool (公海池)."""
     visible_client(app, caller, client_id, *REVIEWERS)
-    return command_response(app.decide_loss(ctx, client_id, request_id, True, body.comment))
+    return command_response(
+        app.pool.decide_loss(
+            ctx.answering(answer(200, bodies.loss_decided)),
+            client_id,
+            request_id,
+            True,
+            body.comment,
+        )
+    )
 
 
 @router.post("/loss-requests/{request_id}/reject")
@@ -106,7 +137,15 @@ def reject_loss(
     ctx: ContextDep,
 ) -> Response:
     visible_client(app, caller, client_id, *REVIEWERS)
-    return command_response(app.decide_loss(ctx, client_id, request_id, False, body.comment))
+    return command_response(
+        app.pool.decide_loss(
+            ctx.answering(answer(200, bodies.loss_decided)),
+            client_id,
+            request_id,
+            False,
+            body.comment,
+        )
+    )
 
 
 @router.post("/claims", status_code=201)
@@ -119,7 +158,11 @@ def claim(
     consultant_id = body.consultant_id or caller.id
     if caller.role == "consultant" and consultant_id != caller.id:
         raise HTTPException(403, "a consultant claims only for themselves")
-    return command_response(app.claim_from_pool(ctx, client_id, consultant_id))
+    return command_response(
+        app.pool.claim_from_pool(
+            ctx.answering(answer(201, bodies.claimed)), client_id, consultant_id
+        )
+    )
 
 
 def _decide_claim(
@@ -132,7 +175,15 @@ def _decide_claim(
     ctx: Any,
 ) -> Response:
     visible_client(app, caller, client_id, *REVIEWERS)
-    return command_response(app.decide_claim(ctx, client_id, claim_id, approve, body.comment))
+    return command_response(
+        app.pool.decide_claim(
+            ctx.answering(answer(200, bodies.claim_decided)),
+            client_id,
+            claim_id,
+            approve,
+            body.comment,
+        )
+    )
 
 
 @router.post("/claims/{claim_id}/approve")

@@ -9,11 +9,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import AwareDatetime
 
+from api import bodies
+from api.bodies import answer, jsonable
 from api.deps import AppDep, Caller, CallerDep, ContextDep
 from api.results import command_response
 from api.schemas import ClientOut, ErasureOut, HistoryOut, LookupIn, LookupOut, OwnershipOut
-from domain.application import Yingke
 from domain.client import Client
+from yingke.bootstrap import Container
 
 router = APIRouter(prefix="/v1/clients", tags=["clients"])
 
@@ -21,9 +23,9 @@ STAFF = ("consultant", "supervisor", "manager", "auditor", "service", "admin")
 EVIDENCE_READERS = ("consultant", "supervisor", "manager", "auditor", "service", "admin")
 
 
-def visible_client(app: Yingke, caller: Caller, client_id: uuid.UUID, *roles: str) -> Client:
+def visible_client(app: Container, caller: Caller, client_id: uuid.UUID, *roles: str) -> Client:
     caller.require(*roles)
-    client = app.client(client_id)
+    client = app.clients.client(client_id)
     if not caller.covers(client.project_id):
         raise HTTPException(404, "client not found")
     return client
@@ -33,21 +35,22 @@ def visible_client(app: Yingke, caller: Caller, client_id: uuid.UUID, *roles: st
 def lookup(body: LookupIn, app: AppDep, caller: CallerDep) -> dict[str, Any]:
     """Find a buyer by phone. A POST keeps the number out of URLs and access logs."""
     caller.require_project(body.project_id, *STAFF)
-    return {"client_id": str(app.lookup_client(body.project_id, body.phone))}
+    return {"client_id": str(app.clients.lookup_client(body.project_id, body.phone))}
 
 
 @router.get("/{client_id}", response_model=ClientOut)
 def get_client(client_id: uuid.UUID, app: AppDep, caller: CallerDep) -> dict[str, Any]:
     """Current state, phone masked (前三后四)."""
     visible_client(app, caller, client_id, *STAFF)
-    return app.client_summary(client_id)
+    summary: dict[str, Any] = jsonable(bodies.client_summary(app.clients.client_summary(client_id)))
+    return summary
 
 
 @router.get("/{client_id}/history", response_model=HistoryOut)
 def history(client_id: uuid.UUID, app: AppDep, caller: CallerDep) -> dict[str, Any]:
     """Every event of the buyer's stream in order: the evidence chain for arbitration."""
     visible_client(app, caller, client_id, *EVIDENCE_READERS)
-    return {"client_id": str(client_id), "events": app.history(client_id)}
+    return {"client_id": str(client_id), "events": app.clients.history(client_id)}
 
 
 @router.get("/{client_id}/ownership", response_model=OwnershipOut)
@@ -62,11 +65,13 @@ def ownership(
     """Who owned the buyer at ``at`` (default now), by replaying the stream up to then."""
     visible_client(app, caller, client_id, *EVIDENCE_READERS)
     moment: datetime = at if at is not None else app.clock()
-    return app.ownership_as_of(client_id, moment)
+    return app.clients.ownership_as_of(client_id, moment)
 
 
 @router.post("/{client_id}/erasure", response_model=ErasureOut)
 def erase(client_id: uuid.UUID, app: AppDep, caller: CallerDep, ctx: ContextDep) -> Response:
     """Erase the buyer's personal data (PIPL): destroys their keys; the stream stays."""
     visible_client(app, caller, client_id, "admin")
-    return command_response(app.erase_personal_data(ctx, client_id))
+    return command_response(
+        app.clients.erase_personal_data(ctx.answering(answer(200, bodies.erased)), client_id)
+    )

@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
+from api import bodies
+from api.bodies import answer, jsonable
 from api.deps import AppDep, CallerDep, ContextDep
 from api.preconditions import IfMatch, expected_version
 from api.results import command_response
@@ -30,7 +32,11 @@ def set_commission_policy(
     caller.require_project(project_id, "admin", "manager")
     expected = expected_version(if_match)
     settings = body.model_dump()
-    return command_response(app.set_commission_policy(ctx, project_id, settings, expected))
+    return command_response(
+        app.policies.set_commission_policy(
+            ctx.answering(answer(200, bodies.settings)), project_id, settings, expected
+        )
+    )
 
 
 @router.get("", response_model=CommissionPolicyOut)
@@ -42,4 +48,7 @@ def get_commission_policy(
 ) -> dict[str, Any]:
     """The commission policy in force (or ``?version=N``); version 0 is the defaults."""
     caller.require_project(project_id, *READERS)
-    return app.commission_policy(project_id, version)
+    body: dict[str, Any] = jsonable(
+        bodies.settings(app.policies.commission_policy(project_id, version))
+    )
+    return body

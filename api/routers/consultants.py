@@ -6,10 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 
+from api import bodies
+from api.bodies import answer, jsonable
 from api.deps import AppDep, CallerDep, ContextDep, get_container
 from api.schemas import DepartureIn
 from domain.errors import InvalidInput, NotFound
 from projections import due
+from yingke.bootstrap import Container
 from yingke.deadlines import continue_departure
 
 router = APIRouter(prefix="/v1/consultants/{consultant_id}", tags=["consultants"])
@@ -29,19 +32,21 @@ def depart(
     caller.require("manager", "admin")
     if (body.successor_id is None) == (not body.to_pool):
         raise InvalidInput("successor_id", "give either successor_id or to_pool: true")
-    leaver = app.principal(consultant_id)
+    leaver = app.principals.principal(consultant_id)
     if leaver is None:
         raise NotFound(f"no consultant {consultant_id}")
     if not all(caller.covers(p) for p in leaver.project_ids):
         raise HTTPException(403, "the leaver works on projects you are not granted")
-    app.start_departure(ctx, consultant_id, body.successor_id)
+    app.departures.start_departure(
+        ctx.answering(answer(201, bodies.departure)), consultant_id, body.successor_id
+    )
     container = get_container(request)
     continue_departure(app, container.views, container.follower, consultant_id)
     return _status(app, container, consultant_id)
 
 
-def _status(app: Any, container: Any, consultant_id: str) -> dict[str, Any]:
-    status: dict[str, Any] = app.departure_status(consultant_id)
+def _status(app: Container, container: Container, consultant_id: str) -> dict[str, Any]:
+    status: dict[str, Any] = jsonable(bodies.departure(app.departures.departure(consultant_id)))
     status["remaining"] = due.owned_count(container.views, consultant_id)
     return status
 

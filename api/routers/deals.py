@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
+from api import bodies
+from api.bodies import answer, jsonable
 from api.deps import AppDep, Caller, CallerDep, ContextDep, FreshDep, ScopeDep, get_container
 from api.results import command_response
 from api.routers.clients import visible_client
@@ -30,9 +32,9 @@ from api.schemas import (
     SubscriptionIn,
     SwapIn,
 )
-from domain.application import Yingke
 from domain.deal import Deal
 from projections import deal_queries
+from yingke.bootstrap import Container
 
 router = APIRouter(prefix="/v1/deals", tags=["deals"])
 
@@ -44,12 +46,12 @@ APPROVERS = ("supervisor", "manager", "admin")  # 换房 and 更名 need approva
 READERS = ("consultant", "supervisor", "manager", "finance", "auditor", "service", "admin")
 
 
-def visible_deal(app: Yingke, caller: Caller, deal_id: uuid.UUID, *roles: str) -> Deal:
+def visible_deal(app: Container, caller: Caller, deal_id: uuid.UUID, *roles: str) -> Deal:
     caller.require(*roles)
-    deal = app.deal_state(deal_id)
+    deal = app.deals.deal_state(deal_id)
     if not caller.covers(deal.project_id):
         raise HTTPException(404, "deal not found")
-    if caller.role == "consultant" and not app.deal_concerns(caller.id, deal):
+    if caller.role == "consultant" and not app.deals.deal_concerns(caller.id, deal):
         raise HTTPException(403, "a consultant sees only the deals of their own buyers")
     return deal
 
@@ -59,7 +61,9 @@ def open_deal(body: DealOpenIn, app: AppDep, caller: CallerDep, ctx: ContextDep)
     """Open a deal for a buyer on a unit: the unit is held (409 ``unit_unavailable`` if
     another deal holds it) and the buyer's attribution is copied onto the deal."""
     visible_client(app, caller, body.client_id, *SELLERS)
-    return command_response(app.open_deal(ctx, body.client_id, body.unit_id))
+    return command_response(
+        app.deals.open_deal(ctx.answering(answer(201, bodies.deal)), body.client_id, body.unit_id)
+    )
 
 
 @router.get("", dependencies=[FreshDep])
@@ -101,7 +105,8 @@ def list_deals(
 def get_deal(deal_id: uuid.UUID, app: AppDep, caller: CallerDep) -> dict[str, Any]:
     """The deal now, from its stream: stage, amounts, loan, refunds and its ledger."""
     visible_deal(app, caller, deal_id, *READERS)
-    return app.deal(deal_id)
+    body: dict[str, Any] = jsonable(bodies.deal(app.deals.deal(deal_id)))
+    return body
 
 
 @router.post("/{deal_id}/deposit")
@@ -111,8 +116,8 @@ def deposit(
     """定金 paid, with the signing deadline it sets."""
     visible_deal(app, caller, deal_id, *STEPPERS)
     return command_response(
-        app.pay_deposit(
-            ctx,
+        app.deals.pay_deposit(
+            ctx.answering(answer(200, bodies.deal)),
             deal_id,
             amount=body.amount_fen,
             method=body.method,
@@ -128,8 +133,8 @@ def subscription(
     """认购 signed at a price and payment plan; the unit becomes subscribed."""
     visible_deal(app, caller, deal_id, *STEPPERS)
     return command_response(
-        app.sign_subscription(
-            ctx,
+        app.deals.sign_subscription(
+            ctx.answering(answer(200, bodies.deal)),
             deal_id,
             price=body.price_fen,
             payment_plan=body.payment_plan,
@@ -144,7 +149,11 @@ def loan(
 ) -> Response:
     """按揭 applied for (mortgage plan only; again after a refusal)."""
     visible_deal(app, caller, deal_id, *STEPPERS)
-    return command_response(app.apply_loan(ctx, deal_id, bank=body.bank, amount=body.amount_fen))
+    return command_response(
+        app.deals.apply_loan(
+            ctx.answering(answer(200, bodies.deal)), deal_id, bank=body.bank, amount=body.amount_fen
+        )
+    )
 
 
 @router.post("/{deal_id}/loan/approve")
@@ -158,7 +167,9 @@ def approve_loan(
     """The bank approved the loan (银行审批通过)."""
     visible_deal(app, caller, deal_id, *STEPPERS)
     amount = body.amount_fen if body else None
-    return command_response(app.approve_loan(ctx, deal_id, amount=amount))
+    return command_response(
+        app.deals.approve_loan(ctx.answering(answer(200, bodies.deal)), deal_id, amount=amount)
+    )
 
 
 @router.post("/{deal_id}/loan/refuse")
@@ -167,7 +178,9 @@ def refuse_loan(
 ) -> Response:
     """The bank refused the loan; the buyer may apply again or cancel."""
     visible_deal(app, caller, deal_id, *STEPPERS)
-    return command_response(app.refuse_loan(ctx, deal_id, reason=body.reason))
+    return command_response(
+        app.deals.refuse_loan(ctx.answering(answer(200, bodies.deal)), deal_id, reason=body.reason)
+    )
 
 
 @router.post("/{deal_id}/contract")
@@ -177,7 +190,12 @@ def contract(
     """签约: the sale contract, its number and price; the unit becomes signed."""
     visible_deal(app, caller, deal_id, *STEPPERS)
     return command_response(
-        app.sign_contract(ctx, deal_id, contract_no=body.contract_no, price=body.price_fen)
+        app.deals.sign_contract(
+            ctx.answering(answer(200, bodies.deal)),
+            deal_id,
+            contract_no=body.contract_no,
+            price=body.price_fen,
+        )
     )
 
 
@@ -192,7 +210,11 @@ def filing(
     """备案: the contract is filed with the housing authority; the unit is sold."""
     visible_deal(app, caller, deal_id, *STEPPERS)
     return command_response(
-        app.file_contract(ctx, deal_id, filing_no=body.filing_no if body else None)
+        app.deals.file_contract(
+            ctx.answering(answer(200, bodies.deal)),
+            deal_id,
+            filing_no=body.filing_no if body else None,
+        )
     )
 
 
@@ -203,7 +225,9 @@ def payment(
     """回款 received (finance, manager): never past the price. Send an Idempotency-Key."""
     visible_deal(app, caller, deal_id, *CASHIERS)
     return command_response(
-        app.receive_payment(ctx, deal_id, amount=body.amount_fen, kind=body.kind)
+        app.deals.receive_payment(
+            ctx.answering(answer(200, bodies.deal)), deal_id, amount=body.amount_fen, kind=body.kind
+        )
     )
 
 
@@ -211,7 +235,9 @@ def payment(
 def delivery(deal_id: uuid.UUID, app: AppDep, caller: CallerDep, ctx: ContextDep) -> Response:
     """交房: after filing, once the price is fully received."""
     visible_deal(app, caller, deal_id, *STEPPERS)
-    return command_response(app.deliver_unit(ctx, deal_id))
+    return command_response(
+        app.deals.deliver_unit(ctx.answering(answer(200, bodies.deal)), deal_id)
+    )
 
 
 @router.post("/{deal_id}/certificate")
@@ -225,7 +251,11 @@ def certificate(
     """产证 issued: the deal is completed."""
     visible_deal(app, caller, deal_id, *STEPPERS)
     number = body.certificate_no if body else None
-    return command_response(app.issue_certificate(ctx, deal_id, certificate_no=number))
+    return command_response(
+        app.deals.issue_certificate(
+            ctx.answering(answer(200, bodies.deal)), deal_id, certificate_no=number
+        )
+    )
 
 
 @router.post("/{deal_id}/cancel")
@@ -235,7 +265,11 @@ def cancel(
     """退房 (finance, manager): the unit is released, refund and forfeiture follow the
     deposit rules, and every commission accrued is reversed."""
     visible_deal(app, caller, deal_id, *CASHIERS)
-    return command_response(app.cancel_deal(ctx, deal_id, reason=body.reason, fault=body.fault))
+    return command_response(
+        app.deals.cancel_deal(
+            ctx.answering(answer(200, bodies.deal)), deal_id, reason=body.reason, fault=body.fault
+        )
+    )
 
 
 @router.post("/{deal_id}/swap")
@@ -246,7 +280,12 @@ def swap(
     carries over and the subscription is signed again."""
     visible_deal(app, caller, deal_id, *APPROVERS)
     return command_response(
-        app.swap_unit(ctx, deal_id, new_unit_id=body.unit_id, reason=body.reason)
+        app.deals.swap_unit(
+            ctx.answering(answer(200, bodies.deal)),
+            deal_id,
+            new_unit_id=body.unit_id,
+            reason=body.reason,
+        )
     )
 
 
@@ -257,5 +296,10 @@ def rename(
     """更名 before the contract; the name is sealed under the buyer's key."""
     visible_deal(app, caller, deal_id, *APPROVERS)
     return command_response(
-        app.rename_buyer(ctx, deal_id, buyer_name=body.buyer_name, reason=body.reason)
+        app.deals.rename_buyer(
+            ctx.answering(answer(200, bodies.deal)),
+            deal_id,
+            buyer_name=body.buyer_name,
+            reason=body.reason,
+        )
     )

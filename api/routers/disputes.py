@@ -7,12 +7,14 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response
 
+from api import bodies
+from api.bodies import answer, jsonable
 from api.deps import AppDep, Caller, CallerDep, ContextDep
 from api.results import command_response
 from api.routers.clients import visible_client
 from api.schemas import AppealIn, DisputeIn, RulingIn
-from domain.application import Yingke
 from domain.client import Client
+from yingke.bootstrap import Container
 
 router = APIRouter(tags=["disputes"])
 
@@ -24,7 +26,7 @@ def open_dispute(
     """Open a dispute: a channel claims through its own report; a consultant claims the
     buyer for themselves (a supervisor or manager may file for a consultant)."""
     if caller.role == "channel_agent":
-        client = app.client(client_id)
+        client = app.clients.client(client_id)
         if not caller.covers(client.project_id) or body.claimant_id != caller.partner_id:
             raise HTTPException(403, "a channel agent disputes only for its own partner")
         kind = "channel"
@@ -34,8 +36,8 @@ def open_dispute(
             raise HTTPException(403, "a consultant disputes only for themselves")
         kind = "consultant"
     return command_response(
-        app.open_dispute(
-            ctx,
+        app.disputes.open_dispute(
+            ctx.answering(answer(201, bodies.dispute)),
             client_id,
             claimant_kind=kind,
             claimant_id=body.claimant_id,
@@ -46,9 +48,9 @@ def open_dispute(
     )
 
 
-def _dispute_for(app: Yingke, caller: Caller, dispute_id: str) -> tuple[Client, dict[str, Any]]:
-    client = app.dispute_client(dispute_id)
-    dispute = app.dispute(dispute_id)
+def _dispute_for(app: Container, caller: Caller, dispute_id: str) -> tuple[Client, dict[str, Any]]:
+    client = app.disputes.dispute_client(dispute_id)
+    dispute = jsonable(bodies.dispute(app.disputes.dispute(dispute_id)))
     party = caller.role == "channel_agent" and dispute["claimant_id"] == caller.partner_id
     staff = caller.role != "channel_agent" and caller.covers(client.project_id)
     if not (party or staff):
@@ -73,8 +75,8 @@ def rule(
     caller.require("manager", "admin")
     _dispute_for(app, caller, dispute_id)
     return command_response(
-        app.rule_dispute(
-            ctx,
+        app.disputes.rule_dispute(
+            ctx.answering(answer(200, bodies.dispute)),
             dispute_id,
             outcome=body.outcome,
             reason=body.reason,
@@ -96,4 +98,8 @@ def appeal(
     )
     if not (is_party or caller.role in ("supervisor", "manager", "admin")):
         raise HTTPException(403, "only a party to the dispute may appeal")
-    return command_response(app.appeal_dispute(ctx, dispute_id, body.reason))
+    return command_response(
+        app.disputes.appeal_dispute(
+            ctx.answering(answer(200, bodies.dispute)), dispute_id, body.reason
+        )
+    )

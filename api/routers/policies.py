@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
+from api import bodies
+from api.bodies import answer, jsonable
 from api.deps import AppDep, CallerDep, ContextDep
 from api.preconditions import IfMatch, expected_version
 from api.results import command_response
@@ -26,7 +28,11 @@ def set_policy(
     """Replace the project's policy with a new version; omitted fields take the defaults."""
     caller.require_project(project_id, "admin", "manager")
     expected = expected_version(if_match)
-    return command_response(app.set_policy(ctx, project_id, body.model_dump(), expected))
+    return command_response(
+        app.policies.set_policy(
+            ctx.answering(answer(200, bodies.settings)), project_id, body.model_dump(), expected
+        )
+    )
 
 
 @router.get("", response_model=PolicyOut)
@@ -47,4 +53,7 @@ def get_policy(
         "auditor",
         "service",
     )
-    return app.policy_version(project_id, version)
+    body: dict[str, Any] = jsonable(
+        bodies.settings(app.policies.policy_version(project_id, version))
+    )
+    return body

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from api import bodies
+from api.bodies import answer
 from api.deps import AppDep, CallerDep, ContextDep
 from api.results import command_response
 from api.schemas import PrincipalIn, PrincipalOut
@@ -19,13 +21,14 @@ def register_principal(
 ) -> Response:
     """Create a principal and return its API key once (stored only as a digest)."""
     caller.require("admin")
-    result = app.register_principal(
-        ctx,
+    key = new_key(body.id)
+    result = app.principals.register_principal(
+        ctx.answering(bodies.registered(key)),
         body.id,
         body.role,
         body.partner_id,
         body.project_ids,
-        new_key(body.id),
+        key,
         body.team_id,
     )
     return command_response(result)
@@ -34,7 +37,7 @@ def register_principal(
 @router.get("/{principal_id}", response_model=PrincipalOut)
 def get_principal(principal_id: str, app: AppDep, caller: CallerDep) -> PrincipalOut:
     caller.require("admin")
-    principal = app.principal(principal_id)
+    principal = app.principals.principal(principal_id)
     if principal is None:
         raise NotFound("principal not found")
     return PrincipalOut(
@@ -53,4 +56,8 @@ def revoke_principal(
 ) -> Response:
     """Revoke at once: the key fails on the very next request, on every replica."""
     caller.require("admin")
-    return command_response(app.revoke_principal(ctx, principal_id, "revoked by admin"))
+    return command_response(
+        app.principals.revoke_principal(
+            ctx.answering(answer(200, bodies.principal)), principal_id, "revoked by admin"
+        )
+    )

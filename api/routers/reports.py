@@ -6,6 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response
 
+from api import bodies
+from api.bodies import answer, jsonable
 from api.deps import AppDep, CallerDep, ContextDep
 from api.results import command_response
 from api.schemas import ReportIn, ReportOut
@@ -25,8 +27,8 @@ def file_report(body: ReportIn, app: AppDep, caller: CallerDep, ctx: ContextDep)
         body.partner_id != caller.partner_id or body.agent_id != caller.id
     ):
         raise HTTPException(403, "a channel agent files only as itself, for its own partner")
-    result = app.file_report(
-        ctx,
+    result = app.reports.file_report(
+        ctx.answering(answer(201, bodies.filed_report)),
         project_id=body.project_id,
         partner_id=body.partner_id,
         agent_id=body.agent_id,
@@ -41,7 +43,7 @@ def file_report(body: ReportIn, app: AppDep, caller: CallerDep, ctx: ContextDep)
 @router.get("/{report_id}", response_model=ReportOut)
 def get_report(report_id: str, app: AppDep, caller: CallerDep) -> dict[str, Any]:
     caller.require(*READERS)
-    report = app.report(report_id)
+    report: dict[str, Any] = jsonable(bodies.report(app.reports.report(report_id)))
     if not caller.covers(report["project_id"]) or (
         caller.role == "channel_agent" and report["partner_id"] != caller.partner_id
     ):

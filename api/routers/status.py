@@ -16,7 +16,7 @@ router = APIRouter(tags=["views"])
 def views_status(request: Request, caller: CallerDep) -> dict[str, Any]:
     """Per view: the last position applied, the head of the log, and the lag."""
     container = get_container(request)
-    head = container.app.position()
+    head = container.position()
     lag = container.follower.lag()
     return {
         "head": head,
@@ -34,7 +34,7 @@ def metrics(request: Request) -> str:
     lines = [
         "# HELP yingke_events_head Highest notification id in the event log.",
         "# TYPE yingke_events_head gauge",
-        f"yingke_events_head {container.app.position()}",
+        f"yingke_events_head {container.position()}",
         "# HELP yingke_view_position Last notification id applied to the view.",
         "# TYPE yingke_view_position gauge",
         "# HELP yingke_view_lag Events in the log not yet applied to the view.",

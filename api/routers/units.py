@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
+from api import bodies
+from api.bodies import answer, jsonable
 from api.deps import AppDep, CallerDep, ContextDep, FreshDep, get_container
 from api.results import command_response
 from domain.errors import InvalidInput, InvalidRows
@@ -149,7 +151,9 @@ def import_units(
         rows = json_rows(data)
     else:
         raise HTTPException(415, "send text/csv or application/json")
-    return command_response(app.import_units(ctx, project_id, rows))
+    return command_response(
+        app.units.import_units(ctx.answering(answer(200, bodies.unit_import)), project_id, rows)
+    )
 
 
 @router.get("/units", dependencies=[FreshDep])
@@ -196,7 +200,7 @@ def list_units(
 def get_unit(project_id: str, unit_id: uuid.UUID, app: AppDep, caller: CallerDep) -> dict[str, Any]:
     """One unit now, from its stream."""
     caller.require_project(project_id, *VIEWERS)
-    unit = app.unit(unit_id)
+    unit: dict[str, Any] = jsonable(bodies.unit(app.units.unit(unit_id)))
     if unit["project_id"] != project_id:
         raise HTTPException(404, "unit not found")
     return unit

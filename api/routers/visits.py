@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from api import bodies
+from api.bodies import answer
 from api.deps import AppDep, CallerDep, ContextDep
 from api.results import command_response
 from api.schemas import VisitIn, VisitOut
@@ -17,8 +19,8 @@ def register_visit(body: VisitIn, app: AppDep, caller: CallerDep, ctx: ContextDe
     caller.require_project(
         body.project_id, "consultant", "supervisor", "manager", "service", "admin"
     )
-    result = app.register_visit(
-        ctx,
+    result = app.visits.register_visit(
+        ctx.answering(answer(201, bodies.visit)),
         project_id=body.project_id,
         phone=body.phone,
         client_name=body.client_name,

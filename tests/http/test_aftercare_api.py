@@ -427,7 +427,7 @@ def test_an_interrupted_departure_to_the_pool_resumes_on_repeat(api: Api) -> Non
     _, manager = staff(api, "manager")
     clients = [visit(api, leaver_id, leaver, f"1391234510{i}") for i in range(3)]
     # The first run stopped right after revoking the key, before moving anyone
-    api.container.app.start_departure(ctx(Actor("mgr-x", "manager")), leaver_id, None)
+    api.container.departures.start_departure(ctx(Actor("mgr-x", "manager")), leaver_id, None)
     assert follow_up(api, clients[0], leaver).status_code == 401
 
     resumed = api.client.post(

@@ -10,17 +10,22 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from domain.application import Context, Idempotency, Yingke, jsonable
+from api import bodies
+from api.bodies import answer, jsonable
 from domain.errors import IdempotencyKeyReused, InvalidInput, NotFound
+from domain.services.uow import Context, Idempotency
 from domain.values import Actor, parse_duration
 from tests.support import (
     FakeClock,
+    body_of,
     ctx,
     file_report,
     register_consultant,
     register_visit,
+    shown,
     unique,
 )
+from yingke.bootstrap import Container
 from yingke.settings import Settings
 
 PHONE = "+86 138-1234-5678"
@@ -28,22 +33,22 @@ MANAGER = Actor("manager-1", "manager")
 
 
 def test_a_first_report_is_accepted_for_the_validity_of_the_policy(
-    app: Yingke, clock: FakeClock, project_id: str
+    app: Container, clock: FakeClock, project_id: str
 ) -> None:
     body = file_report(app, project_id, "A", PHONE)
 
     assert body["status"] == "accepted"
     assert body["reason"] is None
-    assert body["client_id"] == str(app.lookup_client(project_id, PHONE))
+    assert body["client_id"] == str(app.clients.lookup_client(project_id, PHONE))
     assert body["phone_masked"] == "138****5678"
     assert body["filed_at"] == clock.now.isoformat()
     assert body["valid_until"] == (clock.now + timedelta(days=3)).isoformat()
     assert body["policy_version"] == 0
-    assert app.report(body["report_id"])["status"] == "accepted"
+    assert shown(bodies.report, app.reports.report(body["report_id"]))["status"] == "accepted"
 
 
 def test_a_second_channel_is_rejected_and_the_visit_awards_the_first(
-    app: Yingke, clock: FakeClock, project_id: str, consultant: str
+    app: Container, clock: FakeClock, project_id: str, consultant: str
 ) -> None:
     first = file_report(app, project_id, "A", PHONE)
     clock.advance(minutes=5)
@@ -65,11 +70,11 @@ def test_a_second_channel_is_rejected_and_the_visit_awards_the_first(
     assert (owner["report_id"], owner["basis"]) == (first["report_id"], "report")
     assert owner["since"] == clock.now.isoformat()
     assert owner["protected_until"] == (clock.now + timedelta(days=30)).isoformat()
-    assert app.report(first["report_id"])["status"] == "confirmed"
+    assert shown(bodies.report, app.reports.report(first["report_id"]))["status"] == "confirmed"
 
 
 def test_the_history_is_the_evidence_chain_with_actor_and_correlation_id(
-    app: Yingke, clock: FakeClock, project_id: str, consultant: str
+    app: Container, clock: FakeClock, project_id: str, consultant: str
 ) -> None:
     agent = Actor("agent-A", "channel_agent")
     report = file_report(app, project_id, "A", PHONE, context=ctx(agent, "req-report"))
@@ -82,7 +87,7 @@ def test_the_history_is_the_evidence_chain_with_actor_and_correlation_id(
         context=ctx(Actor(consultant, "consultant"), "req-visit"),
     )
 
-    history = app.history(uuid.UUID(report["client_id"]))
+    history = app.clients.history(uuid.UUID(report["client_id"]))
 
     # The evidence of issue 2 comes first; later features may append bookkeeping events.
     assert [e["type"] for e in history][:6] == [
@@ -108,7 +113,7 @@ def test_the_history_is_the_evidence_chain_with_actor_and_correlation_id(
 
 
 def test_ownership_as_of_an_earlier_instant_is_computed_by_replay(
-    app: Yingke, clock: FakeClock, project_id: str, consultant: str
+    app: Container, clock: FakeClock, project_id: str, consultant: str
 ) -> None:
     before = clock.now - timedelta(minutes=1)
     reported_at = clock.now
@@ -118,9 +123,9 @@ def test_ownership_as_of_an_earlier_instant_is_computed_by_replay(
     register_visit(app, project_id, PHONE, consultant)
     client_id = uuid.UUID(report["client_id"])
 
-    nothing = app.ownership_as_of(client_id, before)
-    reported = app.ownership_as_of(client_id, reported_at + timedelta(minutes=30))
-    owned = app.ownership_as_of(client_id, visited_at)
+    nothing = app.clients.ownership_as_of(client_id, before)
+    reported = app.clients.ownership_as_of(client_id, reported_at + timedelta(minutes=30))
+    owned = app.clients.ownership_as_of(client_id, visited_at)
 
     assert nothing["owner"]["status"] == "none"
     assert nothing["decided_by"] is None
@@ -133,11 +138,11 @@ def test_ownership_as_of_an_earlier_instant_is_computed_by_replay(
     assert owned["decided_by"]["type"] == "OwnershipAwarded"
     assert owned["policy_version"] == 0
     with pytest.raises(NotFound):
-        app.ownership_as_of(uuid.uuid4(), visited_at)
+        app.clients.ownership_as_of(uuid.uuid4(), visited_at)
 
 
 def test_an_unvisited_report_stops_counting_once_its_validity_has_passed(
-    app: Yingke, clock: FakeClock, project_id: str
+    app: Container, clock: FakeClock, project_id: str
 ) -> None:
     report = file_report(app, project_id, "A", PHONE)
     client_id = uuid.UUID(report["client_id"])
@@ -145,31 +150,31 @@ def test_an_unvisited_report_stops_counting_once_its_validity_has_passed(
 
     late = file_report(app, project_id, "B", PHONE)
 
-    assert app.report(report["report_id"])["status"] == "expired"
+    assert shown(bodies.report, app.reports.report(report["report_id"]))["status"] == "expired"
     assert late["status"] == "accepted"
-    just_before = app.ownership_as_of(client_id, clock.now - timedelta(seconds=1))
+    just_before = app.clients.ownership_as_of(client_id, clock.now - timedelta(seconds=1))
     assert just_before["owner"]["partner_id"] == "A"
-    assert app.ownership_as_of(client_id, clock.now)["owner"]["partner_id"] == "B"
+    assert app.clients.ownership_as_of(client_id, clock.now)["owner"]["partner_id"] == "B"
 
 
 def test_policy_versions_are_kept_and_decisions_name_the_one_they_applied(
-    app: Yingke, clock: FakeClock, project_id: str
+    app: Container, clock: FakeClock, project_id: str
 ) -> None:
-    assert app.policy_version(project_id, None)["version"] == 0
+    assert shown(bodies.settings, app.policies.policy_version(project_id, None))["version"] == 0
 
-    first = app.set_policy(ctx(MANAGER), project_id, {"judge_rule": "visit_first"})
+    first = app.policies.set_policy(ctx(MANAGER), project_id, {"judge_rule": "visit_first"})
     clock.advance(hours=1)
-    second = app.set_policy(ctx(MANAGER), project_id, {"report_validity": "PT24H"})
+    second = app.policies.set_policy(ctx(MANAGER), project_id, {"report_validity": "PT24H"})
     report = file_report(app, project_id, "A", PHONE)
 
-    assert (first.body["version"], second.body["version"]) == (1, 2)
-    v1 = app.policy_version(project_id, 1)
+    assert (body_of(first)["version"], body_of(second)["version"]) == (1, 2)
+    v1 = shown(bodies.settings, app.policies.policy_version(project_id, 1))
     assert (v1["judge_rule"], v1["report_validity"]) == ("visit_first", "P3D")
-    current = app.policy_version(project_id, None)
+    current = shown(bodies.settings, app.policies.policy_version(project_id, None))
     assert current["version"] == 2
     assert parse_duration(current["report_validity"], "x") == timedelta(days=1)
     assert jsonable(current["effective_from"]) == clock.now.isoformat()
-    defaults = app.policy_version(project_id, 0)
+    defaults = shown(bodies.settings, app.policies.policy_version(project_id, 0))
     assert (defaults["version"], defaults["judge_rule"], defaults["protection"]) == (
         0,
         "report_first",
@@ -178,41 +183,42 @@ def test_policy_versions_are_kept_and_decisions_name_the_one_they_applied(
     assert report["policy_version"] == 2
     assert report["valid_until"] == (clock.now + timedelta(days=1)).isoformat()
     with pytest.raises(NotFound):
-        app.policy_version(project_id, 3)
+        shown(bodies.settings, app.policies.policy_version(project_id, 3))
     with pytest.raises(NotFound):
-        app.policy_version(unique("proj"), 1)
+        shown(bodies.settings, app.policies.policy_version(unique("proj"), 1))
     with pytest.raises(InvalidInput):
-        app.set_policy(ctx(MANAGER), project_id, {"protection": "P1M"})
-    assert app.policy_version(project_id, None)["version"] == 2
+        app.policies.set_policy(ctx(MANAGER), project_id, {"protection": "P1M"})
+    assert shown(bodies.settings, app.policies.policy_version(project_id, None))["version"] == 2
 
 
-def test_a_client_is_found_by_any_format_of_its_number(app: Yingke, project_id: str) -> None:
+def test_a_client_is_found_by_any_format_of_its_number(app: Container, project_id: str) -> None:
     report = file_report(app, project_id, "A", "+86 138-1234-5678")
 
     found = {
-        str(app.lookup_client(project_id, phone))
+        str(app.clients.lookup_client(project_id, phone))
         for phone in ("8613812345678", "138 1234 5678", "13812345678")
     }
 
     assert found == {report["client_id"]}
     with pytest.raises(NotFound):
-        app.lookup_client(project_id, "13900000000")
+        app.clients.lookup_client(project_id, "13900000000")
     with pytest.raises(NotFound):
-        app.lookup_client(unique("proj"), "13812345678")
+        app.clients.lookup_client(unique("proj"), "13812345678")
     with pytest.raises(InvalidInput) as caught:
-        app.lookup_client(project_id, "12345")
+        app.clients.lookup_client(project_id, "12345")
     assert caught.value.field == "phone"
 
 
 def test_a_repeated_idempotent_request_returns_the_first_answer_and_records_nothing(
-    app: Yingke, clock: FakeClock, project_id: str
+    app: Container, clock: FakeClock, project_id: str
 ) -> None:
     agent = Actor(unique("agent"), "channel_agent")
     key = unique("idem")
 
     def send(fingerprint: str) -> tuple[dict[str, object], bool]:
-        context = Context(agent, unique("req"), Idempotency(key, fingerprint))
-        result = app.file_report(
+        respond = answer(201, bodies.filed_report)
+        context = Context(agent, unique("req"), Idempotency(key, fingerprint), respond)
+        result = app.reports.file_report(
             context,
             project_id=project_id,
             partner_id="A",
@@ -220,7 +226,8 @@ def test_a_repeated_idempotent_request_returns_the_first_answer_and_records_noth
             client_name="张三丰",
             phone=PHONE,
         )
-        return result.body, result.replayed
+        assert result.response is not None
+        return result.response.body, result.replayed
 
     first, first_replayed = send("fingerprint-1")
     position = app.position()
@@ -230,7 +237,7 @@ def test_a_repeated_idempotent_request_returns_the_first_answer_and_records_noth
     assert (first_replayed, again_replayed) == (False, True)
     assert again == first
     assert app.position() == position
-    history = app.history(uuid.UUID(str(first["client_id"])))
+    history = app.clients.history(uuid.UUID(str(first["client_id"])))
     assert [e["type"] for e in history].count("ReportFiled") == 1
     with pytest.raises(IdempotencyKeyReused):
         send("fingerprint-2")
@@ -238,19 +245,22 @@ def test_a_repeated_idempotent_request_returns_the_first_answer_and_records_noth
 
 
 def test_erasing_personal_data_leaves_a_readable_stream_without_the_person(
-    app: Yingke, clock: FakeClock, project_id: str, consultant: str
+    app: Container, clock: FakeClock, project_id: str, consultant: str
 ) -> None:
     report = file_report(app, project_id, "A", PHONE, name="张三丰")
     register_visit(app, project_id, PHONE, consultant, name="张三丰")
     client_id = uuid.UUID(report["client_id"])
-    assert app.history(client_id)[1]["data"]["client_name_masked"] == "张**"
-    assert app.client_summary(client_id)["client_name_masked"] == "张**"
+    assert app.clients.history(client_id)[1]["data"]["client_name_masked"] == "张**"
+    assert (
+        shown(bodies.client_summary, app.clients.client_summary(client_id))["client_name_masked"]
+        == "张**"
+    )
 
     clock.advance(minutes=1)
-    result = app.erase_personal_data(ctx(Actor("admin", "admin")), client_id)
+    result = app.clients.erase_personal_data(ctx(Actor("admin", "admin")), client_id)
 
-    assert result.body["personal_data_erased"] is True
-    history = app.history(client_id)
+    assert shown(bodies.erased, result.value)["personal_data_erased"] is True
+    history = app.clients.history(client_id)
     assert [e["type"] for e in history][-1] == "PersonalDataErased"
     sealed = [
         e for e in history if e["type"] in ("ClientRegistered", "ReportFiled", "ClientVisited")
@@ -259,16 +269,18 @@ def test_erasing_personal_data_leaves_a_readable_stream_without_the_person(
     for event in sealed:
         assert event["data"]["personal_data"] == "erased"
         assert "client_name_masked" not in event["data"]
-    summary = app.client_summary(client_id)
+    summary = shown(bodies.client_summary, app.clients.client_summary(client_id))
     assert summary["personal_data_erased"] is True
     assert summary["client_name_masked"] is None
     assert summary["owner"]["partner_id"] == "A"
-    assert app.report(report["report_id"])["client_name_masked"] is None
-    assert app.ownership_as_of(client_id, clock.now)["owner"]["status"] == "owned"
+    assert (
+        shown(bodies.report, app.reports.report(report["report_id"]))["client_name_masked"] is None
+    )
+    assert app.clients.ownership_as_of(client_id, clock.now)["owner"]["status"] == "owned"
 
 
 def test_a_masked_report_wins_the_visit_of_a_matching_buyer(
-    app: Yingke, clock: FakeClock, project_id: str, consultant: str
+    app: Container, clock: FakeClock, project_id: str, consultant: str
 ) -> None:
     masked = file_report(app, project_id, "A", "138****5678")
     clock.advance(minutes=10)
@@ -281,15 +293,15 @@ def test_a_masked_report_wins_the_visit_of_a_matching_buyer(
     assert full["status"] == "accepted"
     assert visit["owner"]["partner_id"] == "A"
     assert visit["owner"]["report_id"] == masked["report_id"]
-    matched = app.report(masked["report_id"])
+    matched = shown(bodies.report, app.reports.report(masked["report_id"]))
     assert (matched["status"], matched["client_id"]) == ("confirmed", visit["client_id"])
-    closed = app.report(full["report_id"])
+    closed = shown(bodies.report, app.reports.report(full["report_id"]))
     assert (closed["status"], closed["reason"]) == ("closed", "lost_to_earlier_report")
-    types = [e["type"] for e in app.history(uuid.UUID(visit["client_id"]))]
+    types = [e["type"] for e in app.clients.history(uuid.UUID(visit["client_id"]))]
     assert "MaskedReportMatched" in types
 
 
-def test_a_visit_needs_an_active_consultant_of_the_project(app: Yingke, project_id: str) -> None:
+def test_a_visit_needs_an_active_consultant_of_the_project(app: Container, project_id: str) -> None:
     elsewhere = register_consultant(app, unique("proj"))
 
     for consultant_id in (elsewhere, unique("nobody")):
@@ -309,7 +321,7 @@ def _stored_event_bytes(settings: Settings) -> list[bytes]:
 
 
 def test_the_raw_phone_and_name_never_reach_the_event_store(
-    app: Yingke, settings: Settings, project_id: str, consultant: str
+    app: Container, settings: Settings, project_id: str, consultant: str
 ) -> None:
     file_report(app, project_id, "A", "+86 139-8765-4321", name="欧阳娜娜")
     file_report(app, project_id, "B", "139****4321", name="欧阳娜娜")

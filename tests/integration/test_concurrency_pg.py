@@ -12,10 +12,12 @@ from typing import Any, TypeVar
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from domain.application import Context, Idempotency, Yingke
+from api import bodies as api_bodies
+from api.bodies import answer
+from domain.services.uow import Context, Idempotency
 from domain.values import Actor
-from tests.support import file_report, register_consultant, register_visit
-from yingke.bootstrap import build
+from tests.support import file_report, register_consultant, register_visit, shown
+from yingke.bootstrap import Container, build
 from yingke.settings import Settings
 
 WRITERS = 16
@@ -26,10 +28,10 @@ T = TypeVar("T")
 class ConflictCounter:
     """Counts optimistic-concurrency conflicts, to show the writers really collided."""
 
-    def __init__(self, app: Yingke) -> None:
+    def __init__(self, app: Container) -> None:
         self.count = 0
         self._lock = threading.Lock()
-        save = app.save
+        save = app.store.save
 
         def counting_save(*aggregates: Any, **kwargs: Any) -> Any:
             try:
@@ -39,7 +41,7 @@ class ConflictCounter:
                     self.count += 1
                 raise
 
-        setattr(app, "save", counting_save)  # noqa: B010 - mypy refuses assigning a method
+        setattr(app.store, "save", counting_save)  # noqa: B010 - mypy refuses assigning a method
 
 
 def all_at_once(task: Callable[[int], T], writers: int = WRITERS) -> list[T]:
@@ -55,25 +57,25 @@ def all_at_once(task: Callable[[int], T], writers: int = WRITERS) -> list[T]:
 
 
 @pytest.fixture
-def pg_app(pg_settings: Settings) -> Iterator[Yingke]:
+def pg_app(pg_settings: Settings) -> Iterator[Container]:
     """The application on PostgreSQL with the system clock, as in production."""
     container = build(pg_settings)
-    yield container.app
+    yield container
     container.close()
 
 
 @pytest.fixture
-def sqlite_app(sqlite_settings: Settings) -> Iterator[Yingke]:
+def sqlite_app(sqlite_settings: Settings) -> Iterator[Container]:
     container = build(sqlite_settings)
-    yield container.app
+    yield container
     container.close()
 
 
-def history_types(app: Yingke, client_id: str) -> Counter[str]:
-    return Counter(e["type"] for e in app.history(uuid.UUID(client_id)))
+def history_types(app: Container, client_id: str) -> Counter[str]:
+    return Counter(e["type"] for e in app.clients.history(uuid.UUID(client_id)))
 
 
-def check_one_channel_wins(app: Yingke, project_id: str) -> None:
+def check_one_channel_wins(app: Container, project_id: str) -> None:
     conflicts = ConflictCounter(app)
 
     bodies = all_at_once(lambda i: file_report(app, project_id, f"partner-{i}", PHONE))
@@ -93,25 +95,28 @@ def check_one_channel_wins(app: Yingke, project_id: str) -> None:
     assert types["ReportAccepted"] == 1
     assert types["ReportRejected"] == WRITERS - 1
     for body in bodies:
-        assert app.report(body["report_id"])["status"] == body["status"]
+        assert (
+            shown(api_bodies.report, app.reports.report(body["report_id"]))["status"]
+            == body["status"]
+        )
 
 
 @pytest.mark.postgres
 def test_sixteen_channels_reporting_one_number_at_once_give_one_accepted_report(
-    pg_app: Yingke, project_id: str
+    pg_app: Container, project_id: str
 ) -> None:
     check_one_channel_wins(pg_app, project_id)
 
 
 def test_sixteen_channels_reporting_at_once_on_sqlite_give_one_accepted_report(
-    sqlite_app: Yingke, project_id: str
+    sqlite_app: Container, project_id: str
 ) -> None:
     check_one_channel_wins(sqlite_app, project_id)
 
 
 @pytest.mark.postgres
 def test_sixteen_simultaneous_visits_award_ownership_exactly_once(
-    pg_app: Yingke, project_id: str
+    pg_app: Container, project_id: str
 ) -> None:
     consultants = [register_consultant(pg_app, project_id) for _ in range(4)]
     report = file_report(pg_app, project_id, "A", PHONE)
@@ -134,7 +139,7 @@ def test_sixteen_simultaneous_visits_award_ownership_exactly_once(
 
 @pytest.mark.postgres
 def test_the_same_channel_sixteen_times_at_once_is_accepted_once(
-    pg_app: Yingke, project_id: str
+    pg_app: Container, project_id: str
 ) -> None:
     conflicts = ConflictCounter(pg_app)
 
@@ -152,14 +157,14 @@ def test_the_same_channel_sixteen_times_at_once_is_accepted_once(
 
 @pytest.mark.postgres
 def test_sixteen_requests_with_one_idempotency_key_record_one_report(
-    pg_app: Yingke, project_id: str
+    pg_app: Container, project_id: str
 ) -> None:
     agent = Actor(f"agent-{uuid.uuid4().hex[:8]}", "channel_agent")
     key = Idempotency(f"idem-{uuid.uuid4().hex}", "same-body")
 
     def send(i: int) -> tuple[dict[str, Any], bool]:
-        context = Context(agent, f"req-{i}", key)
-        result = pg_app.file_report(
+        context = Context(agent, f"req-{i}", key, answer(201, api_bodies.filed_report))
+        result = pg_app.reports.file_report(
             context,
             project_id=project_id,
             partner_id="A",
@@ -167,7 +172,8 @@ def test_sixteen_requests_with_one_idempotency_key_record_one_report(
             client_name="张三丰",
             phone=PHONE,
         )
-        return result.body, result.replayed
+        assert result.response is not None
+        return result.response.body, result.replayed
 
     conflicts = ConflictCounter(pg_app)
 
@@ -185,7 +191,7 @@ def test_sixteen_requests_with_one_idempotency_key_record_one_report(
 
 @pytest.mark.postgres
 def test_simultaneous_reports_for_different_buyers_are_all_accepted(
-    pg_app: Yingke, project_id: str
+    pg_app: Container, project_id: str
 ) -> None:
     bodies = all_at_once(lambda i: file_report(pg_app, project_id, "A", f"139{i:08d}"))
 

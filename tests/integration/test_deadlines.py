@@ -12,11 +12,11 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from domain.application import Yingke
+from api import bodies
 from domain.values import Actor
 from projections.runtime import Loop
 from tests.conftest import ContainerFactory
-from tests.support import FakeClock, ctx, file_report, register_consultant, register_visit
+from tests.support import FakeClock, ctx, file_report, register_consultant, register_visit, shown
 from yingke.bootstrap import Container, build
 from yingke.settings import Settings
 
@@ -30,27 +30,27 @@ POLICY: dict[str, Any] = {
 MANAGER = Actor("mgr-deadlines", "manager")
 
 
-def event_types(app: Yingke, client_id: uuid.UUID | str) -> Counter[str]:
-    return Counter(e["type"] for e in app.history(uuid.UUID(str(client_id))))
+def event_types(app: Container, client_id: uuid.UUID | str) -> Counter[str]:
+    return Counter(e["type"] for e in app.clients.history(uuid.UUID(str(client_id))))
 
 
-def events_of(app: Yingke, client_id: uuid.UUID | str, kind: str) -> list[dict[str, Any]]:
-    return [e for e in app.history(uuid.UUID(str(client_id))) if e["type"] == kind]
+def events_of(app: Container, client_id: uuid.UUID | str, kind: str) -> list[dict[str, Any]]:
+    return [e for e in app.clients.history(uuid.UUID(str(client_id))) if e["type"] == kind]
 
 
-def visited_client(app: Yingke, project: str, consultant: str, phone: str) -> uuid.UUID:
+def visited_client(app: Container, project: str, consultant: str, phone: str) -> uuid.UUID:
     return uuid.UUID(register_visit(app, project, phone, consultant)["client_id"])
 
 
-def reported_client(app: Yingke, project: str, phone: str) -> tuple[uuid.UUID, str]:
+def reported_client(app: Container, project: str, phone: str) -> tuple[uuid.UUID, str]:
     body = file_report(app, project, "partner-a", phone)
     assert body["status"] == "accepted"
     return uuid.UUID(body["client_id"]), body["report_id"]
 
 
 def setup(container: Container, project: str, **policy: Any) -> str:
-    container.app.set_policy(ctx(), project, {**POLICY, **policy})
-    return register_consultant(container.app, project)
+    container.policies.set_policy(ctx(), project, {**POLICY, **policy})
+    return register_consultant(container, project)
 
 
 def tick(container: Container) -> int:
@@ -68,22 +68,22 @@ def test_a_report_expires_when_validity_runs_out_and_only_once(
     # Given an accepted report valid for one day, never visited
     yingke = container(clock=clock)
     setup(yingke, project_id)
-    client_id, report_id = reported_client(yingke.app, project_id, "13700000001")
+    client_id, report_id = reported_client(yingke, project_id, "13700000001")
 
     # When the processor runs a second before the end, then at the end, then again
     clock.advance(days=1, seconds=-1)
     tick(yingke)
-    assert event_types(yingke.app, client_id)["ReportExpired"] == 0
+    assert event_types(yingke, client_id)["ReportExpired"] == 0
     clock.advance(seconds=1)
     tick(yingke)
     tick(yingke)
 
     # Then the report expired exactly once, at its validity end
-    expired = events_of(yingke.app, client_id, "ReportExpired")
+    expired = events_of(yingke, client_id, "ReportExpired")
     assert len(expired) == 1
     assert expired[0]["data"]["report_id"] == report_id
     assert expired[0]["actor"] == {"id": "system", "role": "system"}
-    assert yingke.app.report(report_id)["status"] == "expired"
+    assert shown(bodies.report, yingke.reports.report(report_id))["status"] == "expired"
 
 
 def test_a_report_confirmed_by_a_visit_never_expires(
@@ -91,15 +91,15 @@ def test_a_report_confirmed_by_a_visit_never_expires(
 ) -> None:
     yingke = container(clock=clock)
     consultant = setup(yingke, project_id)
-    client_id, report_id = reported_client(yingke.app, project_id, "13700000002")
+    client_id, report_id = reported_client(yingke, project_id, "13700000002")
     clock.advance(hours=2)
-    register_visit(yingke.app, project_id, "13700000002", consultant, "partner-a")
+    register_visit(yingke, project_id, "13700000002", consultant, "partner-a")
 
     clock.advance(days=2)
     tick(yingke)
 
-    assert event_types(yingke.app, client_id)["ReportExpired"] == 0
-    assert yingke.app.report(report_id)["status"] == "confirmed"
+    assert event_types(yingke, client_id)["ReportExpired"] == 0
+    assert shown(bodies.report, yingke.reports.report(report_id))["status"] == "confirmed"
 
 
 def test_a_masked_report_expires_in_its_pattern_pool(
@@ -108,7 +108,7 @@ def test_a_masked_report_expires_in_its_pattern_pool(
     # Given a masked report (前三后四) that no visit ever matched
     yingke = container(clock=clock)
     setup(yingke, project_id)
-    body = file_report(yingke.app, project_id, "partner-m", "137****0009")
+    body = file_report(yingke, project_id, "partner-m", "137****0009")
     assert body["status"] == "accepted" and body["client_id"] is None
 
     # When its validity runs out
@@ -117,7 +117,7 @@ def test_a_masked_report_expires_in_its_pattern_pool(
     tick(yingke)
 
     # Then it is expired, in the stream that holds it
-    assert yingke.app.report(body["report_id"])["status"] == "expired"
+    assert shown(bodies.report, yingke.reports.report(body["report_id"]))["status"] == "expired"
 
 
 # ------------------------------------------------------------------ protection
@@ -129,24 +129,24 @@ def test_protection_expiry_releases_to_the_pool_once_however_often_it_runs(
     # Given a buyer owned since now with five days of protection
     yingke = container(clock=clock)
     consultant = setup(yingke, project_id)
-    client_id = visited_client(yingke.app, project_id, consultant, "13700000003")
+    client_id = visited_client(yingke, project_id, consultant, "13700000003")
     tick(yingke)
 
     # When the processor runs just before and then twice after the end
     clock.advance(days=5, seconds=-1)
     tick(yingke)
-    assert event_types(yingke.app, client_id)["ProtectionExpired"] == 0
+    assert event_types(yingke, client_id)["ProtectionExpired"] == 0
     clock.advance(seconds=1)
     tick(yingke)
     tick(yingke)
 
     # Then protection expired once and the buyer went to the pool once
-    types = event_types(yingke.app, client_id)
+    types = event_types(yingke, client_id)
     assert (types["ProtectionExpired"], types["ReleasedToPool"]) == (1, 1)
-    released = events_of(yingke.app, client_id, "ReleasedToPool")[0]
+    released = events_of(yingke, client_id, "ReleasedToPool")[0]
     assert released["data"]["reason"] == "expired"
     assert released["data"]["previous_consultant_id"] == consultant
-    as_of = yingke.app.ownership_as_of(client_id, clock.now)
+    as_of = yingke.clients.ownership_as_of(client_id, clock.now)
     assert as_of["owner"]["status"] == "pool"
 
 
@@ -155,9 +155,9 @@ def test_inactivity_releases_the_buyer_with_reason_inactive(
 ) -> None:
     yingke = container(clock=clock)
     consultant = setup(yingke, project_id, inactivity_release="P3D")
-    client_id = visited_client(yingke.app, project_id, consultant, "13700000004")
+    client_id = visited_client(yingke, project_id, consultant, "13700000004")
     clock.advance(days=1)
-    yingke.app.log_follow_up(
+    yingke.followups.log_follow_up(
         ctx(Actor(consultant, "consultant")),
         client_id,
         method="call",
@@ -170,27 +170,27 @@ def test_inactivity_releases_the_buyer_with_reason_inactive(
     tick(yingke)
     tick(yingke)
 
-    types = event_types(yingke.app, client_id)
+    types = event_types(yingke, client_id)
     assert types["ReleasedToPool"] == 1 and types["ProtectionExpired"] == 0
-    assert events_of(yingke.app, client_id, "ReleasedToPool")[0]["data"]["reason"] == "inactive"
+    assert events_of(yingke, client_id, "ReleasedToPool")[0]["data"]["reason"] == "inactive"
 
 
 def test_on_expiry_manager_hands_the_buyer_to_the_manager(
     container: ContainerFactory, clock: FakeClock, project_id: str
 ) -> None:
     yingke = container(clock=clock)
-    manager = register_consultant(yingke.app, project_id, role="manager")
+    manager = register_consultant(yingke, project_id, role="manager")
     consultant = setup(yingke, project_id, on_expiry="manager", expiry_manager_id=manager)
-    client_id = visited_client(yingke.app, project_id, consultant, "13700000005")
+    client_id = visited_client(yingke, project_id, consultant, "13700000005")
 
     clock.advance(days=5)
     tick(yingke)
     tick(yingke)
 
-    moved = events_of(yingke.app, client_id, "OwnershipTransferred")
+    moved = events_of(yingke, client_id, "OwnershipTransferred")
     assert len(moved) == 1
     assert (moved[0]["data"]["consultant_id"], moved[0]["data"]["basis"]) == (manager, "expiry")
-    assert event_types(yingke.app, client_id)["ReleasedToPool"] == 0
+    assert event_types(yingke, client_id)["ReleasedToPool"] == 0
 
 
 def test_a_deadline_moved_by_a_newer_event_is_not_acted_on_even_when_the_view_is_stale(
@@ -199,13 +199,13 @@ def test_a_deadline_moved_by_a_newer_event_is_not_acted_on_even_when_the_view_is
     # Given a buyer whose protection ends on day 5, as the views know
     yingke = container(clock=clock)
     consultant = setup(yingke, project_id)
-    client_id = visited_client(yingke.app, project_id, consultant, "13700000006")
+    client_id = visited_client(yingke, project_id, consultant, "13700000006")
     yingke.follower.catch_up()
 
     # When an effective follow-up on day 4 moves the end to day 6, and the processor runs
     # on day 5 before the views have seen that follow-up
     clock.advance(days=4)
-    yingke.app.log_follow_up(
+    yingke.followups.log_follow_up(
         ctx(Actor(consultant, "consultant")),
         client_id,
         method="wechat",
@@ -216,15 +216,15 @@ def test_a_deadline_moved_by_a_newer_event_is_not_acted_on_even_when_the_view_is
     yingke.deadlines.run_once()
 
     # Then nothing expires: the stream, not the view, decides
-    types = event_types(yingke.app, client_id)
+    types = event_types(yingke, client_id)
     assert types["ProtectionExtended"] == 1 and types["ProtectionExpired"] == 0
     tick(yingke)
-    assert event_types(yingke.app, client_id)["ProtectionExpired"] == 0
+    assert event_types(yingke, client_id)["ProtectionExpired"] == 0
 
     # And on day 6 it does expire
     clock.advance(days=1)
     tick(yingke)
-    assert event_types(yingke.app, client_id)["ProtectionExpired"] == 1
+    assert event_types(yingke, client_id)["ProtectionExpired"] == 1
 
 
 def test_a_deadline_of_an_ownership_replaced_since_is_not_acted_on(
@@ -233,28 +233,28 @@ def test_a_deadline_of_an_ownership_replaced_since_is_not_acted_on(
     # Given a buyer whose protection ends on day 5, as the views know
     yingke = container(clock=clock)
     consultant = setup(yingke, project_id)
-    successor = register_consultant(yingke.app, project_id)
-    client_id = visited_client(yingke.app, project_id, consultant, "13700000007")
+    successor = register_consultant(yingke, project_id)
+    client_id = visited_client(yingke, project_id, consultant, "13700000007")
     yingke.follower.catch_up()
 
     # When a manager transfers the buyer on day 1 (a new ownership, due on day 6) and on
     # day 6 the processor runs on the stale view, which still names the old ownership
     clock.advance(days=1)
-    yingke.app.transfer(ctx(MANAGER), client_id, successor, "rebalancing")
+    yingke.followups.transfer(ctx(MANAGER), client_id, successor, "rebalancing")
     clock.advance(days=5)
     yingke.deadlines.run_once()
 
     # Then that stale deadline is not acted on, although the new one is due too
-    types = event_types(yingke.app, client_id)
+    types = event_types(yingke, client_id)
     assert types["ProtectionExpired"] == 0 and types["ReleasedToPool"] == 0
-    owner = yingke.app.ownership_as_of(client_id, clock.now)["owner"]
+    owner = yingke.clients.ownership_as_of(client_id, clock.now)["owner"]
     assert owner["consultant_id"] == successor
 
     # And once the views know the new ownership, its own deadline fires
     tick(yingke)
-    expired = events_of(yingke.app, client_id, "ProtectionExpired")
+    expired = events_of(yingke, client_id, "ProtectionExpired")
     assert len(expired) == 1
-    released = events_of(yingke.app, client_id, "ReleasedToPool")[0]
+    released = events_of(yingke, client_id, "ReleasedToPool")[0]
     assert released["data"]["previous_consultant_id"] == successor
 
 
@@ -267,9 +267,9 @@ def test_an_interrupted_departure_is_finished_by_the_processor(
     # Given a departure that revoked the key and then stopped before moving anyone
     yingke = container(clock=clock)
     leaver = setup(yingke, project_id)
-    successor = register_consultant(yingke.app, project_id)
-    clients = [visited_client(yingke.app, project_id, leaver, f"1370000040{i}") for i in range(3)]
-    yingke.app.start_departure(ctx(MANAGER), leaver, successor)
+    successor = register_consultant(yingke, project_id)
+    clients = [visited_client(yingke, project_id, leaver, f"1370000040{i}") for i in range(3)]
+    yingke.departures.start_departure(ctx(MANAGER), leaver, successor)
 
     # When the processor runs (twice), with the views following as in `yingke serve`
     yingke.follower.catch_up()
@@ -283,9 +283,9 @@ def test_an_interrupted_departure_is_finished_by_the_processor(
 
     # Then every buyer moved once and the departure is complete
     for client_id in clients:
-        moves = events_of(yingke.app, client_id, "OwnershipTransferred")
+        moves = events_of(yingke, client_id, "OwnershipTransferred")
         assert [m["data"]["consultant_id"] for m in moves] == [successor]
-    status = yingke.app.departure_status(leaver)
+    status = shown(bodies.departure, yingke.departures.departure(leaver))
     assert (status["status"], status["moved"]) == ("completed", 3)
 
 
@@ -296,8 +296,8 @@ def test_two_processors_at_once_act_once(
     first = container(clock=clock)
     second = container(clock=clock)  # another process on the same store
     consultant = setup(first, project_id)
-    owned = [visited_client(first.app, project_id, consultant, f"1370000010{i}") for i in range(5)]
-    reported = [reported_client(first.app, project_id, f"1370000020{i}")[0] for i in range(3)]
+    owned = [visited_client(first, project_id, consultant, f"1370000010{i}") for i in range(5)]
+    reported = [reported_client(first, project_id, f"1370000020{i}")[0] for i in range(3)]
     clock.advance(days=6)
     first.follower.catch_up()
     second.follower.catch_up()
@@ -314,10 +314,10 @@ def test_two_processors_at_once_act_once(
 
     # Then each deadline fired exactly once
     for client_id in owned:
-        types = event_types(first.app, client_id)
+        types = event_types(first, client_id)
         assert (types["ProtectionExpired"], types["ReleasedToPool"]) == (1, 1), client_id
     for client_id in reported:
-        assert event_types(first.app, client_id)["ReportExpired"] == 1
+        assert event_types(first, client_id)["ReportExpired"] == 1
 
 
 def test_a_restarted_processor_fires_what_came_due_while_it_was_down(
@@ -328,9 +328,9 @@ def test_a_restarted_processor_fires_what_came_due_while_it_was_down(
     running = build(settings, clock=clock)
     try:
         consultant = setup(running, project_id)
-        owned = visited_client(running.app, project_id, consultant, "13700000301")
+        owned = visited_client(running, project_id, consultant, "13700000301")
         running.follower.catch_up()
-        reported, _ = reported_client(running.app, project_id, "13700000302")
+        reported, _ = reported_client(running, project_id, "13700000302")
     finally:
         running.close()
 
@@ -342,8 +342,8 @@ def test_a_restarted_processor_fires_what_came_due_while_it_was_down(
         tick(restarted)
 
         # Then everything that came due fired, once
-        assert event_types(restarted.app, owned)["ProtectionExpired"] == 1
-        assert event_types(restarted.app, owned)["ReleasedToPool"] == 1
-        assert event_types(restarted.app, reported)["ReportExpired"] == 1
+        assert event_types(restarted, owned)["ProtectionExpired"] == 1
+        assert event_types(restarted, owned)["ReleasedToPool"] == 1
+        assert event_types(restarted, reported)["ReportExpired"] == 1
     finally:
         restarted.close()

@@ -8,13 +8,12 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from domain.application import Yingke
 from domain.values import Actor
 from projections import deal_queries, queries
 from projections.queries import Scope
 from projections.runtime import Follower, View, ViewDB, rebuild
 from tests.conftest import ContainerFactory
-from tests.support import FakeClock, ctx, file_report, register_consultant, register_visit
+from tests.support import FakeClock, body_of, ctx, file_report, register_consultant, register_visit
 from yingke.bootstrap import Container, all_views
 
 DEAL_VIEWS = (
@@ -45,15 +44,14 @@ class Sales:
     over to another channel. Views are followed in small batches after every command."""
 
     def __init__(self, container: Container, clock: FakeClock, project_id: str) -> None:
-        self.app: Yingke = container.app
+        self.app: Container = container
         self.clock = clock
         self.project = project_id
-        self.follower = Follower(container.app, container.views, all_views(), batch_size=3)
+        self.follower = Follower(container.store, container.views, all_views(), batch_size=3)
 
     def do(self, result: Any) -> dict[str, Any]:
         self.follower.catch_up()
-        body: dict[str, Any] = result.body
-        return body
+        return body_of(result)
 
     def buyer(self, phone: str, partner: str | None) -> tuple[uuid.UUID, Actor]:
         consultant = register_consultant(self.app, self.project)
@@ -78,16 +76,16 @@ class Sales:
             )
             for n in range(2, 6)
         ]
-        listed = self.do(self.app.import_units(ctx(), self.project, rows))["units"]
+        listed = self.do(self.app.units.import_units(ctx(), self.project, rows))["units"]
         return [uuid.UUID(u["unit_id"]) for u in listed]
 
     def deposit_and_subscribe(self, deal: uuid.UUID, who: Actor) -> None:
         deadline = self.clock.now + timedelta(days=5)
-        paid = self.app.pay_deposit(
+        paid = self.app.deals.pay_deposit(
             ctx(who), deal, amount=2_000_000, method="cash", signing_deadline=deadline
         )
         self.do(paid)
-        self.do(self.app.sign_subscription(ctx(who), deal, price=PRICE, payment_plan="full"))
+        self.do(self.app.deals.sign_subscription(ctx(who), deal, price=PRICE, payment_plan="full"))
 
 
 def run(sales: Sales) -> dict[str, uuid.UUID]:
@@ -98,28 +96,28 @@ def run(sales: Sales) -> dict[str, uuid.UUID]:
         sales.buyer("13900000002", None),
         sales.buyer("13900000003", "partner-a"),
     )
-    d1 = uuid.UUID(sales.do(app.open_deal(ctx(a1), c1, u1))["deal_id"])
-    d2 = uuid.UUID(sales.do(app.open_deal(ctx(a2), c2, u2))["deal_id"])
-    d3 = uuid.UUID(sales.do(app.open_deal(ctx(a3), c3, u3))["deal_id"])
+    d1 = uuid.UUID(sales.do(app.deals.open_deal(ctx(a1), c1, u1))["deal_id"])
+    d2 = uuid.UUID(sales.do(app.deals.open_deal(ctx(a2), c2, u2))["deal_id"])
+    d3 = uuid.UUID(sales.do(app.deals.open_deal(ctx(a3), c3, u3))["deal_id"])
     for deal, who in ((d1, a1), (d2, a2), (d3, a3)):
         sales.deposit_and_subscribe(deal, who)
     # d1 completes
-    sales.do(app.receive_payment(fin, d1, amount=PRICE - 2_000_000, kind="full_payment"))
-    sales.do(app.sign_contract(ctx(a1), d1, contract_no="HT-1", price=PRICE))
-    sales.do(app.file_contract(ctx(a1), d1))
+    sales.do(app.deals.receive_payment(fin, d1, amount=PRICE - 2_000_000, kind="full_payment"))
+    sales.do(app.deals.sign_contract(ctx(a1), d1, contract_no="HT-1", price=PRICE))
+    sales.do(app.deals.file_contract(ctx(a1), d1))
     sales.clock.advance(days=40)
-    sales.do(app.deliver_unit(ctx(a1), d1))
-    sales.do(app.issue_certificate(ctx(a1), d1))
+    sales.do(app.deals.deliver_unit(ctx(a1), d1))
+    sales.do(app.deals.issue_certificate(ctx(a1), d1))
     # d2 paid 40% and then cancelled, no fault
-    sales.do(app.receive_payment(fin, d2, amount=38_000_000, kind="down_payment"))
-    sales.do(app.cancel_deal(fin, d2, reason="family", fault="no_fault"))
+    sales.do(app.deals.receive_payment(fin, d2, amount=38_000_000, kind="down_payment"))
+    sales.do(app.deals.cancel_deal(fin, d2, reason="family", fault="no_fault"))
     # d3 swaps to u4, subscribes again, pays 30%; then partner-b wins a ruling
     manager = ctx(Actor("mgr", "manager"))
-    sales.do(app.swap_unit(manager, d3, new_unit_id=u4, reason="floor"))
-    sales.do(app.sign_subscription(ctx(a3), d3, price=PRICE, payment_plan="full"))
-    sales.do(app.receive_payment(fin, d3, amount=28_000_000, kind="down_payment"))
+    sales.do(app.deals.swap_unit(manager, d3, new_unit_id=u4, reason="floor"))
+    sales.do(app.deals.sign_subscription(ctx(a3), d3, price=PRICE, payment_plan="full"))
+    sales.do(app.deals.receive_payment(fin, d3, amount=28_000_000, kind="down_payment"))
     report_b = file_report(app, sales.project, "partner-b", "13900000003")["report_id"]
-    dispute = app.open_dispute(
+    dispute = app.disputes.open_dispute(
         ctx(Actor("agent-partner-b", "channel_agent")),
         c3,
         claimant_kind="channel",
@@ -127,8 +125,10 @@ def run(sales: Sales) -> dict[str, uuid.UUID]:
         reason="ours",
         evidence_versions=[1],
         report_id=report_b,
-    ).body["dispute_id"]
-    ruling = app.rule_dispute(manager, dispute, outcome="upheld", reason="B", evidence_versions=[1])
+    ).value.dispute.dispute_id
+    ruling = app.disputes.rule_dispute(
+        manager, dispute, outcome="upheld", reason="B", evidence_versions=[1]
+    )
     sales.do(ruling)
     return {"d1": d1, "d2": d2, "d3": d3, "c3": c3}
 
@@ -142,7 +142,7 @@ def test_deal_views_followed_in_batches_equal_a_rebuild(
     followed = {v.name: snapshot(built.views, v) for v in views()}
 
     for view in views():
-        rebuild(built.app, built.views, view, batch_size=7)
+        rebuild(built.store, built.views, view, batch_size=7)
 
     assert {v.name: snapshot(built.views, v) for v in views()} == followed
 
@@ -191,17 +191,17 @@ def test_the_deadline_processor_leaves_a_buyer_in_a_deal_alone(
     sales = Sales(built, clock, project_id)
     [unit, *_] = sales.units()
     client, consultant = sales.buyer("13900000009", None)
-    deal = uuid.UUID(sales.do(sales.app.open_deal(ctx(consultant), client, unit))["deal_id"])
+    deal = uuid.UUID(sales.do(sales.app.deals.open_deal(ctx(consultant), client, unit))["deal_id"])
 
     issued: list[uuid.UUID] = []
     for name in ("expire_protection", "release_inactive"):
-        command = getattr(sales.app, name)
+        command = getattr(sales.app.followups, name)
 
         def noting(client_id: uuid.UUID, epoch: int | None, command: Any = command) -> bool:
             issued.append(client_id)
             return bool(command(client_id, epoch))
 
-        setattr(sales.app, name, noting)
+        setattr(sales.app.followups, name, noting)
 
     # Long after protection and inactivity ran out
     clock.advance(days=200)
@@ -209,9 +209,9 @@ def test_the_deadline_processor_leaves_a_buyer_in_a_deal_alone(
 
     # The processor did not even ask about the buyer, and the buyer stays owned
     assert client not in issued
-    assert sales.app.client(client).owner is not None
+    assert sales.app.clients.client(client).owner is not None
     # Once the deal is cancelled, the ordinary rules apply again
-    sales.do(sales.app.cancel_deal(ctx(), deal, reason="x", fault="no_fault"))
+    sales.do(sales.app.deals.cancel_deal(ctx(), deal, reason="x", fault="no_fault"))
     built.deadlines.run_once()
     assert client in issued
-    assert sales.app.client(client).in_pool
+    assert sales.app.clients.client(client).in_pool

@@ -16,12 +16,12 @@ from typing import Any, TypeVar
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from domain.application import Yingke
+from api import bodies
 from domain.errors import Conflict
 from domain.quota import ClaimQuota, month_of, quota_id
 from domain.values import Actor
 from projections.runtime import Loop
-from tests.support import FakeClock, ctx, register_consultant, register_visit
+from tests.support import FakeClock, ctx, register_consultant, register_visit, shown
 from yingke.bootstrap import Container, build
 from yingke.deadlines import continue_departure
 from yingke.settings import Settings
@@ -49,10 +49,10 @@ def pg(pg_settings: Settings, clock: FakeClock) -> Iterator[Container]:
 class Collisions:
     """Counts optimistic-concurrency failures: proof that the writers really raced."""
 
-    def __init__(self, app: Yingke) -> None:
+    def __init__(self, app: Container) -> None:
         self.count = 0
         self._lock = threading.Lock()
-        save = app.save
+        save = app.store.save
 
         def counting_save(*aggregates: Any, **kwargs: Any) -> Any:
             try:
@@ -62,7 +62,7 @@ class Collisions:
                     self.count += 1
                 raise
 
-        setattr(app, "save", counting_save)  # noqa: B010 - mypy refuses assigning a method
+        setattr(app.store, "save", counting_save)  # noqa: B010 - mypy refuses assigning a method
 
 
 def all_at_once(task: Callable[[int], T], threads: int = THREADS) -> list[T]:
@@ -76,37 +76,37 @@ def all_at_once(task: Callable[[int], T], threads: int = THREADS) -> list[T]:
         return list(pool.map(run, range(threads)))
 
 
-def pooled_clients(app: Yingke, project: str, count: int) -> list[uuid.UUID]:
+def pooled_clients(app: Container, project: str, count: int) -> list[uuid.UUID]:
     """Buyers visited by one consultant, given up (战败) and released to the pool."""
     owner = register_consultant(app, project)
     clients = []
     for i in range(count):
         visited = register_visit(app, project, f"1360000{i:04d}", owner)
         client_id = uuid.UUID(visited["client_id"])
-        asked = app.request_loss(ctx(Actor(owner, "consultant")), client_id, "price", "")
-        app.decide_loss(ctx(SUPERVISOR), client_id, asked.body["request_id"], True, "")
+        asked = app.pool.request_loss(ctx(Actor(owner, "consultant")), client_id, "price", "")
+        app.pool.decide_loss(ctx(SUPERVISOR), client_id, asked.value.request_id, True, "")
         clients.append(client_id)
     return clients
 
 
-def claim(app: Yingke, client_id: uuid.UUID, consultant: str) -> str:
+def claim(app: Container, client_id: uuid.UUID, consultant: str) -> str:
     try:
-        app.claim_from_pool(ctx(Actor(consultant, "consultant")), client_id, consultant)
+        app.pool.claim_from_pool(ctx(Actor(consultant, "consultant")), client_id, consultant)
     except Conflict as refused:
         return refused.code
     return "claimed"
 
 
-def count_events(app: Yingke, client_id: uuid.UUID, kind: str) -> int:
-    return sum(1 for e in app.history(client_id) if e["type"] == kind)
+def count_events(app: Container, client_id: uuid.UUID, kind: str) -> int:
+    return sum(1 for e in app.clients.history(client_id) if e["type"] == kind)
 
 
 def test_one_consultant_claiming_sixteen_buyers_at_once_gets_exactly_the_cap(
     pg: Container, clock: FakeClock, project_id: str
 ) -> None:
     # Given sixteen buyers in the pool and a cap of five claims a month
-    app = pg.app
-    app.set_policy(ctx(), project_id, {"pool_claims_per_month": CAP})
+    app = pg
+    app.policies.set_policy(ctx(), project_id, {"pool_claims_per_month": CAP})
     clients = pooled_clients(app, project_id, THREADS)
     claimant = register_consultant(app, project_id)
     collisions = Collisions(app)
@@ -120,12 +120,12 @@ def test_one_consultant_claiming_sixteen_buyers_at_once_gets_exactly_the_cap(
     claimed = [c for c, outcome in zip(clients, outcomes, strict=True) if outcome == "claimed"]
     assert sum(count_events(app, c, "ClaimedFromPool") for c in clients) == CAP
     for client_id in clients:
-        owner = app.ownership_as_of(client_id, clock.now)["owner"]
+        owner = app.clients.ownership_as_of(client_id, clock.now)["owner"]
         if client_id in claimed:
             assert (owner["status"], owner["consultant_id"]) == ("owned", claimant)
         else:
             assert owner["status"] == "pool"
-    quota = app._find(ClaimQuota, quota_id(project_id, claimant, month_of(clock.now)))
+    quota = app.uow.find(ClaimQuota, quota_id(project_id, claimant, month_of(clock.now)))
     assert quota is not None
     assert quota.used == CAP and set(quota.counted.values()) == set(claimed)
 
@@ -134,8 +134,8 @@ def test_sixteen_consultants_claiming_one_buyer_leave_exactly_one_owner(
     pg: Container, clock: FakeClock, project_id: str
 ) -> None:
     # Given one buyer in the pool and sixteen consultants
-    app = pg.app
-    app.set_policy(ctx(), project_id, {"pool_claims_per_month": CAP})
+    app = pg
+    app.policies.set_policy(ctx(), project_id, {"pool_claims_per_month": CAP})
     (client_id,) = pooled_clients(app, project_id, 1)
     consultants = [register_consultant(app, project_id) for _ in range(THREADS)]
     collisions = Collisions(app)
@@ -148,11 +148,11 @@ def test_sixteen_consultants_claiming_one_buyer_leave_exactly_one_owner(
     assert collisions.count > 0
     winner = consultants[outcomes.index("claimed")]
     assert count_events(app, client_id, "ClaimedFromPool") == 1
-    assert app.ownership_as_of(client_id, clock.now)["owner"]["consultant_id"] == winner
+    assert app.clients.ownership_as_of(client_id, clock.now)["owner"]["consultant_id"] == winner
     # and a lost race does not use up anyone's monthly allowance
     month = month_of(clock.now)
     for consultant in consultants:
-        quota = app._find(ClaimQuota, quota_id(project_id, consultant, month))
+        quota = app.uow.find(ClaimQuota, quota_id(project_id, consultant, month))
         assert (quota.used if quota else 0) == (1 if consultant == winner else 0)
 
 
@@ -160,7 +160,7 @@ def test_a_departure_moves_every_buyer_while_follow_ups_race_it(
     pg: Container, clock: FakeClock, project_id: str
 ) -> None:
     # Given a consultant who owns twelve buyers, a successor and a busy supervisor
-    app = pg.app
+    app = pg
     leaver = register_consultant(app, project_id)
     successor = register_consultant(app, project_id)
     clients = [
@@ -174,12 +174,12 @@ def test_a_departure_moves_every_buyer_while_follow_ups_race_it(
 
         def work(i: int) -> int:
             if i == 0:  # the manager's departure run
-                app.start_departure(ctx(Actor("mgr-1", "manager")), leaver, successor)
+                app.departures.start_departure(ctx(Actor("mgr-1", "manager")), leaver, successor)
                 return continue_departure(app, pg.views, pg.follower, leaver, wait_seconds=20)
             logged = 0  # the supervisor keeps following up on every buyer meanwhile
             for round_ in range(2):
                 for client_id in clients[(i + round_) % 3 :: 3]:
-                    app.log_follow_up(
+                    app.followups.log_follow_up(
                         ctx(SUPERVISOR), client_id, method="call", summary="?", effective=True
                     )
                     logged += 1
@@ -194,17 +194,17 @@ def test_a_departure_moves_every_buyer_while_follow_ups_race_it(
     assert results[0] == len(clients)
     assert collisions.count > 0
     for client_id in clients:
-        owner = app.ownership_as_of(client_id, clock.now)["owner"]
+        owner = app.clients.ownership_as_of(client_id, clock.now)["owner"]
         assert (owner["consultant_id"], owner["basis"]) == (successor, "departure")
         moves = [
             e
-            for e in app.history(client_id)
+            for e in app.clients.history(client_id)
             if e["type"] == "OwnershipTransferred" and e["data"]["basis"] == "departure"
         ]
         assert len(moves) == 1
     follow_ups = sum(count_events(app, c, "FollowUpLogged") for c in clients)
     assert follow_ups == sum(results[1:])
-    status = app.departure_status(leaver)
+    status = shown(bodies.departure, app.departures.departure(leaver))
     assert status["status"] == "completed" and status["moved"] == len(clients)
-    gone = app.principal(leaver)
+    gone = app.principals.principal(leaver)
     assert gone is not None and gone.revoked

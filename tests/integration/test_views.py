@@ -153,10 +153,10 @@ def snapshot_all(db: ViewDB) -> dict[str, Snapshot]:
 def replay_in_memory(container: Container, view: View, upto: int) -> Snapshot:
     """What ``view`` holds after the events up to ``upto``, computed without a database
     (the reducers over in-memory rows, round-tripped through the column types)."""
-    app, dialect = container.app, container.views.dialect
+    app, dialect = container, container.views.dialect
     memory = Rows(view.tables, dialect)
-    for notification in app.recorder.select_notifications(start=1, limit=10**6, stop=upto):
-        event = app.mapper.to_domain_event(notification)
+    for notification in app.store.recorder.select_notifications(start=1, limit=10**6, stop=upto):
+        event = app.store.mapper.to_domain_event(notification)
         if view.handles(event):
             view.apply(memory, event, notification.id)
     return {
@@ -167,9 +167,9 @@ def replay_in_memory(container: Container, view: View, upto: int) -> Snapshot:
 
 def rebuild_all(container: Container, batch_size: int = 16) -> dict[str, Snapshot]:
     """Rebuild every view from zero (small batches), then read what the swap left."""
-    head = container.app.position()
+    head = container.position()
     for view in all_views():
-        report = rebuild(container.app, container.views, view, batch_size=batch_size)
+        report = rebuild(container.store, container.views, view, batch_size=batch_size)
         assert report.position == head
         assert report.events == head
     return snapshot_all(container.views)
@@ -183,7 +183,7 @@ def assert_equal_views(got: dict[str, Snapshot], want: dict[str, Snapshot]) -> N
 
 
 def positions(container: Container) -> dict[str, int]:
-    return Follower(container.app, container.views, all_views()).positions()
+    return Follower(container.store, container.views, all_views()).positions()
 
 
 def reset_views(container: Container) -> None:
@@ -201,14 +201,12 @@ def drive(
     follow: Callable[[], object],
     catch_up: Callable[[], object],
 ) -> Story:
-    return run_scenario(
-        container.app, clock, container.views, container.deadlines, follow, catch_up
-    )
+    return run_scenario(container, clock, container.views, container.deadlines, follow, catch_up)
 
 
 def plain_catch_up(container: Container) -> Callable[[], None]:
     def catch_up() -> None:
-        Follower(container.app, container.views, all_views(), batch_size=50).catch_up()
+        Follower(container.store, container.views, all_views(), batch_size=50).catch_up()
 
     return catch_up
 
@@ -314,7 +312,7 @@ def test_views_built_incrementally_in_small_batches_equal_a_rebuild_from_zero(
     container: Container, clock: FakeClock
 ) -> None:
     rng = random.Random(4)
-    follower = Follower(container.app, container.views, all_views(), batch_size=3)
+    follower = Follower(container.store, container.views, all_views(), batch_size=3)
     batches = 0
 
     def follow() -> None:
@@ -325,7 +323,7 @@ def test_views_built_incrementally_in_small_batches_equal_a_rebuild_from_zero(
 
     story = drive(container, clock, follow, follower.catch_up)
     follower.catch_up()
-    head = container.app.position()
+    head = container.position()
     assert set(positions(container).values()) == {head}
     assert batches > 20
     incremental = snapshot_all(container.views)
@@ -341,7 +339,7 @@ def test_rebuilding_single_views_mid_stream_while_the_follower_carries_on(
     """A rebuild moves one view ahead of the others; the follower must then skip what that
     view already holds and still apply the rest to the others."""
     rng = random.Random(7)
-    follower = Follower(container.app, container.views, all_views(), batch_size=4)
+    follower = Follower(container.store, container.views, all_views(), batch_size=4)
     views = all_views()
     steps = 0
 
@@ -350,7 +348,7 @@ def test_rebuilding_single_views_mid_stream_while_the_follower_carries_on(
         steps += 1
         if steps % 9 == 0:
             view = views[(steps // 9) % len(views)]
-            rebuild(container.app, container.views, view, batch_size=rng.randint(1, 20))
+            rebuild(container.store, container.views, view, batch_size=rng.randint(1, 20))
         if rng.random() < 0.5:
             follower.run_once()
 
@@ -369,7 +367,7 @@ def test_a_follower_crashing_inside_a_batch_keeps_the_last_commit_and_resumes_ex
 ) -> None:
     rng = random.Random(11 if where == "reducer" else 13)
     crashes: list[int] = []
-    app, db = container.app, container.views
+    app, db = container, container.views
 
     def crashy_follow() -> None:
         if rng.random() < 0.4:
@@ -377,10 +375,12 @@ def test_a_follower_crashing_inside_a_batch_keeps_the_last_commit_and_resumes_ex
         countdown = Countdown(rng.randint(1, 40))
         if where == "reducer":
             follower = Follower(
-                app, db, [CrashingView(v, countdown) for v in all_views()], rng.randint(1, 8)
+                app.store, db, [CrashingView(v, countdown) for v in all_views()], rng.randint(1, 8)
             )
         else:
-            follower = Follower(app, CrashingDB(db, countdown), all_views(), rng.randint(1, 8))
+            follower = Follower(
+                app.store, CrashingDB(db, countdown), all_views(), rng.randint(1, 8)
+            )
         before = min(positions(container).values())
         try:
             follower.catch_up()
@@ -389,7 +389,7 @@ def test_a_follower_crashing_inside_a_batch_keeps_the_last_commit_and_resumes_ex
         else:
             return
         # Rolled back to the end of the last batch that committed, in every view...
-        applied = app.recorder.select_notifications(
+        applied = app.store.recorder.select_notifications(
             start=before, limit=follower.applied, inclusive_of_start=False
         )
         expected = applied[-1].id if follower.applied else before
@@ -401,7 +401,7 @@ def test_a_follower_crashing_inside_a_batch_keeps_the_last_commit_and_resumes_ex
 
     drive(container, clock, crashy_follow, plain_catch_up(container))
     assert len(crashes) >= 10
-    resumed = Follower(app, db, all_views(), batch_size=5)
+    resumed = Follower(app.store, db, all_views(), batch_size=5)
     resumed.catch_up()
 
     assert set(positions(container).values()) == {app.position()}
@@ -424,7 +424,7 @@ class Slow:
         self.inner.apply(rows, event, position)
 
 container = build(load_settings())
-follower = Follower(container.app, container.views, [Slow(v) for v in all_views()], 3)
+follower = Follower(container.store, container.views, [Slow(v) for v in all_views()], 3)
 print("ready", flush=True)
 while True:
     follower.run_once()
@@ -436,7 +436,7 @@ def test_a_follower_process_killed_mid_stream_resumes_to_the_rebuild(
 ) -> None:
     drive(container, clock, lambda: None, plain_catch_up(container))
     reset_views(container)
-    head = container.app.position()
+    head = container.position()
     env = {
         **os.environ,
         "YINGKE_DATA_DIR": str(views_settings.data_dir),
@@ -468,7 +468,7 @@ def test_a_follower_process_killed_mid_stream_resumes_to_the_rebuild(
     assert len(set(killed_at.values())) == 1
     assert 0 < min(killed_at.values()) < head, "killed too late to prove anything"
 
-    Follower(container.app, container.views, all_views(), batch_size=7).catch_up()
+    Follower(container.store, container.views, all_views(), batch_size=7).catch_up()
 
     assert_equal_views(snapshot_all(container.views), rebuild_all(container))
 
@@ -481,12 +481,12 @@ def test_two_followers_of_the_same_views_at_once_apply_every_event_exactly_once(
 ) -> None:
     drive(container, clock, lambda: None, plain_catch_up(container))
     reset_views(container)
-    head = container.app.position()
-    events = len(container.app.recorder.select_notifications(start=1, limit=10**6))
+    head = container.position()
+    events = len(container.store.recorder.select_notifications(start=1, limit=10**6))
     # Two followers as two replicas would run them: each with its own connections.
     dbs = [view_db(views_settings), view_db(views_settings)]
     followers = [
-        Follower(container.app, db, [SlowView(v, 0.0002) for v in all_views()], batch_size=3)
+        Follower(container.store, db, [SlowView(v, 0.0002) for v in all_views()], batch_size=3)
         for db in dbs
     ]
     start = threading.Barrier(2)
@@ -539,7 +539,7 @@ def _read(
 
 
 def test_the_views_answer_what_happened(container: Container, clock: FakeClock) -> None:
-    follower = Follower(container.app, container.views, all_views(), batch_size=4)
+    follower = Follower(container.store, container.views, all_views(), batch_size=4)
     story = drive(container, clock, follower.run_once, follower.catch_up)
     follower.catch_up()
     c = container
@@ -637,7 +637,7 @@ def test_the_views_answer_what_happened(container: Container, clock: FakeClock) 
     tasks = {r["client_id"]: r for r in _read(c, follow_up_tasks.TABLE)}
     assert set(tasks) == set(owned)
     for cid, task in tasks.items():
-        aggregate = c.app.client(uuid.UUID(cid))
+        aggregate = c.clients.client(uuid.UUID(cid))
         assert task["due_at"] == owned[cid]["next_follow_up_due"] == aggregate.next_follow_up_due
         assert task["consultant_id"] == owned[cid]["consultant_id"]
 

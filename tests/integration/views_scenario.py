@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from domain.application import CommandResult, Yingke
+from domain.services.uow import Done
 from domain.values import Actor
 from projections import due
 from projections.runtime import ViewDB
 from projections.sql import ts
 from tests.support import FakeClock, ctx, file_report, register_visit
+from yingke.bootstrap import Container
 from yingke.deadlines import DeadlineProcessor
 
 PROJECT = "proj-views"
@@ -62,7 +63,7 @@ def consultant(cid: str) -> Actor:
 
 
 def run_scenario(
-    app: Yingke,
+    app: Container,
     clock: FakeClock,
     db: ViewDB,
     deadlines: DeadlineProcessor,
@@ -74,7 +75,7 @@ def run_scenario(
 
     def step(result: Any = None) -> Any:
         follow()
-        return result.body if isinstance(result, CommandResult) else result
+        return result.value if isinstance(result, Done) else result
 
     def client_of(role: str) -> uuid.UUID:
         return uuid.UUID(story.clients[role])
@@ -82,10 +83,18 @@ def run_scenario(
     # ---- principals: a team of consultants, a supervisor, a manager
     for cid in CONSULTANTS:
         team = TEAM if cid in ("c1", "c2") else "team-2"
-        step(app.register_principal(ctx(), cid, "consultant", None, [PROJECT], f"k-{cid}", team))
-    step(app.register_principal(ctx(), SUPERVISOR, "supervisor", None, [PROJECT], "k-s", TEAM))
-    step(app.register_principal(ctx(), MANAGER, "manager", None, [PROJECT], "k-m"))
-    step(app.set_policy(ctx(), OTHER_PROJECT, {"masked_reports": "forbidden"}))
+        step(
+            app.principals.register_principal(
+                ctx(), cid, "consultant", None, [PROJECT], f"k-{cid}", team
+            )
+        )
+    step(
+        app.principals.register_principal(
+            ctx(), SUPERVISOR, "supervisor", None, [PROJECT], "k-s", TEAM
+        )
+    )
+    step(app.principals.register_principal(ctx(), MANAGER, "manager", None, [PROJECT], "k-m"))
+    step(app.policies.set_policy(ctx(), OTHER_PROJECT, {"masked_reports": "forbidden"}))
 
     # ---- day 0: reports (报备), including a masked one and rejections
     r1 = step(file_report(app, PROJECT, "pa", PHONES["p1"]))
@@ -122,7 +131,7 @@ def run_scenario(
     # ---- follow-ups (跟进) with grades, and a consultant's own next contact
     clock.advance(hours=2)
     step(
-        app.log_follow_up(
+        app.followups.log_follow_up(
             ctx(consultant("c1")),
             client_of("p1"),
             method="call",
@@ -132,7 +141,7 @@ def run_scenario(
         )
     )
     step(
-        app.log_follow_up(
+        app.followups.log_follow_up(
             ctx(consultant("c2")),
             client_of("p2"),
             method="wechat",
@@ -141,9 +150,9 @@ def run_scenario(
             next_contact_at=clock.now + timedelta(days=2),
         )
     )
-    step(app.change_grade(ctx(consultant("c1")), client_of("walkin"), "C", "cold"))
+    step(app.followups.change_grade(ctx(consultant("c1")), client_of("walkin"), "C", "cold"))
     step(
-        app.log_follow_up(
+        app.followups.log_follow_up(
             ctx(consultant("c3")),
             client_of("p5"),
             method="visit",
@@ -160,25 +169,29 @@ def run_scenario(
     step()
 
     # ---- losses (战败): one rejected, two approved
-    loss = step(app.request_loss(ctx(consultant("c2")), client_of("p2"), "price", "too dear"))
-    step(app.decide_loss(ctx(manager), client_of("p2"), loss["request_id"], True, "ok"))
-    loss = step(app.request_loss(ctx(consultant("c1")), client_of("walkin"), "location", "far"))
-    step(app.decide_loss(ctx(manager), client_of("walkin"), loss["request_id"], False, "try"))
+    loss = step(app.pool.request_loss(ctx(consultant("c2")), client_of("p2"), "price", "too dear"))
+    step(app.pool.decide_loss(ctx(manager), client_of("p2"), loss.request_id, True, "ok"))
     loss = step(
-        app.request_loss(ctx(consultant("c1")), client_of("walkin"), "bought_elsewhere", "gone")
+        app.pool.request_loss(ctx(consultant("c1")), client_of("walkin"), "location", "far")
     )
-    step(app.decide_loss(ctx(manager), client_of("walkin"), loss["request_id"], True, "ok"))
+    step(app.pool.decide_loss(ctx(manager), client_of("walkin"), loss.request_id, False, "try"))
+    loss = step(
+        app.pool.request_loss(
+            ctx(consultant("c1")), client_of("walkin"), "bought_elsewhere", "gone"
+        )
+    )
+    step(app.pool.decide_loss(ctx(manager), client_of("walkin"), loss.request_id, True, "ok"))
 
     # ---- the pool (公海池): c3 claims the lost buyer, who comes back for a visit
     clock.advance(hours=3)
-    step(app.claim_from_pool(ctx(consultant("c3")), client_of("p2"), "c3"))
+    step(app.pool.claim_from_pool(ctx(consultant("c3")), client_of("p2"), "c3"))
     clock.advance(days=1)
     assert step(register_visit(app, PROJECT, PHONES["p2"], "c3"))["outcome"] == "protected"
 
     # ---- a manager's transfer, and a dispute upheld then reversed on appeal
-    step(app.transfer(ctx(manager), client_of("p1"), "c3", "c1 is overloaded"))
+    step(app.followups.transfer(ctx(manager), client_of("p1"), "c3", "c1 is overloaded"))
     dispute = step(
-        app.open_dispute(
+        app.disputes.open_dispute(
             ctx(consultant("c2")),
             client_of("p5"),
             claimant_kind="consultant",
@@ -189,26 +202,26 @@ def run_scenario(
         )
     )
     step(
-        app.rule_dispute(
+        app.disputes.rule_dispute(
             ctx(manager),
-            dispute["dispute_id"],
+            dispute.dispute.dispute_id,
             outcome="upheld",
             reason="evidence",
             evidence_versions=[1],
         )
     )
-    step(app.appeal_dispute(ctx(consultant("c3")), dispute["dispute_id"], "not so"))
+    step(app.disputes.appeal_dispute(ctx(consultant("c3")), dispute.dispute.dispute_id, "not so"))
     step(
-        app.rule_dispute(
+        app.disputes.rule_dispute(
             ctx(manager),
-            dispute["dispute_id"],
+            dispute.dispute.dispute_id,
             outcome="dismissed",
             reason="appeal",
             evidence_versions=[1, 2],
         )
     )
     step(
-        app.log_follow_up(
+        app.followups.log_follow_up(
             ctx(consultant("c4")),
             client_of("p7"),
             method="call",
@@ -220,13 +233,13 @@ def run_scenario(
     )
 
     # ---- c4 leaves (离职): their buyers go to c1, as the departure worker would do it
-    step(app.start_departure(ctx(manager), "c4", "c1"))
+    step(app.departures.start_departure(ctx(manager), "c4", "c1"))
     catch_up()
     for client_id in due.owned_by(db, "c4", 500, movable_to_pool=False):
-        step(app.move_departing_client(ctx(manager), "c4", uuid.UUID(client_id)))
+        step(app.departures.move_departing_client(ctx(manager), "c4", uuid.UUID(client_id)))
     catch_up()
     assert due.owned_by(db, "c4", 500, movable_to_pool=False) == []
-    step(app.complete_departure(ctx(manager), "c4"))
+    step(app.departures.complete_departure(ctx(manager), "c4"))
 
     # ---- a month later protection (保护期) has run out for every buyer still owned
     clock.advance(days=31)
@@ -242,7 +255,7 @@ def run_scenario(
 
     # ---- and a released buyer is claimed back and visits again
     clock.advance(hours=5)
-    step(app.claim_from_pool(ctx(consultant("c2")), client_of("p1"), "c2"))
+    step(app.pool.claim_from_pool(ctx(consultant("c2")), client_of("p1"), "c2"))
     clock.advance(hours=1)
     assert step(register_visit(app, PROJECT, PHONES["p1"], "c2"))["outcome"] == "protected"
     catch_up()

@@ -20,7 +20,7 @@ from typing import Any
 
 from domain.values import Actor
 from projections.runtime import Loop
-from tests.support import FakeClock, ctx, file_report, register_consultant, register_visit
+from tests.support import FakeClock, body_of, ctx, file_report, register_consultant, register_visit
 from yingke.bootstrap import Container
 
 NAME = "张三丰"
@@ -54,17 +54,19 @@ class Story:
 
 
 def busy_fortnight(c: Container, clock: FakeClock, project: str = "proj-kafka") -> Story:
-    app = c.app
+    app = c
     manager = Actor(f"{project}-mgr", "manager")
     consultants = [register_consultant(app, project, f"{project}-cons-{i}") for i in (1, 2, 3)]
-    app.register_principal(ctx(), manager.id, "manager", None, [project], f"k-{uuid.uuid4()}")
-    app.register_principal(
+    app.principals.register_principal(
+        ctx(), manager.id, "manager", None, [project], f"k-{uuid.uuid4()}"
+    )
+    app.principals.register_principal(
         ctx(), f"{project}-sup", "supervisor", None, [project], f"k-{uuid.uuid4()}", team_id="t1"
     )
-    app.register_principal(
+    app.principals.register_principal(
         ctx(), f"{project}-agent", "channel_agent", "pa", [], f"k-{uuid.uuid4()}"
     )
-    app.set_policy(ctx(manager), project, {"report_validity": "P2D", "protection": "P10D"})
+    app.policies.set_policy(ctx(manager), project, {"report_validity": "P2D", "protection": "P10D"})
     story = Story(project, consultants)
 
     # Reports: a win, a rejection (protected), a duplicate, a masked report, a lapse.
@@ -87,15 +89,15 @@ def busy_fortnight(c: Container, clock: FakeClock, project: str = "proj-kafka") 
     # Aftercare: follow-ups with grades, a profile, a transfer.
     clock.advance(hours=20)
     owner_a = ctx(Actor(consultants[0], "consultant"))
-    app.log_follow_up(
+    app.followups.log_follow_up(
         owner_a, story.clients["a"], method="call", summary="想要三居", effective=True, grade="A"
     )
-    app.update_profile(
+    app.followups.update_profile(
         owner_a,
         story.clients["a"],
         {"budget_min": 3_000_000, "districts": ["浦东"], "source_detail": "张三丰的同事"},
     )
-    app.log_follow_up(
+    app.followups.log_follow_up(
         ctx(Actor(consultants[1], "consultant")),
         story.clients["b"],
         method="wechat",
@@ -103,7 +105,7 @@ def busy_fortnight(c: Container, clock: FakeClock, project: str = "proj-kafka") 
         effective=False,
         grade="B",
     )
-    app.transfer(ctx(manager), story.clients["w"], consultants[0], "顾问请假")
+    app.followups.transfer(ctx(manager), story.clients["w"], consultants[0], "顾问请假")
     clock.advance(days=1)
 
     # The reports for PHONES[3] and PHONES[4] lapse; the deadline processor records it.
@@ -111,15 +113,15 @@ def busy_fortnight(c: Container, clock: FakeClock, project: str = "proj-kafka") 
     settle(c)
 
     # A loss to the pool, and a claim back by another consultant.
-    lost = app.request_loss(owner_a, story.clients["w"], "price", "嫌贵")
-    app.decide_loss(ctx(manager), story.clients["w"], lost.body["request_id"], True, "同意")
+    lost = app.pool.request_loss(owner_a, story.clients["w"], "price", "嫌贵")
+    app.pool.decide_loss(ctx(manager), story.clients["w"], lost.value.request_id, True, "同意")
     clock.advance(hours=2)
-    app.claim_from_pool(
+    app.pool.claim_from_pool(
         ctx(Actor(consultants[1], "consultant")), story.clients["w"], consultants[1]
     )
 
     # A dispute by a channel, ruled, appealed and ruled again.
-    opened = app.open_dispute(
+    opened = app.disputes.open_dispute(
         ctx(Actor("agent-pb", "channel_agent")),
         story.clients["a"],
         claimant_kind="consultant",
@@ -128,17 +130,17 @@ def busy_fortnight(c: Container, clock: FakeClock, project: str = "proj-kafka") 
         evidence_versions=[1],
         report_id=None,
     )
-    dispute = opened.body["dispute_id"]
-    app.rule_dispute(
+    dispute = opened.value.dispute.dispute_id
+    app.disputes.rule_dispute(
         ctx(manager), dispute, outcome="upheld", reason="录像为证", evidence_versions=[1]
     )
-    app.appeal_dispute(owner_a, dispute, "录像时间不对")
-    app.rule_dispute(
+    app.disputes.appeal_dispute(owner_a, dispute, "录像时间不对")
+    app.disputes.rule_dispute(
         ctx(manager), dispute, outcome="dismissed", reason="复核", evidence_versions=[1]
     )
 
     # A consultant leaves; their buyers move to a colleague.
-    app.start_departure(ctx(manager), consultants[1], consultants[2])
+    app.departures.start_departure(ctx(manager), consultants[1], consultants[2])
     settle(c)
 
     # Protection runs out for whoever is left unprotected.
@@ -149,10 +151,10 @@ def busy_fortnight(c: Container, clock: FakeClock, project: str = "proj-kafka") 
 
 def deal_season(c: Container, clock: FakeClock, project: str) -> dict[str, uuid.UUID]:
     """Deals at ``project`` (after ``busy_fortnight``): every deal and unit event type."""
-    app = c.app
+    app = c
     manager = ctx(Actor(f"{project}-mgr", "manager"))
     finance = ctx(Actor(f"{project}-fin", "finance"))
-    app.set_commission_policy(
+    app.policies.set_commission_policy(
         manager, project, {"default_channel_rate_bp": 150, "channel_rates_bp": {"pa": 200}}
     )
     rows = [
@@ -171,10 +173,11 @@ def deal_season(c: Container, clock: FakeClock, project: str) -> dict[str, uuid.
         for n in range(10, 15)
     ]
     units = [
-        uuid.UUID(u["unit_id"]) for u in app.import_units(manager, project, rows).body["units"]
+        uuid.UUID(u["unit_id"])
+        for u in body_of(app.units.import_units(manager, project, rows))["units"]
     ]
     revised = {**rows[4][1], "list_price_fen": PRICE + 1_000_000, "area": "96.1"}
-    app.import_units(manager, project, [("line 14 again", revised)])
+    app.units.import_units(manager, project, [("line 14 again", revised)])
 
     buyers: list[tuple[uuid.UUID, Any]] = []
     for phone, partner in zip(DEAL_PHONES, ("pa", None, "pb"), strict=True):
@@ -185,25 +188,25 @@ def deal_season(c: Container, clock: FakeClock, project: str) -> dict[str, uuid.
         buyers.append((uuid.UUID(visit["client_id"]), ctx(Actor(consultant, "consultant"))))
     deals = {}
     for key, (client, who), unit in zip(("full", "swap", "lapse"), buyers, units[:3], strict=True):
-        deals[key] = uuid.UUID(app.open_deal(who, client, unit).body["deal_id"])
+        deals[key] = app.deals.open_deal(who, client, unit).value.deal.id
         deadline = clock.now + timedelta(days=7)
-        app.pay_deposit(
+        app.deals.pay_deposit(
             who, deals[key], amount=5_000_000, method="wechat_pay", signing_deadline=deadline
         )
     clock.advance(hours=4)
 
     # full: subscription, mortgage, contract, payments, filing, delivery, certificate.
     full, who = deals["full"], buyers[0][1]
-    app.sign_subscription(who, full, price=PRICE, payment_plan="mortgage")
-    app.receive_payment(finance, full, amount=85_000_000, kind="down_payment")
-    app.apply_loan(who, full, bank="招商银行陆家嘴支行", amount=210_000_000)
-    app.refuse_loan(who, full, reason="征信不良")
-    app.apply_loan(who, full, bank="招商银行陆家嘴支行", amount=210_000_000)
-    app.approve_loan(who, full)
-    app.sign_contract(who, full, contract_no="HT-2026-000731", price=PRICE)
+    app.deals.sign_subscription(who, full, price=PRICE, payment_plan="mortgage")
+    app.deals.receive_payment(finance, full, amount=85_000_000, kind="down_payment")
+    app.deals.apply_loan(who, full, bank="招商银行陆家嘴支行", amount=210_000_000)
+    app.deals.refuse_loan(who, full, reason="征信不良")
+    app.deals.apply_loan(who, full, bank="招商银行陆家嘴支行", amount=210_000_000)
+    app.deals.approve_loan(who, full)
+    app.deals.sign_contract(who, full, contract_no="HT-2026-000731", price=PRICE)
     # A channel wins a dispute over the buyer: the deal and its commission follow.
     report = file_report(app, project, "pc", DEAL_PHONES[0])["report_id"]
-    dispute = app.open_dispute(
+    dispute = app.disputes.open_dispute(
         ctx(Actor("agent-pc", "channel_agent")),
         buyers[0][0],
         claimant_kind="channel",
@@ -211,26 +214,30 @@ def deal_season(c: Container, clock: FakeClock, project: str) -> dict[str, uuid.
         reason="我们先报备的",
         evidence_versions=[1],
         report_id=report,
-    ).body["dispute_id"]
-    app.rule_dispute(manager, dispute, outcome="upheld", reason="报备在先", evidence_versions=[1])
+    ).value.dispute.dispute_id
+    app.disputes.rule_dispute(
+        manager, dispute, outcome="upheld", reason="报备在先", evidence_versions=[1]
+    )
     clock.advance(days=3)
-    app.receive_payment(finance, full, amount=210_000_000, kind="loan_disbursement")
-    app.file_contract(who, full, filing_no="BA-2026-88017")
+    app.deals.receive_payment(finance, full, amount=210_000_000, kind="loan_disbursement")
+    app.deals.file_contract(who, full, filing_no="BA-2026-88017")
     clock.advance(days=40)
-    app.deliver_unit(who, full)
-    app.issue_certificate(who, full, certificate_no="沪房权证浦字第0042号")
+    app.deals.deliver_unit(who, full)
+    app.deals.issue_certificate(who, full, certificate_no="沪房权证浦字第0042号")
 
     # swap: renamed, moved to another unit, subscribed, paid, then cancelled (no fault).
     swap, who = deals["swap"], buyers[1][1]
-    app.rename_buyer(manager, swap, buyer_name=RENAMED_TO, reason="夫妻离婚改名")
-    app.swap_unit(manager, swap, new_unit_id=units[3], reason="嫌楼层太低")
-    app.sign_subscription(who, swap, price=PRICE, payment_plan="full")
-    app.receive_payment(finance, swap, amount=95_000_000, kind="down_payment")
-    app.sign_contract(who, swap, contract_no="HT-2026-000732", price=PRICE)
-    app.cancel_deal(finance, swap, reason="买家资金断了", fault="no_fault")
+    app.deals.rename_buyer(manager, swap, buyer_name=RENAMED_TO, reason="夫妻离婚改名")
+    app.deals.swap_unit(manager, swap, new_unit_id=units[3], reason="嫌楼层太低")
+    app.deals.sign_subscription(who, swap, price=PRICE, payment_plan="full")
+    app.deals.receive_payment(finance, swap, amount=95_000_000, kind="down_payment")
+    app.deals.sign_contract(who, swap, contract_no="HT-2026-000732", price=PRICE)
+    app.deals.cancel_deal(finance, swap, reason="买家资金断了", fault="no_fault")
 
     # lapse: the signing deadline passed long ago; the deposit is forfeited.
-    app.cancel_deal(finance, deals["lapse"], reason="错过签约期限", fault="buyer_missed_deadline")
+    app.deals.cancel_deal(
+        finance, deals["lapse"], reason="错过签约期限", fault="buyer_missed_deadline"
+    )
     settle(c)
     return deals
 

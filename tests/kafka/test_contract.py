@@ -35,7 +35,7 @@ def test_published_messages_carry_no_personal_data_and_all_fit_their_schemas(
     busy_fortnight(container, container.clock)  # type: ignore[arg-type]
     deal_season(container, container.clock, "proj-kafka")  # type: ignore[arg-type]
     relay = Relay(
-        container.app,
+        container.store,
         PostgresRelayState(conninfo(settings), settings.kafka_topic),
         KafkaPublisher(settings.kafka_bootstrap),
         settings.kafka_topic,
@@ -43,7 +43,7 @@ def test_published_messages_carry_no_personal_data_and_all_fit_their_schemas(
     relay.catch_up()
     relay.state.release()
     records = read_topic(settings.kafka_bootstrap, settings.kafka_topic)
-    stored = container.app.recorder.select_notifications(start=0, limit=10_000)
+    stored = container.store.recorder.select_notifications(start=0, limit=10_000)
     hashes = [
         json.loads(n.state)["phone_hash"] for n in stored if n.topic.endswith("ClientRegistered")
     ]

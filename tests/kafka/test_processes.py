@@ -46,11 +46,11 @@ def test_relay_and_consumers_run_as_processes_and_stop_on_sigterm(
     settings: Settings, containers: ContainerFactory, tmp_path: Path
 ) -> None:
     container = containers(FakeClock())
-    consultant = register_consultant(container.app, "proj-proc")
+    consultant = register_consultant(container, "proj-proc")
     for i in range(5):
-        file_report(container.app, "proj-proc", "pa", f"1384444000{i}")
-        register_visit(container.app, "proj-proc", f"1384444000{i}", consultant, partner_id="pa")
-    last = public_positions(container.app)[-1]
+        file_report(container, "proj-proc", "pa", f"1384444000{i}")
+        register_visit(container, "proj-proc", f"1384444000{i}", consultant, partner_id="pa")
+    last = public_positions(container)[-1]
     beats = {name: tmp_path / f"{name}.alive" for name in ("relay", "views", "reminders")}
     processes = [
         start(["relay"], settings, beats["relay"]),

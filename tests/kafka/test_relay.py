@@ -26,18 +26,18 @@ pytestmark = pytest.mark.postgres
 
 def public_positions(app: Any) -> list[int]:
     """Positions of every event in the log that the contract publishes."""
-    notifications = app.recorder.select_notifications(start=0, limit=100_000)
+    notifications = app.store.recorder.select_notifications(start=0, limit=100_000)
     return [
         n.id
         for n in notifications
-        if contract.to_message(app.mapper.to_domain_event(n), n.id) is not None
+        if contract.to_message(app.store.mapper.to_domain_event(n), n.id) is not None
     ]
 
 
 def relay_for(settings: Settings, app: Any, publisher: Any = None) -> Relay:
     state = PostgresRelayState(conninfo(settings), settings.kafka_topic)
     publisher = publisher or KafkaPublisher(settings.kafka_bootstrap)
-    return Relay(app, state, publisher, settings.kafka_topic, batch_size=20)
+    return Relay(app.store, state, publisher, settings.kafka_topic, batch_size=20)
 
 
 def test_events_written_through_the_api_reach_kafka_in_per_client_order_with_headers(
@@ -80,13 +80,13 @@ def test_events_written_through_the_api_reach_kafka_in_per_client_order_with_hea
                     headers={**consultant, "X-Request-ID": f"req-visit-{i}"},
                 )
                 assert visit.status_code == 201, visit.text
-    relay = relay_for(settings, container.app)
+    relay = relay_for(settings, container)
 
     relay.catch_up()
 
     records = read_topic(settings.kafka_bootstrap, settings.kafka_topic)
     messages = [contract.decode(r.value) for r in records]
-    assert [m["position"] for m in messages] == public_positions(container.app)
+    assert [m["position"] for m in messages] == public_positions(container)
     versions: dict[str, list[int]] = defaultdict(list)
     for record, message in zip(records, messages, strict=True):
         assert record.key == message["aggregate_id"].encode()
@@ -133,7 +133,7 @@ def test_a_relay_killed_between_send_and_position_write_resends_and_skips_nothin
 ) -> None:
     container = containers(FakeClock())
     busy_fortnight(container, container.clock)  # type: ignore[arg-type]
-    first = relay_for(settings, container.app)
+    first = relay_for(settings, container)
     dying = DiesAfterSending(first.state)  # type: ignore[arg-type]
     first.state = dying
     first.run_once()  # one batch is acknowledged, its position written
@@ -142,7 +142,7 @@ def test_a_relay_killed_between_send_and_position_write_resends_and_skips_nothin
         first.run_once()  # the second batch is acknowledged, then the process dies
     first.state.release()
 
-    restarted = relay_for(settings, container.app)
+    restarted = relay_for(settings, container)
     restarted.catch_up()
 
     published = [
@@ -151,7 +151,7 @@ def test_a_relay_killed_between_send_and_position_write_resends_and_skips_nothin
     ]
     batch_one, last_one = restarted.batch(0)
     batch_two, _ = restarted.batch(last_one)
-    expected = public_positions(container.app)
+    expected = public_positions(container)
     one, two = (
         expected[: len(batch_one)],
         expected[len(batch_one) : len(batch_one) + len(batch_two)],
@@ -176,7 +176,7 @@ def test_of_two_relays_only_the_lock_holder_publishes_and_the_other_takes_over(
     container = containers(FakeClock())
     busy_fortnight(container, container.clock, project="proj-two-relays")  # type: ignore[arg-type]
     relays = [
-        relay_for(settings, container.app, Counting(KafkaPublisher(settings.kafka_bootstrap)))
+        relay_for(settings, container, Counting(KafkaPublisher(settings.kafka_bootstrap)))
         for _ in range(2)
     ]
     stop = threading.Event()
@@ -194,16 +194,16 @@ def test_of_two_relays_only_the_lock_holder_publishes_and_the_other_takes_over(
     for t in threads:
         t.join()
     counts = sorted(r.publisher.records for r in relays)  # type: ignore[attr-defined]
-    expected = public_positions(container.app)
+    expected = public_positions(container)
     assert counts == [0, len(expected)]
     holder, standby = sorted(relays, key=lambda r: r.publisher.records)[::-1]  # type: ignore[attr-defined]
     assert standby.standby and not standby.state.acquire()
 
     holder.state.release()  # the holder stops (or its session dies)
-    container.app.register_principal(ctx(), "late", "auditor", None, [], "k-late")
+    container.principals.register_principal(ctx(), "late", "auditor", None, [], "k-late")
     assert standby.catch_up() > 0
     positions = [
         contract.decode(r.value)["position"]
         for r in read_topic(settings.kafka_bootstrap, settings.kafka_topic)
     ]
-    assert positions == public_positions(container.app)  # taken over exactly where it was
+    assert positions == public_positions(container)  # taken over exactly where it was

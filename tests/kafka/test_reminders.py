@@ -18,10 +18,9 @@ import pytest
 from consumers.broker import KafkaPublisher, Stopper, ensure_topics, group_consumer, run_group
 from consumers.relay import PostgresRelayState, Relay
 from consumers.reminders import HttpWebhook, Reminders, Sender, Timer, migrate
-from domain.application import Yingke
 from tests.kafka.conftest import ContainerFactory, read_topic
 from tests.support import FakeClock, file_report, register_consultant, register_visit, unique
-from yingke.bootstrap import conninfo
+from yingke.bootstrap import Container, conninfo
 from yingke.settings import Settings
 
 pytestmark = pytest.mark.postgres
@@ -71,7 +70,7 @@ def receiver() -> Iterator[Receiver]:
     server.server_close()
 
 
-def owned_buyers(app: Yingke, clock: FakeClock, phones: list[str]) -> str:
+def owned_buyers(app: Container, clock: FakeClock, phones: list[str]) -> str:
     """Buyers reported and visited: owned, protection running, first follow-up due."""
     project = unique("proj")
     consultant = register_consultant(app, project)
@@ -82,9 +81,9 @@ def owned_buyers(app: Yingke, clock: FakeClock, phones: list[str]) -> str:
     return project
 
 
-def relay_all(settings: Settings, app: Yingke) -> None:
+def relay_all(settings: Settings, app: Container) -> None:
     relay = Relay(
-        app,
+        app.store,
         PostgresRelayState(conninfo(settings), settings.kafka_topic),
         KafkaPublisher(settings.kafka_bootstrap),
         settings.kafka_topic,
@@ -142,9 +141,9 @@ def test_due_follow_ups_and_ending_protection_reach_the_webhook_once_across_rest
 ) -> None:
     container = containers(FakeClock())
     clock: FakeClock = container.clock  # type: ignore[assignment]
-    project = owned_buyers(container.app, clock, ["13822220001", "13822220002"])
+    project = owned_buyers(container, clock, ["13822220001", "13822220002"])
     migrate(container.views)
-    relay_all(settings, container.app)
+    relay_all(settings, container)
     group = f"reminders-{uuid.uuid4().hex[:6]}"
     clock_28_days_on = later(clock.now, 28)  # past every follow-up deadline, 2 days before
     # the end of the 30-day protection
@@ -175,9 +174,9 @@ def test_a_failing_webhook_is_retried_with_backoff_then_dead_lettered(
     container = containers(FakeClock())
     clock: FakeClock = container.clock  # type: ignore[assignment]
     settings = replace(settings, reminder_dead_letter_topic=f"{settings.kafka_topic}.dead")
-    owned_buyers(container.app, clock, ["13833330001"])
+    owned_buyers(container, clock, ["13833330001"])
     migrate(container.views)
-    relay_all(settings, container.app)
+    relay_all(settings, container)
     ensure_topics(settings.kafka_bootstrap, [settings.reminder_dead_letter_topic])
     reminders = Reminders(container.views)
     reminders.apply(read_topic(settings.kafka_bootstrap, settings.kafka_topic))  # handle alone

@@ -32,7 +32,7 @@ def consumer_db(containers: ContainerFactory) -> Iterator[ViewDB]:
             f"host={pg['host']} port={pg['port']} dbname={pg['dbname']} user=postgres"
         )
         container = containers()
-        Follower(container.app, db, all_views()).migrate()
+        Follower(container.store, db, all_views()).migrate()
         yield db
         db.close()
 
@@ -53,7 +53,7 @@ def snapshot(db: ViewDB) -> dict[str, list[tuple[Any, ...]]]:
 def published_with_a_relay_crash(settings: Settings, container: Container) -> int:
     """Relay the log, dying once between send and position write; the last position."""
     relay = Relay(
-        container.app,
+        container.store,
         PostgresRelayState(conninfo(settings), settings.kafka_topic),
         KafkaPublisher(settings.kafka_bootstrap),
         settings.kafka_topic,
@@ -69,7 +69,7 @@ def published_with_a_relay_crash(settings: Settings, container: Container) -> in
     relay.state = PostgresRelayState(conninfo(settings), settings.kafka_topic)
     relay.catch_up()
     relay.state.release()
-    return public_positions(container.app)[-1]
+    return public_positions(container)[-1]
 
 
 def consume(

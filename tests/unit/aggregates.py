@@ -12,11 +12,12 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate
 
-from domain.attribution import VisitDecision, decide_filing, decide_masked_filing, decide_visit
+from domain.attribution import VisitDecision
 from domain.client import Client
 from domain.masked_pool import MaskedReportPool
 from domain.policy import Policy
 from domain.reports import ReportState
+from domain.visits import decide_and_record_visit, file_report_on
 from tests.support import START
 
 TRACE: dict[str, Any] = {
@@ -47,18 +48,14 @@ def new_pool(at: datetime = START) -> MaskedReportPool:
 def file_report(
     client: Client, partner_id: str, at: datetime, policy: Policy = Policy()
 ) -> ReportState:
-    decision = decide_filing(policy, at, partner_id, client.owner_view(), client.valid_claims(at))
-    return client.record_report(
+    return file_report_on(
+        client,
         report_id=str(uuid.uuid4()),
         partner_id=partner_id,
         agent_id=f"agent-{partner_id}",
-        masked=False,
-        phone_masked=client.phone_masked,
         expected_visit_at=None,
         pii="sealed",
-        decision=decision,
-        valid_until=at + policy.report_validity_delta,
-        policy_version=policy.version,
+        policy=policy,
         at=at,
         trace=TRACE,
     )
@@ -67,18 +64,14 @@ def file_report(
 def file_masked_report(
     pool: MaskedReportPool, partner_id: str, at: datetime, policy: Policy = Policy()
 ) -> ReportState:
-    decision = decide_masked_filing(policy, at, partner_id, pool.valid_claims(at))
-    return pool.record_report(
+    return file_report_on(
+        pool,
         report_id=str(uuid.uuid4()),
         partner_id=partner_id,
         agent_id=f"agent-{partner_id}",
-        masked=True,
-        phone_masked=pool.phone_masked,
         expected_visit_at=None,
         pii="sealed",
-        decision=decision,
-        valid_until=at + policy.report_validity_delta,
-        policy_version=policy.version,
+        policy=policy,
         at=at,
         trace=TRACE,
     )
@@ -93,36 +86,16 @@ def visit(
     policy: Policy = Policy(),
     pool: MaskedReportPool | None = None,
 ) -> VisitDecision:
-    pooled = pool.valid_claims(at) if pool else []
-    claims = client.valid_claims(at) + [c for c in pooled if c.report_id not in client.passed_over]
-    decision = decide_visit(policy, at, client.owner_view(), claims, partner_id)
-    visit_id = str(uuid.uuid4())
-    masked_winner = None
-    if decision.winner is not None and decision.winner.masked:
-        assert pool is not None
-        report = pool.report(decision.winner.report_id)
-        assert report.valid_until is not None
-        masked_winner = {
-            "report_id": report.report_id,
-            "pool_id": pool.id,
-            "partner_id": report.partner_id,
-            "agent_id": report.agent_id,
-            "filed_at": report.filed_at,
-            "valid_until": report.valid_until,
-            "expected_visit_at": None,
-            "pii": "resealed",
-            "policy_version": report.policy_version,
-        }
-        pool.consume(report.report_id, client.id, visit_id, at, TRACE)
-    client.record_visit(
-        visit_id=visit_id,
+    decision, _ = decide_and_record_visit(
+        client,
+        pool,
+        policy,
+        visit_id=str(uuid.uuid4()),
         consultant_id=consultant_id,
         partner_id=partner_id,
         agent_id=f"agent-{partner_id}" if partner_id else None,
         pii="sealed",
-        decision=decision,
-        masked_winner=masked_winner,
-        policy=policy,
+        reseal=lambda report: "resealed",
         at=at,
         trace=TRACE,
     )

@@ -12,11 +12,12 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate
 
-from domain.attribution import VisitDecision, decide_filing, decide_visit
+from domain.attribution import VisitDecision
 from domain.client import Client
 from domain.policy import Policy
 from domain.reports import ReportState
 from domain.values import Actor
+from domain.visits import decide_and_record_visit, file_report_on
 from tests.support import START
 
 TRACE: dict[str, Any] = {
@@ -64,18 +65,14 @@ def new_client(at: datetime = START) -> Client:
 def file_report(
     client: Client, partner_id: str, at: datetime, policy: Policy = POLICY
 ) -> ReportState:
-    decision = decide_filing(policy, at, partner_id, client.owner_view(), client.valid_claims(at))
-    return client.record_report(
+    return file_report_on(
+        client,
         report_id=str(uuid.uuid4()),
         partner_id=partner_id,
         agent_id=f"agent-{partner_id}",
-        masked=False,
-        phone_masked=client.phone_masked,
         expected_visit_at=None,
         pii="sealed",
-        decision=decision,
-        valid_until=at + policy.report_validity_delta,
-        policy_version=policy.version,
+        policy=policy,
         at=at,
         trace=TRACE,
     )
@@ -89,16 +86,16 @@ def visit(
     partner_id: str | None = None,
     policy: Policy = POLICY,
 ) -> VisitDecision:
-    decision = decide_visit(policy, at, client.owner_view(), client.valid_claims(at), partner_id)
-    client.record_visit(
+    decision, _ = decide_and_record_visit(
+        client,
+        None,
+        policy,
         visit_id=str(uuid.uuid4()),
         consultant_id=consultant_id,
         partner_id=partner_id,
         agent_id=f"agent-{partner_id}" if partner_id else None,
         pii="sealed",
-        decision=decision,
-        masked_winner=None,
-        policy=policy,
+        reseal=lambda report: "resealed",
         at=at,
         trace=TRACE,
     )

@@ -20,10 +20,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from api import bodies
 from domain.client import Client
 from domain.masked_pool import MaskedReportPool
 from domain.values import Actor
-from tests.support import FakeClock, ctx, register_consultant
+from tests.support import FakeClock, body_of, ctx, register_consultant, shown
 from yingke.bootstrap import build
 from yingke.settings import load_settings
 
@@ -156,7 +157,7 @@ class OwnershipMachine(RuleBasedStateMachine):
         self.data_dir = tempfile.mkdtemp(prefix="yingke-stateful-")
         self.clock = FakeClock()
         self.container = build(load_settings({"YINGKE_DATA_DIR": self.data_dir}), self.clock)
-        self.app = self.container.app
+        self.app = self.container
         for consultant in CONSULTANTS:
             register_consultant(self.app, PROJECT, consultant)
         self.policy = Rules()
@@ -178,7 +179,9 @@ class OwnershipMachine(RuleBasedStateMachine):
 
     @rule(policy=policies)
     def change_policy(self, policy: dict[str, str]) -> None:
-        body = self.app.set_policy(ctx(Actor("manager-1", "manager")), PROJECT, policy).body
+        body = body_of(
+            self.app.policies.set_policy(ctx(Actor("manager-1", "manager")), PROJECT, policy)
+        )
         self.policy = Rules(
             version=self.policy.version + 1,
             judge_rule=policy["judge_rule"],
@@ -316,7 +319,7 @@ class OwnershipMachine(RuleBasedStateMachine):
             )
             events.append("OwnershipAwarded")
 
-        result = self.app.register_visit(
+        result = self.app.visits.register_visit(
             ctx(Actor(consultant, "consultant")),
             project_id=PROJECT,
             phone=spelling(phone),
@@ -326,7 +329,7 @@ class OwnershipMachine(RuleBasedStateMachine):
             agent_id=f"agent-{partner}" if partner else None,
         )
 
-        body = result.body
+        body = shown(bodies.visit, result.value)
         assert body["outcome"] == outcome
         assert body["client_id"] == str(self.client_id(phone))
         assert owner is not None
@@ -346,7 +349,7 @@ class OwnershipMachine(RuleBasedStateMachine):
         buyer.events += events
         if winner is not None:
             self._settle(phone, buyer, ranked, winner, why)
-        history = [e["type"] for e in self.app.history(self.client_id(phone))]
+        history = [e["type"] for e in self.app.clients.history(self.client_id(phone))]
         assert [t for t in history if t in TRACKED] == buyer.events
 
     @rule(
@@ -395,7 +398,7 @@ class OwnershipMachine(RuleBasedStateMachine):
                 )
 
     def _file(self, partner: str, phone: str) -> dict[str, Any]:
-        result = self.app.file_report(
+        result = self.app.reports.file_report(
             ctx(Actor(f"agent-{partner}", "channel_agent")),
             project_id=PROJECT,
             partner_id=partner,
@@ -403,7 +406,7 @@ class OwnershipMachine(RuleBasedStateMachine):
             client_name="王小明",
             phone=phone,
         )
-        return result.body
+        return shown(bodies.filed_report, result.value)
 
     def _expect_filing(
         self, body: dict[str, Any], reason: str | None, masked: bool = False
@@ -427,7 +430,7 @@ class OwnershipMachine(RuleBasedStateMachine):
         )
 
     def client_id(self, phone: str) -> uuid.UUID:
-        return self.app.keyer.client_id(PROJECT, phone)
+        return self.app.clients.keyer.client_id(PROJECT, phone)
 
     # ----------------------------------------------------------- invariants
 
@@ -436,7 +439,7 @@ class OwnershipMachine(RuleBasedStateMachine):
         now = self.clock.now
         confirmed: Counter[str] = Counter()
         for phone, buyer in self.buyers.items():
-            client = self.app.client(self.client_id(phone))
+            client = self.app.clients.client(self.client_id(phone))
             self._same_owner(client, buyer.owner)
             assert sorted(client.reports) == sorted(buyer.reports)
             for report_id, state in client.reports.items():
@@ -447,7 +450,7 @@ class OwnershipMachine(RuleBasedStateMachine):
                 ), report_id
                 if state.status == "confirmed":
                     confirmed[report_id] += 1
-            assert tracked(self.app.events.get(client.id)) == buyer.events
+            assert tracked(self.app.store.events.get(client.id)) == buyer.events
             self._awards_never_overlap(client.id)
         # A report is consumed at most once, across every buyer of the project.
         assert all(n == 1 for n in confirmed.values()), confirmed
@@ -456,8 +459,8 @@ class OwnershipMachine(RuleBasedStateMachine):
     def every_masked_pool_matches_the_model(self) -> None:
         now = self.clock.now
         for pattern, expected_pool in self.pools.items():
-            pool_id = self.app.keyer.masked_pool_id(PROJECT, pattern)
-            pool: MaskedReportPool = self.app.repository.get(pool_id)
+            pool_id = self.app.clients.keyer.masked_pool_id(PROJECT, pattern)
+            pool: MaskedReportPool = self.app.store.repository.get(pool_id)
             assert isinstance(pool, MaskedReportPool)
             assert list(pool.reports) == expected_pool.reports
             for report_id, state in pool.reports.items():
@@ -468,7 +471,7 @@ class OwnershipMachine(RuleBasedStateMachine):
                 )
                 matched = expected.matched_to
                 assert state.client_id == (str(self.client_id(matched)) if matched else None)
-            assert tracked(self.app.events.get(pool_id)) == expected_pool.events
+            assert tracked(self.app.store.events.get(pool_id)) == expected_pool.events
 
     def _same_owner(self, client: Client, owner: Owner | None) -> None:
         if owner is None:
@@ -492,7 +495,7 @@ class OwnershipMachine(RuleBasedStateMachine):
         """At most one owner at any instant: no award while another is protected."""
         owner: str | None = None
         until: datetime | None = None
-        for event in self.app.events.get(client_id):
+        for event in self.app.store.events.get(client_id):
             if isinstance(event, Client.OwnershipAwarded):
                 assert until is None or event.since >= until
                 assert event.previous_consultant_id == owner

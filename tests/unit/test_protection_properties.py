@@ -13,11 +13,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from api import bodies
 from domain.errors import Conflict
 from domain.policy import Policy
 from domain.quota import ClaimQuota, quota_id
 from domain.values import Actor
-from tests.support import START, FakeClock, ctx, register_consultant, register_visit, unique
+from tests.support import START, FakeClock, ctx, register_consultant, register_visit, shown, unique
 from tests.unit.lifecycle_support import TRACE, follow_up, new_client, new_events, visit
 from yingke.bootstrap import build
 from yingke.settings import load_settings
@@ -126,14 +127,14 @@ pool_steps: st.SearchStrategy[PoolStep] = st.one_of(
 
 def _release(app: Any, client_id: Any, by: str) -> None:
     """Put a buyer in the pool the way a sales office does: a loss, approved."""
-    asked = app.request_loss(ctx(Actor(by, "consultant")), client_id, "price", "gone quiet")
-    app.decide_loss(ctx(SUPERVISOR), client_id, asked.body["request_id"], True, "ok")
+    asked = app.pool.request_loss(ctx(Actor(by, "consultant")), client_id, "price", "gone quiet")
+    app.pool.decide_loss(ctx(SUPERVISOR), client_id, asked.value.request_id, True, "ok")
 
 
 def test_pool_claims_never_exceed_the_monthly_cap_in_china_time(tmp_path: Path) -> None:
     clock = FakeClock(MONTH_END)
     container = build(load_settings({"YINGKE_DATA_DIR": str(tmp_path)}), clock=clock)
-    app = container.app
+    app = container
 
     @settings(
         max_examples=25,
@@ -153,7 +154,7 @@ def test_pool_claims_never_exceed_the_monthly_cap_in_china_time(tmp_path: Path) 
         # Given a project with a cap, and `size` buyers released to its pool
         clock.now = MONTH_END
         project = unique("proj")
-        app.set_policy(ctx(), project, {"pool_claims_per_month": cap})
+        app.policies.set_policy(ctx(), project, {"pool_claims_per_month": cap})
         owner = register_consultant(app, project)
         claimant = register_consultant(app, project)
         clients = []
@@ -185,16 +186,17 @@ def test_pool_claims_never_exceed_the_monthly_cap_in_china_time(tmp_path: Path) 
             else:
                 expected = "claimed"
             try:
-                result = app.claim_from_pool(
+                result = app.pool.claim_from_pool(
                     ctx(Actor(claimant, "consultant")), clients[index], claimant
                 )
             except Conflict as refused:
                 outcome = refused.code
             else:
                 outcome = "claimed"
-                assert result.body["claim_id"]
-                assert result.body["claims_used"] == used[month] + 1
-                assert result.body["owner"]["consultant_id"] == claimant
+                body = shown(bodies.claimed, result.value)
+                assert body["claim_id"]
+                assert body["claims_used"] == used[month] + 1
+                assert body["owner"]["consultant_id"] == claimant
             # Then every claim is answered as the model says: within the cap, per month
             assert outcome == expected, (month, dict(used), cap)
             if outcome == "claimed":
@@ -205,7 +207,7 @@ def test_pool_claims_never_exceed_the_monthly_cap_in_china_time(tmp_path: Path) 
 
         assert all(count <= cap for count in accepted.values())
         for month, count in used.items():
-            quota = app._find(ClaimQuota, quota_id(project, claimant, month))
+            quota = app.uow.find(ClaimQuota, quota_id(project, claimant, month))
             assert quota is not None and quota.used == count
 
     try:

@@ -1,0 +1,189 @@
+"""Clients: finding a buyer, reading the buyer's evidence chain, erasing personal data."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from domain.client import Client, no_owner
+from domain.errors import NotFound
+from domain.ports import Clock, PersonalDataVault
+from domain.services.uow import Context, Done, UnitOfWork
+from domain.values import PhoneKeyer, check_identifier, mask_name, mask_phone, normalize_phone
+
+# Event fields that are bookkeeping, not business facts, in the history view.
+_HIDDEN_FIELDS = {
+    "originator_id",
+    "originator_version",
+    "originator_topic",
+    "timestamp",
+    "actor",
+    "correlation_id",
+    "phone_hash",
+    "pii",
+}
+
+
+@dataclass(frozen=True)
+class ClientView:
+    """A buyer as of ``at``, with the latest name the buyer gave, masked."""
+
+    client: Client
+    name_masked: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ClientAt:
+    """A command's outcome on one buyer: the stream after it, and when it happened."""
+
+    client: Client
+    at: datetime
+
+
+class Clients:
+    def __init__(
+        self, uow: UnitOfWork, clock: Clock, keyer: PhoneKeyer, vault: PersonalDataVault
+    ) -> None:
+        self.uow = uow
+        self.clock = clock
+        self.keyer = keyer
+        self.vault = vault
+
+    def client(self, client_id: uuid.UUID) -> Client:
+        return self.uow.get(Client, client_id, "client")
+
+    def find(self, client_id: uuid.UUID) -> Client | None:
+        return self.uow.find(Client, client_id)
+
+    def client_for(self, ctx: Context, project_id: str, number: str, now: datetime) -> Client:
+        """The buyer with this number at the project, registered on first sight."""
+        client_id = self.keyer.client_id(project_id, number)
+        client = self.find(client_id)
+        if client is None:
+            client = Client.register(
+                client_id,
+                project_id=project_id,
+                phone_masked=mask_phone(number),
+                phone_hash=self.keyer.digest(number),
+                pii=self.vault.seal(client_id, {"phone": number}),
+                at=now,
+                trace=ctx.trace,
+            )
+        return client
+
+    def lookup_client(self, project_id: str, phone: str) -> uuid.UUID:
+        check_identifier(project_id, "project_id")
+        client_id = self.keyer.client_id(project_id, normalize_phone(phone))
+        if self.find(client_id) is None:
+            raise NotFound("no client with this phone number at this project")
+        return client_id
+
+    def client_summary(self, client_id: uuid.UUID) -> ClientView:
+        client = self.client(client_id)
+        return ClientView(client, self._latest_name(client), self.clock())
+
+    def _latest_name(self, client: Client) -> str | None:
+        tokens = [r.pii for r in client.reports.values()]
+        for token in reversed(tokens):
+            opened = self.vault.open(client.id, token)
+            if opened and opened.get("name"):
+                return mask_name(opened["name"])
+        return None
+
+    def erase_personal_data(self, ctx: Context, client_id: uuid.UUID) -> Done[Client]:
+        """Destroy the buyer's key and the keys of masked reports matched to them."""
+
+        def decide(now: datetime) -> tuple[list[Client], Client]:
+            client = self.client(client_id)
+            for report in client.reports.values():
+                if report.masked:
+                    self.vault.erase(uuid.UUID(report.report_id))
+            self.vault.erase(client.id)
+            client.erase(now, ctx.trace)
+            return [client], client
+
+        return self.uow.run(ctx, decide)
+
+    # ------------------------------------------------------- evidence chain
+
+    def history(self, client_id: uuid.UUID) -> list[dict[str, Any]]:
+        client = self.client(client_id)
+        return [self.describe(client.id, e) for e in self.uow.events(client_id)]
+
+    def describe(self, subject: uuid.UUID, event: Any) -> dict[str, Any]:
+        """One event as evidence: its business facts, who and when; personal data masked."""
+        data = {k: v for k, v in vars(event).items() if k not in _HIDDEN_FIELDS}
+        token = getattr(event, "pii", None)
+        if token:
+            opened = self.vault.open(subject, token)
+            if opened is None:
+                data["personal_data"] = "erased"
+            elif "name" in opened:
+                data["client_name_masked"] = mask_name(opened["name"])
+        return plain_dict(
+            {
+                "version": event.originator_version,
+                "type": type(event).__name__,
+                "occurred_at": event.timestamp,
+                "actor": getattr(event, "actor", None),
+                "correlation_id": getattr(event, "correlation_id", None),
+                "data": data,
+            }
+        )
+
+    def ownership_as_of(self, client_id: uuid.UUID, at: datetime) -> dict[str, Any]:
+        """Replay the client's stream up to ``at`` and judge the owner at that instant."""
+        events = self.uow.events(client_id)
+        if not events:
+            raise NotFound("client not found")
+        upto = [e for e in events if e.timestamp <= at]
+        if not upto:
+            return plain_dict(
+                {
+                    "client_id": client_id,
+                    "at": at,
+                    "owner": no_owner(),
+                    "decided_by": None,
+                    "policy_version": None,
+                    "replayed_to_version": 0,
+                }
+            )
+        version = upto[-1].originator_version
+        state = self.uow.find(Client, client_id, version=version)
+        if state is None:
+            raise NotFound("client not found")
+        owner = state.ownership_at(at)
+        decided_by = None
+        if owner["decided_by_version"] is not None:
+            decided_by = self.describe(client_id, events[owner["decided_by_version"] - 1])
+        return plain_dict(
+            {
+                "client_id": client_id,
+                "at": at,
+                "owner": owner,
+                "decided_by": decided_by,
+                "policy_version": owner["policy_version"],
+                "replayed_to_version": version,
+            }
+        )
+
+
+def plain_dict(value: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = plain(value)
+    return out
+
+
+def plain(value: Any) -> Any:
+    """Datetimes and UUIDs as strings: evidence is read as it would be printed."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value

@@ -1,0 +1,143 @@
+"""Disputes (申诉): a claimant contests a buyer's attribution; a manager rules.
+
+A ruling that moves the attribution moves it on the buyer's open deals too, in the
+ruling's own transaction: ``rule_dispute`` calls ``Deals.follow_ruling`` for that, here
+and nowhere else.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from domain.client import Client
+from domain.errors import InvalidInput, NotFound
+from domain.lifecycle import DisputeState
+from domain.locator import DisputeLocator, dispute_locator_id
+from domain.ports import Clock
+from domain.services.clients import Clients
+from domain.services.deals import Deals
+from domain.services.policies import Policies
+from domain.services.principals import Principals
+from domain.services.uow import Context, Done, UnitOfWork
+
+
+@dataclass(frozen=True)
+class DisputeView:
+    client: Client
+    dispute: DisputeState
+    at: datetime
+
+
+class Disputes:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        clock: Clock,
+        policies: Policies,
+        principals: Principals,
+        clients: Clients,
+        deals: Deals,
+    ) -> None:
+        self.uow = uow
+        self.clock = clock
+        self.policies = policies
+        self.principals = principals
+        self.clients = clients
+        self.deals = deals
+
+    def open_dispute(
+        self,
+        ctx: Context,
+        client_id: uuid.UUID,
+        *,
+        claimant_kind: str,
+        claimant_id: str,
+        reason: str,
+        evidence_versions: list[int],
+        report_id: str | None,
+    ) -> Done[DisputeView]:
+        dispute_id = str(uuid.uuid4())
+
+        def decide(now: datetime) -> tuple[list[Any], DisputeView]:
+            client = self.clients.client(client_id)
+            if claimant_kind == "channel":
+                report = client.reports.get(report_id or "")
+                if report is None or report.partner_id != claimant_id:
+                    raise InvalidInput(
+                        "report_id", "a channel disputes through one of its own reports"
+                    )
+            else:
+                self.principals.check_consultant(claimant_id, client.project_id, "claimant_id")
+            client.open_dispute(
+                dispute_id=dispute_id,
+                claimant_kind=claimant_kind,
+                claimant_id=claimant_id,
+                report_id=report_id,
+                reason=reason,
+                evidence_versions=evidence_versions,
+                at=now,
+                trace=ctx.trace,
+            )
+            locator = DisputeLocator.place(dispute_id, client.id, now, ctx.trace)
+            return [client, locator], DisputeView(client, client.dispute(dispute_id), now)
+
+        return self.uow.run(ctx, decide)
+
+    def dispute_client(self, dispute_id: str) -> Client:
+        try:
+            uuid.UUID(dispute_id)
+        except ValueError:
+            raise NotFound("dispute not found") from None
+        locator = self.uow.get(DisputeLocator, dispute_locator_id(dispute_id), "dispute")
+        return self.clients.client(locator.client_id)
+
+    def dispute(self, dispute_id: str) -> DisputeView:
+        client = self.dispute_client(dispute_id)
+        return DisputeView(client, client.dispute(dispute_id), self.clock())
+
+    def rule_dispute(
+        self,
+        ctx: Context,
+        dispute_id: str,
+        *,
+        outcome: str,
+        reason: str,
+        evidence_versions: list[int],
+    ) -> Done[DisputeView]:
+        def decide(now: datetime) -> tuple[list[Any], DisputeView]:
+            client = self.dispute_client(dispute_id)
+            dispute = client.dispute(dispute_id)
+            check = self.principals.check_consultant
+            if outcome == "upheld" and dispute.claimant_kind == "consultant":
+                # A consultant who left since the dispute opened cannot be handed the buyer.
+                check(dispute.claimant_id, client.project_id, "outcome")
+            earlier = dispute.owner_at_opening.get("consultant_id")
+            upheld_before = bool(dispute.rulings) and dispute.rulings[-1]["outcome"] == "upheld"
+            if outcome == "dismissed" and upheld_before and earlier is not None:
+                # Reversing restores the earlier owner: only if they have not left since.
+                check(earlier, client.project_id, "outcome")
+            before = client.owner
+            client.rule_dispute(
+                dispute_id=dispute_id,
+                outcome=outcome,
+                reason=reason,
+                evidence_versions=evidence_versions,
+                policy=self.policies.policy_for(client.project_id),
+                at=now,
+                trace=ctx.trace,
+            )
+            deals = self.deals.follow_ruling(client, before, dispute_id, now, ctx)
+            return [client, *deals], DisputeView(client, client.dispute(dispute_id), now)
+
+        return self.uow.run(ctx, decide)
+
+    def appeal_dispute(self, ctx: Context, dispute_id: str, reason: str) -> Done[DisputeView]:
+        def decide(now: datetime) -> tuple[list[Any], DisputeView]:
+            client = self.dispute_client(dispute_id)
+            dispute = client.appeal_dispute(dispute_id, reason, now, ctx.trace)
+            return [client], DisputeView(client, dispute, now)
+
+        return self.uow.run(ctx, decide)

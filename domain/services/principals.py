@@ -1,0 +1,76 @@
+"""Principals: who may call Yingke, with which role, at which projects."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from domain.errors import Conflict, InvalidInput
+from domain.principal import Principal, principal_id_from_key, principal_uuid
+from domain.services.uow import Context, Done, UnitOfWork
+from domain.values import check_identifier
+
+# The roles that receive buyers: visits, transfers, pool claims and successors name one.
+VISIT_ROLES = ("consultant", "supervisor", "manager")
+
+
+class Principals:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+
+    def register_principal(
+        self,
+        ctx: Context,
+        principal_id: str,
+        role: str,
+        partner_id: str | None,
+        project_ids: list[str],
+        key: str,
+        team_id: str | None = None,
+    ) -> Done[Principal]:
+        def decide(now: datetime) -> tuple[list[Principal], Principal]:
+            if self.principal(principal_id) is not None:
+                raise Conflict(f"principal {principal_id} already exists", code="exists")
+            principal = Principal.register(
+                principal_id, role, partner_id, project_ids, key, now, ctx.trace, team_id
+            )
+            return [principal], principal
+
+        return self.uow.run(ctx, decide)
+
+    def revoke_principal(self, ctx: Context, principal_id: str, reason: str) -> Done[Principal]:
+        def decide(now: datetime) -> tuple[list[Principal], Principal]:
+            principal = self.uow.get(Principal, principal_uuid(principal_id), "principal")
+            principal.revoke(reason, now, ctx.trace)
+            return [principal], principal
+
+        return self.uow.run(ctx, decide)
+
+    def principal(self, principal_id: str) -> Principal | None:
+        return self.uow.find(Principal, principal_uuid(principal_id))
+
+    def authenticate(self, key: str) -> Principal | None:
+        principal_id = principal_id_from_key(key)
+        if principal_id is None:
+            return None
+        principal = self.principal(principal_id)
+        if principal is None or not principal.accepts(key):
+            return None
+        return principal
+
+    def check_consultant(
+        self, consultant_id: str, project_id: str, field: str = "consultant_id"
+    ) -> None:
+        """Refuse unless ``consultant_id`` is an active receiver of buyers at the project."""
+        check_identifier(consultant_id, field)
+        principal = self.principal(consultant_id)
+        if (
+            principal is None
+            or principal.revoked
+            or principal.role not in VISIT_ROLES
+            or not principal.covers_project(project_id)
+        ):
+            raise InvalidInput(
+                field,
+                f"must name an active consultant, supervisor or manager of project {project_id}",
+                code="unknown_consultant",
+            )
