@@ -8,10 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from domain.client import Client
+from domain.custody import Ownership
 from domain.departure import Departure, departure_id
+from domain.disputes import DisputeState
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.intake import VISIT_ROLES, Intake
-from domain.lifecycle import DisputeState, Ownership
 from domain.locator import DisputeLocator, dispute_locator_id
 from domain.masked_pool import MaskedReportPool
 from domain.principal import Principal, principal_uuid

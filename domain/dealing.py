@@ -18,9 +18,9 @@ from eventsourcing.domain import Aggregate
 from domain.aftercare import Aftercare
 from domain.client import Client
 from domain.commission import CommissionPolicy, CommissionRules
+from domain.custody import Ownership
 from domain.deal import Attribution, Deal
 from domain.errors import Conflict, Forbidden, InvalidInput, InvalidRows
-from domain.lifecycle import Ownership
 from domain.service import CommandResult, Context, Decision, jsonable_dict
 from domain.unit import Unit, UnitSpec, parse_unit, unit_id
 from domain.values import Actor, check_identifier, mask_name
