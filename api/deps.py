@@ -14,10 +14,12 @@ from fastapi import Depends, Header, HTTPException, Query, Request
 
 from domain.services.uow import Context, Idempotency
 from domain.values import Actor
+from domain.vocabulary import Role
 from projections.queries import Scope, team_members
 from yingke.bootstrap import Container
 
-GLOBAL_ROLES = ("admin", "auditor", "service")
+# Roles that see every project; every other role works inside the projects it is granted.
+GLOBAL_ROLES: tuple[Role, ...] = ("admin", "auditor", "service")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 

@@ -3,9 +3,38 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from domain.vocabulary import (
+    AgeBand,
+    CancellationFault,
+    ConsultantRole,
+    DealStage,
+    DealStatus,
+    DepositMethod,
+    DisputeOutcome,
+    FamilyStructure,
+    FloorPreference,
+    Focus,
+    FollowUpMethod,
+    Grade,
+    JudgeRule,
+    LedgerKind,
+    LossReason,
+    MaskedReports,
+    OnExpiry,
+    OwnerStatus,
+    PayeeKind,
+    PaymentKind,
+    PaymentPlan,
+    PayoutMilestone,
+    Purpose,
+    ReportStatus,
+    Role,
+    VisitOutcome,
+)
 
 Ident = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
@@ -24,16 +53,7 @@ class PrincipalIn(Strict):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$",
         description="Stable id, e.g. the staff number of a consultant (置业顾问)",
     )
-    role: Literal[
-        "admin",
-        "manager",
-        "supervisor",
-        "consultant",
-        "finance",
-        "channel_agent",
-        "auditor",
-        "service",
-    ]
+    role: Role
     partner_id: str | None = Field(
         default=None, max_length=64, description="Channel partner (渠道) of a channel_agent"
     )
@@ -68,10 +88,10 @@ class PrincipalOut(BaseModel):
 
 
 class PolicyIn(Strict):
-    judge_rule: Literal["report_first", "visit_first"] = Field(
+    judge_rule: JudgeRule = Field(
         default="report_first", description="报备优先 (report_first) or 到访优先 (visit_first)"
     )
-    masked_reports: Literal["allowed", "forbidden"] = Field(
+    masked_reports: MaskedReports = Field(
         default="allowed", description="Whether 隐号报备 (前三后四, 138****5678) is accepted"
     )
     report_validity: str = Field(
@@ -98,7 +118,7 @@ class PolicyIn(Strict):
         default_factory=lambda: {"A": "P3D", "B": "P7D", "C": "P30D"},
         description="Follow-up cadence per grade (A/B/C 类客户)",
     )
-    on_expiry: Literal["pool", "manager"] = Field(
+    on_expiry: OnExpiry = Field(
         default="pool", description="Where expired or inactive buyers go: 公海池 or a manager"
     )
     expiry_manager_id: str | None = Field(
@@ -155,7 +175,7 @@ class ReportOut(BaseModel):
     project_id: str
     partner_id: str
     agent_id: str
-    status: Literal["accepted", "rejected", "confirmed", "closed", "expired"]
+    status: ReportStatus
     reason: str | None = Field(
         description="Why rejected or closed: protected, duplicate, masked_not_allowed, "
         "lost_to_earlier_report, lost_to_accompanied_visit, …"
@@ -187,7 +207,7 @@ class VisitIn(Strict):
 
 
 class Owner(BaseModel):
-    status: Literal["none", "reported", "owned", "pool"]
+    status: OwnerStatus
     consultant_id: str | None
     partner_id: str | None
     report_id: str | None
@@ -205,7 +225,7 @@ class Owner(BaseModel):
 class VisitOut(BaseModel):
     client_id: str
     visit_id: str
-    outcome: Literal["protected", "report", "walk_in"]
+    outcome: VisitOutcome
     owner: Owner
 
 
@@ -267,19 +287,19 @@ class ErasureOut(BaseModel):
 
 
 class FollowUpIn(Strict):
-    method: Literal["call", "wechat", "sms", "visit", "other"]
+    method: FollowUpMethod
     summary: str = Field(min_length=1, max_length=2000, description="What was said (sealed)")
     effective: bool = Field(description="The buyer was actually reached (有效跟进)")
     next_contact_at: AwareDatetime | None = Field(
         default=None, description="When the consultant plans the next contact"
     )
-    grade: Literal["A", "B", "C"] | None = Field(
+    grade: Grade | None = Field(
         default=None, description="A: buys in 1-3 months, B: 3-6, C: no timetable"
     )
 
 
 class GradeIn(Strict):
-    grade: Literal["A", "B", "C"]
+    grade: Grade
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -292,27 +312,11 @@ class ProfileIn(Strict):
     layouts: list[int] = Field(default_factory=list, max_length=10, description="rooms, 1-10")
     area_min: float | None = Field(default=None, ge=10, le=5000, description="m²")
     area_max: float | None = Field(default=None, ge=10, le=5000, description="m²")
-    floor_preference: Literal["low", "middle", "high", "any"] | None = None
-    purpose: Literal["self_use", "investment", "both"] | None = None
-    focus: list[
-        Literal[
-            "school",
-            "transport",
-            "commerce",
-            "hospital",
-            "park",
-            "view",
-            "quiet",
-            "parking",
-            "developer_brand",
-            "property_management",
-            "price",
-        ]
-    ] = Field(default_factory=list, max_length=11)
-    family_structure: (
-        Literal["single", "couple", "young_family", "three_generations", "other"] | None
-    ) = None
-    age_band: Literal["under_25", "25_34", "35_44", "45_54", "55_plus"] | None = None
+    floor_preference: FloorPreference | None = None
+    purpose: Purpose | None = None
+    focus: list[Focus] = Field(default_factory=list, max_length=11)
+    family_structure: FamilyStructure | None = None
+    age_band: AgeBand | None = None
     source_detail: str | None = Field(default=None, max_length=200)
 
     @model_validator(mode="after")
@@ -334,17 +338,7 @@ class TransferIn(Strict):
 
 
 class LossRequestIn(Strict):
-    reason: Literal[
-        "price",
-        "location",
-        "layout_area",
-        "school_district",
-        "bought_elsewhere",
-        "loan_refused",
-        "unreachable",
-        "no_longer_buying",
-        "other",
-    ] = Field(description="战败原因")
+    reason: LossReason = Field(description="战败原因")
     note: str = Field(default="", max_length=2000)
 
 
@@ -379,7 +373,7 @@ class DisputeIn(Strict):
 
 
 class RulingIn(Strict):
-    outcome: Literal["upheld", "dismissed"]
+    outcome: DisputeOutcome
     reason: str = Field(min_length=1, max_length=2000)
     evidence_versions: list[int] = Field(min_length=1, max_length=100)
 
@@ -405,7 +399,7 @@ class DealOpenIn(Strict):
 
 class DepositIn(Strict):
     amount_fen: int = _fen("定金 paid")
-    method: Literal["cash", "bank_transfer", "card", "wechat_pay", "alipay", "other"]
+    method: DepositMethod
     signing_deadline: AwareDatetime = Field(
         description="签约 deadline: a buyer who misses it unsigned forfeits the deposit"
     )
@@ -413,9 +407,7 @@ class DepositIn(Strict):
 
 class SubscriptionIn(Strict):
     price_fen: int = _fen("认购 price agreed")
-    payment_plan: Literal["full", "mortgage", "instalments"] = Field(
-        description="一次性付款 / 按揭 / 分期"
-    )
+    payment_plan: PaymentPlan = Field(description="一次性付款 / 按揭 / 分期")
     signing_deadline: AwareDatetime | None = Field(
         default=None, description="A new signing deadline, if the subscription sets one"
     )
@@ -447,8 +439,8 @@ class FilingIn(Strict):
 
 class PaymentIn(Strict):
     amount_fen: int = _fen("Money received (回款)")
-    kind: Literal["down_payment", "instalment", "loan_disbursement", "full_payment", "other"] = (
-        Field(description="loan_disbursement (放款) needs a signed contract and an approved loan")
+    kind: PaymentKind = Field(
+        description="loan_disbursement (放款) needs a signed contract and an approved loan"
     )
 
 
@@ -458,7 +450,7 @@ class CertificateIn(Strict):
 
 class CancelIn(Strict):
     reason: str = Field(min_length=1, max_length=500)
-    fault: Literal["buyer_missed_deadline", "no_fault", "developer_fault"] = Field(
+    fault: CancellationFault = Field(
         description="buyer_missed_deadline: deposit forfeited (only once the signing deadline "
         "passed unsigned); no_fault: everything refunded; developer_fault: deposit refunded "
         "twice (定金双倍返还)"
@@ -484,8 +476,8 @@ class DealUnit(BaseModel):
 
 class LedgerEntryOut(BaseModel):
     entry_id: str
-    kind: Literal["accrued", "reversed"]
-    payee_kind: Literal["channel", "consultant"]
+    kind: LedgerKind
+    payee_kind: PayeeKind
     payee_id: str
     role: str = Field(description="channel | first_receiver | accompanying | closing")
     milestone: str
@@ -508,17 +500,8 @@ class DealOut(BaseModel):
     project_id: str
     client_id: str
     unit: DealUnit
-    stage: Literal[
-        "opened",
-        "deposit_paid",
-        "subscribed",
-        "contracted",
-        "filed",
-        "delivered",
-        "certified",
-        "cancelled",
-    ]
-    status: Literal["open", "completed", "cancelled"]
+    stage: DealStage
+    status: DealStatus
     stage_since: AwareDatetime
     opened_at: AwareDatetime
     version: int
@@ -555,13 +538,8 @@ class DealOut(BaseModel):
 
 
 class PayoutStageIn(Strict):
-    milestone: Literal[
-        "threshold", "contract", "contract_and_loan", "filing", "delivery", "certificate"
-    ]
+    milestone: PayoutMilestone
     share_bp: int = Field(ge=0, le=10_000, description="Share of the commission, basis points")
-
-
-ConsultantRole = Literal["first_receiver", "accompanying", "closing"]
 
 
 def _default_split() -> dict[ConsultantRole, int]:

@@ -52,13 +52,13 @@ from psycopg import sql
 
 from bench.report_filing import conninfo, idle_check, print_machine, scratch_database
 from domain.client import Client
-from domain.lifecycle import LOSS_REASONS
 from domain.locator import ReportLocator
 from domain.masked_pool import MaskedReportPool
 from domain.policy import Policy
 from domain.principal import Principal
 from domain.values import Actor, PhoneKeyer, mask_phone
 from domain.visits import decide_and_record_visit, file_report_on
+from domain.vocabulary import LOSS_REASONS
 from projections.client_overview import ClientOverview
 from projections.runtime import (
     Follower,

@@ -2,6 +2,14 @@
 
 Every report for the buyer, every visit and every ownership decision lands in this one
 stream, so an arbiter can replay it alone to answer "who owned this buyer, and why".
+This module holds registration and the deciding visit; the rest of the buyer's life is
+in one part per capability, each readable alone (ADR 0020):
+
+- domain.reports: reports (报备) filed for the buyer
+- domain.custody: the owner, the schedule, deals held, transfers and releases
+- domain.protection: follow-ups, grades, profile, the protection clock running out
+- domain.public_pool: losses (战败) into the public pool and claims (捞客) out of it
+- domain.disputes: disputes (判定) and appeals (申诉)
 """
 
 from __future__ import annotations
@@ -14,8 +22,10 @@ from typing import Any
 from eventsourcing.domain import Aggregate
 
 from domain.attribution import Claim, OwnerView, VisitDecision
-from domain.lifecycle import ClientLifecycle
+from domain.disputes import Disputes
 from domain.policy import Policy
+from domain.protection import Protection
+from domain.public_pool import PublicPool
 from domain.reports import ReportState
 
 
@@ -29,7 +39,7 @@ class Visit:
     version: int
 
 
-class Client(ClientLifecycle):
+class Client(Protection, PublicPool, Disputes):
     class ClientRegistered(Aggregate.Created):
         project_id: str
         phone_masked: str

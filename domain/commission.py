@@ -26,10 +26,9 @@ from eventsourcing.domain import Aggregate
 from domain.errors import InvalidInput
 from domain.values import NAMESPACE, check_identifier
 from domain.versioned import VersionedSettings
+from domain.vocabulary import CONSULTANT_ROLES, MILESTONES
 
 BP = 10_000  # basis points in a whole: 100 bp = 1%, 10 bp = 1‰
-CONSULTANT_ROLES = ("first_receiver", "accompanying", "closing")
-MILESTONES = ("threshold", "contract", "contract_and_loan", "filing", "delivery", "certificate")
 CHANNEL = "channel"
 CONSULTANT = "consultant"
 

@@ -3,8 +3,9 @@
 定金 → 认购 → (按揭) → 签约 → 备案 → 回款 → 交房 → 产证, with cancellation (退房), unit swap
 (换房) and buyer rename (更名) on the way. A deal carries the client's attribution as it
 stood at opening (consultant, partner, report, basis, policy version); only a dispute
-ruling moves it afterwards. The commission ledger lives in this stream too, so every
-accrual and reversal is written in the transaction of the fact that caused it.
+ruling moves it afterwards. The commission ledger (domain.deal_ledger) lives in this
+stream too, so every accrual and reversal is written in the transaction of the fact
+that caused it.
 
 Deposit rules (domain.md): a buyer who misses the signing deadline forfeits the deposit;
 a failure that is nobody's fault refunds everything; a developer at fault (e.g. resold
@@ -20,35 +21,15 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate
 
-from domain.commission import (
-    CommissionRules,
-    LedgerKey,
-    OpenAccrual,
-    Payees,
-    Progress,
-    settle,
-    targets,
-)
+from domain.commission import CommissionRules, Payees, Progress
+from domain.deal_ledger import CommissionLedger
 from domain.errors import Conflict, InvalidInput
+from domain.vocabulary import DEAL_STAGES, DEPOSIT_METHODS, FAULTS, PAYMENT_KINDS, PAYMENT_PLANS
 
-STAGES = (
-    "opened",
-    "deposit_paid",
-    "subscribed",
-    "contracted",
-    "filed",
-    "delivered",
-    "certified",
-    "cancelled",
-)
-_ORDER = {stage: i for i, stage in enumerate(STAGES)}
+_ORDER: dict[str, int] = {stage: i for i, stage in enumerate(DEAL_STAGES)}
 BEFORE_CONTRACT = ("opened", "deposit_paid", "subscribed")
 CANCELLABLE = ("opened", "deposit_paid", "subscribed", "contracted", "filed")
 AWAITING_SIGNATURE = ("deposit_paid", "subscribed")  # the signing deadline runs
-PAYMENT_PLANS = ("full", "mortgage", "instalments")
-DEPOSIT_METHODS = ("cash", "bank_transfer", "card", "wechat_pay", "alipay", "other")
-PAYMENT_KINDS = ("down_payment", "instalment", "loan_disbursement", "full_payment", "other")
-FAULTS = ("buyer_missed_deadline", "no_fault", "developer_fault")
 REFUND_WITHIN = timedelta(days=15)
 MAX_FEN = 10**13
 
@@ -65,25 +46,6 @@ class Attribution:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass
-class LedgerLine:
-    entry_id: str
-    kind: str  # accrued | reversed
-    payee_kind: str  # channel | consultant
-    payee_id: str
-    role: str  # channel | first_receiver | accompanying | closing
-    milestone: str
-    amount: int
-    reverses: str | None
-    reason: str
-    at: datetime
-    reversed_by: str | None = None
-
-    @property
-    def key(self) -> LedgerKey:
-        return (self.payee_kind, self.payee_id, self.role, self.milestone)
 
 
 def refund_for(fault: str, deposit: int, received: int) -> tuple[int, int]:
@@ -113,7 +75,7 @@ def _label(value: str, field: str) -> str:
     return value.strip()
 
 
-class Deal(Aggregate):
+class Deal(CommissionLedger):
     class Event(Aggregate.Event):
         actor: dict[str, str]
         correlation_id: str
@@ -304,67 +266,6 @@ class Deal(Aggregate):
             )
             aggregate.roles = dict(self.roles)
 
-    class CommissionAccrued(Aggregate.Event):
-        entry_id: str
-        payee_kind: str
-        payee_id: str
-        role: str
-        milestone: str
-        amount: int
-        base: int
-        rate_bp: int
-        split_bp: int
-        share_bp: int
-        commission_policy_version: int
-        reason: str
-
-        def apply(self, aggregate: Aggregate) -> None:
-            assert isinstance(aggregate, Deal)
-            aggregate.ledger.append(
-                LedgerLine(
-                    self.entry_id,
-                    "accrued",
-                    self.payee_kind,
-                    self.payee_id,
-                    self.role,
-                    self.milestone,
-                    self.amount,
-                    None,
-                    self.reason,
-                    self.timestamp,
-                )
-            )
-
-    class CommissionReversed(Aggregate.Event):
-        entry_id: str
-        reverses: str
-        payee_kind: str
-        payee_id: str
-        role: str
-        milestone: str
-        amount: int
-        reason: str
-
-        def apply(self, aggregate: Aggregate) -> None:
-            assert isinstance(aggregate, Deal)
-            for line in aggregate.ledger:
-                if line.entry_id == self.reverses:
-                    line.reversed_by = self.entry_id
-            aggregate.ledger.append(
-                LedgerLine(
-                    self.entry_id,
-                    "reversed",
-                    self.payee_kind,
-                    self.payee_id,
-                    self.role,
-                    self.milestone,
-                    self.amount,
-                    self.reverses,
-                    self.reason,
-                    self.timestamp,
-                )
-            )
-
     # ------------------------------------------------------------------- state
 
     def __init__(
@@ -414,7 +315,7 @@ class Deal(Aggregate):
         self.cancellation: dict[str, Any] | None = None
         self.swaps: list[dict[str, Any]] = []
         self.buyer_pii: str | None = None
-        self.ledger: list[LedgerLine] = []
+        super().__init__()  # the commission ledger
 
     def enter(self, stage: str, at: datetime) -> None:
         self.stage, self.stage_since = stage, at
@@ -773,50 +674,8 @@ class Deal(Aggregate):
 
     # ------------------------------------------------------------------ ledger
 
-    def open_accruals(self) -> list[OpenAccrual]:
-        return [
-            OpenAccrual(line.entry_id, line.key, line.amount)
-            for line in self.ledger
-            if line.kind == "accrued" and line.reversed_by is None
-        ]
-
     def _settle(
         self, rules: CommissionRules, reason: str, at: datetime, trace: dict[str, Any]
     ) -> None:
-        """Bring the ledger to what the payout stages allow now: entries only, no edits."""
         assert rules.version == self.commission_policy_version
-        goal = targets(rules, self.payees(), self.progress())
-        for move in settle(self.open_accruals(), goal):
-            kind, payee_id, role, milestone = move.key
-            line = {
-                "entry_id": f"{self.id}:{len(self.ledger) + 1}",
-                "payee_kind": kind,
-                "payee_id": payee_id,
-                "role": role,
-                "milestone": milestone,
-                "amount": move.amount,
-                "reason": reason,
-            }
-            if move.kind == "reverse":
-                assert move.reverses is not None
-                self.trigger_event(
-                    self.CommissionReversed, reverses=move.reverses, timestamp=at, **line, **trace
-                )
-                continue
-            assert move.target is not None
-            self.trigger_event(
-                self.CommissionAccrued,
-                base=move.target.base,
-                rate_bp=move.target.rate_bp,
-                split_bp=move.target.split_bp,
-                share_bp=move.target.share_bp,
-                commission_policy_version=self.commission_policy_version,
-                timestamp=at,
-                **line,
-                **trace,
-            )
-
-    def commission_totals(self) -> dict[str, int]:
-        accrued = sum(line.amount for line in self.ledger if line.kind == "accrued")
-        reversed_ = sum(line.amount for line in self.ledger if line.kind == "reversed")
-        return {"accrued_fen": accrued, "reversed_fen": reversed_, "net_fen": accrued - reversed_}
+        self.settle_commission(rules, self.payees(), self.progress(), reason, at, trace)

@@ -16,11 +16,8 @@ from eventsourcing.domain import Aggregate
 from domain.errors import InvalidInput
 from domain.values import NAMESPACE, check_identifier, parse_duration
 from domain.versioned import VersionedSettings
+from domain.vocabulary import GRADES, JUDGE_RULES, MASKED_REPORTS, ON_EXPIRY
 
-JUDGE_RULES = ("report_first", "visit_first")
-MASKED_REPORTS = ("allowed", "forbidden")
-ON_EXPIRY = ("pool", "manager")
-GRADES = ("A", "B", "C")
 DURATION_SETTINGS = (
     "report_validity",
     "protection",

@@ -18,18 +18,9 @@ from eventsourcing.domain import Aggregate
 
 from domain.errors import InvalidInput
 from domain.values import NAMESPACE, check_identifier
+from domain.vocabulary import ROLES, Role
 
-ROLES = (
-    "admin",
-    "manager",
-    "supervisor",
-    "consultant",
-    "finance",  # 财务: records payments (回款) and cancellations (退房) for granted projects
-    "channel_agent",
-    "auditor",
-    "service",
-)
-PROJECT_SCOPED = ("manager", "supervisor", "consultant", "finance")
+PROJECT_SCOPED: tuple[Role, ...] = ("manager", "supervisor", "consultant", "finance")
 KEY_PREFIX = "yk1"
 # Actor ids the service itself uses: the bootstrap admin key and the deadline processor.
 RESERVED_IDS = ("admin", "system")

@@ -19,20 +19,8 @@ from eventsourcing.domain import Aggregate
 
 from domain.errors import Conflict, InvalidInput
 from domain.values import NAMESPACE
+from domain.vocabulary import ORIENTATIONS, UNIT_STATUSES
 
-UNIT_STATUSES = ("available", "held", "subscribed", "signed", "sold")
-ORIENTATIONS = (
-    "south",
-    "north",
-    "east",
-    "west",
-    "southeast",
-    "southwest",
-    "northeast",
-    "northwest",
-    "north_south",  # 南北通透
-    "east_west",
-)
 MAX_PRICE_FEN = 10**13
 _LABEL = re.compile(r"^[\w-]{1,32}$")  # \w: letters, digits, _ and CJK, e.g. 3栋, 1201
 

@@ -18,9 +18,9 @@ from eventsourcing.domain import Aggregate
 
 from domain.client import Client
 from domain.commission import CommissionRules
+from domain.custody import Ownership
 from domain.deal import Attribution, Deal
 from domain.errors import Conflict, Forbidden, InvalidInput
-from domain.lifecycle import Ownership
 from domain.ports import Clock, PersonalDataVault
 from domain.services.clients import Clients
 from domain.services.policies import Policies

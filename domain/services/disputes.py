@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from domain.client import Client
+from domain.disputes import DisputeState
 from domain.errors import InvalidInput, NotFound
-from domain.lifecycle import DisputeState
 from domain.locator import DisputeLocator, dispute_locator_id
 from domain.ports import Clock
 from domain.services.clients import Clients

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from domain.commission import (
     BP,
-    MILESTONES,
     CommissionRules,
     LedgerKey,
     OpenAccrual,
@@ -24,8 +23,9 @@ from domain.commission import (
     targets,
     validate_commission_settings,
 )
-from domain.deal import FAULTS, PAYMENT_PLANS, Attribution, Deal
+from domain.deal import Attribution, Deal
 from domain.errors import DomainError
+from domain.vocabulary import FAULTS, MILESTONES, PAYMENT_PLANS
 from tests.support import START
 
 TRACE: dict[str, Any] = {"actor": {"id": "fin-1", "role": "finance"}, "correlation_id": "req-prop"}

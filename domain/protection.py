@@ -1,0 +1,244 @@
+"""The protection clock (保护期) and the work that keeps it running: follow-ups (跟进),
+grades (A/B/C 类客户), the demand profile (客户画像), and what happens when the clock or
+the inactivity limit runs out.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.domain import Aggregate
+
+from domain.clock_rules import extended_protection, next_follow_up_due
+from domain.custody import Custody
+from domain.errors import InvalidInput
+from domain.policy import Policy
+from domain.values import Actor
+from domain.vocabulary import FOLLOW_UP_METHODS, GRADES
+
+
+class Protection(Custody):
+    # ------------------------------------------------------------------ events
+
+    class FollowUpLogged(Aggregate.Event):
+        follow_up_id: str
+        consultant_id: str
+        method: str
+        effective: bool
+        next_contact_at: datetime | None
+        grade: str | None
+        pii: str
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Protection)
+            aggregate.follow_ups += 1
+            aggregate.last_follow_up_at = self.timestamp
+            aggregate.requested_next_contact = self.next_contact_at
+            if self.effective:
+                aggregate.effective_follow_ups += 1
+                aggregate.last_effective_follow_up_at = self.timestamp
+
+    class GradeChanged(Aggregate.Event):
+        grade: str
+        previous_grade: str | None
+        reason: str
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Protection)
+            aggregate.grade = self.grade
+
+    class ProfileUpdated(Aggregate.Event):
+        profile: dict[str, Any]
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Protection)
+            aggregate.profile = dict(self.profile)
+
+    class ProtectionExtended(Aggregate.Event):
+        previous_until: datetime
+        protected_until: datetime
+        trigger: str  # follow_up | visit
+        policy_version: int
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Protection)
+            assert aggregate.owner is not None
+            aggregate.owner.protected_until = self.protected_until
+
+    class ProtectionExpired(Aggregate.Event):
+        protected_until: datetime
+        policy_version: int
+
+    # ------------------------------------------------------------------- state
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.grade: str | None = None
+        self.profile: dict[str, Any] = {}
+        self.follow_ups = 0
+        self.effective_follow_ups = 0
+        self.last_follow_up_at: datetime | None = None
+        self.requested_next_contact: datetime | None = None
+        self.last_effective_follow_up_at: datetime | None = None
+
+    # ---------------------------------------------------------------- protection
+
+    def extend_protection(
+        self, policy: Policy, at: datetime, trigger: str, trace: dict[str, Any]
+    ) -> None:
+        owner = self._require_owner()
+        new_until = extended_protection(policy, owner.since, owner.protected_until, at)
+        if new_until is not None:
+            self.trigger_event(
+                self.ProtectionExtended,
+                previous_until=owner.protected_until,
+                protected_until=new_until,
+                trigger=trigger,
+                policy_version=policy.version,
+                timestamp=at,
+                **trace,
+            )
+
+    def note_owner_visit(self, policy: Policy, at: datetime, trace: dict[str, Any]) -> None:
+        """A visit by an owned buyer counts as contact: protection and inactivity move."""
+        self.extend_protection(policy, at, "visit", trace)
+        self._schedule(
+            policy,
+            at,
+            self.follow_up_basis or "first_follow_up",
+            trace,
+            self.next_follow_up_due,
+            at,
+        )
+
+    # --------------------------------------------------------------- follow-ups
+
+    def log_follow_up(
+        self,
+        *,
+        actor: Actor,
+        follow_up_id: str,
+        method: str,
+        effective: bool,
+        next_contact_at: datetime | None,
+        grade: str | None,
+        pii: str,
+        policy: Policy,
+        at: datetime,
+        trace: dict[str, Any],
+    ) -> None:
+        owner = self._require_owner_or_supervisor(actor)
+        if method not in FOLLOW_UP_METHODS:
+            raise InvalidInput("method", f"must be one of {', '.join(FOLLOW_UP_METHODS)}")
+        if next_contact_at is not None and next_contact_at <= at:
+            raise InvalidInput("next_contact_at", "must be in the future")
+        if grade is not None and grade not in GRADES:
+            raise InvalidInput("grade", "must be A, B or C")
+        self.trigger_event(
+            self.FollowUpLogged,
+            follow_up_id=follow_up_id,
+            consultant_id=owner.consultant_id,
+            method=method,
+            effective=effective,
+            next_contact_at=next_contact_at,
+            grade=grade,
+            pii=pii,
+            timestamp=at,
+            **trace,
+        )
+        if grade is not None and grade != self.grade:
+            self._grade(grade, "set with a follow-up", at, trace)
+        if effective:
+            self.extend_protection(policy, at, "follow_up", trace)
+        due, basis = next_follow_up_due(policy, self.grade, at, next_contact_at)
+        self._schedule(policy, at, basis, trace, due, at if effective else None)
+
+    def _grade(self, grade: str, reason: str, at: datetime, trace: dict[str, Any]) -> None:
+        if grade not in GRADES:
+            raise InvalidInput("grade", "must be A, B or C")
+        self.trigger_event(
+            self.GradeChanged,
+            grade=grade,
+            previous_grade=self.grade,
+            reason=reason,
+            timestamp=at,
+            **trace,
+        )
+
+    def change_grade(
+        self,
+        actor: Actor,
+        grade: str,
+        reason: str,
+        policy: Policy,
+        at: datetime,
+        trace: dict[str, Any],
+    ) -> None:
+        self._require_owner_or_supervisor(actor)
+        if grade == self.grade:
+            return
+        self._grade(grade, reason, at, trace)
+        owner, last = self.owner, self.last_follow_up_at
+        if owner is None or last is None or last < owner.since:
+            return  # the first follow-up after assignment stays due as scheduled
+        # The cadence restarts from this owner's last contact under the new grade, unless
+        # the consultant asked for an earlier next contact then.
+        due, basis = next_follow_up_due(policy, self.grade, last, self.requested_next_contact)
+        # A cadence that ran out before the grade changed makes the buyer due now, not
+        # retroactively overdue (and escalated) for days the consultant could not see.
+        self._schedule(policy, at, basis, trace, max(due, at), None)
+
+    def update_profile(
+        self, actor: Actor, profile: dict[str, Any], at: datetime, trace: dict[str, Any]
+    ) -> None:
+        self._require_owner_or_supervisor(actor)
+        self.trigger_event(self.ProfileUpdated, profile=profile, timestamp=at, **trace)
+
+    # ---------------------------------------------------------------- running out
+
+    def _expire_to(self, reason: str, policy: Policy, at: datetime, trace: dict[str, Any]) -> None:
+        """Where an expired or inactive buyer goes: the pool, or the project manager."""
+        owner = self._require_owner()
+        manager = policy.expiry_manager_id
+        if policy.on_expiry == "manager" and manager and manager != owner.consultant_id:
+            self.transfer(
+                to=manager, basis="expiry", reason=reason, policy=policy, at=at, trace=trace
+            )
+        else:
+            self._release(reason, policy, at, trace)
+
+    def expire_protection(
+        self, epoch: int | None, policy: Policy, at: datetime, trace: dict[str, Any]
+    ) -> bool:
+        """Act only if this ownership (``epoch``) is still the one whose clock ran out.
+
+        A buyer in a deal is never released by the clock: the deadline is a no-op then.
+        """
+        owner = self.owner
+        if owner is None or at < owner.protected_until or self.in_deal:
+            return False
+        if epoch is not None and owner.decided_version != epoch:
+            return False
+        self.trigger_event(
+            self.ProtectionExpired,
+            protected_until=owner.protected_until,
+            policy_version=policy.version,
+            timestamp=at,
+            **trace,
+        )
+        self._expire_to("expired", policy, at, trace)
+        return True
+
+    def release_inactive(
+        self, epoch: int | None, policy: Policy, at: datetime, trace: dict[str, Any]
+    ) -> bool:
+        owner = self.owner
+        if owner is None or self.inactive_after is None or at < self.inactive_after:
+            return False
+        if self.in_deal:  # a deal in progress is activity enough: no release
+            return False
+        if epoch is not None and owner.decided_version != epoch:
+            return False
+        self._expire_to("inactive", policy, at, trace)
+        return True
