@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result: int = args.func(args)
     except ConfigurationError as exc:
-        print(f"yingke: configuration error: {exc}", file=sys.stderr)
+        print(f"yingke: {exc}", file=sys.stderr)
         return 2
     return result
 
