@@ -136,8 +136,8 @@ class MappingSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         values = {}
-        for field_name, field in self.settings_cls.model_fields.items():
-            value, _, _ = self.get_field_value(field, field_name)
+        for field_name, info in self.settings_cls.model_fields.items():
+            value, _, _ = self.get_field_value(info, field_name)
             if value is not None:
                 values[field_name] = value
         return values

@@ -19,7 +19,11 @@ def _load(tmp_path: Path, **env: str) -> object:
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("YINGKE_PG_POOL_SIZE", "ten", "YINGKE_PG_POOL_SIZE must be a positive integer (got 'ten')"),
+        (
+            "YINGKE_PG_POOL_SIZE",
+            "ten",
+            "YINGKE_PG_POOL_SIZE must be a positive integer (got 'ten')",
+        ),
         (
             "YINGKE_READ_WAIT",
             "-5",
@@ -144,4 +148,6 @@ def test_the_cli_answers_a_bad_value_with_one_line_and_exit_code_2(tmp_path: Pat
     )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
-    assert done.stderr.strip() == "yingke: YINGKE_PG_POOL_SIZE must be a positive integer (got 'ten')"
+    assert (
+        done.stderr.strip() == "yingke: YINGKE_PG_POOL_SIZE must be a positive integer (got 'ten')"
+    )
