@@ -134,10 +134,16 @@ def _consume(args: argparse.Namespace) -> int:
     return reminders_main(settings=_settings(args))
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number (0-65535) (got {text!r})")
+    return int(text)
+
+
 def _metrics_port(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics-port",
-        type=int,
+        type=_port,
         default=None,
         help="serve Prometheus /metrics on this port (overrides YINGKE_METRICS_PORT; 0: any)",
     )
