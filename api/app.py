@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 
 from api import problems
+from api.metrics import instrument
 from api.routers import (
     aftercare,
     clients,
@@ -74,6 +75,7 @@ def create_app(container: Container) -> FastAPI:
         status,
     ):
         app.include_router(module.router)
+    instrument(app, container.metrics)
     return app
 
 

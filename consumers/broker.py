@@ -172,6 +172,7 @@ def run_group(
     idle: Callable[[bool], None] | None = None,
     until: Callable[[], bool] | None = None,
     heartbeat_file: Path | None = None,
+    on_error: Callable[[], None] | None = None,
 ) -> None:
     """Poll, apply, commit: the loop every consumer shares.
 
@@ -179,7 +180,8 @@ def run_group(
     event identity) before returning; only then is the offset committed. A database
     error rewinds to the batch's first offsets and tries again; any other error ends
     the loop uncommitted, so whoever takes the partitions over re-reads the batch.
-    ``idle(drained)`` runs after every poll (drained: the poll came back short).
+    ``idle(drained)`` runs after every poll (drained: the poll came back short);
+    ``on_error()`` after every batch that failed and will be retried.
     """
     from kafka.errors import CommitFailedError
 
@@ -191,6 +193,8 @@ def run_group(
                 apply(messages)
             except RETRYABLE as exc:
                 log.warning("applying a batch failed (%s); rewinding to retry", exc)
+                if on_error is not None:
+                    on_error()
                 for tp, records in polled.items():
                     consumer.seek(tp, records[0].offset)
                 stopper.wait(0.5)

@@ -5,8 +5,9 @@ around ``data``: the event's fields minus everything personal. Fields the domain
 (``pii``), the keyed phone hash, credential digests and free text typed by people
 (which may hold anything, names included) never leave; a masked phone (前三后四) does.
 docs/events.md describes every type; docs/event-schemas.json holds the JSON Schemas
-(draft 2020-12) that ``python -m consumers.contract`` prints, for consumers in any
-language. ``validate`` checks a message here.
+(draft 2020-12) of the messages' pydantic models, as ``python -m consumers.contract``
+prints them (regenerate with ``python -m consumers.contract > docs/event-schemas.json``),
+for consumers in any language. ``validate`` checks a message here against the model.
 
 Internal streams (idempotency records, report and dispute locators, claim quotas) are
 write-side bookkeeping, not business facts: the relay skips them. Deals, units and
@@ -22,14 +23,22 @@ import sys
 import types
 import typing
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from eventsourcing.domain import Aggregate
 from eventsourcing.utils import get_topic
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+)
+from pydantic_core import ErrorDetails
 
 from domain.client import Client
 from domain.commission import CommissionPolicy
@@ -268,113 +277,129 @@ def withheld_classes() -> list[type[Any]]:
 
 
 # ---------------------------------------------------------------- schemas
+#
+# One pydantic model per public type describes its message on the wire (ADR 0025): the
+# JSON Schemas are the models' ``model_json_schema()``, and ``validate`` is the model's
+# strict JSON validation. Wire types, not domain types: a Decimal travels as its exact
+# decimal string ("95.50"), never as a binary float; times carry their offset.
 
-_UUID = {"type": "string", "format": "uuid"}
-_TIME = {"type": "string", "format": "date-time"}
-_NULLABLE_TEXT = {"type": ["string", "null"]}
-# A Decimal travels as its exact decimal string ("95.50"), never as a binary float.
-_DECIMAL = {"type": "string", "pattern": r"^-?\d+(\.\d+)?$"}
-_FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
-    "owner_at_opening": {
-        "type": "object",
-        "required": ["consultant_id", "partner_id", "report_id"],
-        "additionalProperties": False,
-        "properties": {k: _NULLABLE_TEXT for k in ("consultant_id", "partner_id", "report_id")},
-    },
-    "profile": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "budget_min": {"type": ["integer", "null"]},
-            "budget_max": {"type": ["integer", "null"]},
-            "districts": {"type": "array", "items": {"type": "string"}},
-            "layouts": {"type": "array", "items": {"type": "integer"}},
-            "area_min": {"type": ["number", "null"]},
-            "area_max": {"type": ["number", "null"]},
-            "floor_preference": _NULLABLE_TEXT,
-            "purpose": _NULLABLE_TEXT,
-            "focus": {"type": "array", "items": {"type": "string"}},
-            "family_structure": _NULLABLE_TEXT,
-            "age_band": _NULLABLE_TEXT,
-        },
-    },
-    "settings": {"type": "object", "description": "the policy settings, as in the policy API"},
-    "phone_masked": {"type": "string", "pattern": r"^1[3-9]\d\*{4}\d{4}$"},
+_DECIMAL_TEXT = Annotated[str, Field(pattern=r"^-?\d+(\.\d+)?$")]
+_PHONE_MASKED = Annotated[str, Field(pattern=r"^1[3-9]\d\*{4}\d{4}$")]
+_STRICT = ConfigDict(strict=True, extra="forbid")
+
+
+class Actor(BaseModel):
+    model_config = _STRICT
+    id: str
+    role: str
+
+
+class OwnerAtOpening(BaseModel):
+    """Who owned the buyer when the deal was opened."""
+
+    model_config = _STRICT
+    consultant_id: str | None
+    partner_id: str | None
+    report_id: str | None
+
+
+class Profile(BaseModel):
+    """The demand profile's structured answers (PROFILE_KEYS); each may be absent."""
+
+    model_config = _STRICT
+    budget_min: int | None = None
+    budget_max: int | None = None
+    districts: list[str] = Field(default_factory=list)
+    layouts: list[int] = Field(default_factory=list)
+    area_min: float | None = None
+    area_max: float | None = None
+    floor_preference: str | None = None
+    purpose: str | None = None
+    focus: list[str] = Field(default_factory=list)
+    family_structure: str | None = None
+    age_band: str | None = None
+
+
+# Fields whose name says more than their type hint.
+_FIELD_TYPES: dict[str, Any] = {
+    "owner_at_opening": OwnerAtOpening,
+    "profile": Profile,
+    "phone_masked": _PHONE_MASKED,
+    "settings": Annotated[
+        dict[str, Any], Field(description="the policy settings, as in the policy API")
+    ],
 }
 # Where one field name means different things in different types.
-_TYPE_FIELD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
-    ("CommissionPolicy.CommissionPolicyChanged", "settings"): {
-        "type": "object",
-        "description": "the commission rules, as in the commission policy API",
-    },
+_TYPE_FIELD_TYPES: dict[tuple[str, str], Any] = {
+    ("CommissionPolicy.CommissionPolicyChanged", "settings"): Annotated[
+        dict[str, Any],
+        Field(description="the commission rules, as in the commission policy API"),
+    ],
 }
 
 
-def _schema_of(hint: Any) -> dict[str, Any]:
+def _wire(hint: Any) -> Any:
+    """The type a field has in a message, for its type hint in the domain event."""
     args = typing.get_args(hint)
     if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
         (inner,) = [a for a in args if a is not type(None)]
-        schema = dict(_schema_of(inner))
-        schema["type"] = [schema["type"], "null"]
-        return schema
-    if hint is bool:
-        return {"type": "boolean"}
-    if hint is int:
-        return {"type": "integer"}
-    if hint is str:
-        return {"type": "string"}
+        return _wire(inner) | None
     if hint is datetime:
-        return dict(_TIME)
-    if hint is uuid.UUID:
-        return dict(_UUID)
+        return AwareDatetime
     if hint is Decimal:
-        return dict(_DECIMAL)
+        return _DECIMAL_TEXT
     if typing.get_origin(hint) is list:
-        return {"type": "array", "items": _schema_of(args[0])}
-    if typing.get_origin(hint) is dict:
-        return {"type": "object"}
+        return list[_wire(args[0])]  # type: ignore[misc]
+    if hint in (bool, int, str, uuid.UUID) or typing.get_origin(hint) is dict:
+        return hint
     raise TypeError(f"no public schema for {hint!r}")
+
+
+def _const(value: str | int) -> Any:
+    return Literal[value]
+
+
+@functools.cache
+def model(event_type: EventType) -> type[BaseModel]:
+    """The pydantic model of one public event type's message at its current version."""
+    data_fields: dict[str, Any] = {
+        name: (
+            _TYPE_FIELD_TYPES.get((event_type.name, name)) or _FIELD_TYPES.get(name) or _wire(hint),
+            ...,
+        )
+        for name, hint in event_type.published().items()
+    }
+    data = create_model(  # type: ignore[call-overload]
+        f"{event_type.name.replace('.', '')}Data", __config__=_STRICT, **data_fields
+    )
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        f"{event_type.name.replace('.', '')}V{event_type.version}",
+        __config__=ConfigDict(
+            strict=True,
+            extra="forbid",
+            title=f"{event_type.name} v{event_type.version}",
+            json_schema_extra={"description": event_type.description},
+        ),
+        event_id=(uuid.UUID, ...),
+        type=(_const(event_type.name), ...),
+        schema_version=(_const(event_type.version), ...),
+        aggregate_type=(_const(event_type.aggregate), ...),
+        aggregate_id=(uuid.UUID, ...),
+        aggregate_version=(int, Field(ge=1)),
+        position=(int, Field(ge=1)),
+        occurred_at=(AwareDatetime, ...),
+        actor=(Actor | None, ...),
+        correlation_id=(str | None, ...),
+        data=(data, ...),
+    )
 
 
 def schema(event_type: EventType) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of one public event type at its current version."""
-    data = {
-        name: _TYPE_FIELD_SCHEMAS.get((event_type.name, name))
-        or _FIELD_SCHEMAS.get(name)
-        or _schema_of(hint)
-        for name, hint in event_type.published().items()
-    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"urn:yingke:event:{event_type.name}:v{event_type.version}",
-        "title": f"{event_type.name} v{event_type.version}",
-        "description": event_type.description,
-        "type": "object",
-        "required": list(ENVELOPE),
-        "additionalProperties": False,
-        "properties": {
-            "event_id": _UUID,
-            "type": {"const": event_type.name},
-            "schema_version": {"const": event_type.version},
-            "aggregate_type": {"const": event_type.aggregate},
-            "aggregate_id": _UUID,
-            "aggregate_version": {"type": "integer", "minimum": 1},
-            "position": {"type": "integer", "minimum": 1},
-            "occurred_at": _TIME,
-            "actor": {
-                "type": ["object", "null"],
-                "required": ["id", "role"],
-                "additionalProperties": False,
-                "properties": {"id": {"type": "string"}, "role": {"type": "string"}},
-            },
-            "correlation_id": _NULLABLE_TEXT,
-            "data": {
-                "type": "object",
-                "required": list(data),
-                "additionalProperties": False,
-                "properties": data,
-            },
-        },
+        **model(event_type).model_json_schema(),
     }
 
 
@@ -419,7 +444,9 @@ def to_message(event: Any, position: int) -> dict[str, Any] | None:
             f"{type(event).__qualname__} is neither public nor withheld: classify it in "
             "consumers/contract.py (the relay publishes nothing until it is)"
         )
-    state = event.__dict__
+    # As stored: an event recorded before a field existed publishes it as null, not as
+    # the field's default today.
+    state = vars(event)
     data = {name: _jsonable(_scrub(name, state.get(name))) for name in event_type.published()}
     actor = state.get("actor")
     return {
@@ -509,9 +536,7 @@ def to_domain_event(message: dict[str, Any]) -> Any:
     )
     if "originator_topic" in event_type.hints():
         state["originator_topic"] = get_topic(AGGREGATES[event_type.aggregate])
-    event = object.__new__(event_type.cls)
-    object.__setattr__(event, "__dict__", state)
-    return event
+    return event_type.cls(**state)
 
 
 # ------------------------------------------------------------- validation
@@ -524,7 +549,13 @@ def validate(message: dict[str, Any]) -> list[str]:
         return [f"type: unknown event type {message.get('type')!r}"]
     if message.get("schema_version") != event_type.version:
         return [f"schema_version: {event_type.name} is at v{event_type.version}"]
-    return list(_check(schema(event_type), message, "$"))
+    try:
+        # JSON mode, as a consumer in another language sees it: strings for uuids and
+        # times, and no coercion of "7" into 7.
+        model(event_type).model_validate_json(encode(message))
+    except ValidationError as exc:
+        return [_problem(error) for error in exc.errors()]
+    return []
 
 
 def check(message: dict[str, Any]) -> None:
@@ -533,61 +564,43 @@ def check(message: dict[str, Any]) -> None:
         raise ContractError("; ".join(errors))
 
 
-_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
+_JSON_TYPE_ERRORS = {
+    "string_type": "string",
+    "int_type": "integer",
+    "int_from_float": "integer",
+    "float_type": "number",
+    "bool_type": "boolean",
+    "list_type": "array",
+    "dict_type": "object",
+    "model_type": "object",
+    "model_attributes_type": "object",
 }
 
 
-def _format_ok(kind: str, value: str) -> bool:
-    try:
-        if kind == "uuid":
-            uuid.UUID(value)
-        elif kind == "date-time":
-            return datetime.fromisoformat(value).tzinfo is not None
-    except ValueError:
-        return False
-    return True
-
-
-def _check(spec: dict[str, Any], value: Any, path: str) -> typing.Iterator[str]:
-    """The subset of JSON Schema these schemas use: type, const, required, properties,
-    additionalProperties, items, minimum, pattern and the uuid/date-time formats."""
-    import re
-
-    if "const" in spec and value != spec["const"]:
-        yield f"{path}: must be {spec['const']!r}"
-        return
-    if "type" in spec:
-        kinds = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
-        if not any(_JSON_TYPES[k](value) for k in kinds):
-            yield f"{path}: must be {' or '.join(kinds)}"
-            return
-    if isinstance(value, str):
-        if "format" in spec and not _format_ok(spec["format"], value):
-            yield f"{path}: not a valid {spec['format']}"
-        if "pattern" in spec and not re.search(spec["pattern"], value):
-            yield f"{path}: does not match {spec['pattern']}"
-    if isinstance(value, int) and "minimum" in spec and value < spec["minimum"]:
-        yield f"{path}: must be at least {spec['minimum']}"
-    if isinstance(value, list) and "items" in spec:
-        for i, item in enumerate(value):
-            yield from _check(spec["items"], item, f"{path}[{i}]")
-    if isinstance(value, dict):
-        properties = spec.get("properties", {})
-        for name in spec.get("required", ()):
-            if name not in value:
-                yield f"{path}.{name}: is required"
-        for name, item in value.items():
-            if name in properties:
-                yield from _check(properties[name], item, f"{path}.{name}")
-            elif spec.get("additionalProperties") is False:
-                yield f"{path}.{name}: is not in the contract"
+def _problem(error: ErrorDetails) -> str:
+    """One pydantic error in the contract's words: ``$.data.area: must be string``."""
+    path = "$" + "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
+    )
+    kind = error["type"]
+    context = error.get("ctx") or {}
+    if kind == "missing":
+        return f"{path}: is required"
+    if kind == "extra_forbidden":
+        return f"{path}: is not in the contract"
+    if kind in _JSON_TYPE_ERRORS:
+        return f"{path}: must be {_JSON_TYPE_ERRORS[kind]}"
+    if kind == "literal_error":
+        return f"{path}: must be {context.get('expected')}"
+    if kind.startswith("uuid"):
+        return f"{path}: not a valid uuid"
+    if kind.startswith(("datetime", "timezone")):
+        return f"{path}: not a valid date-time"
+    if kind == "string_pattern_mismatch":
+        return f"{path}: does not match {context.get('pattern')}"
+    if kind == "greater_than_equal":
+        return f"{path}: must be at least {context.get('ge')}"
+    return f"{path}: {error['msg']}"
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 from eventsourcing.application import Application
@@ -35,6 +35,9 @@ from consumers.broker import (
     retrying,
 )
 from consumers.store import lock_key
+
+if TYPE_CHECKING:
+    from yingke.settings import Settings
 
 log = logging.getLogger("yingke.relay")
 
@@ -208,12 +211,13 @@ def relay_state(settings: Any) -> RelayState:
     return PostgresRelayState(conninfo(settings), settings.kafka_topic)
 
 
-def main(stopper: Stopper | None = None) -> int:
+def main(stopper: Stopper | None = None, settings: Settings | None = None) -> int:
     """Run the relay until SIGTERM: publish, or stand by while another relay holds the lock."""
+    from yingke import metrics
     from yingke.bootstrap import build
     from yingke.settings import load_settings
 
-    settings = load_settings()
+    settings = settings or load_settings()
     stopper = stopper or Stopper().install()
     ensure_topics(settings.kafka_bootstrap, [settings.kafka_topic])
     container = build(settings)
@@ -222,10 +226,24 @@ def main(stopper: Stopper | None = None) -> int:
     relay = Relay(
         container.store, state, publisher, settings.kafka_topic, settings.relay_batch_size
     )
+    observed = container.metrics
+
+    def step() -> int:
+        before = relay.published
+        moved = relay.run_once()
+        observed.relay_published.inc(relay.published - before)
+        observed.succeeded("relay")
+        return moved
+
+    def failed() -> None:
+        observed.failed("relay")
+        state.release()
+
     print(f"yingke relay: notification log → {settings.kafka_topic}", flush=True)
+    metrics.serve(observed, settings, "relay")
     try:
         while not stopper.stopped:
-            moved = retrying("relay", relay.run_once, state.release)
+            moved = retrying("relay", step, failed)
             heartbeat(settings.heartbeat_file)
             if not moved:
                 stopper.wait(settings.relay_interval if not relay.standby else 2.0)

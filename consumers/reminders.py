@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from consumers import contract
 from consumers.broker import (
@@ -49,6 +49,10 @@ from consumers.store import create_tables, timestamp_type
 from domain.quota import CHINA
 from projections.runtime import Tx, ViewDB
 from projections.sql import read_ts, ts
+
+if TYPE_CHECKING:
+    from yingke.metrics import Metrics
+    from yingke.settings import Settings
 
 log = logging.getLogger("yingke.consume.reminders")
 
@@ -330,6 +334,7 @@ class Sender:
     dead_lettered: int = 0
     failures: int = 0
     format: Callable[[dict[str, Any]], dict[str, Any]] = wecom_markdown
+    metrics: Metrics | None = None
 
     def due(self) -> list[str]:
         now = ts(self.db.dialect, self.clock())
@@ -374,6 +379,8 @@ class Sender:
                     self._record(tx, row, "dead_letter", attempts)
                     self._close(tx, nid, "dead_letter", str(exc))
                     self.dead_lettered += 1
+                    if self.metrics is not None:
+                        self.metrics.reminders_dead_lettered.inc()
                 else:
                     wait = timedelta(seconds=self.backoff * 2 ** (attempts - 1))
                     tx.execute(
@@ -385,6 +392,8 @@ class Sender:
             self._record(tx, row, "delivered", attempts)
             self._close(tx, nid, "sent")
             self.delivered += 1
+            if self.metrics is not None:
+                self.metrics.reminders_sent.inc()
             return 1
 
     def _record(self, tx: Tx, row: dict[str, Any], outcome: str, attempts: int) -> None:
@@ -456,12 +465,14 @@ def leads_from(settings: Any) -> Leads:
     )
 
 
-def main(stopper: Stopper | None = None) -> int:
+def main(stopper: Stopper | None = None, settings: Settings | None = None) -> int:
     from consumers.broker import KafkaPublisher
+    from yingke import metrics
     from yingke.bootstrap import system_clock, view_db
     from yingke.settings import load_settings
 
-    settings = load_settings()
+    settings = settings or load_settings()
+    observed = metrics.Metrics()
     stopper = stopper or Stopper().install()
     topics = [settings.kafka_topic, settings.reminder_dead_letter_topic]
     ensure_topics(settings.kafka_bootstrap, topics)
@@ -481,19 +492,22 @@ def main(stopper: Stopper | None = None) -> int:
         system_clock,
         max_attempts=settings.reminder_max_attempts,
         backoff=settings.reminder_backoff,
+        metrics=observed,
     )
     consumer = group_consumer(
         settings.kafka_bootstrap, settings.kafka_topic, "yingke-reminders", settings.kafka_fast_join
     )
     print(f"yingke consume reminders: {settings.kafka_topic} → webhook", flush=True)
+    metrics.serve(observed, settings, "consume reminders")
     try:
         run_group(
             consumer,
-            Reminders(db, leads_from(settings)).apply,
+            observed.counted("reminders", Reminders(db, leads_from(settings)).apply),
             stopper,
             max_records=settings.consumer_batch_size,
             idle=Timer(sender, settings.reminder_tick),
             heartbeat_file=settings.heartbeat_file,
+            on_error=lambda: observed.failed("consume-reminders"),
         )
     finally:
         consumer.close(autocommit=False)

@@ -23,11 +23,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consumers import contract
 from consumers.broker import Message, Stopper, ensure_topics, group_consumer, run_group
 from projections.runtime import Rows, View, ViewDB, lock_positions, set_position
+
+if TYPE_CHECKING:
+    from yingke.settings import Settings
 
 log = logging.getLogger("yingke.consume.views")
 
@@ -130,11 +133,17 @@ def _named(all_views: Sequence[View], names: str) -> list[View]:
     return [known[n] for n in wanted]
 
 
-def main(view_names: str | None = None, stopper: Stopper | None = None) -> int:
+def main(
+    view_names: str | None = None,
+    stopper: Stopper | None = None,
+    settings: Settings | None = None,
+) -> int:
+    from yingke import metrics
     from yingke.bootstrap import all_views, view_db
     from yingke.settings import load_settings
 
-    settings = load_settings()
+    settings = settings or load_settings()
+    observed = metrics.Metrics()
     stopper = stopper or Stopper().install()
     views = select_views(all_views(), view_names)
     ensure_topics(settings.kafka_bootstrap, [settings.kafka_topic])
@@ -145,14 +154,16 @@ def main(view_names: str | None = None, stopper: Stopper | None = None) -> int:
         settings.kafka_bootstrap, settings.kafka_topic, group, settings.kafka_fast_join
     )
     print(f"yingke consume views: {settings.kafka_topic} → {len(views)} views", flush=True)
+    metrics.serve(observed, settings, "consume views")
     try:
         check_single_partition(consumer, settings.kafka_topic)
         run_group(
             consumer,
-            ViewsConsumer(db, views).apply,
+            observed.counted("views", ViewsConsumer(db, views).apply),
             stopper,
             max_records=settings.consumer_batch_size,
             heartbeat_file=settings.heartbeat_file,
+            on_error=lambda: observed.failed("consume-views"),
         )
     finally:
         consumer.close(autocommit=False)

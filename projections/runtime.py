@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -527,30 +527,56 @@ def rebuild(
     )
 
 
+class LoopObserver(Protocol):
+    """Told of every step's outcome (yingke.metrics.Metrics)."""
+
+    def succeeded(self, loop: str) -> None: ...
+
+    def failed(self, loop: str) -> None: ...
+
+
 class Loop(threading.Thread):
     """Runs ``step`` every ``interval`` seconds until stopped; errors are logged, not fatal."""
 
-    def __init__(self, name: str, step: Callable[[], int], interval: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        step: Callable[[], int],
+        interval: float,
+        observer: LoopObserver | None = None,
+    ) -> None:
         super().__init__(name=name, daemon=True)
         self._step = step
         self._interval = interval
+        self._observer = observer
         self._stop_event = threading.Event()
         self.last_error: str | None = None
-        self.last_run: datetime | None = None
+        self.last_success: datetime | None = None
 
     def run(self) -> None:
         while not self._stop_event.is_set():
             try:
                 busy = self._step()
-                self.last_error = None
             except (psycopg.Error, sqlite3.Error, OSError) as exc:
                 log.warning("%s: %s; retrying", self.name, exc)
-                self.last_error, busy = str(exc), 0
+                self._failed(str(exc))
+                busy = 0
             except Exception as exc:
                 log.exception("%s failed; retrying", self.name)
-                self.last_error, busy = repr(exc), 0
+                self._failed(repr(exc))
+                busy = 0
+            else:
+                self.last_error = None
+                self.last_success = datetime.now(UTC)
+                if self._observer is not None:
+                    self._observer.succeeded(self.name)
             if not busy:
                 self._stop_event.wait(self._interval)
+
+    def _failed(self, error: str) -> None:
+        self.last_error = error
+        if self._observer is not None:
+            self._observer.failed(self.name)
 
     def stop(self) -> None:
         self._stop_event.set()

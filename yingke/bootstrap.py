@@ -43,6 +43,7 @@ from projections.report_log import ReportLog
 from projections.runtime import Follower, Loop, PostgresViewDB, SQLiteViewDB, View, ViewDB
 from projections.units import Units
 from yingke.deadlines import DeadlineProcessor
+from yingke.metrics import Metrics
 from yingke.settings import Settings, postgres_params
 from yingke.vault import KeyStore, PostgresKeyStore, SQLiteKeyStore, Vault
 
@@ -156,12 +157,21 @@ class Container(Services):
     follower: Follower = field(kw_only=True)
     deadlines: DeadlineProcessor = field(kw_only=True)
     loops: list[Loop] = field(default_factory=list, kw_only=True)
+    metrics: Metrics = field(default_factory=Metrics, kw_only=True)
+
+    def __post_init__(self) -> None:
+        self.metrics.watch(self)
 
     def start_workers(self) -> None:
         """Follow the log and fire deadlines inside this process (the embedded default)."""
         self.loops = [
-            Loop("views", self.follower.run_once, self.settings.follow_interval),
-            Loop("deadlines", self.deadlines.run_once, self.settings.deadline_interval),
+            Loop("views", self.follower.run_once, self.settings.follow_interval, self.metrics),
+            Loop(
+                "deadlines",
+                self.deadlines.run_once,
+                self.settings.deadline_interval,
+                self.metrics,
+            ),
         ]
         for loop in self.loops:
             loop.start()

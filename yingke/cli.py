@@ -7,8 +7,9 @@ import logging
 import signal
 import sys
 import threading
+from dataclasses import replace
 
-from yingke.settings import ConfigurationError, load_settings
+from yingke.settings import ConfigurationError, Settings, load_settings
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -41,18 +42,29 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_loop(step_name: str) -> int:
+def _settings(args: argparse.Namespace) -> Settings:
+    """The environment's settings, with the command line's overrides."""
+    settings = load_settings()
+    port = getattr(args, "metrics_port", None)
+    return settings if port is None else replace(settings, metrics_port=port)
+
+
+def _run_loop(step_name: str, args: argparse.Namespace) -> int:
     """Run one worker in the foreground until SIGTERM or Ctrl-C."""
     from projections.runtime import Loop
+    from yingke import metrics
     from yingke.bootstrap import build
 
-    settings = load_settings()
+    settings = _settings(args)
     container = build(settings)
     step = container.follower.run_once if step_name == "views" else container.deadlines.run_once
     interval = settings.follow_interval if step_name == "views" else settings.deadline_interval
-    loop = Loop(step_name, step, interval)
+    loop = Loop(step_name, step, interval, container.metrics)
+    container.loops.append(loop)  # closed with the container
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    process = "projections" if step_name == "views" else "deadlines"
+    metrics.serve(container.metrics, settings, process)
     loop.start()
     print(f"yingke {step_name}: running (every {interval}s); Ctrl-C or SIGTERM stops", flush=True)
     try:
@@ -61,7 +73,6 @@ def _run_loop(step_name: str) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        loop.stop()
         container.close()
     return 0
 
@@ -69,7 +80,7 @@ def _run_loop(step_name: str) -> int:
 def _projections(args: argparse.Namespace) -> int:
     if args.action == "rebuild":
         return _rebuild(args.name)
-    return _run_loop("views")
+    return _run_loop("views", args)
 
 
 def _rebuild(name: str | None) -> int:
@@ -95,7 +106,7 @@ def _rebuild(name: str | None) -> int:
 
 
 def _deadlines(args: argparse.Namespace) -> int:
-    return _run_loop("deadlines")
+    return _run_loop("deadlines", args)
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -110,17 +121,32 @@ def _migrate(args: argparse.Namespace) -> int:
 def _relay(args: argparse.Namespace) -> int:
     from consumers.relay import main as relay_main
 
-    return relay_main()
+    return relay_main(settings=_settings(args))
 
 
 def _consume(args: argparse.Namespace) -> int:
     if args.name == "views":
         from consumers.views import main as views_main
 
-        return views_main(args.views)
+        return views_main(args.views, settings=_settings(args))
     from consumers.reminders import main as reminders_main
 
-    return reminders_main()
+    return reminders_main(settings=_settings(args))
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number (0-65535) (got {text!r})")
+    return int(text)
+
+
+def _metrics_port(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        help="serve Prometheus /metrics on this port (overrides YINGKE_METRICS_PORT; 0: any)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,16 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
     proj.add_argument("action", nargs="?", choices=["follow", "rebuild"], default="follow")
     proj.add_argument("name", nargs="?", help="the view to rebuild, e.g. client_overview")
     proj.set_defaults(func=_projections)
+    _metrics_port(proj)
     dead = sub.add_parser("deadlines", help="fire report, protection and inactivity deadlines")
     dead.set_defaults(func=_deadlines)
+    _metrics_port(dead)
     relay = sub.add_parser("relay", help="publish the event log to Kafka (one relay publishes)")
     relay.set_defaults(func=_relay)
+    _metrics_port(relay)
     consume = sub.add_parser("consume", help="run a Kafka consumer group: views or reminders")
     consume.add_argument("name", choices=["views", "reminders"])
     consume.add_argument(
         "--views", default=None, help="views only: a comma-separated subset (its own group)"
     )
     consume.set_defaults(func=_consume)
+    _metrics_port(consume)
     return parser
 
 
@@ -159,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result: int = args.func(args)
     except ConfigurationError as exc:
-        print(f"yingke: configuration error: {exc}", file=sys.stderr)
+        print(f"yingke: {exc}", file=sys.stderr)
         return 2
     return result
 

@@ -1,55 +1,207 @@
-"""Settings from the environment (YINGKE_*), resolved once at start-up."""
+"""Settings from the environment (YINGKE_*), resolved once at start-up.
+
+``Environment`` is what an operator can set: one typed, bounded field per variable,
+parsed by pydantic-settings (ADR 0023). ``Settings`` is what the running process uses:
+the same values with the secrets resolved (generated into the data dir on the embedded
+default) and the data dir made absolute.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import unquote, urlparse
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PREFIX = "YINGKE_"
 
 
 class ConfigurationError(RuntimeError):
     pass
 
 
+def _var(default: Any, expects: str, **bounds: Any) -> Any:
+    """A variable's default, its bounds, and the words a bad value is answered with."""
+    return Field(default, json_schema_extra={"expects": expects}, **bounds)
+
+
+_POSITIVE_INT = "a positive integer"
+_SECONDS = "a non-negative number of seconds"
+_INTERVAL = "a positive number of seconds"
+_DURATION = "an ISO-8601 duration in weeks, days, hours, minutes or seconds, e.g. PT2H or P3D"
+
+
+class Environment(BaseSettings):
+    """Every YINGKE_* variable, its default and its bounds (README: Configuration)."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="ignore")
+
+    database_url: str | None = _var(
+        None, "a URL like postgresql://user[:password]@host[:port]/dbname", repr=False
+    )
+    data_dir: Path = _var(Path("./var"), "a directory path")
+    host: str = _var("127.0.0.1", "a host name or address")
+    port: int = _var(8000, "a port number (1-65535)", ge=1, le=65535)
+    admin_key: str | None = _var(None, "at least 16 characters", min_length=16, repr=False)
+    secret: str | None = _var(None, "at least 16 characters", min_length=16, repr=False)
+    pg_pool_size: int = _var(10, _POSITIVE_INT, gt=0)
+    # eventsourcing retries a failed connection 10 times, so a store that is down
+    # answers 503 after about 10 × (this + 0.2) seconds.
+    pg_connect_timeout: int = _var(2, "a positive whole number of seconds", gt=0)
+    # "inprocess": serve also follows the log into the views and fires deadlines;
+    # "none": leave both to `yingke projections` / `yingke deadlines` processes.
+    workers: Literal["inprocess", "none"] = _var("inprocess", "one of inprocess, none")
+    follow_interval: float = _var(0.2, _INTERVAL, gt=0, allow_inf_nan=False)
+    deadline_interval: float = _var(1.0, _INTERVAL, gt=0, allow_inf_nan=False)
+    # How long a query with ?after=<position> waits for the views before a 503.
+    read_wait: float = _var(2.0, _SECONDS, ge=0, allow_inf_nan=False)
+    # The scaled topology's Kafka side (consumers/, ADR 0010).
+    kafka_bootstrap: str = _var("127.0.0.1:9092", "host:port[,host:port…]", min_length=1)
+    kafka_topic: str = _var(
+        "yingke.events", "a Kafka topic name", pattern=r"^[A-Za-z0-9._-]{1,249}$"
+    )
+    # Join consumer groups in seconds (short session timeouts): tests, single-node setups.
+    kafka_fast_join: Literal["0", "1"] = _var("0", "0 or 1")
+    relay_batch_size: int = _var(500, _POSITIVE_INT, gt=0)
+    relay_interval: float = _var(0.2, _INTERVAL, gt=0, allow_inf_nan=False)
+    consumer_batch_size: int = _var(1000, _POSITIVE_INT, gt=0)
+    # Reminders (consumers/reminders.py): a WeCom group robot URL, or any JSON webhook.
+    reminder_webhook: str | None = _var(
+        None, "an http:// or https:// URL", pattern=r"^https?://[^/\s]+\S*$"
+    )
+    reminder_max_attempts: int = _var(5, _POSITIVE_INT, gt=0)
+    reminder_backoff: float = _var(2.0, _SECONDS, ge=0, allow_inf_nan=False)
+    reminder_dead_letter_topic: str = _var(
+        "yingke.reminders.dead-letter", "a Kafka topic name", pattern=r"^[A-Za-z0-9._-]{1,249}$"
+    )
+    reminder_due_lead: str = _var("PT2H", _DURATION)
+    reminder_protection_lead: str = _var("P3D", _DURATION)
+    reminder_tick: float = _var(1.0, _INTERVAL, gt=0, allow_inf_nan=False)
+    # Touched by relay and consumers on every loop; a container health check reads it.
+    heartbeat_file: Path | None = _var(None, "a file path")
+    # Worker processes serve Prometheus metrics here when a port is set (0: any free port).
+    metrics_host: str = _var("127.0.0.1", "a host name or address")
+    metrics_port: int | None = _var(None, "a port number (0-65535)", ge=0, le=65535)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres(cls, value: str | None) -> str | None:
+        if value is not None:
+            postgres_params(value)
+        return value
+
+    @field_validator("reminder_due_lead", "reminder_protection_lead")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        from domain.errors import InvalidInput
+        from domain.values import parse_duration
+
+        try:
+            parse_duration(value, "lead")
+        except InvalidInput as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Values come only from the mapping load_settings was given (os.environ by
+        # default): tests pass a dict and must not see the developer's shell.
+        return (init_settings,)
+
+
+class MappingSource(PydanticBaseSettingsSource):
+    """YINGKE_* variables from a mapping; an empty value counts as unset, as it always did."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.env = env
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        name = env_name(field_name)
+        return self.env.get(name) or None, name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values = {}
+        for field_name, info in self.settings_cls.model_fields.items():
+            value, _, _ = self.get_field_value(info, field_name)
+            if value is not None:
+                values[field_name] = value
+        return values
+
+
+def env_name(field_name: str) -> str:
+    return PREFIX + field_name.upper()
+
+
+def read_environment(environ: Mapping[str, str] | None = None) -> Environment:
+    """Parse the variables; a bad one raises ConfigurationError in one line."""
+    env = os.environ if environ is None else environ
+    try:
+        return Environment(**MappingSource(Environment, env)())
+    except ValidationError as exc:
+        raise ConfigurationError(_one_line(exc, env)) from None
+
+
+def _one_line(exc: ValidationError, env: Mapping[str, str]) -> str:
+    error = exc.errors()[0]
+    field_name = str(error["loc"][0]) if error["loc"] else ""
+    field = Environment.model_fields.get(field_name)
+    if field is None:
+        return str(error["msg"])
+    extra = field.json_schema_extra
+    expects = extra.get("expects") if isinstance(extra, dict) else None
+    name = env_name(field_name)
+    if not field.repr:  # a secret, or part of one: never echoed into logs
+        return f"{name} must be {expects}"
+    return f"{name} must be {expects or error['msg']} (got {env.get(name, '')!r})"
+
+
 @dataclass(frozen=True)
 class Settings:
+    """The resolved settings a process runs with; field meanings are on Environment."""
+
     database_url: str | None
     data_dir: Path
     host: str
     port: int
-    admin_key: str
-    secret: bytes
-    pg_pool_size: int = 10
-    # eventsourcing retries a failed connection 10 times, so a store that is down
-    # answers 503 after about 10 × (this + 0.2) seconds.
-    pg_connect_timeout: int = 2
-    # "inprocess": serve also follows the log into the views and fires deadlines;
-    # "none": leave both to `yingke projections` / `yingke deadlines` processes.
-    workers: str = "inprocess"
-    follow_interval: float = 0.2
-    deadline_interval: float = 1.0
-    # How long a query with ?after=<position> waits for the views before a 503.
-    read_wait: float = 2.0
-    # The scaled topology's Kafka side (consumers/, ADR 0010).
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    kafka_topic: str = "yingke.events"
-    # Join consumer groups in seconds (short session timeouts): tests, single-node setups.
-    kafka_fast_join: bool = False
-    relay_batch_size: int = 500
-    relay_interval: float = 0.2
-    consumer_batch_size: int = 1000
-    # Reminders (consumers/reminders.py): a WeCom group robot URL, or any JSON webhook.
-    reminder_webhook: str | None = None
-    reminder_max_attempts: int = 5
-    reminder_backoff: float = 2.0
-    reminder_dead_letter_topic: str = "yingke.reminders.dead-letter"
-    reminder_due_lead: str = "PT2H"
-    reminder_protection_lead: str = "P3D"
-    reminder_tick: float = 1.0
-    # Touched by relay and consumers on every loop; a container health check reads it.
-    heartbeat_file: Path | None = None
+    admin_key: str = field(repr=False)
+    secret: bytes = field(repr=False)
+    pg_pool_size: int
+    pg_connect_timeout: int
+    workers: str
+    follow_interval: float
+    deadline_interval: float
+    read_wait: float
+    kafka_bootstrap: str
+    kafka_topic: str
+    kafka_fast_join: bool
+    relay_batch_size: int
+    relay_interval: float
+    consumer_batch_size: int
+    reminder_webhook: str | None
+    reminder_max_attempts: int
+    reminder_backoff: float
+    reminder_dead_letter_topic: str
+    reminder_due_lead: str
+    reminder_protection_lead: str
+    reminder_tick: float
+    heartbeat_file: Path | None
+    metrics_host: str
+    metrics_port: int | None
 
     @property
     def views_path(self) -> Path:
@@ -91,13 +243,17 @@ class Settings:
 def postgres_params(url: str) -> dict[str, str]:
     parsed = urlparse(url)
     if parsed.scheme not in ("postgresql", "postgres") or not parsed.path.strip("/"):
-        raise ConfigurationError(
+        raise ValueError(
             "YINGKE_DATABASE_URL must look like postgresql://user[:password]@host[:port]/dbname"
         )
+    try:
+        port = str(parsed.port or 5432)
+    except ValueError as exc:  # a port that is not a number, or out of range
+        raise ValueError("YINGKE_DATABASE_URL has a bad port") from exc
     return {
         "dbname": unquote(parsed.path.lstrip("/")),
         "host": parsed.hostname or "127.0.0.1",
-        "port": str(parsed.port or 5432),
+        "port": port,
         "user": unquote(parsed.username or "postgres"),
         "password": unquote(parsed.password or ""),
     }
@@ -114,65 +270,29 @@ def _kept_secret(path: Path, make: str) -> str:
     return make
 
 
-def _choice(env: dict[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
-    value = env.get(name, default)
-    if value not in allowed:
-        raise ConfigurationError(f"{name} must be one of {', '.join(allowed)}")
-    return value
-
-
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    env = dict(os.environ if environ is None else environ)
-    database_url = env.get("YINGKE_DATABASE_URL") or None
-    data_dir = Path(env.get("YINGKE_DATA_DIR", "./var")).resolve()
-    try:
-        port = int(env.get("YINGKE_PORT", "8000"))
-    except ValueError as exc:
-        raise ConfigurationError("YINGKE_PORT must be a port number") from exc
-    secret = env.get("YINGKE_SECRET")
-    admin_key = env.get("YINGKE_ADMIN_KEY")
-    if database_url is None:
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = read_environment(environ)
+    data_dir = env.data_dir.resolve()
+    secret, admin_key = env.secret, env.admin_key
+    if env.database_url is None:
         secret = secret or _kept_secret(data_dir / "secret.key", secrets.token_hex(32))
         admin_key = admin_key or _kept_secret(
             data_dir / "admin.key", "yk-admin-" + secrets.token_urlsafe(24)
         )
     else:
-        postgres_params(database_url)
         if not secret:
             raise ConfigurationError("YINGKE_SECRET is required with PostgreSQL")
         if not admin_key:
             raise ConfigurationError("YINGKE_ADMIN_KEY is required with PostgreSQL")
     if len(secret.encode()) < 16:
-        raise ConfigurationError("YINGKE_SECRET must be at least 16 characters")
+        raise ConfigurationError(f"{data_dir / 'secret.key'} must hold at least 16 characters")
     if len(admin_key) < 16:
-        raise ConfigurationError("YINGKE_ADMIN_KEY must be at least 16 characters")
-    return Settings(
-        database_url=database_url,
+        raise ConfigurationError(f"{data_dir / 'admin.key'} must hold at least 16 characters")
+    values = env.model_dump()
+    values.update(
         data_dir=data_dir,
-        host=env.get("YINGKE_HOST", "127.0.0.1"),
-        port=port,
         admin_key=admin_key,
         secret=secret.encode(),
-        pg_pool_size=int(env.get("YINGKE_PG_POOL_SIZE", "10")),
-        pg_connect_timeout=int(env.get("YINGKE_PG_CONNECT_TIMEOUT", "2")),
-        workers=_choice(env, "YINGKE_WORKERS", ("inprocess", "none"), "inprocess"),
-        follow_interval=float(env.get("YINGKE_FOLLOW_INTERVAL", "0.2")),
-        deadline_interval=float(env.get("YINGKE_DEADLINE_INTERVAL", "1.0")),
-        read_wait=float(env.get("YINGKE_READ_WAIT", "2.0")),
-        kafka_bootstrap=env.get("YINGKE_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
-        kafka_topic=env.get("YINGKE_KAFKA_TOPIC", "yingke.events"),
-        kafka_fast_join=_choice(env, "YINGKE_KAFKA_FAST_JOIN", ("0", "1"), "0") == "1",
-        relay_batch_size=int(env.get("YINGKE_RELAY_BATCH_SIZE", "500")),
-        relay_interval=float(env.get("YINGKE_RELAY_INTERVAL", "0.2")),
-        consumer_batch_size=int(env.get("YINGKE_CONSUMER_BATCH_SIZE", "1000")),
-        reminder_webhook=env.get("YINGKE_REMINDER_WEBHOOK") or None,
-        reminder_max_attempts=int(env.get("YINGKE_REMINDER_MAX_ATTEMPTS", "5")),
-        reminder_backoff=float(env.get("YINGKE_REMINDER_BACKOFF", "2.0")),
-        reminder_dead_letter_topic=env.get(
-            "YINGKE_REMINDER_DEAD_LETTER_TOPIC", "yingke.reminders.dead-letter"
-        ),
-        reminder_due_lead=env.get("YINGKE_REMINDER_DUE_LEAD", "PT2H"),
-        reminder_protection_lead=env.get("YINGKE_REMINDER_PROTECTION_LEAD", "P3D"),
-        reminder_tick=float(env.get("YINGKE_REMINDER_TICK", "1.0")),
-        heartbeat_file=Path(heartbeat) if (heartbeat := env.get("YINGKE_HEARTBEAT_FILE")) else None,
+        kafka_fast_join=env.kafka_fast_join == "1",
     )
+    return Settings(**values)

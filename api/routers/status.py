@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, Request, Response
 
 from api.deps import CallerDep, get_container
+from yingke.metrics import CONTENT_TYPE_LATEST
 
 router = APIRouter(tags=["views"])
 
 
 @router.get("/v1/views/status")
 def views_status(request: Request, caller: CallerDep) -> dict[str, Any]:
-    """Per view: the last position applied, the head of the log, and the lag."""
+    """Per view: the last position applied, the head of the log, and the lag.
+
+    ``loops`` lists the worker loops running in this process (none with
+    YINGKE_WORKERS=none): when each last succeeded and the error of its last step, if it
+    failed.
+    """
     container = get_container(request)
     head = container.position()
     lag = container.follower.lag()
@@ -24,29 +29,19 @@ def views_status(request: Request, caller: CallerDep) -> dict[str, Any]:
             {"view": name, "position": pos, "lag": behind} for name, (pos, behind) in lag.items()
         ],
         "deadlines_fired": dict(container.deadlines.fired),
+        "loops": [
+            {
+                "loop": loop.name,
+                "last_success": loop.last_success.isoformat() if loop.last_success else None,
+                "last_error": loop.last_error,
+            }
+            for loop in container.loops
+        ],
     }
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
-def metrics(request: Request) -> str:
-    """Prometheus text exposition: log head, view positions and lag, deadlines fired."""
+@router.get("/metrics", response_class=Response)
+def metrics(request: Request) -> Response:
+    """Prometheus text exposition: requests, loops, log head, view positions and lag."""
     container = get_container(request)
-    lines = [
-        "# HELP yingke_events_head Highest notification id in the event log.",
-        "# TYPE yingke_events_head gauge",
-        f"yingke_events_head {container.position()}",
-        "# HELP yingke_view_position Last notification id applied to the view.",
-        "# TYPE yingke_view_position gauge",
-        "# HELP yingke_view_lag Events in the log not yet applied to the view.",
-        "# TYPE yingke_view_lag gauge",
-    ]
-    for name, (position, behind) in container.follower.lag().items():
-        lines.append(f'yingke_view_position{{view="{name}"}} {position}')
-        lines.append(f'yingke_view_lag{{view="{name}"}} {behind}')
-    lines += [
-        "# HELP yingke_deadlines_fired_total Deadline commands that acted, by kind.",
-        "# TYPE yingke_deadlines_fired_total counter",
-    ]
-    for kind, count in container.deadlines.fired.items():
-        lines.append(f'yingke_deadlines_fired_total{{kind="{kind}"}} {count}')
-    return "\n".join(lines) + "\n"
+    return Response(container.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -22,7 +24,25 @@ from yingke.settings import Settings
 pytestmark = pytest.mark.postgres
 
 
-def start(command: list[str], settings: Settings, heartbeat: Path) -> subprocess.Popen[bytes]:
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def metric(port: int, sample: str) -> float:
+    """One sample from a process's /metrics; 0 when the process has not reported it yet."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def start(
+    command: list[str], settings: Settings, heartbeat: Path, metrics_port: int
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "YINGKE_DATABASE_URL": str(settings.database_url),
@@ -35,7 +55,7 @@ def start(command: list[str], settings: Settings, heartbeat: Path) -> subprocess
         "YINGKE_REMINDER_DEAD_LETTER_TOPIC": f"{settings.kafka_topic}.dead",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "yingke.cli", *command],
+        [sys.executable, "-m", "yingke.cli", *command, "--metrics-port", str(metrics_port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -52,10 +72,11 @@ def test_relay_and_consumers_run_as_processes_and_stop_on_sigterm(
         register_visit(container, "proj-proc", f"1384444000{i}", consultant, partner_id="pa")
     last = public_positions(container)[-1]
     beats = {name: tmp_path / f"{name}.alive" for name in ("relay", "views", "reminders")}
+    ports = {name: free_port() for name in beats}
     processes = [
-        start(["relay"], settings, beats["relay"]),
-        start(["consume", "views"], settings, beats["views"]),
-        start(["consume", "reminders"], settings, beats["reminders"]),
+        start(["relay"], settings, beats["relay"], ports["relay"]),
+        start(["consume", "views"], settings, beats["views"], ports["views"]),
+        start(["consume", "reminders"], settings, beats["reminders"], ports["reminders"]),
     ]
     views = ViewsConsumer(container.views, select_views(all_views(), None))
     try:
@@ -64,6 +85,14 @@ def test_relay_and_consumers_run_as_processes_and_stop_on_sigterm(
             assert time.monotonic() < deadline, [p.poll() for p in processes]
             time.sleep(0.2)
         assert all(beat.exists() for beat in beats.values())
+        # Each process serves its own metrics: what it published, applied and scheduled.
+        assert metric(ports["relay"], "yingke_relay_published_total") >= len(
+            public_positions(container)
+        )
+        assert metric(ports["relay"], 'yingke_loop_runs_total{loop="relay"}') >= 1
+        assert metric(ports["views"], 'yingke_consumer_processed_total{consumer="views"}') >= 1
+        processed = 'yingke_consumer_processed_total{consumer="reminders"}'
+        assert metric(ports["reminders"], processed) >= 1
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
