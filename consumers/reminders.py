@@ -447,10 +447,12 @@ class Timer:
     sender: Sender
     interval: float
     last: float = 0.0
+    monotonic: Callable[[], float] = time.monotonic  # injected by tests
 
     def __call__(self, drained: bool) -> None:
-        if drained and time.monotonic() - self.last >= self.interval:
-            self.last = time.monotonic()
+        now = self.monotonic()
+        if drained and now - self.last >= self.interval:
+            self.last = now
             self.sender.run_once()
 
 

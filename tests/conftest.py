@@ -15,9 +15,12 @@ import psycopg
 import pytest
 
 from domain.ports import Clock
+from tests import ci_guard
 from tests.support import FakeClock, register_consultant, unique
 from yingke.bootstrap import Container, build, migrate
 from yingke.settings import Settings, load_settings
+
+IN_CI = os.environ.get("CI") == "true"
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PG_SERVER_URL = "postgresql://postgres@127.0.0.1:5432"
@@ -25,6 +28,10 @@ TEST_SECRET = "test-secret-0123456789abcdef"
 TEST_ADMIN_KEY = "test-admin-key-0123456789"
 
 ContainerFactory = Callable[..., Container]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    ci_guard.install(config)
 
 
 @pytest.fixture
@@ -50,7 +57,7 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
         message = f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}"
-        if os.environ.get("CI") == "true":
+        if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
     name = f"yingke_test_{uuid.uuid4().hex}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -57,6 +58,25 @@ def body_of(done: Done[Any]) -> dict[str, Any]:
         if isinstance(value, kind):
             return shown(present, value)
     raise TypeError(f"no single presentation for {type(value).__name__}")
+
+
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float = 30.0,
+    message: str | Callable[[], str] = "the condition",
+    interval: float = 0.01,
+) -> None:
+    """Poll ``predicate`` until it is true; fail naming ``message`` after ``timeout`` s.
+
+    The bound is deliberately generous: it only decides how long a broken build takes to
+    say so, never whether a correct one passes on a loaded machine.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            said = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {said}")
+        time.sleep(interval)
 
 
 def unique(prefix: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -44,9 +45,12 @@ def test_the_topology_has_its_infrastructure_and_health_checks() -> None:
     assert services["migrate"]["restart"] == "no"
 
 
-def test_docker_compose_config_accepts_the_file_when_the_tool_is_installed() -> None:
+def test_docker_compose_config_accepts_the_file() -> None:
     tool = shutil.which("docker-compose")
     if tool is None:
-        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
+        message = "docker-compose is not installed (apt-get install docker-compose)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}; .ci/run installs it")  # never unvalidated on CI
+        pytest.skip(message)
     result = subprocess.run([tool, "config", "-q"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

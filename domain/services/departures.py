@@ -69,6 +69,11 @@ class Departures:
     ) -> Done[Move]:
         def decide(now: datetime) -> tuple[list[Any], Move]:
             departure = self.departure(consultant_id)
+            done = departure.moved.get(str(client_id))
+            if done is not None and done != "skipped":
+                # Moved already, by the request or the deadline processor running the same
+                # departure: a "skipped" now would overwrite the move that happened.
+                return [], Move(client_id, done)
             client = self.clients.client(client_id)
             policy = self.policies.policy_for(client.project_id)
             moved = client.depart(consultant_id, departure.successor_id, policy, now, ctx.trace)

@@ -16,6 +16,7 @@ from yingke.bootstrap import Container, build
 from yingke.settings import load_settings
 
 ADMIN_KEY = "test-admin-key-0123456789"
+READ_WAIT = "60"
 
 
 @dataclass
@@ -56,6 +57,10 @@ def make_api(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Iterato
         "YINGKE_DATA_DIR": str(tmp_path),
         "YINGKE_ADMIN_KEY": ADMIN_KEY,
         "YINGKE_SECRET": "test-secret-0123456789abcdef",
+        # Reads pass ?after=<position>; on a loaded machine the background follower may
+        # need far longer than the production default of 2 s to get there. The wait ends
+        # as soon as the views arrive, so a generous bound costs nothing when all is well.
+        "YINGKE_READ_WAIT": READ_WAIT,
         **(extra_env or {}),
     }
     clock = FakeClock()

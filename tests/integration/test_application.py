@@ -336,3 +336,20 @@ def test_the_raw_phone_and_name_never_reach_the_event_store(
         assert b"87654321" not in row
         assert "欧阳娜娜".encode() not in row
         assert b"\\u6b27\\u9633" not in row  # the name escaped as JSON
+
+
+def test_moving_a_departing_buyer_twice_keeps_the_first_move(
+    app: Container, project_id: str, consultant: str
+) -> None:
+    """The request and the deadline processor may both move the same buyer; the second
+    must not record the buyer as skipped and so undo the count of the first."""
+    successor = register_consultant(app, project_id)
+    client_id = register_visit(app, project_id, "13912340001", consultant)["client_id"]
+    app.departures.start_departure(ctx(), consultant, successor)
+
+    move = app.departures.move_departing_client
+    first = move(ctx(), consultant, uuid.UUID(str(client_id))).value
+    again = move(ctx(), consultant, uuid.UUID(str(client_id))).value
+
+    assert first.outcome == again.outcome == "transferred"
+    assert app.departures.departure(consultant).moved == {str(client_id): "transferred"}

@@ -17,7 +17,7 @@ from consumers.broker import KafkaPublisher, Record
 from consumers.relay import PostgresRelayState, Relay
 from tests.kafka.conftest import ADMIN_KEY, ContainerFactory, read_topic
 from tests.kafka.scenario import busy_fortnight
-from tests.support import FakeClock, ctx
+from tests.support import FakeClock, ctx, wait_until
 from yingke.bootstrap import conninfo
 from yingke.settings import Settings
 
@@ -186,16 +186,27 @@ def test_of_two_relays_only_the_lock_holder_publishes_and_the_other_takes_over(
             if not relay.run_once():
                 time.sleep(0.01)
 
+    expected = public_positions(container)
+
+    def counts() -> list[int]:
+        return sorted(r.publisher.records for r in relays)  # type: ignore[attr-defined]
+
     threads = [threading.Thread(target=run, args=(r,)) for r in relays]
     for t in threads:
         t.start()
-    time.sleep(1.5)
-    stop.set()
-    for t in threads:
-        t.join()
-    counts = sorted(r.publisher.records for r in relays)  # type: ignore[attr-defined]
-    expected = public_positions(container)
-    assert counts == [0, len(expected)]
+    try:
+        # Both keep trying until the log is out, however long a loaded machine takes.
+        wait_until(
+            lambda: sum(counts()) >= len(expected),
+            timeout=120,
+            message=lambda: f"{len(expected)} records published, have {counts()}",
+        )
+        wait_until(lambda: all(r.standby or r.published for r in relays), message="both to try")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert counts() == [0, len(expected)]
     holder, standby = sorted(relays, key=lambda r: r.publisher.records)[::-1]  # type: ignore[attr-defined]
     assert standby.standby and not standby.state.acquire()
 
