@@ -6,7 +6,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 
 from api import problems
 from api.routers import (
@@ -26,6 +26,7 @@ from api.routers import (
     units,
     visits,
 )
+from api.validation import BodyGuard, check_parameters
 from yingke.bootstrap import Container, build
 from yingke.settings import load_settings
 
@@ -42,9 +43,20 @@ them safely, and `X-Request-ID` to correlate: it is recorded on every event.
 
 
 def create_app(container: Container) -> FastAPI:
-    app = FastAPI(title="赢客 Yingke", version="0.1.0", description=DESCRIPTION)
+    app = FastAPI(
+        title="赢客 Yingke",
+        version="0.1.0",
+        description=DESCRIPTION,
+        dependencies=[Depends(check_parameters)],
+    )
     app.state.container = container
     problems.install(app)
+    # Added before the request-id middleware so that one wraps it: refusals carry the id.
+    app.add_middleware(
+        BodyGuard,
+        json_limit=container.settings.max_json_body,
+        import_limit=container.settings.max_import_body,
+    )
 
     @app.middleware("http")
     async def request_id(

@@ -160,6 +160,9 @@ def install(app: FastAPI) -> None:
             "Internal error",
             "an unexpected error occurred; it was logged with this request id",
             "internal_error",
+            # The server closes the connection after an unhandled error; say so, so the
+            # client does not send its next request into a closed socket.
+            headers={"Connection": "close"},
         )
 
 

@@ -32,6 +32,9 @@ class Settings:
     deadline_interval: float = 1.0
     # How long a query with ?after=<position> waits for the views before a 503.
     read_wait: float = 2.0
+    # Request bodies larger than this are refused with 413 before they are parsed.
+    max_json_body: int = 1_048_576
+    max_import_body: int = 20_971_520
     # The scaled topology's Kafka side (consumers/, ADR 0010).
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_topic: str = "yingke.events"
@@ -121,6 +124,13 @@ def _choice(env: dict[str, str], name: str, allowed: tuple[str, ...], default: s
     return value
 
 
+def _size(env: dict[str, str], name: str, default: int) -> int:
+    value = env.get(name, str(default))
+    if not value.isdigit() or int(value) < 1024:
+        raise ConfigurationError(f"{name} must be a number of bytes, at least 1024")
+    return int(value)
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if environ is None else environ)
     database_url = env.get("YINGKE_DATABASE_URL") or None
@@ -159,6 +169,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         follow_interval=float(env.get("YINGKE_FOLLOW_INTERVAL", "0.2")),
         deadline_interval=float(env.get("YINGKE_DEADLINE_INTERVAL", "1.0")),
         read_wait=float(env.get("YINGKE_READ_WAIT", "2.0")),
+        max_json_body=_size(env, "YINGKE_MAX_JSON_BODY", 1_048_576),
+        max_import_body=_size(env, "YINGKE_MAX_IMPORT_BODY", 20_971_520),
         kafka_bootstrap=env.get("YINGKE_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
         kafka_topic=env.get("YINGKE_KAFKA_TOPIC", "yingke.events"),
         kafka_fast_join=_choice(env, "YINGKE_KAFKA_FAST_JOIN", ("0", "1"), "0") == "1",
