@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, FastAPI, Request, Response
 
-from api import problems
+from api import openapi, problems
 from api.routers import (
     aftercare,
     clients,
@@ -48,6 +48,8 @@ def create_app(container: Container) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         dependencies=[Depends(check_parameters)],
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.container = container
     problems.install(app)
@@ -86,6 +88,7 @@ def create_app(container: Container) -> FastAPI:
         status,
     ):
         app.include_router(module.router)
+    openapi.install(app)
     return app
 
 
