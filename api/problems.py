@@ -6,12 +6,9 @@ import logging
 import sqlite3
 from typing import Any
 
-import psycopg
-from eventsourcing.persistence import InterfaceError, OperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import ViewsBehind
@@ -25,17 +22,12 @@ from domain.errors import (
     TooMuchContention,
 )
 from projections.queries import BadCursor
+from yingke.guard import STORE_ERRORS, StoreUnavailable
 
 log = logging.getLogger("yingke.api")
 
 PROBLEM = "application/problem+json"
-STORE_DOWN = (
-    OperationalError,
-    InterfaceError,
-    psycopg.OperationalError,
-    PoolTimeout,
-    sqlite3.OperationalError,
-)
+STORE_DOWN = (*STORE_ERRORS, StoreUnavailable, sqlite3.OperationalError)
 
 _STATUS: list[tuple[type[DomainError], int, str]] = [
     (InvalidInput, 422, "Invalid input"),
@@ -167,7 +159,14 @@ def install(app: FastAPI) -> None:
 
 
 async def _store_down(request: Request, exc: Exception) -> JSONResponse:
-    log.error("event store unavailable: %s", type(exc).__name__)
+    if not isinstance(exc, StoreUnavailable):
+        log.error("event store unavailable: %s", type(exc).__name__)
+        # Let the guard probe now, so the next requests are answered without waiting.
+        request.app.state.guard.suspect()
+    return store_unavailable(request)
+
+
+def store_unavailable(request: Request) -> JSONResponse:
     return problem(
         request,
         503,

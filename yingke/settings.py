@@ -22,9 +22,9 @@ class Settings:
     admin_key: str
     secret: bytes
     pg_pool_size: int = 10
-    # eventsourcing retries a failed connection 10 times, so a store that is down
-    # answers 503 after about 10 × (this + 0.2) seconds.
-    pg_connect_timeout: int = 2
+    # How long a request waits for a pooled connection before it answers 503; the
+    # store guard (yingke/guard.py) answers at once while the store is known to be down.
+    pg_connect_timeout: int = 1
     # "inprocess": serve also follows the log into the views and fires deadlines;
     # "none": leave both to `yingke projections` / `yingke deadlines` processes.
     workers: str = "inprocess"
@@ -164,7 +164,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         admin_key=admin_key,
         secret=secret.encode(),
         pg_pool_size=int(env.get("YINGKE_PG_POOL_SIZE", "10")),
-        pg_connect_timeout=int(env.get("YINGKE_PG_CONNECT_TIMEOUT", "2")),
+        pg_connect_timeout=int(env.get("YINGKE_PG_CONNECT_TIMEOUT", "1")),
         workers=_choice(env, "YINGKE_WORKERS", ("inprocess", "none"), "inprocess"),
         follow_interval=float(env.get("YINGKE_FOLLOW_INTERVAL", "0.2")),
         deadline_interval=float(env.get("YINGKE_DEADLINE_INTERVAL", "1.0")),
