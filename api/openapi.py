@@ -21,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api.deps import get_caller, get_context
 from api.results import POSITION_HEADER
+from api.validation import PARAM_PATTERN
 
 ASSETS = "/docs-assets"
 PROBLEM = "application/problem+json"
@@ -170,12 +171,26 @@ def document(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
+def _forbid_control_characters(schema: dict[str, Any]) -> None:
+    """Document what check_parameters enforces on every text parameter."""
+    for option in schema.get("anyOf", [schema]):
+        if option.get("type") == "string" and "pattern" not in option and "format" not in option:
+            option["pattern"] = PARAM_PATTERN
+
+
 def _amend(route: Any, method: str, operation: dict[str, Any], calls: set[Any]) -> None:
     params = [
         p
         for p in operation.get("parameters", [])
         if not (p["in"] == "header" and p["name"].lower() == "authorization")
     ]
+    for param in params:
+        schema = param.get("schema", {})
+        if param["name"].lower() == "idempotency-key":
+            # As enforced in api/deps.py.
+            param["schema"] = {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"}
+        elif param["in"] in ("path", "query"):
+            _forbid_control_characters(schema)
     operation["parameters"] = [*params, REQUEST_ID_PARAM]
     if get_caller in calls:
         operation["security"] = [{"bearer": []}]

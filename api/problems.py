@@ -6,7 +6,7 @@ import logging
 import sqlite3
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, routing
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -107,13 +107,17 @@ def install(app: FastAPI) -> None:
             404: "not_found",
             405: "method_not_allowed",
         }.get(exc.status_code, "http_error")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path only.
+            headers["Allow"] = ", ".join(_allowed_methods(request))
         return problem(
             request,
             exc.status_code,
             code.replace("_", " ").capitalize(),
             str(exc.detail),
             code,
-            headers=getattr(exc, "headers", None),
+            headers=headers or None,
         )
 
     @app.exception_handler(ViewsBehind)
@@ -156,6 +160,17 @@ def install(app: FastAPI) -> None:
             # client does not send its next request into a closed socket.
             headers={"Connection": "close"},
         )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    iterate = getattr(routing, "iter_route_contexts", None)
+    routes: list[Any] = list(iterate(request.app.routes)) if iterate else request.app.routes
+    methods: set[str] = set()
+    for route in routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 async def _store_down(request: Request, exc: Exception) -> JSONResponse:

@@ -34,6 +34,9 @@ _LINE_BREAKS = re.compile("[\t\n\r]")
 # Fields of free text where line breaks are legitimate; every other text is one line.
 MULTILINE_FIELDS = frozenset({"summary", "note", "reason", "comment", "source_detail"})
 _INTEGER = re.compile(r"^[+-]?\d+$")
+# Path and query values are one line and never need a control character.
+_PARAM_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+PARAM_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -82,14 +85,18 @@ Instant = Annotated[AwareDatetime, AfterValidator(_bounded)]
 
 
 def _month(value: str) -> str:
-    year, month = value.split("-")
-    if not (EARLIEST_YEAR <= int(year) <= LATEST_YEAR and 1 <= int(month) <= 12):
-        raise PydanticCustomError("invalid_month", "must be a month YYYY-MM, 01 to 12")
+    if not EARLIEST_YEAR <= int(value[:4]) <= LATEST_YEAR:
+        raise PydanticCustomError(
+            "datetime_out_of_range",
+            f"must fall between the years {EARLIEST_YEAR} and {LATEST_YEAR}",
+        )
     return value
 
 
 Month = Annotated[
-    str, Field(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM"), AfterValidator(_month)
+    str,
+    Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM, month 01 to 12"),
+    AfterValidator(_month),
 ]
 
 
@@ -103,11 +110,12 @@ def check_parameters(request: Request) -> None:
     It runs after routing (so path parameters have names) and before the route's own
     dependencies touch a store.
     """
+    reason = "must not contain control characters (such as NUL)"
     for name, value in request.path_params.items():
-        if isinstance(value, str) and (reason := text_problem(value)):
+        if isinstance(value, str) and _PARAM_FORBIDDEN.search(value):
             raise _invalid("path", name, reason, "invalid_text")
     for name, value in request.query_params.multi_items():
-        if reason := text_problem(value):
+        if _PARAM_FORBIDDEN.search(value):
             raise _invalid("query", name, reason, "invalid_text")
         if _INTEGER.match(value) and abs(int(value)) > INT64_MAX:
             raise _invalid("query", name, "is too large", "integer_out_of_range")
