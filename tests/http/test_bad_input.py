@@ -189,3 +189,19 @@ def test_wrong_content_type_is_415_and_bodies_over_the_limit_are_413(any_api: Ap
     assert_problem(refused, 413)
     still = api.client.post("/v1/reports", json=report(api), headers=api.admin)
     assert still.status_code == 201, still.text
+
+
+def test_an_unexpected_error_answers_500_problem_and_closes_the_connection(
+    tmp_path: Path,
+) -> None:
+    for api in make_api(tmp_path):
+
+        def boom() -> None:
+            raise RuntimeError("a bug")
+
+        api.client.app.add_api_route("/boom", boom)  # type: ignore[attr-defined]
+        response = api.client.get("/boom")
+        problem = assert_problem(response, 500)
+        assert problem["code"] == "internal_error"
+        assert "a bug" not in response.text
+        assert response.headers["connection"] == "close"
