@@ -186,10 +186,8 @@ def list_units(
     floor_to: Annotated[int | None, Query(ge=-10, le=300)] = None,
     area_from: Annotated[float | None, Query(ge=0, le=100_000, description="m²")] = None,
     area_to: Annotated[float | None, Query(ge=0, le=100_000, description="m²")] = None,
-    price_from: Annotated[
-        int | None, Query(ge=0, le=MAX_FEN, description="List price, fen")
-    ] = None,
-    price_to: Annotated[int | None, Query(ge=0, le=MAX_FEN, description="List price, fen")] = None,
+    price_from: PriceFen = None,
+    price_to: PriceFen = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
