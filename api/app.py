@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 
-from api import problems
+from api import openapi, problems
 from api.metrics import instrument
 from api.routers import (
     aftercare,
@@ -27,8 +29,14 @@ from api.routers import (
     units,
     visits,
 )
-from yingke.bootstrap import Container, build
-from yingke.settings import load_settings
+from api.validation import BodyGuard, check_parameters
+from yingke.bootstrap import Container, build, store_probe
+from yingke.guard import StoreGuard
+from yingke.settings import Settings, load_settings
+
+log = logging.getLogger("yingke.api")
+# Paths that never touch the store: answered even while the store is down.
+STORELESS = ("/healthz", "/docs", "/redoc", "/openapi.json", openapi.ASSETS)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -43,9 +51,56 @@ them safely, and `X-Request-ID` to correlate: it is recorded on every event.
 
 
 def create_app(container: Container) -> FastAPI:
-    app = FastAPI(title="赢客 Yingke", version="0.1.0", description=DESCRIPTION)
+    app = _assemble(container.settings)
     app.state.container = container
+    app.state.guard = container.guard
+    return app
+
+
+def create_waiting_app(settings: Settings, connect: Callable[[], Container]) -> FastAPI:
+    """The app of a ``serve`` started while the store is down: alive (``/healthz``), not
+    ready (503 everywhere else) until ``connect`` succeeds; then it serves as usual."""
+    app = _assemble(settings)
+    app.state.container = None
+    lock = threading.Lock()
+    # A cheap connection first: a failed build leaves the library's pool reconnecting.
+    reachable = store_probe(settings)
+
+    def probe() -> None:
+        with lock:
+            if app.state.container is None:
+                reachable()
+                container = connect()
+                if settings.workers == "inprocess":
+                    container.start_workers()
+                app.state.container = container
+        waiting.stop(wait=False)
+        app.state.guard = app.state.container.guard
+        log.warning("event store reachable; serving requests")
+
+    # Building connects to the store, which may take longer than one probe period.
+    waiting = StoreGuard(probe, available=False, probe_timeout=10.0, down_interval=1.0)
+    app.state.guard = waiting
+    waiting.start()
+    return app
+
+
+def _assemble(settings: Settings) -> FastAPI:
+    app = FastAPI(
+        title="赢客 Yingke",
+        version="0.1.0",
+        description=DESCRIPTION,
+        dependencies=[Depends(check_parameters)],
+        docs_url=None,
+        redoc_url=None,
+    )
     problems.install(app)
+    # Added before the request-id middleware so that one wraps it: refusals carry the id.
+    app.add_middleware(
+        BodyGuard,
+        json_limit=settings.max_json_body,
+        import_limit=settings.max_import_body,
+    )
 
     @app.middleware("http")
     async def request_id(
@@ -53,7 +108,12 @@ def create_app(container: Container) -> FastAPI:
     ) -> Response:
         given = request.headers.get("x-request-id", "")
         request.state.request_id = given if _REQUEST_ID.match(given) else str(uuid.uuid4())
-        response = await call_next(request)
+        guard: StoreGuard = request.app.state.guard
+        if not guard.available and not request.url.path.startswith(STORELESS):
+            # The store is known to be down: answer now instead of waiting for the pool.
+            response: Response = problems.store_unavailable(request)
+        else:
+            response = await call_next(request)
         response.headers["X-Request-ID"] = request.state.request_id
         return response
 
@@ -75,7 +135,8 @@ def create_app(container: Container) -> FastAPI:
         status,
     ):
         app.include_router(module.router)
-    instrument(app, container.metrics)
+    instrument(app)
+    openapi.install(app)
     return app
 
 

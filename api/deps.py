@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Query, Request
 
+from domain.errors import InvalidInput
 from domain.services.uow import Context, Idempotency
 from domain.values import Actor
 from domain.vocabulary import Role
@@ -135,17 +136,26 @@ def fresh_views(
         int | None,
         Query(
             ge=0,
+            le=2**63 - 1,
             description="Wait until the views include this position "
             "(the Yingke-Position of your last command)",
         ),
     ] = None,
-    yingke_after: Annotated[int | None, Header(ge=0)] = None,
+    yingke_after: Annotated[int | None, Header(ge=0, le=2**63 - 1)] = None,
 ) -> None:
     """Read-your-writes: wait briefly for the views, or refuse rather than answer stale."""
     position = after if after is not None else yingke_after
     if position is None:
         return
     container = get_container(request)
+    head = container.position()
+    if position > head:
+        # No command ever answered this position: waiting could not help.
+        raise InvalidInput(
+            "after" if after is not None else "Yingke-After",
+            f"is beyond the head of the event log ({head})",
+            code="position_beyond_head",
+        )
     if not container.follower.wait_for(position, container.settings.read_wait):
         lag = max(0, position - min(container.follower.positions().values(), default=0))
         raise ViewsBehind(position, lag)

@@ -11,7 +11,9 @@ from starlette.routing import BaseRoute
 from yingke.metrics import Metrics
 
 
-def instrument(app: FastAPI, metrics: Metrics) -> None:
+def instrument(app: FastAPI) -> None:
+    """Observe into the container's registry; a ``serve`` waiting for its store has none yet."""
+
     @app.middleware("http")
     async def observe(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
@@ -24,9 +26,12 @@ def instrument(app: FastAPI, metrics: Metrics) -> None:
             return response
         finally:
             # The template, not the path: a label per client id would grow without bound.
+            container = request.app.state.container
+            metrics: Metrics | None = container.metrics if container is not None else None
             route: BaseRoute | None = request.scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            metrics.requests.labels(request.method, template, str(status)).inc()
-            metrics.request_seconds.labels(request.method, template).observe(
-                time.perf_counter() - started
-            )
+            if metrics is not None:
+                metrics.requests.labels(request.method, template, str(status)).inc()
+                metrics.request_seconds.labels(request.method, template).observe(
+                    time.perf_counter() - started
+                )

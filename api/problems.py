@@ -6,12 +6,9 @@ import logging
 import sqlite3
 from typing import Any
 
-import psycopg
-from eventsourcing.persistence import InterfaceError, OperationalError
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, routing
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import ViewsBehind
@@ -25,17 +22,12 @@ from domain.errors import (
     TooMuchContention,
 )
 from projections.queries import BadCursor
+from yingke.guard import STORE_ERRORS, StoreUnavailable
 
 log = logging.getLogger("yingke.api")
 
 PROBLEM = "application/problem+json"
-STORE_DOWN = (
-    OperationalError,
-    InterfaceError,
-    psycopg.OperationalError,
-    PoolTimeout,
-    sqlite3.OperationalError,
-)
+STORE_DOWN = (*STORE_ERRORS, StoreUnavailable, sqlite3.OperationalError)
 
 _STATUS: list[tuple[type[DomainError], int, str]] = [
     (InvalidInput, 422, "Invalid input"),
@@ -115,13 +107,17 @@ def install(app: FastAPI) -> None:
             404: "not_found",
             405: "method_not_allowed",
         }.get(exc.status_code, "http_error")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path only.
+            headers["Allow"] = ", ".join(_allowed_methods(request))
         return problem(
             request,
             exc.status_code,
             code.replace("_", " ").capitalize(),
             str(exc.detail),
             code,
-            headers=getattr(exc, "headers", None),
+            headers=headers or None,
         )
 
     @app.exception_handler(ViewsBehind)
@@ -160,11 +156,32 @@ def install(app: FastAPI) -> None:
             "Internal error",
             "an unexpected error occurred; it was logged with this request id",
             "internal_error",
+            # The server closes the connection after an unhandled error; say so, so the
+            # client does not send its next request into a closed socket.
+            headers={"Connection": "close"},
         )
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    iterate = getattr(routing, "iter_route_contexts", None)
+    routes: list[Any] = list(iterate(request.app.routes)) if iterate else request.app.routes
+    methods: set[str] = set()
+    for route in routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 async def _store_down(request: Request, exc: Exception) -> JSONResponse:
-    log.error("event store unavailable: %s", type(exc).__name__)
+    if not isinstance(exc, StoreUnavailable):
+        log.error("event store unavailable: %s", type(exc).__name__)
+        # Let the guard probe now, so the next requests are answered without waiting.
+        request.app.state.guard.suspect()
+    return store_unavailable(request)
+
+
+def store_unavailable(request: Request) -> JSONResponse:
     return problem(
         request,
         503,

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from api.validation import INT64_MAX, MULTILINE_FIELDS, Instant, check_text_tree
 from domain.vocabulary import (
     AgeBand,
     CancellationFault,
@@ -39,8 +48,20 @@ from domain.vocabulary import (
 Ident = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
+EventVersion = Annotated[int, Field(ge=1, le=INT64_MAX)]
+
+
 class Strict(BaseModel):
+    """Every request body: unknown fields refused, and every text in it clean (no control
+    characters, no blank values, one line except in free-text fields)."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _clean_text(cls, value: Any, info: ValidationInfo) -> Any:
+        check_text_tree(value, info.field_name in MULTILINE_FIELDS)
+        return value
 
 
 # ------------------------------------------------------------------ principals
@@ -164,7 +185,7 @@ class ReportIn(Strict):
         max_length=32,
         description="Full mobile number, or masked 前三后四 like 138****5678 when allowed",
     )
-    expected_visit_at: AwareDatetime | None = Field(
+    expected_visit_at: Instant | None = Field(
         default=None, description="Must fall inside the report's validity"
     )
     note: str | None = Field(default=None, max_length=500)
@@ -290,7 +311,7 @@ class FollowUpIn(Strict):
     method: FollowUpMethod
     summary: str = Field(min_length=1, max_length=2000, description="What was said (sealed)")
     effective: bool = Field(description="The buyer was actually reached (有效跟进)")
-    next_contact_at: AwareDatetime | None = Field(
+    next_contact_at: Instant | None = Field(
         default=None, description="When the consultant plans the next contact"
     )
     grade: Grade | None = Field(
@@ -366,7 +387,7 @@ class DisputeIn(Strict):
         description="The consultant claiming the buyer, or the channel partner_id",
     )
     reason: str = Field(min_length=1, max_length=2000)
-    evidence_versions: list[int] = Field(default_factory=list, max_length=100)
+    evidence_versions: list[EventVersion] = Field(default_factory=list, max_length=100)
     report_id: str | None = Field(
         default=None, description="Required for a channel: the report the claim rests on"
     )
@@ -375,7 +396,7 @@ class DisputeIn(Strict):
 class RulingIn(Strict):
     outcome: DisputeOutcome
     reason: str = Field(min_length=1, max_length=2000)
-    evidence_versions: list[int] = Field(min_length=1, max_length=100)
+    evidence_versions: list[EventVersion] = Field(min_length=1, max_length=100)
 
 
 class AppealIn(Strict):
@@ -400,7 +421,7 @@ class DealOpenIn(Strict):
 class DepositIn(Strict):
     amount_fen: int = _fen("定金 paid")
     method: DepositMethod
-    signing_deadline: AwareDatetime = Field(
+    signing_deadline: Instant = Field(
         description="签约 deadline: a buyer who misses it unsigned forfeits the deposit"
     )
 
@@ -408,7 +429,7 @@ class DepositIn(Strict):
 class SubscriptionIn(Strict):
     price_fen: int = _fen("认购 price agreed")
     payment_plan: PaymentPlan = Field(description="一次性付款 / 按揭 / 分期")
-    signing_deadline: AwareDatetime | None = Field(
+    signing_deadline: Instant | None = Field(
         default=None, description="A new signing deadline, if the subscription sets one"
     )
 
@@ -563,7 +584,7 @@ class CommissionPolicyIn(Strict):
         "points (100 bp = 1%), for partners not listed",
     )
     channel_rates_bp: dict[str, int] = Field(
-        default_factory=dict, description="Per partner_id rebate in basis points"
+        default_factory=dict, max_length=1000, description="Per partner_id rebate in basis points"
     )
     consultant_rate_bp: int = Field(
         default=40, ge=0, le=10_000, description="Consultant commission of the price (40 bp = 4‰)"

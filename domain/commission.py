@@ -73,6 +73,10 @@ class CommissionRules:
         return replace(cls(), version=version, **known)
 
 
+# Every version stores the whole map; a bound keeps one policy event a sane size.
+MAX_CHANNEL_RATES = 1000
+
+
 def _basis_points(value: Any, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= BP:
         raise InvalidInput(name, "must be whole basis points from 0 to 10000 (100 bp = 1%)")
@@ -88,8 +92,11 @@ def validate_commission_settings(settings: dict[str, Any]) -> dict[str, Any]:
     for name in ("default_channel_rate_bp", "consultant_rate_bp", "earn_threshold_bp"):
         _basis_points(merged[name], name)
     rates = merged["channel_rates_bp"]
-    if not isinstance(rates, dict):
-        raise InvalidInput("channel_rates_bp", "must map partner ids to basis points")
+    if not isinstance(rates, dict) or len(rates) > MAX_CHANNEL_RATES:
+        raise InvalidInput(
+            "channel_rates_bp",
+            f"must map at most {MAX_CHANNEL_RATES} partner ids to basis points",
+        )
     for partner_id, rate in rates.items():
         check_identifier(partner_id, "channel_rates_bp")
         _basis_points(rate, f"channel_rates_bp.{partner_id}")

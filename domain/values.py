@@ -109,6 +109,11 @@ _DURATION = re.compile(
 )
 
 
+# No business period (validity, protection, cadence) is longer than this; longer ones are
+# typos that would push deadlines past the calendar's end.
+MAX_DURATION = timedelta(days=3653)
+
+
 def parse_duration(text: str, field: str) -> timedelta:
     """ISO-8601 durations in weeks, days, hours, minutes and seconds.
 
@@ -123,10 +128,16 @@ def parse_duration(text: str, field: str) -> timedelta:
             "e.g. P3D, PT24H, P1DT12H (months and years are not allowed)",
             code="invalid_duration",
         )
-    parts = {k: int(v) for k, v in match.groupdict().items() if v}
+    # Each part is capped before timedelta sees it: "P9999999999D" would overflow it, and
+    # any duration past MAX_DURATION would overflow a date it is added to on some replay.
+    parts = {k: min(int(v), 10**7) for k, v in match.groupdict().items() if v}
     delta = timedelta(**parts)
     if delta <= timedelta(0):
         raise InvalidInput(field, "must be longer than zero", code="invalid_duration")
+    if delta > MAX_DURATION:
+        raise InvalidInput(
+            field, "must be at most ten years (P3653D)", code="duration_out_of_range"
+        )
     return delta
 
 

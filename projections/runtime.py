@@ -312,7 +312,13 @@ class PostgresViewDB(ViewDB):
 
     def __init__(self, conninfo: str, max_size: int = 5, timeout: float = 5) -> None:
         self._pool = ConnectionPool(
-            conninfo, min_size=1, max_size=max_size, open=True, timeout=timeout
+            conninfo,
+            min_size=1,
+            max_size=max_size,
+            open=True,
+            timeout=timeout,
+            # After an outage, pooled connections are dead: test each before use.
+            check=ConnectionPool.check_connection,
         )
 
     @contextlib.contextmanager

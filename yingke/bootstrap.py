@@ -8,8 +8,11 @@ services it depends on; callers take the service they need from the ``Container`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+import psycopg
 
 from domain.application import EventStore
 from domain.ports import Clock, PersonalDataVault
@@ -43,6 +46,7 @@ from projections.report_log import ReportLog
 from projections.runtime import Follower, Loop, PostgresViewDB, SQLiteViewDB, View, ViewDB
 from projections.units import Units
 from yingke.deadlines import DeadlineProcessor
+from yingke.guard import StoreGuard, drop_retries
 from yingke.metrics import Metrics
 from yingke.settings import Settings, postgres_params
 from yingke.vault import KeyStore, PostgresKeyStore, SQLiteKeyStore, Vault
@@ -58,7 +62,8 @@ def conninfo(settings: Settings) -> str:
     return (
         f"host={pg['host']} port={pg['port']} dbname={pg['dbname']} user={pg['user']}"
         + (f" password={pg['password']}" if pg["password"] else "")
-        + f" connect_timeout={settings.pg_connect_timeout}"
+        # libpq counts whole seconds and treats less than 2 as 2.
+        + f" connect_timeout={max(2, settings.pg_connect_timeout)}"
     )
 
 
@@ -156,6 +161,7 @@ class Container(Services):
     views: ViewDB = field(kw_only=True)
     follower: Follower = field(kw_only=True)
     deadlines: DeadlineProcessor = field(kw_only=True)
+    guard: StoreGuard = field(default_factory=lambda: StoreGuard(lambda: None), kw_only=True)
     loops: list[Loop] = field(default_factory=list, kw_only=True)
     metrics: Metrics = field(default_factory=Metrics, kw_only=True)
 
@@ -177,6 +183,7 @@ class Container(Services):
             loop.start()
 
     def close(self) -> None:
+        self.guard.stop()
         for loop in self.loops:
             loop.stop()
         self.store.close()
@@ -212,10 +219,21 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         # One process owns the SQLite files: migrating at start-up cannot race anyone.
         migrate(settings)
     keys = key_store(settings)
-    store = _store(settings, create_tables=False)
+    try:
+        store = _store(settings, create_tables=False)
+    except Exception:
+        close = getattr(keys, "close", None)
+        if close:
+            close()
+        raise
     parts = services(store, clock, PhoneKeyer(settings.secret), Vault(keys, settings.secret))
     views = view_db(settings)
     follower = Follower(store, views, all_views())
+    guard = StoreGuard(lambda: None)
+    if not settings.embedded:
+        drop_retries(store.recorder)
+        guard = StoreGuard(store_probe(settings))
+        guard.start()
     return Container(
         **vars(parts),
         settings=settings,
@@ -223,4 +241,16 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         views=views,
         follower=follower,
         deadlines=DeadlineProcessor(parts, views, follower),
+        guard=guard,
     )
+
+
+def store_probe(settings: Settings) -> Callable[[], None]:
+    """A fresh connection and one query: what every request needs from the store."""
+    info = conninfo(settings)
+
+    def probe() -> None:
+        with psycopg.connect(info, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+
+    return probe

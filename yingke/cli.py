@@ -15,15 +15,29 @@ from yingke.settings import ConfigurationError, Settings, load_settings
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.app import create_app
-    from yingke.bootstrap import build
+    from api.app import create_app, create_waiting_app
+    from yingke.bootstrap import Container, build
+    from yingke.guard import STORE_ERRORS
 
     settings = load_settings()
     host = args.host or settings.host
     port = args.port or settings.port
-    container = build(settings)
-    if settings.workers == "inprocess":
-        container.start_workers()
+    try:
+        container: Container | None = build(settings)
+    except STORE_ERRORS as exc:
+        # Containers restart a process that exits; one that stays up and reports not
+        # ready lets the orchestrator wait for the database instead.
+        logging.getLogger("yingke").error(
+            "event store unreachable at start (%s); serving 503 (not ready) until it answers",
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+        )
+        container = None
+    if container is None:
+        app = create_waiting_app(settings, lambda: build(settings))
+    else:
+        if settings.workers == "inprocess":
+            container.start_workers()
+        app = create_app(container)
     where = f"http://{host}:{port}"
     store = f"SQLite at {settings.sqlite_path}" if settings.embedded else "PostgreSQL"
     print(f"Yingke listening on {where}  (events: {store})", flush=True)
@@ -36,9 +50,11 @@ def _serve(args: argparse.Namespace) -> int:
             flush=True,
         )
     try:
-        uvicorn.run(create_app(container), host=host, port=port, log_level=args.log_level)
+        uvicorn.run(app, host=host, port=port, log_level=args.log_level)
     finally:
-        container.close()
+        app.state.guard.stop()
+        if app.state.container is not None:
+            app.state.container.close()
     return 0
 
 

@@ -52,9 +52,9 @@ class Environment(BaseSettings):
     admin_key: str | None = _var(None, "at least 16 characters", min_length=16, repr=False)
     secret: str | None = _var(None, "at least 16 characters", min_length=16, repr=False)
     pg_pool_size: int = _var(10, _POSITIVE_INT, gt=0)
-    # eventsourcing retries a failed connection 10 times, so a store that is down
-    # answers 503 after about 10 × (this + 0.2) seconds.
-    pg_connect_timeout: int = _var(2, "a positive whole number of seconds", gt=0)
+    # How long a request waits for a pooled connection before it answers 503; the
+    # store guard (yingke/guard.py) answers at once while the store is known to be down.
+    pg_connect_timeout: int = _var(1, "a positive whole number of seconds", gt=0)
     # "inprocess": serve also follows the log into the views and fires deadlines;
     # "none": leave both to `yingke projections` / `yingke deadlines` processes.
     workers: Literal["inprocess", "none"] = _var("inprocess", "one of inprocess, none")
@@ -62,6 +62,9 @@ class Environment(BaseSettings):
     deadline_interval: float = _var(1.0, _INTERVAL, gt=0, allow_inf_nan=False)
     # How long a query with ?after=<position> waits for the views before a 503.
     read_wait: float = _var(2.0, _SECONDS, ge=0, allow_inf_nan=False)
+    # Request bodies larger than this are refused with 413 before they are parsed.
+    max_json_body: int = _var(1_048_576, "a number of bytes, at least 1024", ge=1024)
+    max_import_body: int = _var(20_971_520, "a number of bytes, at least 1024", ge=1024)
     # The scaled topology's Kafka side (consumers/, ADR 0010).
     kafka_bootstrap: str = _var("127.0.0.1:9092", "host:port[,host:port…]", min_length=1)
     kafka_topic: str = _var(
@@ -186,6 +189,8 @@ class Settings:
     follow_interval: float
     deadline_interval: float
     read_wait: float
+    max_json_body: int
+    max_import_body: int
     kafka_bootstrap: str
     kafka_topic: str
     kafka_fast_join: bool

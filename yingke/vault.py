@@ -89,6 +89,8 @@ class PostgresKeyStore(KeyStore):
             open=True,
             timeout=timeout,
             kwargs={"autocommit": True},
+            # After an outage, pooled connections are dead: test each before use.
+            check=ConnectionPool.check_connection,
         )
 
     def create_table(self) -> None:

@@ -7,13 +7,13 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from pydantic import AwareDatetime
 
 from api import bodies
 from api.bodies import answer, jsonable
 from api.deps import AppDep, Caller, CallerDep, ContextDep
 from api.results import command_response
 from api.schemas import ClientOut, ErasureOut, HistoryOut, LookupIn, LookupOut, OwnershipOut
+from api.validation import Instant
 from domain.client import Client
 from yingke.bootstrap import Container
 
@@ -58,9 +58,7 @@ def ownership(
     client_id: uuid.UUID,
     app: AppDep,
     caller: CallerDep,
-    at: Annotated[
-        AwareDatetime | None, Query(description="Instant to judge, ISO-8601 with zone")
-    ] = None,
+    at: Annotated[Instant | None, Query(description="Instant to judge, ISO-8601 with zone")] = None,
 ) -> dict[str, Any]:
     """Who owned the buyer at ``at`` (default now), by replaying the stream up to then."""
     visible_client(app, caller, client_id, *EVIDENCE_READERS)

@@ -12,6 +12,7 @@ from api.deps import AppDep, CallerDep, ContextDep
 from api.preconditions import IfMatch, expected_version
 from api.results import command_response
 from api.schemas import CommissionPolicyIn, CommissionPolicyOut
+from api.validation import INT64_MAX
 
 router = APIRouter(prefix="/v1/projects/{project_id}/commission-policy", tags=["commission"])
 
@@ -44,7 +45,7 @@ def get_commission_policy(
     project_id: str,
     app: AppDep,
     caller: CallerDep,
-    version: Annotated[int | None, Query(ge=0, description="An old version")] = None,
+    version: Annotated[int | None, Query(ge=0, le=INT64_MAX, description="An old version")] = None,
 ) -> dict[str, Any]:
     """The commission policy in force (or ``?version=N``); version 0 is the defaults."""
     caller.require_project(project_id, *READERS)

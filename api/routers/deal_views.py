@@ -8,11 +8,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from api.deps import AppDep, Caller, CallerDep, FreshDep, ScopeDep, get_container
+from api.validation import Month
 from projections import deal_queries
 
 router = APIRouter(prefix="/v1/views", tags=["views"], dependencies=[FreshDep])
 
-Month = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM, China time")]
+MonthQuery = Annotated[Month | None, Query(description="YYYY-MM, China time")]
 MANAGEMENT = ("supervisor", "manager", "finance", "auditor", "service", "admin")
 
 
@@ -37,8 +38,8 @@ def payments(
     caller: CallerDep,
     scope: ScopeDep,
     project_id: str | None = None,
-    month_from: Month = None,
-    month_to: Month = None,
+    month_from: MonthQuery = None,
+    month_to: MonthQuery = None,
 ) -> dict[str, Any]:
     """payment_collection: expected (contract value signed, net of cancellations) against
     received, per project and month."""
@@ -91,7 +92,7 @@ def commission_entries(
     deal_id: str | None = None,
     payee_kind: Literal["channel", "consultant"] | None = None,
     payee_id: str | None = None,
-    month: Month = None,
+    month: MonthQuery = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:

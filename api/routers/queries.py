@@ -6,12 +6,12 @@ writes: the query waits briefly for the views, or answers 503 with the lag.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from api.deps import AppDep, CallerDep, FreshDep, ScopeDep, get_container
+from api.validation import Instant, Month
 from projections import queries
 from projections.queries import Page
 
@@ -19,8 +19,8 @@ router = APIRouter(tags=["views"], dependencies=[FreshDep])
 
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
 Cursor = Annotated[str | None, Query(description="next_cursor from the previous page")]
-Since = Annotated[datetime | None, Query(description="From this instant or day (inclusive)")]
-Until = Annotated[datetime | None, Query(description="Up to this instant or day (exclusive)")]
+Since = Annotated[Instant | None, Query(description="From this instant or day (inclusive)")]
+Until = Annotated[Instant | None, Query(description="Up to this instant or day (exclusive)")]
 STAFF_AND_READERS = ("consultant", "supervisor", "manager", "auditor", "service", "admin")
 
 
@@ -104,7 +104,7 @@ def list_tasks(
     project_id: str | None = None,
     consultant_id: str | None = None,
     grade: Literal["A", "B", "C"] | None = None,
-    due_before: Annotated[datetime | None, Query(description="e.g. end of today")] = None,
+    due_before: Annotated[Instant | None, Query(description="e.g. end of today")] = None,
     escalated: Annotated[bool | None, Query(description="Overdue by more than a day")] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
@@ -226,7 +226,7 @@ def lost_reasons(
     caller: CallerDep,
     scope: ScopeDep,
     project_id: str | None = None,
-    month: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$")] = None,
+    month: Annotated[Month | None, Query()] = None,
 ) -> dict[str, Any]:
     """战败原因 counts per project and month, most frequent first."""
     caller.require("supervisor", "manager", "auditor", "service", "admin")

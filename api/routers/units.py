@@ -14,6 +14,7 @@ from api import bodies
 from api.bodies import answer, jsonable
 from api.deps import AppDep, CallerDep, ContextDep, FreshDep, get_container
 from api.results import command_response
+from api.schemas import MAX_FEN
 from domain.errors import InvalidInput, InvalidRows
 from projections import deal_queries
 
@@ -73,6 +74,9 @@ _IMPORT_BODY = {
 }
 
 
+PriceFen = Annotated[int | None, Query(ge=0, le=MAX_FEN, description="List price, fen")]
+
+
 async def raw_body(request: Request) -> bytes:
     return await request.body()
 
@@ -92,9 +96,13 @@ def _text(data: bytes) -> str:
 def csv_rows(data: bytes) -> list[tuple[str, dict[str, Any]]]:
     """Rows labelled by their line in the file (the header is line 1)."""
     reader = csv.DictReader(io.StringIO(_text(data), newline=""))
-    if not reader.fieldnames:
+    try:
+        header = reader.fieldnames
+    except csv.Error as exc:
+        raise InvalidInput("line 1", f"is not readable CSV: {exc}", code="invalid_csv") from None
+    if not header:
         raise InvalidInput("body", "the CSV is empty: it needs a header line")
-    reader.fieldnames = [name.strip().lower() for name in reader.fieldnames]
+    reader.fieldnames = [name.strip().lower() for name in header]
     unknown = [name for name in reader.fieldnames if name not in COLUMNS]
     if unknown:
         raise InvalidInput(
@@ -104,12 +112,21 @@ def csv_rows(data: bytes) -> list[tuple[str, dict[str, Any]]]:
         )
     rows: list[tuple[str, dict[str, Any]]] = []
     problems: list[tuple[str, str, str]] = []
-    for record in reader:
-        label = f"line {reader.line_num}"
-        if record.get(None):  # type: ignore[call-overload]
-            problems.append((f"{label}: body", "has more values than the header", "extra_values"))
-            continue
-        rows.append((label, {k: v for k, v in record.items() if v not in (None, "")}))
+    try:
+        for record in reader:
+            label = f"line {reader.line_num}"
+            if record.get(None):  # type: ignore[call-overload]
+                problems.append(
+                    (f"{label}: body", "has more values than the header", "extra_values")
+                )
+                continue
+            rows.append((label, {k: v for k, v in record.items() if v not in (None, "")}))
+    except csv.Error as exc:
+        # A field past csv.field_size_limit (131,072 characters), or broken quoting;
+        # line_num still counts the lines before the one that failed.
+        raise InvalidInput(
+            f"line {reader.line_num + 1}", f"is not readable CSV: {exc}", code="invalid_csv"
+        ) from None
     if problems:
         raise InvalidRows(problems)
     return rows
@@ -165,12 +182,12 @@ def list_units(
     status: Literal["available", "held", "subscribed", "signed", "sold"] | None = None,
     rooms: Annotated[int | None, Query(ge=0, le=20)] = None,
     orientation: str | None = None,
-    floor_from: int | None = None,
-    floor_to: int | None = None,
-    area_from: Annotated[float | None, Query(ge=0, description="m²")] = None,
-    area_to: Annotated[float | None, Query(ge=0, description="m²")] = None,
-    price_from: Annotated[int | None, Query(ge=0, description="List price, fen")] = None,
-    price_to: Annotated[int | None, Query(ge=0, description="List price, fen")] = None,
+    floor_from: Annotated[int | None, Query(ge=-10, le=300)] = None,
+    floor_to: Annotated[int | None, Query(ge=-10, le=300)] = None,
+    area_from: Annotated[float | None, Query(ge=0, le=100_000, description="m²")] = None,
+    area_to: Annotated[float | None, Query(ge=0, le=100_000, description="m²")] = None,
+    price_from: PriceFen = None,
+    price_to: PriceFen = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:

@@ -141,3 +141,18 @@ def test_client_ids_depend_on_project_number_and_secret_but_never_show_the_numbe
 def test_a_short_phone_hashing_secret_is_refused() -> None:
     with pytest.raises(ValueError):
         PhoneKeyer(b"short")
+
+
+@pytest.mark.parametrize(
+    "text", ["P3654D", "P99999999D", "P99999999999999999999W", "PT99999999999H"]
+)
+def test_durations_past_ten_years_are_refused_without_overflowing(text: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_duration(text, "protection")
+
+    assert caught.value.field == "protection"
+    assert caught.value.code == "duration_out_of_range"
+
+
+def test_ten_years_is_the_longest_duration_accepted() -> None:
+    assert parse_duration("P3653D", "protection") == timedelta(days=3653)
