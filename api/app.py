@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 
-from api import problems
+from api import integrity, problems
 from api.routers import (
     aftercare,
     clients,
@@ -21,6 +21,7 @@ from api.routers import (
     policies,
     principals,
     queries,
+    receipts,
     reports,
     status,
     units,
@@ -45,6 +46,7 @@ def create_app(container: Container) -> FastAPI:
     app = FastAPI(title="赢客 Yingke", version="0.1.0", description=DESCRIPTION)
     app.state.container = container
     problems.install(app)
+    integrity.install(app)
 
     @app.middleware("http")
     async def request_id(
@@ -61,6 +63,7 @@ def create_app(container: Container) -> FastAPI:
         principals,
         policies,
         reports,
+        receipts,
         visits,
         clients,
         aftercare,

@@ -42,7 +42,9 @@ from projections.protection_board import ProtectionBoard
 from projections.report_log import ReportLog
 from projections.runtime import Follower, Loop, PostgresViewDB, SQLiteViewDB, View, ViewDB
 from projections.units import Units
+from yingke.chain import POSTGRES_TOPIC, SQLITE_TOPIC, Chained, backfill
 from yingke.deadlines import DeadlineProcessor
+from yingke.keys import KeyDir
 from yingke.settings import Settings, postgres_params
 from yingke.vault import KeyStore, PostgresKeyStore, SQLiteKeyStore, Vault
 
@@ -155,13 +157,24 @@ class Container(Services):
     views: ViewDB = field(kw_only=True)
     follower: Follower = field(kw_only=True)
     deadlines: DeadlineProcessor = field(kw_only=True)
+    # Integrity (ADR 0035-0037): KEK epochs and signing keys outside the database, the
+    # vault that retires epochs, and the keyer that derives receipt salts.
+    key_dir: KeyDir = field(kw_only=True)
+    vault: Vault = field(kw_only=True)
+    keyer: PhoneKeyer = field(kw_only=True)
     loops: list[Loop] = field(default_factory=list, kw_only=True)
+
+    def deadlines_step(self) -> int:
+        """Fire deadlines, and retire KEK epochs whose erasure delay has passed."""
+        self.vault.sweep()
+        fired: int = self.deadlines.run_once()
+        return fired
 
     def start_workers(self) -> None:
         """Follow the log and fire deadlines inside this process (the embedded default)."""
         self.loops = [
             Loop("views", self.follower.run_once, self.settings.follow_interval),
-            Loop("deadlines", self.deadlines.run_once, self.settings.deadline_interval),
+            Loop("deadlines", self.deadlines_step, self.settings.deadline_interval),
         ]
         for loop in self.loops:
             loop.start()
@@ -177,7 +190,25 @@ class Container(Services):
 
 
 def _store(settings: Settings, create_tables: bool) -> EventStore:
-    return EventStore(settings.eventsourcing_env(create_tables=create_tables))
+    env = settings.eventsourcing_env(create_tables=create_tables)
+    # The chained recorders write the hash chain in each append's transaction (ADR 0035).
+    env["APPLICATION_RECORDER_TOPIC"] = SQLITE_TOPIC if settings.embedded else POSTGRES_TOPIC
+    store = EventStore(env)
+    recorder = store.recorder
+    assert isinstance(recorder, Chained)
+    recorder.configure(
+        KeyDir(settings.keys_path), settings.checkpoint_every, settings.checkpoint_seconds
+    )
+    return store
+
+
+def _vault(settings: Settings, keys: KeyStore) -> Vault:
+    return Vault(
+        keys,
+        settings.secret,
+        KeyDir(settings.keys_path),
+        retire_delay=0.0 if settings.embedded else settings.kek_retire_delay,
+    )
 
 
 def migrate(settings: Settings) -> None:
@@ -187,6 +218,10 @@ def migrate(settings: Settings) -> None:
     try:
         store.create_table()
         events = _store(settings, create_tables=True)
+        # Events stored before the chain existed get chained, in log order (ADR 0035).
+        backfill(events.recorder)
+        # Keys wrapped before KEK epochs existed move to an epoch that can be destroyed.
+        _vault(settings, store).migrate_legacy()
         Follower(events, views, all_views()).migrate()
         events.close()
     finally:
@@ -203,7 +238,9 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         migrate(settings)
     keys = key_store(settings)
     store = _store(settings, create_tables=False)
-    parts = services(store, clock, PhoneKeyer(settings.secret), Vault(keys, settings.secret))
+    keyer = PhoneKeyer(settings.secret)
+    vault = _vault(settings, keys)
+    parts = services(store, clock, keyer, vault)
     views = view_db(settings)
     follower = Follower(store, views, all_views())
     return Container(
@@ -213,4 +250,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         views=views,
         follower=follower,
         deadlines=DeadlineProcessor(parts, views, follower),
+        key_dir=KeyDir(settings.keys_path),
+        vault=vault,
+        keyer=keyer,
     )

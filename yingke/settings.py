@@ -50,6 +50,17 @@ class Settings:
     reminder_tick: float = 1.0
     # Touched by relay and consumers on every loop; a container health check reads it.
     heartbeat_file: Path | None = None
+    # Integrity (yingke/chain.py, yingke/keys.py): KEK epochs and signing keys live here,
+    # outside the database; a signed checkpoint every N events or M seconds.
+    key_dir: Path | None = None
+    checkpoint_every: int = 1000
+    checkpoint_seconds: float = 60.0
+    # Scaled topology: how long after an erasure the KEK epochs that wrapped it survive.
+    kek_retire_delay: float = 3600.0
+
+    @property
+    def keys_path(self) -> Path:
+        return self.key_dir or self.data_dir / "keys"
 
     @property
     def views_path(self) -> Path:
@@ -175,4 +186,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         reminder_protection_lead=env.get("YINGKE_REMINDER_PROTECTION_LEAD", "P3D"),
         reminder_tick=float(env.get("YINGKE_REMINDER_TICK", "1.0")),
         heartbeat_file=Path(heartbeat) if (heartbeat := env.get("YINGKE_HEARTBEAT_FILE")) else None,
+        key_dir=Path(key_dir).resolve() if (key_dir := env.get("YINGKE_KEY_DIR")) else None,
+        checkpoint_every=int(env.get("YINGKE_CHECKPOINT_EVERY", "1000")),
+        checkpoint_seconds=float(env.get("YINGKE_CHECKPOINT_SECONDS", "60")),
+        kek_retire_delay=float(env.get("YINGKE_KEK_RETIRE_DELAY", "3600")),
     )

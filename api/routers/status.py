@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
 from api.deps import CallerDep, get_container
+from yingke.chain import integrity_failures
 
 router = APIRouter(tags=["views"])
 
@@ -49,4 +50,9 @@ def metrics(request: Request) -> str:
     ]
     for kind, count in container.deadlines.fired.items():
         lines.append(f'yingke_deadlines_fired_total{{kind="{kind}"}} {count}')
+    lines += [
+        "# HELP yingke_integrity_failures_total Streams whose hash chain failed on load.",
+        "# TYPE yingke_integrity_failures_total counter",
+        f"yingke_integrity_failures_total {integrity_failures()}",
+    ]
     return "\n".join(lines) + "\n"
