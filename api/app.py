@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, FastAPI, Request, Response
 
-from api import openapi, problems
+from api import integrity, openapi, problems
 from api.metrics import instrument
 from api.routers import (
     aftercare,
@@ -24,6 +24,7 @@ from api.routers import (
     policies,
     principals,
     queries,
+    receipts,
     reports,
     status,
     units,
@@ -95,6 +96,7 @@ def _assemble(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     problems.install(app)
+    integrity.install(app)
     # Added before the request-id middleware so that one wraps it: refusals carry the id.
     app.add_middleware(
         BodyGuard,
@@ -122,6 +124,7 @@ def _assemble(settings: Settings) -> FastAPI:
         principals,
         policies,
         reports,
+        receipts,
         visits,
         clients,
         aftercare,

@@ -191,6 +191,17 @@ class ReportIn(Strict):
     note: str | None = Field(default=None, max_length=500)
 
 
+class ReceiptOut(BaseModel):
+    payload: str = Field(description="Canonical JSON of the report's facts (signed bytes)")
+    signature: str = Field(description="Ed25519 signature of the payload's UTF-8, base64")
+    key_id: str = Field(description="The key in GET /v1/receipts/keys")
+    phone_salt: str | None = Field(
+        default=None,
+        description="Salt of the payload's phone_commitment; given to the filing channel "
+        "only, keep it private",
+    )
+
+
 class ReportOut(BaseModel):
     report_id: str
     project_id: str
@@ -209,6 +220,9 @@ class ReportOut(BaseModel):
     expected_visit_at: AwareDatetime | None
     policy_version: int
     client_name_masked: str | None = None
+    receipt: ReceiptOut | None = Field(
+        default=None, description="On filing only: the signed receipt (回执)"
+    )
 
 
 # ---------------------------------------------------------------------- visits
@@ -285,9 +299,16 @@ class HistoryEvent(BaseModel):
     data: dict[str, Any]
 
 
+class IntegrityOut(BaseModel):
+    verified: bool = Field(description="Every event of the stream matched its hash chain")
+    head_hash: str | None = Field(description="SHA-256 chain hash of the stream's last event")
+    version: int
+
+
 class HistoryOut(BaseModel):
     client_id: str
     events: list[HistoryEvent]
+    integrity: IntegrityOut
 
 
 class OwnershipOut(BaseModel):
@@ -297,6 +318,7 @@ class OwnershipOut(BaseModel):
     decided_by: HistoryEvent | None
     policy_version: int | None
     replayed_to_version: int
+    integrity: IntegrityOut
 
 
 class ErasureOut(BaseModel):

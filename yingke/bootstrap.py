@@ -45,8 +45,10 @@ from projections.protection_board import ProtectionBoard
 from projections.report_log import ReportLog
 from projections.runtime import Follower, Loop, PostgresViewDB, SQLiteViewDB, View, ViewDB
 from projections.units import Units
+from yingke.chain import POSTGRES_TOPIC, SQLITE_TOPIC, Chained, backfill
 from yingke.deadlines import DeadlineProcessor
 from yingke.guard import StoreGuard, drop_retries
+from yingke.keys import KeyDir
 from yingke.metrics import Metrics
 from yingke.settings import Settings, postgres_params
 from yingke.vault import KeyStore, PostgresKeyStore, SQLiteKeyStore, Vault
@@ -162,11 +164,22 @@ class Container(Services):
     follower: Follower = field(kw_only=True)
     deadlines: DeadlineProcessor = field(kw_only=True)
     guard: StoreGuard = field(default_factory=lambda: StoreGuard(lambda: None), kw_only=True)
+    # Integrity (ADR 0035-0037): KEK epochs and signing keys outside the database, the
+    # vault that retires epochs, and the keyer that derives receipt salts.
+    key_dir: KeyDir = field(kw_only=True)
+    vault: Vault = field(kw_only=True)
+    keyer: PhoneKeyer = field(kw_only=True)
     loops: list[Loop] = field(default_factory=list, kw_only=True)
     metrics: Metrics = field(default_factory=Metrics, kw_only=True)
 
     def __post_init__(self) -> None:
         self.metrics.watch(self)
+
+    def deadlines_step(self) -> int:
+        """Fire deadlines, and retire KEK epochs whose erasure delay has passed."""
+        self.vault.sweep()
+        fired: int = self.deadlines.run_once()
+        return fired
 
     def start_workers(self) -> None:
         """Follow the log and fire deadlines inside this process (the embedded default)."""
@@ -174,7 +187,7 @@ class Container(Services):
             Loop("views", self.follower.run_once, self.settings.follow_interval, self.metrics),
             Loop(
                 "deadlines",
-                self.deadlines.run_once,
+                self.deadlines_step,
                 self.settings.deadline_interval,
                 self.metrics,
             ),
@@ -194,7 +207,25 @@ class Container(Services):
 
 
 def _store(settings: Settings, create_tables: bool) -> EventStore:
-    return EventStore(settings.eventsourcing_env(create_tables=create_tables))
+    env = settings.eventsourcing_env(create_tables=create_tables)
+    # The chained recorders write the hash chain in each append's transaction (ADR 0035).
+    env["APPLICATION_RECORDER_TOPIC"] = SQLITE_TOPIC if settings.embedded else POSTGRES_TOPIC
+    store = EventStore(env)
+    recorder = store.recorder
+    assert isinstance(recorder, Chained)
+    recorder.configure(
+        KeyDir(settings.keys_path), settings.checkpoint_every, settings.checkpoint_seconds
+    )
+    return store
+
+
+def _vault(settings: Settings, keys: KeyStore) -> Vault:
+    return Vault(
+        keys,
+        settings.secret,
+        KeyDir(settings.keys_path),
+        retire_delay=0.0 if settings.embedded else settings.kek_retire_delay,
+    )
 
 
 def migrate(settings: Settings) -> None:
@@ -204,6 +235,10 @@ def migrate(settings: Settings) -> None:
     try:
         store.create_table()
         events = _store(settings, create_tables=True)
+        # Events stored before the chain existed get chained, in log order (ADR 0035).
+        backfill(events.recorder)
+        # Keys wrapped before KEK epochs existed move to an epoch that can be destroyed.
+        _vault(settings, store).migrate_legacy()
         Follower(events, views, all_views()).migrate()
         events.close()
     finally:
@@ -226,7 +261,9 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         if close:
             close()
         raise
-    parts = services(store, clock, PhoneKeyer(settings.secret), Vault(keys, settings.secret))
+    keyer = PhoneKeyer(settings.secret)
+    vault = _vault(settings, keys)
+    parts = services(store, clock, keyer, vault)
     views = view_db(settings)
     follower = Follower(store, views, all_views())
     guard = StoreGuard(lambda: None)
@@ -242,6 +279,9 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         follower=follower,
         deadlines=DeadlineProcessor(parts, views, follower),
         guard=guard,
+        key_dir=KeyDir(settings.keys_path),
+        vault=vault,
+        keyer=keyer,
     )
 
 

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from dataclasses import replace
 
 from yingke.settings import ConfigurationError, Settings, load_settings
@@ -73,7 +74,7 @@ def _run_loop(step_name: str, args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     container = build(settings)
-    step = container.follower.run_once if step_name == "views" else container.deadlines.run_once
+    step = container.follower.run_once if step_name == "views" else container.deadlines_step
     interval = settings.follow_interval if step_name == "views" else settings.deadline_interval
     loop = Loop(step_name, step, interval, container.metrics)
     container.loops.append(loop)  # closed with the container
@@ -134,6 +135,78 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from yingke.bootstrap import build
+    from yingke.chain import ChainBroken, verify_log
+
+    container = build(load_settings())
+    recorder = container.store.recorder
+    total = max(0, (container.position() or 0) - args.start + 1)
+    done = 0
+    started = time.monotonic()
+
+    def progress(count: int) -> None:
+        nonlocal done
+        done += count
+        if sys.stderr.isatty() or args.progress:
+            width = 30
+            filled = int(width * done / total) if total else width
+            rate = done / max(time.monotonic() - started, 1e-9)
+            print(
+                f"\rverifying [{'#' * filled}{'.' * (width - filled)}] "
+                f"{done:,}/{total:,} events  {rate:,.0f}/s",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    try:
+        report = verify_log(recorder, container.key_dir, start=args.start, progress=progress)
+    except ChainBroken as broken:
+        print(file=sys.stderr)
+        print(
+            f"BROKEN: stream {broken.stream} version {broken.version} "
+            f"position {broken.position}: {broken.reason}",
+            flush=True,
+        )
+        return 1
+    finally:
+        container.close()
+    print(file=sys.stderr)
+    print(
+        f"verified {report.events:,} events and {report.checkpoints} signed checkpoints "
+        f"in {time.monotonic() - started:.1f}s; head {report.head_position} "
+        f"log hash {report.head_log_hash}",
+        flush=True,
+    )
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from yingke.bootstrap import build
+
+    container = build(load_settings())
+    try:
+        vault = container.vault
+        keys = container.key_dir
+        if args.action == "rotate":
+            epoch = vault.rotate()
+            print(f"KEK epoch {epoch} in use; every older epoch destroyed", flush=True)
+            if args.signing:
+                key_id, _ = keys.new_signing_key()
+                print(f"signing key {key_id} in use; older ones stay published", flush=True)
+        elif args.action == "sweep":
+            ran = vault.sweep()
+            print("retired due KEK epochs" if ran else "nothing due", flush=True)
+        else:
+            print(f"KEK epochs present: {keys.epochs()}")
+            for info in keys.signing_keys():
+                print(f"signing key {info.key_id} valid {info.valid_from} .. {info.valid_until}")
+    finally:
+        container.close()
+    return 0
+
+
 def _relay(args: argparse.Namespace) -> int:
     from consumers.relay import main as relay_main
 
@@ -186,6 +259,16 @@ def build_parser() -> argparse.ArgumentParser:
     dead = sub.add_parser("deadlines", help="fire report, protection and inactivity deadlines")
     dead.set_defaults(func=_deadlines)
     _metrics_port(dead)
+    verify = sub.add_parser(
+        "verify", help="recompute every hash chain and signed checkpoint; non-zero if broken"
+    )
+    verify.add_argument("--from", dest="start", type=int, default=1, help="log position")
+    verify.add_argument("--progress", action="store_true", help="progress bar even if not a tty")
+    verify.set_defaults(func=_verify)
+    keys = sub.add_parser("keys", help="key-encryption epochs and signing keys")
+    keys.add_argument("action", choices=["rotate", "sweep", "list"])
+    keys.add_argument("--signing", action="store_true", help="rotate: the signing key too")
+    keys.set_defaults(func=_keys)
     relay = sub.add_parser("relay", help="publish the event log to Kafka (one relay publishes)")
     relay.set_defaults(func=_relay)
     _metrics_port(relay)

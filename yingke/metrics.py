@@ -25,6 +25,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from yingke.chain import integrity_failures
+
 if TYPE_CHECKING:
     from yingke.bootstrap import Container
     from yingke.settings import Settings
@@ -154,6 +156,11 @@ class _StoreCollector(Collector):
         for kind, count in self.container.deadlines.fired.items():
             fired.add_metric([kind], count)
         yield fired
+        yield CounterMetricFamily(
+            "yingke_integrity_failures",
+            "Streams whose hash chain failed on load in this process.",
+            value=integrity_failures(),
+        )
 
 
 def serve(metrics: Metrics, settings: Settings, process: str) -> int | None:

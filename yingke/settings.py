@@ -92,6 +92,13 @@ class Environment(BaseSettings):
     # Worker processes serve Prometheus metrics here when a port is set (0: any free port).
     metrics_host: str = _var("127.0.0.1", "a host name or address")
     metrics_port: int | None = _var(None, "a port number (0-65535)", ge=0, le=65535)
+    # Integrity (yingke/chain.py, yingke/keys.py): KEK epochs and signing keys live here,
+    # outside the database; a signed checkpoint every N events or M seconds.
+    key_dir: Path | None = _var(None, "a directory path")
+    checkpoint_every: int = _var(1000, _POSITIVE_INT, gt=0)
+    checkpoint_seconds: float = _var(60.0, _INTERVAL, gt=0, allow_inf_nan=False)
+    # Scaled topology: how long after an erasure the KEK epochs that wrapped it survive.
+    kek_retire_delay: float = _var(3600.0, _SECONDS, ge=0, allow_inf_nan=False)
 
     @field_validator("database_url")
     @classmethod
@@ -207,6 +214,14 @@ class Settings:
     heartbeat_file: Path | None
     metrics_host: str
     metrics_port: int | None
+    key_dir: Path | None
+    checkpoint_every: int
+    checkpoint_seconds: float
+    kek_retire_delay: float
+
+    @property
+    def keys_path(self) -> Path:
+        return self.key_dir or self.data_dir / "keys"
 
     @property
     def views_path(self) -> Path:
@@ -299,5 +314,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         admin_key=admin_key,
         secret=secret.encode(),
         kafka_fast_join=env.kafka_fast_join == "1",
+        key_dir=env.key_dir.resolve() if env.key_dir is not None else None,
     )
     return Settings(**values)

@@ -1,7 +1,14 @@
-"""Crypto-shredding vault: one AES-256-GCM key per subject, wrapped by a master key.
+"""Crypto-shredding vault: one AES-256-GCM key per subject, wrapped by a KEK epoch.
 
-The master key is derived from YINGKE_SECRET; subject keys live in their own table
-beside the event store, so erasing a person is one DELETE and no event is rewritten.
+Subject keys live in their own table beside the event store, so erasing a person is one
+DELETE and no event is rewritten. The key-encryption keys live outside the database
+(yingke/keys.py) in epochs: an erasure is only final once every epoch that ever wrapped
+the erased key is destroyed, because copies of the wrapped key survive the DELETE in
+SQLite's WAL and PostgreSQL's dead tuples. So erasure retires the epochs: live keys are
+re-wrapped under a new one and the old material is overwritten (ADR 0036).
+
+Wrapped keys written before epochs existed are "epoch 0", wrapped by a key derived from
+YINGKE_SECRET; `yingke migrate` re-wraps them and compacts the table.
 """
 
 from __future__ import annotations
@@ -10,7 +17,9 @@ import base64
 import json
 import os
 import sqlite3
+import struct
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,6 +29,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from psycopg_pool import ConnectionPool
+
+from yingke.keys import KeyDir
+
+MAGIC = b"YKE1"
 
 TABLE = "yingke_personal_data_keys"
 SELECT_KEY_PG = f"SELECT wrapped FROM {TABLE} WHERE subject = %s"
@@ -42,11 +55,27 @@ class KeyStore:
     def delete(self, subject: str) -> None:
         raise NotImplementedError
 
+    def rows(self) -> list[tuple[str, bytes]]:
+        raise NotImplementedError
+
+    def replace(self, subject: str, old: bytes, new: bytes) -> bool:
+        """Compare-and-set: a concurrent erasure or re-wrap wins."""
+        raise NotImplementedError
+
+    def compact(self, full: bool = False) -> None:
+        """Leave no old copy of a key in the database's files where the engine allows it.
+
+        ``full`` also rewrites the table; needed only for epoch-0 copies, whose KEK
+        derives from YINGKE_SECRET and so cannot be destroyed.
+        """
+
 
 class SQLiteKeyStore(KeyStore):
     def __init__(self, path: Path) -> None:
         self._conn = sqlite3.connect(str(path), check_same_thread=False, timeout=10)
         self._conn.execute("PRAGMA journal_mode=WAL")
+        # Deleted rows are overwritten with zeros in the page, not just unlinked.
+        self._conn.execute("PRAGMA secure_delete=ON")
         self._lock = threading.Lock()
 
     def create_table(self) -> None:
@@ -75,6 +104,32 @@ class SQLiteKeyStore(KeyStore):
     def delete(self, subject: str) -> None:
         with self._lock, self._conn:
             self._conn.execute(f"DELETE FROM {TABLE} WHERE subject = ?", (subject,))
+
+    def rows(self) -> list[tuple[str, bytes]]:
+        with self._lock:
+            found = self._conn.execute(f"SELECT subject, wrapped FROM {TABLE}").fetchall()
+        return [(str(r[0]), bytes(r[1])) for r in found]
+
+    def replace(self, subject: str, old: bytes, new: bytes) -> bool:
+        with self._lock, self._conn:
+            cur = self._conn.execute(
+                f"UPDATE {TABLE} SET wrapped = ? WHERE subject = ? AND wrapped = ?",
+                (new, subject, old),
+            )
+            return cur.rowcount == 1
+
+    def compact(self, full: bool = False) -> None:
+        if full:
+            with self._lock:
+                self._conn.execute("VACUUM")
+        # Copy every page into the main file, then cut the WAL to zero bytes so old
+        # frames holding deleted or re-wrapped keys are gone; readers may delay it.
+        for _ in range(50):
+            with self._lock:
+                busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            if not busy:
+                return
+            time.sleep(0.05)
 
     def close(self) -> None:
         self._conn.close()
@@ -120,6 +175,34 @@ class PostgresKeyStore(KeyStore):
         with self._pool.connection() as conn:
             conn.execute(f"DELETE FROM {TABLE} WHERE subject = %s", (subject,))
 
+    def rows(self) -> list[tuple[str, bytes]]:
+        with self._pool.connection() as conn:
+            found = conn.execute(f"SELECT subject, wrapped FROM {TABLE}").fetchall()
+        return [(str(r[0]), bytes(r[1])) for r in found]
+
+    def replace(self, subject: str, old: bytes, new: bytes) -> bool:
+        with self._pool.connection() as conn:
+            cur = conn.execute(
+                f"UPDATE {TABLE} SET wrapped = %s WHERE subject = %s AND wrapped = %s",
+                (new, subject, old),
+            )
+            return cur.rowcount == 1
+
+    def compact(self, full: bool = False) -> None:
+        # Dead tuples are harmless once their epoch is destroyed. Epoch-0 copies (their
+        # KEK derives from YINGKE_SECRET) must leave the pages: VACUUM FULL keeps tuples
+        # any running transaction might still see, so copy the live rows into a fresh
+        # table and drop the old one, whose files go at commit.
+        if not full:
+            return
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE")
+            conn.execute(f"DROP TABLE IF EXISTS {TABLE}_fresh")
+            conn.execute(f"CREATE TABLE {TABLE}_fresh (LIKE {TABLE} INCLUDING ALL)")
+            conn.execute(f"INSERT INTO {TABLE}_fresh SELECT * FROM {TABLE}")
+            conn.execute(f"DROP TABLE {TABLE}")
+            conn.execute(f"ALTER TABLE {TABLE}_fresh RENAME TO {TABLE}")
+
     def close(self) -> None:
         self._pool.close()
 
@@ -127,24 +210,68 @@ class PostgresKeyStore(KeyStore):
 class Vault:
     """Implements domain.ports.PersonalDataVault."""
 
-    def __init__(self, store: KeyStore, secret: bytes) -> None:
+    def __init__(
+        self, store: KeyStore, secret: bytes, keys: KeyDir, retire_delay: float = 0.0
+    ) -> None:
         self._store = store
-        master = HKDF(
+        self._keys = keys
+        self.retire_delay = retire_delay
+        self._rotation = threading.Lock()
+        legacy = HKDF(
             algorithm=hashes.SHA256(), length=32, salt=b"yingke-vault", info=b"master-key"
         ).derive(secret)
-        self._master = AESGCM(master)
+        self._legacy = AESGCM(legacy)
+
+    # ------------------------------------------------------------- wrapping
+
+    def _kek(self, epoch: int, held: dict[int, bytes] | None = None) -> AESGCM | None:
+        if epoch == 0:
+            return self._legacy
+        material = (held or {}).get(epoch) or self._keys.kek(epoch)
+        return AESGCM(material) if material else None
+
+    def _wrap(self, name: str, raw: bytes) -> bytes:
+        epoch = self._keys.current_epoch()
+        kek = self._kek(epoch)
+        assert kek is not None
+        nonce = os.urandom(12)
+        head = MAGIC + struct.pack(">I", epoch)
+        return head + nonce + kek.encrypt(nonce, raw, head + name.encode())
+
+    @staticmethod
+    def epoch_of(wrapped: bytes) -> int:
+        return struct.unpack(">I", wrapped[4:8])[0] if wrapped[:4] == MAGIC else 0
+
+    def _unwrap(self, name: str, wrapped: bytes, held: dict[int, bytes] | None = None) -> bytes:
+        epoch = self.epoch_of(wrapped)
+        kek = self._kek(epoch, held)
+        if kek is None:
+            raise KeyError(epoch)
+        if epoch == 0:
+            return kek.decrypt(wrapped[:12], wrapped[12:], name.encode())
+        head = wrapped[:8]
+        return kek.decrypt(wrapped[8:20], wrapped[20:], head + name.encode())
 
     def _subject_key(self, subject: uuid.UUID, create: bool) -> AESGCM | None:
         name = str(subject)
-        wrapped = self._store.get(name)
-        if wrapped is None:
-            if not create:
-                return None
-            nonce = os.urandom(12)
-            fresh = nonce + self._master.encrypt(nonce, AESGCM.generate_key(256), name.encode())
-            wrapped = self._store.put_if_absent(name, fresh)
-        raw = self._master.decrypt(wrapped[:12], wrapped[12:], name.encode())
-        return AESGCM(raw)
+        for _ in range(100):
+            wrapped = self._store.get(name)
+            if wrapped is None:
+                if not create:
+                    return None
+                raw = AESGCM.generate_key(256)
+                mine = self._wrap(name, raw)
+                wrapped = self._store.put_if_absent(name, mine)
+                if wrapped == mine and self._keys.kek(self.epoch_of(mine)) is None:
+                    # A rotation destroyed the epoch while this key was being stored;
+                    # its scan may have missed the row, so re-wrap it ourselves.
+                    self._store.replace(name, mine, self._wrap(name, raw))
+                    continue
+            try:
+                return AESGCM(self._unwrap(name, wrapped))
+            except KeyError:
+                time.sleep(0.01)  # a rotation is re-wrapping this row right now
+        raise RuntimeError("subject key stays wrapped by a destroyed KEK epoch")
 
     def seal(self, subject: uuid.UUID, data: dict[str, str]) -> str:
         key = self._subject_key(subject, create=True)
@@ -166,5 +293,59 @@ class Vault:
             return None  # sealed under a key that was destroyed and later re-created
         return {str(k): str(v) for k, v in opened.items()}
 
+    # ---------------------------------------------------- erasure and rotation
+
     def erase(self, subject: uuid.UUID) -> None:
         self._store.delete(str(subject))
+        if self.retire_delay <= 0:
+            self.rotate()
+        else:
+            self._keys.schedule_retirement(time.time() + self.retire_delay)
+
+    def migrate_legacy(self) -> int:
+        """Re-wrap keys written before KEK epochs (``yingke migrate``); returns how many."""
+        legacy = [name for name, wrapped in self._store.rows() if self.epoch_of(wrapped) == 0]
+        if legacy:
+            self.rotate()
+            self._store.compact(full=True)
+        return len(legacy)
+
+    def sweep(self) -> bool:
+        """Run a scheduled retirement when it is due (scaled topology); True if it ran."""
+        due = self._keys.retirement_due()
+        if due is None or due > time.time():
+            return False
+        self.rotate()
+        return True
+
+    def rotate(self) -> int:
+        """New KEK epoch; re-wrap every live key; destroy every older epoch. Returns it.
+
+        Safe with other processes running: the old material is held in memory and its
+        files destroyed first, then rows are re-wrapped until none is left; a writer that
+        stored a key under an epoch destroyed meanwhile re-wraps it itself.
+        """
+        with self._rotation:
+            old = [e for e in self._keys.epochs()]
+            epoch = self._keys.new_epoch()
+            held = {e: m for e in old if e != epoch and (m := self._keys.kek(e)) is not None}
+            self._keys.clear_retirement()
+            for e in held:
+                self._keys.destroy_epoch(e)
+            for settle in range(3):
+                moved = 0
+                for name, wrapped in self._store.rows():
+                    if self.epoch_of(wrapped) == epoch:
+                        continue
+                    try:
+                        raw = self._unwrap(name, wrapped, held)
+                    except (KeyError, InvalidTag):
+                        continue  # wrapped by an epoch destroyed before: unreadable anyway
+                    self._store.replace(name, wrapped, self._wrap(name, raw))
+                    moved += 1
+                if moved == 0 and settle > 0:
+                    break
+                time.sleep(0.05)
+            held.clear()
+            self._store.compact()
+            return epoch

@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from api import bodies
 from api.bodies import answer, jsonable
 from api.deps import AppDep, Caller, CallerDep, ContextDep
+from api.integrity import integrity
 from api.results import command_response
 from api.schemas import ClientOut, ErasureOut, HistoryOut, LookupIn, LookupOut, OwnershipOut
 from api.validation import Instant
@@ -50,7 +51,8 @@ def get_client(client_id: uuid.UUID, app: AppDep, caller: CallerDep) -> dict[str
 def history(client_id: uuid.UUID, app: AppDep, caller: CallerDep) -> dict[str, Any]:
     """Every event of the buyer's stream in order: the evidence chain for arbitration."""
     visible_client(app, caller, client_id, *EVIDENCE_READERS)
-    return {"client_id": str(client_id), "events": app.clients.history(client_id)}
+    events = app.clients.history(client_id)
+    return {"client_id": str(client_id), "events": events, "integrity": integrity(app, client_id)}
 
 
 @router.get("/{client_id}/ownership", response_model=OwnershipOut)
@@ -63,7 +65,8 @@ def ownership(
     """Who owned the buyer at ``at`` (default now), by replaying the stream up to then."""
     visible_client(app, caller, client_id, *EVIDENCE_READERS)
     moment: datetime = at if at is not None else app.clock()
-    return app.clients.ownership_as_of(client_id, moment)
+    owner = app.clients.ownership_as_of(client_id, moment)
+    return {**owner, "integrity": integrity(app, client_id)}
 
 
 @router.post("/{client_id}/erasure", response_model=ErasureOut)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response
@@ -11,6 +12,7 @@ from api.bodies import answer, jsonable
 from api.deps import AppDep, CallerDep, ContextDep
 from api.results import command_response
 from api.schemas import ReportIn, ReportOut
+from yingke import receipts
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
@@ -37,7 +39,12 @@ def file_report(body: ReportIn, app: AppDep, caller: CallerDep, ctx: ContextDep)
         expected_visit_at=body.expected_visit_at,
         note=body.note,
     )
-    return command_response(result)
+    assert result.response is not None
+    answered = result.response.body
+    receipt = receipts.issue(app.store, app.key_dir, app.keyer, answered, body.phone)
+    return command_response(
+        replace(result, response=replace(result.response, body={**answered, "receipt": receipt}))
+    )
 
 
 @router.get("/{report_id}", response_model=ReportOut)

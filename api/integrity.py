@@ -1,0 +1,36 @@
+"""The integrity field of evidence answers, and the problem for a broken chain."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from api.problems import problem
+from yingke.bootstrap import Container
+from yingke.chain import ChainBroken, stream_integrity
+
+
+def integrity(app: Container, stream: uuid.UUID) -> dict[str, Any]:
+    """Re-reads the stream through the chain check; a broken chain raises, never answers."""
+    found = stream_integrity(app.store.recorder, stream)
+    return {"verified": found.verified, "head_hash": found.head_hash, "version": found.version}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ChainBroken)
+    async def chain_broken(request: Request, exc: ChainBroken) -> JSONResponse:
+        # 500-class: the store no longer holds what it wrote, which is the server's fault,
+        # and the answer would not be evidence; the caller cannot fix it by retrying.
+        return problem(
+            request,
+            500,
+            "Integrity failure",
+            "the stored history failed its hash-chain check; it is not served as truth",
+            "integrity_failure",
+            stream=exc.stream,
+            version=exc.version,
+            position=exc.position,
+        )

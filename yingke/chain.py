@@ -1,0 +1,945 @@
+"""A tamper-evident event store: a SHA-256 chain per stream and over the whole log.
+
+Every stored event gets a row in ``yingke_event_chain`` written in the same transaction
+as the event, inside the recorder's insert path (so a later group-commit layer that
+appends many aggregates at once chains them too):
+
+- ``hash`` = SHA-256 over a canonical encoding of (stream, version, position, topic,
+  state) and the previous event's ``hash`` in the same stream (``prev_hash``; zeros for
+  version 1): editing or removing an event breaks its stream's chain.
+- ``log_hash`` = SHA-256 over the previous ``log_hash`` of the notification log, the
+  position and ``hash``: removing or reordering whole events breaks it.
+- Every N events or M seconds a checkpoint signs (position, log_hash) with the
+  service's Ed25519 key, so a rewrite that recomputes every hash is still caught
+  wherever a checkpoint covers it (ADR 0035).
+
+Loading a stream (``select_events``) checks its chain and raises ``ChainBroken``
+rather than serving a forged history as truth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Composed, Identifier
+
+GENESIS = b"\x00" * 32
+CHAIN_TABLE = "yingke_event_chain"
+CHECKPOINT_TABLE = "yingke_checkpoints"
+SQLITE_TOPIC = "yingke.chain:ChainedSQLiteRecorder"
+POSTGRES_TOPIC = "yingke.chain:ChainedPostgresRecorder"
+
+_failures_lock = threading.Lock()
+_failures = 0
+
+
+def integrity_failures() -> int:
+    """How many broken chains this process has met (exported as a metric)."""
+    return _failures
+
+
+def _count_failure() -> None:
+    global _failures
+    with _failures_lock:
+        _failures += 1
+
+
+class ChainBroken(Exception):
+    """A stored event no longer matches the chain written with it."""
+
+    def __init__(self, stream: str, version: int | None, position: int | None, reason: str):
+        self.stream = stream
+        self.version = version
+        self.position = position
+        self.reason = reason
+        super().__init__(f"stream {stream} version {version} position {position}: {reason}")
+
+
+_LEN = struct.Struct(">Q")
+_PAIR = struct.Struct(">QQ")
+
+
+def event_hash(
+    stream: uuid.UUID, version: int, position: int, topic: str, state: bytes, prev: bytes
+) -> bytes:
+    return _event_hash(stream.bytes, version, position, topic, state, prev)
+
+
+def _event_hash(
+    stream: bytes, version: int, position: int, topic: str, state: bytes, prev: bytes
+) -> bytes:
+    """The canonical encoding: a domain tag, then length-prefixed fields in fixed order."""
+    encoded_topic = topic.encode()
+    digest = hashlib.sha256(b"yingke-event-v1")
+    digest.update(_LEN.pack(len(stream)) + stream + _PAIR.pack(version, position))
+    digest.update(_LEN.pack(len(encoded_topic)) + encoded_topic + _LEN.pack(len(state)))
+    digest.update(state)
+    digest.update(_LEN.pack(len(prev)) + prev)
+    return digest.digest()
+
+
+def log_hash(prev_log: bytes, position: int, ev_hash: bytes) -> bytes:
+    return hashlib.sha256(
+        b"yingke-log-v1" + prev_log + struct.pack(">Q", position) + ev_hash
+    ).digest()
+
+
+def checkpoint_message(position: int, log_head: bytes) -> bytes:
+    return b"yingke-checkpoint-v1" + struct.pack(">Q", position) + log_head
+
+
+class Signer(Protocol):
+    def sign_checkpoint(self, message: bytes) -> tuple[str, bytes]: ...
+
+    def verify(self, key_id: str, message: bytes, signature: bytes) -> bool: ...
+
+
+@dataclass(frozen=True)
+class ChainRow:
+    stream: uuid.UUID
+    version: int
+    position: int
+    prev_hash: bytes
+    hash: bytes
+    log_hash: bytes
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    position: int
+    log_hash: bytes
+    signed_at: float
+    key_id: str
+    signature: bytes
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+class _Ops(Protocol):
+    """What the chain needs from one backend inside the append transaction."""
+
+    def prev_hashes(
+        self, keys: list[tuple[uuid.UUID, int]]
+    ) -> dict[tuple[uuid.UUID, int], bytes]: ...
+
+    def log_head(self) -> tuple[int, bytes] | None: ...
+
+    def insert_rows(self, rows: list[ChainRow]) -> None: ...
+
+    def last_checkpoint(self) -> tuple[int, float] | None: ...
+
+    def insert_checkpoint(self, cp: Checkpoint) -> None: ...
+
+
+class Chained:
+    """The chain logic shared by the SQLite and PostgreSQL recorders."""
+
+    signer: Signer | None = None
+    checkpoint_every: int = 1000
+    checkpoint_seconds: float = 60.0
+
+    def configure(self, signer: Signer | None, every: int, seconds: float) -> None:
+        self.signer = signer
+        self.checkpoint_every = every
+        self.checkpoint_seconds = seconds
+
+    def _append_chain(
+        self, ops: _Ops, stored: Sequence[StoredEvent], positions: Sequence[int]
+    ) -> list[ChainRow]:
+        in_batch = {(_uuid(s.originator_id), s.originator_version) for s in stored}
+        wanted = [
+            (_uuid(s.originator_id), s.originator_version - 1)
+            for s in stored
+            if s.originator_version > 1
+            and (_uuid(s.originator_id), s.originator_version - 1) not in in_batch
+        ]
+        known = ops.prev_hashes(wanted) if wanted else {}
+        head = ops.log_head()
+        prev_position, prev_log = head if head is not None else (0, GENESIS)
+        rows: list[ChainRow] = []
+        for s, position in sorted(zip(stored, positions, strict=True), key=lambda p: p[1]):
+            stream = _uuid(s.originator_id)
+            if s.originator_version == 1:
+                prev = GENESIS
+            else:
+                found = known.get((stream, s.originator_version - 1))
+                if found is None:
+                    raise ChainBroken(
+                        str(stream),
+                        s.originator_version,
+                        position,
+                        "previous event has no chain entry (run `yingke migrate`)",
+                    )
+                prev = found
+            own = event_hash(stream, s.originator_version, position, s.topic, s.state, prev)
+            prev_log = log_hash(prev_log, position, own)
+            rows.append(ChainRow(stream, s.originator_version, position, prev, own, prev_log))
+            known[(stream, s.originator_version)] = own
+        ops.insert_rows(rows)
+        if rows and self.signer is not None:
+            self._maybe_checkpoint(ops, prev_position, rows[-1])
+        return rows
+
+    def _maybe_checkpoint(self, ops: _Ops, before: int, last: ChainRow) -> None:
+        assert self.signer is not None
+        previous = ops.last_checkpoint()
+        now = time.time()
+        crossed = last.position // self.checkpoint_every > before // self.checkpoint_every
+        stale = previous is None or now - previous[1] >= self.checkpoint_seconds
+        if crossed or stale:
+            key_id, signature = self.signer.sign_checkpoint(
+                checkpoint_message(last.position, last.log_hash)
+            )
+            ops.insert_checkpoint(Checkpoint(last.position, last.log_hash, now, key_id, signature))
+
+    @staticmethod
+    def _check_stream(
+        stream: uuid.UUID,
+        events: list[tuple[int, StoredEvent]],
+        chain: dict[int, tuple[int, bytes, bytes]],
+        complete_tail: bool,
+        lowest: int | None,
+    ) -> None:
+        """``events``: (position, event) ascending; ``chain``: version → (position, prev, hash)."""
+        name = str(stream)
+        seen = set()
+        previous: tuple[int, bytes] | None = None
+        for position, event in events:
+            version = event.originator_version
+            seen.add(version)
+            row = chain.get(version)
+            if row is None:
+                raise ChainBroken(name, version, position, "event has no chain entry")
+            chain_position, prev, own = row
+            if chain_position != position:
+                raise ChainBroken(
+                    name, version, position, f"event moved (chained at position {chain_position})"
+                )
+            if event_hash(stream, version, position, event.topic, event.state, prev) != own:
+                raise ChainBroken(name, version, position, "event content does not match its hash")
+            if version == 1:
+                expected: bytes | None = GENESIS
+            elif previous is not None and previous[0] == version - 1:
+                expected = previous[1]
+            elif version - 1 in chain:
+                expected = chain[version - 1][2]
+            else:
+                expected = None
+            if expected is None or prev != expected:
+                raise ChainBroken(name, version, position, "link to the previous event is broken")
+            previous = (version, own)
+        if events:
+            low = lowest if lowest is not None else events[0][1].originator_version
+            high = events[-1][1].originator_version
+            for version, (position, _, _) in sorted(chain.items()):
+                beyond = version > high and complete_tail
+                if (low <= version <= high or beyond) and version not in seen:
+                    raise ChainBroken(name, version, position, "chained event is missing")
+        elif complete_tail:
+            floor = (lowest - 1) if lowest is not None else 0
+            for version, (position, _, _) in sorted(chain.items()):
+                if version > floor:
+                    raise ChainBroken(name, version, position, "chained event is missing")
+
+    def _verified(
+        self,
+        stream: uuid.UUID,
+        rows: list[tuple[int, StoredEvent]],
+        chain: dict[int, tuple[int, bytes, bytes]],
+        *,
+        gt: int | None,
+        lte: int | None,
+        desc: bool,
+        limit: int | None,
+    ) -> list[StoredEvent]:
+        ascending = sorted(rows, key=lambda r: r[1].originator_version)
+        try:
+            self._check_stream(
+                stream,
+                ascending,
+                chain,
+                complete_tail=limit is None,
+                lowest=(gt + 1) if gt is not None and limit is None else None,
+            )
+        except ChainBroken:
+            _count_failure()
+            raise
+        events = [e for _, e in ascending]
+        return list(reversed(events)) if desc else events
+
+
+def _select_bounds(
+    gt: int | None, lte: int | None, desc: bool, limit: int | None, placeholder: str
+) -> tuple[str, list[Any]]:
+    sql = ""
+    params: list[Any] = []
+    if gt is not None:
+        sql += f" AND originator_version > {placeholder}"
+        params.append(gt)
+    if lte is not None:
+        sql += f" AND originator_version <= {placeholder}"
+        params.append(lte)
+    sql += " ORDER BY originator_version " + ("DESC" if desc else "ASC")
+    if limit is not None:
+        sql += f" LIMIT {placeholder}"
+        params.append(limit)
+    return sql, params
+
+
+# ---------------------------------------------------------------------- SQLite
+
+
+class _SQLiteOps:
+    def __init__(self, c: SQLiteCursor) -> None:
+        self.c = c
+
+    def prev_hashes(self, keys: list[tuple[uuid.UUID, int]]) -> dict[tuple[uuid.UUID, int], bytes]:
+        out = {}
+        for stream, version in keys:
+            self.c.execute(
+                f"SELECT hash FROM {CHAIN_TABLE} WHERE originator_id=? AND originator_version=?",
+                (stream.hex, version),
+            )
+            row = self.c.fetchone()
+            if row is not None:
+                out[(stream, version)] = bytes(row[0])
+        return out
+
+    def log_head(self) -> tuple[int, bytes] | None:
+        self.c.execute(
+            f"SELECT position, log_hash FROM {CHAIN_TABLE} ORDER BY position DESC LIMIT 1"
+        )
+        row = self.c.fetchone()
+        return (int(row[0]), bytes(row[1])) if row else None
+
+    def insert_rows(self, rows: list[ChainRow]) -> None:
+        self.c.executemany(
+            f"INSERT INTO {CHAIN_TABLE} VALUES (?,?,?,?,?,?)",
+            [(r.stream.hex, r.version, r.position, r.prev_hash, r.hash, r.log_hash) for r in rows],
+        )
+
+    def last_checkpoint(self) -> tuple[int, float] | None:
+        self.c.execute(
+            f"SELECT position, signed_at FROM {CHECKPOINT_TABLE} ORDER BY position DESC LIMIT 1"
+        )
+        row = self.c.fetchone()
+        return (int(row[0]), float(row[1])) if row else None
+
+    def insert_checkpoint(self, cp: Checkpoint) -> None:
+        self.c.execute(
+            f"INSERT OR IGNORE INTO {CHECKPOINT_TABLE} VALUES (?,?,?,?,?)",
+            (cp.position, cp.log_hash, cp.signed_at, cp.key_id, cp.signature),
+        )
+
+
+SQLITE_DDL = [
+    f"CREATE TABLE IF NOT EXISTS {CHAIN_TABLE} (originator_id TEXT NOT NULL, "
+    "originator_version INTEGER NOT NULL, position INTEGER NOT NULL, prev_hash BLOB NOT NULL, "
+    "hash BLOB NOT NULL, log_hash BLOB NOT NULL, "
+    "PRIMARY KEY (originator_id, originator_version)) WITHOUT ROWID",
+    f"CREATE UNIQUE INDEX IF NOT EXISTS {CHAIN_TABLE}_position ON {CHAIN_TABLE} (position)",
+    f"CREATE INDEX IF NOT EXISTS {CHAIN_TABLE}_hash ON {CHAIN_TABLE} (hash)",
+    f"CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (position INTEGER PRIMARY KEY, "
+    "log_hash BLOB NOT NULL, signed_at REAL NOT NULL, key_id TEXT NOT NULL, "
+    "signature BLOB NOT NULL)",
+]
+
+
+class ChainedSQLiteRecorder(Chained, SQLiteApplicationRecorder):
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), *SQLITE_DDL]
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        positions = super()._insert_events(c, stored_events, **kwargs)
+        assert positions is not None
+        # The write lock is held from the first INSERT: the log head read here is final.
+        self._append_chain(_SQLiteOps(c), stored_events, [int(p) for p in positions])
+        return positions
+
+    def select_events(
+        self,
+        originator_id: uuid.UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        stream = _uuid(originator_id)
+        bounds, params = _select_bounds(gt, lte, desc, limit, "?")
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT rowid, originator_version, topic, state FROM {self.events_table_name} "
+                f"WHERE originator_id=?{bounds}",
+                [stream.hex, *params],
+            )
+            rows = [
+                (
+                    int(r[0]),
+                    StoredEvent(
+                        originator_id=stream,
+                        originator_version=int(r[1]),
+                        topic=r[2],
+                        state=bytes(r[3]),
+                    ),
+                )
+                for r in c.fetchall()
+            ]
+            low = min((e.originator_version for _, e in rows), default=(gt or 0) + 1) - 1
+            c.execute(
+                f"SELECT originator_version, position, prev_hash, hash FROM {CHAIN_TABLE} "
+                "WHERE originator_id=? AND originator_version>=?",
+                (stream.hex, low),
+            )
+            chain = {int(r[0]): (int(r[1]), bytes(r[2]), bytes(r[3])) for r in c.fetchall()}
+        if lte is not None:
+            chain = {v: row for v, row in chain.items() if v <= lte}
+        return self._verified(stream, rows, chain, gt=gt, lte=lte, desc=desc, limit=limit)
+
+
+# ------------------------------------------------------------------ PostgreSQL
+
+_REPEATABLE_READ = SQL("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+
+class _PostgresOps:
+    def __init__(self, curs: Cursor[DictRow], schema: str) -> None:
+        self.curs = curs
+        self.chain = Identifier(schema, CHAIN_TABLE)
+        self.checkpoints = Identifier(schema, CHECKPOINT_TABLE)
+
+    def prev_hashes(self, keys: list[tuple[uuid.UUID, int]]) -> dict[tuple[uuid.UUID, int], bytes]:
+        self.curs.execute(
+            SQL(
+                "SELECT c.originator_id, c.originator_version, c.hash FROM {} c "
+                "JOIN unnest(%s::uuid[], %s::bigint[]) AS k(id, v) "
+                "ON c.originator_id = k.id AND c.originator_version = k.v"
+            ).format(self.chain),
+            ([k[0] for k in keys], [k[1] for k in keys]),
+        )
+        return {
+            (_uuid(r["originator_id"]), int(r["originator_version"])): bytes(r["hash"])
+            for r in self.curs.fetchall()
+        }
+
+    def log_head(self) -> tuple[int, bytes] | None:
+        self.curs.execute(
+            SQL("SELECT position, log_hash FROM {} ORDER BY position DESC LIMIT 1").format(
+                self.chain
+            )
+        )
+        row = self.curs.fetchone()
+        return (int(row["position"]), bytes(row["log_hash"])) if row else None
+
+    def insert_rows(self, rows: list[ChainRow]) -> None:
+        # One statement for the whole batch: a group commit of thousands of events stays
+        # one round trip (and executemany results confuse the pipeline's next fetch).
+        self.curs.execute(
+            SQL(
+                "INSERT INTO {} SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::bigint[], "
+                "%s::bytea[], %s::bytea[], %s::bytea[])"
+            ).format(self.chain),
+            (
+                [r.stream for r in rows],
+                [r.version for r in rows],
+                [r.position for r in rows],
+                [r.prev_hash for r in rows],
+                [r.hash for r in rows],
+                [r.log_hash for r in rows],
+            ),
+        )
+
+    def last_checkpoint(self) -> tuple[int, float] | None:
+        self.curs.execute(
+            SQL("SELECT position, signed_at FROM {} ORDER BY position DESC LIMIT 1").format(
+                self.checkpoints
+            )
+        )
+        row = self.curs.fetchone()
+        return (int(row["position"]), float(row["signed_at"])) if row else None
+
+    def insert_checkpoint(self, cp: Checkpoint) -> None:
+        self.curs.execute(
+            SQL(
+                "INSERT INTO {} VALUES (%s, %s, %s, %s, %s) ON CONFLICT (position) DO NOTHING"
+            ).format(self.checkpoints),
+            (cp.position, cp.log_hash, cp.signed_at, cp.key_id, cp.signature),
+        )
+
+
+def postgres_ddl(schema: str) -> list[Composed]:
+    chain = Identifier(schema, CHAIN_TABLE)
+    return [
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {} (originator_id uuid NOT NULL, "
+            "originator_version bigint NOT NULL, position bigint NOT NULL, "
+            "prev_hash bytea NOT NULL, hash bytea NOT NULL, log_hash bytea NOT NULL, "
+            "PRIMARY KEY (originator_id, originator_version))"
+        ).format(chain),
+        SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} (position)").format(
+            Identifier(f"{CHAIN_TABLE}_position"), chain
+        ),
+        SQL("CREATE INDEX IF NOT EXISTS {} ON {} (hash)").format(
+            Identifier(f"{CHAIN_TABLE}_hash"), chain
+        ),
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {} (position bigint PRIMARY KEY, log_hash bytea NOT NULL, "
+            "signed_at double precision NOT NULL, key_id text NOT NULL, signature bytea NOT NULL)"
+        ).format(Identifier(schema, CHECKPOINT_TABLE)),
+    ]
+
+
+class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.sql_create_statements.extend(postgres_ddl(self.datastore.schema))
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        assert ids is not None
+        # Still inside the transaction that holds the EXCLUSIVE lock on the events table,
+        # so no other appender can move the log head between this read and the commit.
+        self._append_chain(_PostgresOps(curs, self.datastore.schema), stored_events, ids)
+        return ids
+
+    def select_events(
+        self,
+        originator_id: uuid.UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        stream = _uuid(originator_id)
+        bounds, params = _select_bounds(gt, lte, desc, limit, "%s")
+        events = Identifier(self.datastore.schema, self.events_table_name)
+        chain_table = Identifier(self.datastore.schema, CHAIN_TABLE)
+        with self.datastore.transaction(commit=False) as curs:
+            # Both reads must see one snapshot, or an append committing between them
+            # would look like a chained event gone missing.
+            curs.execute(_REPEATABLE_READ)
+            curs.execute(
+                SQL(
+                    "SELECT notification_id, originator_version, topic, state FROM {} "
+                    "WHERE originator_id = %s" + bounds
+                ).format(events),
+                [stream, *params],
+            )
+            rows = [
+                (
+                    int(r["notification_id"]),
+                    StoredEvent(
+                        originator_id=stream,
+                        originator_version=int(r["originator_version"]),
+                        topic=r["topic"],
+                        state=bytes(r["state"]),
+                    ),
+                )
+                for r in curs.fetchall()
+            ]
+            low = min((e.originator_version for _, e in rows), default=(gt or 0) + 1) - 1
+            curs.execute(
+                SQL(
+                    "SELECT originator_version, position, prev_hash, hash FROM {} "
+                    "WHERE originator_id = %s AND originator_version >= %s"
+                ).format(chain_table),
+                (stream, low),
+            )
+            chain = {
+                int(r["originator_version"]): (
+                    int(r["position"]),
+                    bytes(r["prev_hash"]),
+                    bytes(r["hash"]),
+                )
+                for r in curs.fetchall()
+            }
+        if lte is not None:
+            chain = {v: row for v, row in chain.items() if v <= lte}
+        return self._verified(stream, rows, chain, gt=gt, lte=lte, desc=desc, limit=limit)
+
+
+# ------------------------------------------------------------ whole-log checks
+
+Recorder = ChainedSQLiteRecorder | ChainedPostgresRecorder
+
+
+@dataclass(frozen=True)
+class Integrity:
+    verified: bool
+    head_hash: str | None
+    version: int
+
+
+def stream_integrity(recorder: Any, stream: uuid.UUID, upto: int | None = None) -> Integrity:
+    """Re-read ``stream`` (checked on load) and name the hash of its last event."""
+    events = recorder.select_events(stream, lte=upto)
+    if not events:
+        return Integrity(True, None, 0)
+    version = events[-1].originator_version
+    head = chain_hash(recorder, stream, version)
+    return Integrity(True, head.hex() if head else None, version)
+
+
+def chain_hash(recorder: Any, stream: uuid.UUID, version: int) -> bytes | None:
+    if isinstance(recorder, ChainedSQLiteRecorder):
+        with recorder.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT hash FROM {CHAIN_TABLE} WHERE originator_id=? AND originator_version=?",
+                (stream.hex, version),
+            )
+            row = c.fetchone()
+            return bytes(row[0]) if row else None
+    with recorder.datastore.transaction(commit=False) as curs:
+        curs.execute(
+            SQL("SELECT hash FROM {} WHERE originator_id = %s AND originator_version = %s").format(
+                Identifier(recorder.datastore.schema, CHAIN_TABLE)
+            ),
+            (stream, version),
+        )
+        found = curs.fetchone()
+        return bytes(found["hash"]) if found else None
+
+
+def find_by_hash(recorder: Any, digest: bytes) -> tuple[uuid.UUID, int, int] | None:
+    """(stream, version, position) of the event whose chain hash is ``digest``."""
+    if isinstance(recorder, ChainedSQLiteRecorder):
+        with recorder.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT originator_id, originator_version, position FROM {CHAIN_TABLE} "
+                "WHERE hash=?",
+                (digest,),
+            )
+            row = c.fetchone()
+            return (uuid.UUID(row[0]), int(row[1]), int(row[2])) if row else None
+    with recorder.datastore.transaction(commit=False) as curs:
+        curs.execute(
+            SQL(
+                "SELECT originator_id, originator_version, position FROM {} WHERE hash = %s"
+            ).format(Identifier(recorder.datastore.schema, CHAIN_TABLE)),
+            (digest,),
+        )
+        found = curs.fetchone()
+        if not found:
+            return None
+        return (
+            _uuid(found["originator_id"]),
+            int(found["originator_version"]),
+            int(found["position"]),
+        )
+
+
+def _sql(
+    recorder: Any, sqlite: str, pg: str, params: Sequence[Any], cursor: Any = None
+) -> list[tuple[Any, ...]]:
+    if isinstance(recorder, ChainedSQLiteRecorder):
+        if cursor is not None:
+            cursor.execute(sqlite.format(events=recorder.events_table_name), params)
+            return [tuple(r) for r in cursor.fetchall()]
+        with recorder.datastore.transaction(commit=False) as c:
+            c.execute(sqlite.format(events=recorder.events_table_name), params)
+            return [tuple(r) for r in c.fetchall()]
+    schema = recorder.datastore.schema
+    statement = SQL(pg).format(  # type: ignore[arg-type]
+        events=Identifier(schema, recorder.events_table_name),
+        chain=Identifier(schema, CHAIN_TABLE),
+        checkpoints=Identifier(schema, CHECKPOINT_TABLE),
+    )
+    if cursor is not None:
+        cursor.execute(statement, params)
+        return [tuple(r.values()) for r in cursor.fetchall()]
+    with recorder.datastore.transaction(commit=False) as curs:
+        curs.execute(statement, params)
+        return [tuple(r.values()) for r in curs.fetchall()]
+
+
+@contextmanager
+def _snapshot(recorder: Any) -> Iterator[Any]:
+    """One read transaction whose statements all see the same committed state."""
+    with recorder.datastore.transaction(commit=False) as cursor:
+        if not isinstance(recorder, ChainedSQLiteRecorder):
+            cursor.execute(_REPEATABLE_READ)
+        yield cursor
+
+
+def _page_events(
+    recorder: Any, after: int, limit: int, cursor: Any = None
+) -> list[tuple[Any, ...]]:
+    return _sql(
+        recorder,
+        "SELECT rowid, originator_id, originator_version, topic, state FROM {events} "
+        "WHERE rowid > ? ORDER BY rowid LIMIT ?",
+        "SELECT notification_id, originator_id, originator_version, topic, state FROM {events} "
+        "WHERE notification_id > %s ORDER BY notification_id LIMIT %s",
+        (after, limit),
+        cursor,
+    )
+
+
+def _page_chain(
+    recorder: Any, after: int, upto: int | None, limit: int, cursor: Any = None
+) -> list[tuple[Any, ...]]:
+    bound = upto if upto is not None else 2**62
+    return _sql(
+        recorder,
+        f"SELECT position, originator_id, originator_version, prev_hash, hash, log_hash "
+        f"FROM {CHAIN_TABLE} WHERE position > ? AND position <= ? ORDER BY position LIMIT ?",
+        "SELECT position, originator_id, originator_version, prev_hash, hash, log_hash "
+        "FROM {chain} WHERE position > %s AND position <= %s ORDER BY position LIMIT %s",
+        (after, bound, limit),
+        cursor,
+    )
+
+
+def _chain_before(recorder: Any, position: int) -> tuple[int, bytes] | None:
+    rows = _sql(
+        recorder,
+        f"SELECT position, log_hash FROM {CHAIN_TABLE} WHERE position < ? "
+        "ORDER BY position DESC LIMIT 1",
+        "SELECT position, log_hash FROM {chain} WHERE position < %s ORDER BY position DESC LIMIT 1",
+        (position,),
+    )
+    return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
+
+
+def _stored_hash(recorder: Any, stream: uuid.UUID, version: int) -> bytes | None:
+    return chain_hash(recorder, stream, version)
+
+
+def checkpoints(recorder: Any, since: int = 0) -> list[Checkpoint]:
+    rows = _sql(
+        recorder,
+        f"SELECT position, log_hash, signed_at, key_id, signature FROM {CHECKPOINT_TABLE} "
+        "WHERE position >= ? ORDER BY position",
+        "SELECT position, log_hash, signed_at, key_id, signature FROM {checkpoints} "
+        "WHERE position >= %s ORDER BY position",
+        (since,),
+    )
+    return [Checkpoint(int(r[0]), bytes(r[1]), float(r[2]), str(r[3]), bytes(r[4])) for r in rows]
+
+
+@dataclass
+class VerifyReport:
+    events: int = 0
+    checkpoints: int = 0
+    head_position: int = 0
+    head_log_hash: str | None = None
+
+
+def verify_log(
+    recorder: Any,
+    signer: Signer | None,
+    start: int = 1,
+    page: int = 5000,
+    progress: Callable[[int], None] | None = None,
+) -> VerifyReport:
+    """Recompute every stream chain, the log chain and every checkpoint from ``start``.
+
+    Raises ChainBroken naming the first broken stream, version and position.
+    """
+    report = VerifyReport()
+    before = _chain_before(recorder, start) if start > 1 else None
+    prev_log = before[1] if before else GENESIS
+    heads: dict[bytes, tuple[int, bytes]] = {}
+    pending_cps = [c for c in checkpoints(recorder, start)]
+    cp_index = 0
+    seen_logs: dict[int, bytes] = {}
+    after = start - 1
+    for events, chain in _pages(recorder, after, page):
+        for event, link in zip(events, chain, strict=True):
+            _check_log_entry(recorder, event, link, heads, prev_log)
+            prev_log = link[5]
+            seen_logs[link[0]] = prev_log
+            report.events += 1
+            report.head_position = link[0]
+        while (
+            cp_index < len(pending_cps) and pending_cps[cp_index].position <= report.head_position
+        ):
+            _check_checkpoint(pending_cps[cp_index], seen_logs, signer)
+            cp_index += 1
+            report.checkpoints += 1
+        seen_logs.clear()
+        if progress is not None:
+            progress(len(events))
+    for cp in pending_cps[cp_index:]:
+        raise ChainBroken("checkpoint", None, cp.position, "checkpoint beyond the end of the log")
+    report.head_log_hash = prev_log.hex() if report.events else None
+    return report
+
+
+def _pages(
+    recorder: Any, after: int, page: int
+) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
+    """Events and chain entries in lockstep; any mismatch in presence or order is raised."""
+    while True:
+        with _snapshot(recorder) as cursor:
+            events = _page_events(recorder, after, page, cursor)
+            upto = int(events[-1][0]) if len(events) == page else None
+            chain = _page_chain(recorder, after, upto, page * 2, cursor)
+        for index in range(max(len(events), len(chain))):
+            e = events[index] if index < len(events) else None
+            c = chain[index] if index < len(chain) else None
+            if e is None or (c is not None and int(c[0]) < int(e[0])):
+                assert c is not None
+                raise ChainBroken(
+                    str(_uuid(c[1])), int(c[2]), int(c[0]), "chained event is missing or moved"
+                )
+            if c is None or int(c[0]) > int(e[0]):
+                raise ChainBroken(
+                    str(_uuid(e[1])), int(e[2]), int(e[0]), "event has no chain entry"
+                )
+        if not events:
+            return
+        yield events, chain
+        after = int(events[-1][0])
+
+
+def _id_bytes(raw: Any) -> bytes:
+    if isinstance(raw, uuid.UUID):
+        return raw.bytes
+    if isinstance(raw, str) and len(raw) == 32:
+        return bytes.fromhex(raw)
+    return uuid.UUID(str(raw)).bytes
+
+
+def _check_log_entry(
+    recorder: Any,
+    event: tuple[Any, ...],
+    link: tuple[Any, ...],
+    heads: dict[bytes, tuple[int, bytes]],
+    prev_log: bytes,
+) -> None:
+    position, raw_id, version, topic, state = event
+    stream = _id_bytes(raw_id)
+    position, version = int(position), int(version)
+    if _id_bytes(link[1]) != stream or int(link[2]) != version:
+        raise ChainBroken(
+            str(uuid.UUID(bytes=stream)),
+            version,
+            position,
+            f"position holds another event than chained ({_uuid(link[1])} v{link[2]})",
+        )
+    prev, own, entry_log = bytes(link[3]), bytes(link[4]), bytes(link[5])
+    if _event_hash(stream, version, position, topic, bytes(state), prev) != own:
+        raise ChainBroken(
+            str(uuid.UUID(bytes=stream)), version, position, "event content does not match its hash"
+        )
+    if version == 1:
+        expected: bytes | None = GENESIS
+    else:
+        head = heads.get(stream)
+        if head is not None:
+            expected = head[1] if head[0] == version - 1 else None
+        else:
+            expected = _stored_hash(recorder, uuid.UUID(bytes=stream), version - 1)
+    if expected is None or prev != expected:
+        raise ChainBroken(
+            str(uuid.UUID(bytes=stream)), version, position, "link to the previous event is broken"
+        )
+    if log_hash(prev_log, position, own) != entry_log:
+        raise ChainBroken(
+            str(uuid.UUID(bytes=stream)),
+            version,
+            position,
+            "log chain broken (an event was removed or moved)",
+        )
+    heads[stream] = (version, own)
+
+
+def _check_checkpoint(cp: Checkpoint, logs: dict[int, bytes], signer: Signer | None) -> None:
+    recomputed = logs.get(cp.position)
+    if recomputed is None or recomputed != cp.log_hash:
+        raise ChainBroken("checkpoint", None, cp.position, "log differs from the signed checkpoint")
+    if signer is None or not signer.verify(
+        cp.key_id, checkpoint_message(cp.position, cp.log_hash), cp.signature
+    ):
+        raise ChainBroken("checkpoint", None, cp.position, "checkpoint signature does not verify")
+
+
+def backfill(recorder: Any, page: int = 5000, force: bool = False) -> int:
+    """Chain events stored before the chain existed (``yingke migrate``); returns how many.
+
+    Runs in position order, continuing the log chain from the last chained event; events
+    already chained are skipped, so an interrupted backfill can be re-run. It signs one
+    checkpoint when done, and refuses to run once any checkpoint exists: after that,
+    an unchained event is not history from before the upgrade but a row someone added or
+    whose chain entry someone removed, and re-chaining it would launder it.
+    """
+    if not force and checkpoints(recorder):
+        return 0
+    signer, recorder.signer = recorder.signer, None
+    try:
+        done = _rechain(recorder, page)
+    finally:
+        recorder.signer = signer
+    if done and signer is not None:
+        head = _sql(
+            recorder,
+            f"SELECT position, log_hash FROM {CHAIN_TABLE} ORDER BY position DESC LIMIT 1",
+            "SELECT position, log_hash FROM {chain} ORDER BY position DESC LIMIT 1",
+            (),
+        )
+        position, digest = int(head[0][0]), bytes(head[0][1])
+        key_id, signature = signer.sign_checkpoint(checkpoint_message(position, digest))
+        cp = Checkpoint(position, digest, time.time(), key_id, signature)
+        if isinstance(recorder, ChainedSQLiteRecorder):
+            with recorder.datastore.transaction(commit=True) as c:
+                _SQLiteOps(c).insert_checkpoint(cp)
+        else:
+            with recorder.datastore.transaction(commit=True) as curs:
+                _PostgresOps(curs, recorder.datastore.schema).insert_checkpoint(cp)
+    return done
+
+
+def _rechain(recorder: Any, page: int) -> int:
+    done = 0
+    while True:
+        head = _sql(
+            recorder,
+            f"SELECT MAX(position) FROM {CHAIN_TABLE}",
+            "SELECT MAX(position) FROM {chain}",
+            (),
+        )
+        after = int(head[0][0]) if head and head[0][0] is not None else 0
+        rows = _page_events(recorder, after, page)
+        if not rows:
+            return done
+        stored = [
+            StoredEvent(
+                originator_id=_uuid(r[1]),
+                originator_version=int(r[2]),
+                topic=r[3],
+                state=bytes(r[4]),
+            )
+            for r in rows
+        ]
+        positions = [int(r[0]) for r in rows]
+        if isinstance(recorder, ChainedSQLiteRecorder):
+            with recorder.datastore.transaction(commit=True) as c:
+                recorder._append_chain(_SQLiteOps(c), stored, positions)
+        else:
+            with recorder.datastore.transaction(commit=True) as curs:
+                recorder._lock_table(curs)
+                recorder._append_chain(
+                    _PostgresOps(curs, recorder.datastore.schema), stored, positions
+                )
+        done += len(rows)
