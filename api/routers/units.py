@@ -14,8 +14,10 @@ from api import bodies
 from api.bodies import answer, jsonable
 from api.deps import AppDep, CallerDep, ContextDep, FreshDep, get_container
 from api.results import command_response
+from api.tabular import TabularDep
 from domain.errors import InvalidInput, InvalidRows
 from projections import deal_queries
+from projections import units as units_view
 
 router = APIRouter(prefix="/v1/projects/{project_id}", tags=["units"])
 
@@ -161,6 +163,7 @@ def list_units(
     project_id: str,
     request: Request,
     caller: CallerDep,
+    tab: TabularDep,
     building: str | None = None,
     status: Literal["available", "held", "subscribed", "signed", "sold"] | None = None,
     rooms: Annotated[int | None, Query(ge=0, le=20)] = None,
@@ -173,27 +176,32 @@ def list_units(
     price_to: Annotated[int | None, Query(ge=0, description="List price, fen")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> dict[str, Any]:
+) -> Any:
     """The project's units by building, floor and number, each with its ``unit_id`` and
     status (available, held, subscribed, signed, sold); ranges are inclusive."""
     caller.require_project(project_id, *VIEWERS)
-    result = deal_queries.list_units(
-        get_container(request).views,
-        project_id,
-        building=building,
-        status=status,
-        rooms=rooms,
-        orientation=orientation,
-        floor_from=floor_from,
-        floor_to=floor_to,
-        area_from=area_from,
-        area_to=area_to,
-        price_from=price_from,
-        price_to=price_to,
-        cursor=cursor,
-        limit=limit,
+    views = get_container(request).views
+    return tab.page(
+        lambda at, size: deal_queries.list_units(
+            views,
+            project_id,
+            building=building,
+            status=status,
+            rooms=rooms,
+            orientation=orientation,
+            floor_from=floor_from,
+            floor_to=floor_to,
+            area_from=area_from,
+            area_to=area_to,
+            price_from=price_from,
+            price_to=price_to,
+            cursor=at,
+            limit=size,
+        ),
+        cursor,
+        limit,
+        list(units_view.TABLE.columns),
     )
-    return {"items": result.items, "next_cursor": result.next_cursor}
 
 
 @router.get("/units/{unit_id}")
