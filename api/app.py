@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request, Response
 from api import problems
 from api.routers import (
     aftercare,
+    client_import,
     clients,
     commission,
     consultants,
@@ -67,6 +68,7 @@ def create_app(container: Container) -> FastAPI:
         disputes,
         consultants,
         units,
+        client_import,
         deals,
         commission,
         deal_views,

@@ -14,7 +14,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate
 
 from domain.attribution import Claim, OwnerView, VisitDecision
-from domain.lifecycle import ClientLifecycle
+from domain.migration import ClientMigration
 from domain.policy import Policy
 from domain.reports import ReportState
 
@@ -29,7 +29,7 @@ class Visit:
     version: int
 
 
-class Client(ClientLifecycle):
+class Client(ClientMigration):
     class ClientRegistered(Aggregate.Created):
         project_id: str
         phone_masked: str
