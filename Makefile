@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: serve test lint typecheck pytest bench-report-filing bench-relay bench-rebuild install clean
+.PHONY: serve test lint typecheck pytest bench-report-filing bench-relay bench-rebuild bench-sheets install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ bench-relay: $(STAMP)
 
 bench-rebuild: $(STAMP)
 	$(BIN)/python -m bench.rebuild_views
+
+bench-sheets: $(STAMP)
+	$(BIN)/python -m bench.sheets
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

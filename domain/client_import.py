@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -53,9 +53,17 @@ class _Planned:
 class ClientImport:
     """The import as one capability: the application service is passed in, not extended."""
 
-    def __init__(self, app: Service, principal: Callable[[str], Principal | None]) -> None:
+    def __init__(
+        self,
+        app: Service,
+        principal: Callable[[str], Principal | None],
+        existing: Callable[[Sequence[uuid.UUID]], set[uuid.UUID]] | None = None,
+    ) -> None:
+        """``existing`` tells which of many streams exist in one go (an adapter over the
+        store); without it every buyer's stream is read on its own."""
         self.app = app
         self.principal = principal
+        self.existing = existing
 
     def run(
         self,
@@ -93,30 +101,36 @@ class ClientImport:
     # ------------------------------------------------------------------ checks
 
     def _plan(self, project_id: str, rows: list[SheetRow]) -> list[_Planned]:
+        keyer = self.app.keyer
+        plan = [
+            _Planned(row, "new", keyer.client_id(project_id, row.buyer.phone))
+            if row.buyer is not None and not row.problems
+            else _Planned(row, "invalid", message=self._summary(row))
+            for row in rows
+        ]
+        ids = [item.client_id for item in plan if item.client_id is not None]
+        known = self.existing(ids) if self.existing is not None else None
         seen: dict[uuid.UUID, str] = {}
         owners: dict[str, str | None] = {}
-        plan: list[_Planned] = []
-        for row in rows:
-            if row.buyer is None or row.problems:
-                plan.append(_Planned(row, "invalid", message=row.problems[0][1]))
+        for item in plan:
+            buyer, client_id = item.row.buyer, item.client_id
+            if buyer is None or client_id is None:
                 continue
-            buyer = row.buyer
-            client_id = self.app.keyer.client_id(project_id, buyer.phone)
-            fingerprint = self.app.keyer.digest(f"migration:{project_id}:{buyer.canonical()}")
-            item = _Planned(row, "new", client_id, fingerprint)
-            plan.append(item)
-            first = seen.setdefault(client_id, row.label)
-            if first != row.label:
+            item.fingerprint = keyer.digest(f"migration:{project_id}:{buyer.canonical()}")
+            first = seen.setdefault(client_id, item.row.label)
+            if first != item.row.label:
                 item.refuse("phone", f"repeats the buyer of {first}", "duplicate_in_file")
                 continue
             problem = self._owner_problem(project_id, buyer, owners)
             if problem:
                 item.refuse("consultant", problem, "invalid_owner")
                 continue
+            if known is not None and client_id not in known:
+                continue
             existing = self.app._find(Client, client_id)
             if existing is None:
                 continue
-            if existing.migration_fingerprint == fingerprint:
+            if existing.migration_fingerprint == item.fingerprint:
                 item.status = "unchanged"
             else:
                 item.refuse(
@@ -127,6 +141,10 @@ class ClientImport:
                     "duplicate_client",
                 )
         return plan
+
+    @staticmethod
+    def _summary(row: SheetRow) -> str:
+        return "; ".join(f"{f.partition(': ')[2]}: {m}" for f, m, _ in row.problems)
 
     def _owner_problem(
         self, project_id: str, buyer: MigratedBuyer, cache: dict[str, str | None]
@@ -178,10 +196,11 @@ class ClientImport:
     ) -> int | None:
         for attempt in range(self.app.max_attempts):
             now = self.app.clock()
+            todo = [i for i in batch if not attempt or self._still_new(i)]
+            sealed = self.app.vault.seal_new([pair for i in todo for pair in self._personal(i)])
             clients = [
-                c
-                for c in (self._buyer(ctx, project_id, i, policy, now, attempt) for i in batch)
-                if c is not None
+                self._buyer(ctx, project_id, item, policy, now, sealed[2 * n], sealed[2 * n + 1])
+                for n, item in enumerate(todo)
             ]
             try:
                 recordings = self.app.save(*clients)
@@ -192,6 +211,31 @@ class ClientImport:
             return max((r.notification.id for r in recordings), default=None)
         raise TooMuchContention("too many concurrent writers for these buyers; try again")
 
+    def _still_new(self, item: _Planned) -> bool:
+        """On a retry: whether the buyer is still missing (an identical import may have
+        written it meanwhile; anyone else writing it refuses the file)."""
+        assert item.client_id is not None
+        existing = self.app._find(Client, item.client_id)
+        if existing is None:
+            return True
+        if existing.migration_fingerprint == item.fingerprint:
+            return False
+        raise InvalidRows(
+            [
+                (
+                    item.row.where("phone"),
+                    "became a buyer of this project during the import: not merged",
+                    "duplicate_client",
+                )
+            ]
+        )
+
+    @staticmethod
+    def _personal(item: _Planned) -> list[tuple[uuid.UUID, dict[str, str]]]:
+        assert item.client_id is not None and item.row.buyer is not None
+        buyer = item.row.buyer
+        return [(item.client_id, {"phone": buyer.phone}), (item.client_id, buyer.personal())]
+
     def _buyer(
         self,
         ctx: Context,
@@ -199,32 +243,18 @@ class ClientImport:
         item: _Planned,
         policy: Policy,
         now: datetime,
-        attempt: int,
-    ) -> Client | None:
+        phone_pii: str,
+        pii: str,
+    ) -> Client:
         assert item.client_id is not None and item.fingerprint is not None
         buyer = item.row.buyer
         assert buyer is not None
-        if attempt:
-            existing = self.app._find(Client, item.client_id)
-            if existing is not None:
-                if existing.migration_fingerprint == item.fingerprint:
-                    return None  # an identical import got there first
-                raise InvalidRows(
-                    [
-                        (
-                            item.row.where("phone"),
-                            "became a buyer of this project during the import: not merged",
-                            "duplicate_client",
-                        )
-                    ]
-                )
-        vault = self.app.vault
         client = Client.register(
             item.client_id,
             project_id=project_id,
             phone_masked=mask_phone(buyer.phone),
             phone_hash=self.app.keyer.digest(buyer.phone),
-            pii=vault.seal(item.client_id, {"phone": buyer.phone}),
+            pii=phone_pii,
             at=now,
             trace=ctx.trace,
         )
@@ -232,7 +262,7 @@ class ClientImport:
             buyer,
             fingerprint=item.fingerprint,
             row=item.row.label,
-            pii=vault.seal(item.client_id, buyer.personal()),
+            pii=pii,
             policy=policy,
             at=now,
             trace=ctx.trace,

@@ -1,25 +1,47 @@
-"""The ``yingke`` command."""
+"""The ``yingke`` command, on typer with rich progress bars (ADR 0041)."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
 import threading
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
 
 from yingke.settings import ConfigurationError, load_settings
+from yingke.sheets import commands as sheet_commands
+
+err = Console(stderr=True)
+app = typer.Typer(
+    name="yingke",
+    help="赢客 Yingke: the event-sourced CRM of a sales office (案场) and its channels (渠道).",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+app.add_typer(sheet_commands.imports, name="import")
+app.command(name="export")(sheet_commands.export)
 
 
-def _serve(args: argparse.Namespace) -> int:
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Overrides YINGKE_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides YINGKE_PORT")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Run the HTTP API (服务); embedded default: SQLite under ./var."""
     import uvicorn
 
     from api.app import create_app
     from yingke.bootstrap import build
 
     settings = load_settings()
-    host = args.host or settings.host
-    port = args.port or settings.port
+    host = host or settings.host
+    port = port or settings.port
     container = build(settings)
     if settings.workers == "inprocess":
         container.start_workers()
@@ -35,13 +57,12 @@ def _serve(args: argparse.Namespace) -> int:
             flush=True,
         )
     try:
-        uvicorn.run(create_app(container), host=host, port=port, log_level=args.log_level)
+        uvicorn.run(create_app(container), host=host, port=port, log_level=log_level)
     finally:
         container.close()
-    return 0
 
 
-def _run_loop(step_name: str) -> int:
+def _run_loop(step_name: str) -> None:
     """Run one worker in the foreground until SIGTERM or Ctrl-C."""
     from projections.runtime import Loop
     from yingke.bootstrap import build
@@ -63,16 +84,38 @@ def _run_loop(step_name: str) -> int:
     finally:
         loop.stop()
         container.close()
-    return 0
 
 
-def _projections(args: argparse.Namespace) -> int:
-    if args.action == "rebuild":
-        return _rebuild(args.name)
-    return _run_loop("views")
+@app.command()
+def migrate() -> None:
+    """Create the tables (建表); run once before scaled workers start."""
+    from yingke.bootstrap import migrate as create_tables
+
+    settings = load_settings()
+    with err.status("creating the event store, vault and view tables…"):
+        create_tables(settings)
+    print("tables are in place", flush=True)
 
 
-def _rebuild(name: str | None) -> int:
+@app.command()
+def projections(
+    action: Annotated[
+        str, typer.Argument(help="follow (default) or rebuild", show_default=False)
+    ] = "follow",
+    name: Annotated[
+        str | None, typer.Argument(help="rebuild only: the view, e.g. client_overview")
+    ] = None,
+) -> None:
+    """Follow the event log into the BI views (报表), or `rebuild <view>` one from zero."""
+    if action == "follow" and name is None:
+        _run_loop("views")
+        return
+    if action != "rebuild":
+        raise typer.BadParameter(f"{action!r}: use follow or rebuild", param_hint="ACTION")
+    _rebuild(name)
+
+
+def _rebuild(name: str | None) -> None:
     from projections.runtime import rebuild
     from yingke.bootstrap import build
 
@@ -80,9 +123,11 @@ def _rebuild(name: str | None) -> int:
     try:
         views = {v.name: v for v in container.follower.views}
         if name not in views:
-            print(f"yingke: unknown view {name!r}; one of: {', '.join(views)}", file=sys.stderr)
-            return 2
-        report = rebuild(container.store, container.views, views[name])
+            err.print(f"yingke: unknown view {name!r}; one of: {', '.join(views)}")
+            raise typer.Exit(2)
+        total = container.store.recorder.max_notification_id() or 0
+        with sheet_commands.bar(f"rebuilding {name}", total, "events", cumulative=True) as advance:
+            report = rebuild(container.store, container.views, views[name], progress=advance)
         print(
             f"rebuilt {report.view}: {report.events} events in {report.seconds:.2f}s "
             f"({report.events_per_second:,.0f} events/s), position {report.position}, "
@@ -91,77 +136,68 @@ def _rebuild(name: str | None) -> int:
         )
     finally:
         container.close()
-    return 0
 
 
-def _deadlines(args: argparse.Namespace) -> int:
-    return _run_loop("deadlines")
+@app.command()
+def deadlines() -> None:
+    """Fire report, protection (保护期) and inactivity deadlines."""
+    _run_loop("deadlines")
 
 
-def _migrate(args: argparse.Namespace) -> int:
-    from yingke.bootstrap import migrate
-
-    settings = load_settings()
-    migrate(settings)
-    print("tables are in place", flush=True)
-    return 0
-
-
-def _relay(args: argparse.Namespace) -> int:
+@app.command()
+def relay() -> None:
+    """Publish the event log to Kafka (one relay publishes, others stand by)."""
     from consumers.relay import main as relay_main
 
-    return relay_main()
+    raise typer.Exit(relay_main())
 
 
-def _consume(args: argparse.Namespace) -> int:
-    if args.name == "views":
+@app.command()
+def consume(
+    name: Annotated[str, typer.Argument(help="views or reminders")],
+    views: Annotated[
+        str | None, typer.Option(help="views only: a comma-separated subset (its own group)")
+    ] = None,
+) -> None:
+    """Run a Kafka consumer group: the BI views, or reminders (提醒)."""
+    if name == "views":
         from consumers.views import main as views_main
 
-        return views_main(args.views)
+        raise typer.Exit(views_main(views))
+    if name != "reminders":
+        raise typer.BadParameter(f"{name!r}: use views or reminders", param_hint="NAME")
     from consumers.reminders import main as reminders_main
 
-    return reminders_main()
+    raise typer.Exit(reminders_main())
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="yingke", description="赢客 Yingke CRM service")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the HTTP API (embedded default: SQLite)")
-    serve.add_argument("--host", default=None, help="overrides YINGKE_HOST")
-    serve.add_argument("--port", type=int, default=None, help="overrides YINGKE_PORT")
-    serve.add_argument("--log-level", default="info")
-    serve.set_defaults(func=_serve)
-    mig = sub.add_parser("migrate", help="create the tables (run once before scaled workers)")
-    mig.set_defaults(func=_migrate)
-    proj = sub.add_parser(
-        "projections",
-        help="follow the event log into the BI views, or `rebuild <view>` one from zero",
-    )
-    proj.add_argument("action", nargs="?", choices=["follow", "rebuild"], default="follow")
-    proj.add_argument("name", nargs="?", help="the view to rebuild, e.g. client_overview")
-    proj.set_defaults(func=_projections)
-    dead = sub.add_parser("deadlines", help="fire report, protection and inactivity deadlines")
-    dead.set_defaults(func=_deadlines)
-    relay = sub.add_parser("relay", help="publish the event log to Kafka (one relay publishes)")
-    relay.set_defaults(func=_relay)
-    consume = sub.add_parser("consume", help="run a Kafka consumer group: views or reminders")
-    consume.add_argument("name", choices=["views", "reminders"])
-    consume.add_argument(
-        "--views", default=None, help="views only: a comma-separated subset (its own group)"
-    )
-    consume.set_defaults(func=_consume)
-    return parser
+def command() -> Any:
+    """The click command typer builds (typer vendors its own click, hence Any)."""
+    return typer.main.get_command(app)
+
+
+def resolve(argv: list[str]) -> Any:
+    """The subcommand ``argv`` runs, with its arguments parsed (raises on bad ones)."""
+    group = command()
+    ctx = group.make_context("yingke", list(argv))
+    name, sub, rest = group.resolve_command(ctx, [*ctx._protected_args, *ctx.args])
+    while hasattr(sub, "resolve_command"):
+        inner = sub.make_context(name, rest, parent=ctx)
+        name, sub, rest = sub.resolve_command(inner, [*inner._protected_args, *inner.args])
+    sub.make_context(name, rest, parent=ctx)
+    return sub
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        result: int = args.func(args)
+        command().main(args=argv, prog_name="yingke", standalone_mode=True)
     except ConfigurationError as exc:
-        print(f"yingke: configuration error: {exc}", file=sys.stderr)
+        err.print(f"yingke: configuration error: {exc}")
         return 2
-    return result
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
 
 
 if __name__ == "__main__":

@@ -42,6 +42,11 @@ class KeyStore:
     def delete(self, subject: str) -> None:
         raise NotImplementedError
 
+    def put_many_if_absent(self, wrapped: dict[str, bytes]) -> dict[str, bytes]:
+        """As ``put_if_absent`` for many subjects in one transaction (an import seals
+        thousands of new buyers: one commit per key would dominate it)."""
+        raise NotImplementedError
+
 
 class SQLiteKeyStore(KeyStore):
     def __init__(self, path: Path) -> None:
@@ -75,6 +80,21 @@ class SQLiteKeyStore(KeyStore):
     def delete(self, subject: str) -> None:
         with self._lock, self._conn:
             self._conn.execute(f"DELETE FROM {TABLE} WHERE subject = ?", (subject,))
+
+    def put_many_if_absent(self, wrapped: dict[str, bytes]) -> dict[str, bytes]:
+        with self._lock, self._conn:
+            self._conn.executemany(
+                f"INSERT INTO {TABLE} (subject, wrapped) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                list(wrapped.items()),
+            )
+            return {
+                subject: bytes(
+                    self._conn.execute(
+                        f"SELECT wrapped FROM {TABLE} WHERE subject = ?", (subject,)
+                    ).fetchone()[0]
+                )
+                for subject in wrapped
+            }
 
     def close(self) -> None:
         self._conn.close()
@@ -118,6 +138,18 @@ class PostgresKeyStore(KeyStore):
         with self._pool.connection() as conn:
             conn.execute(f"DELETE FROM {TABLE} WHERE subject = %s", (subject,))
 
+    def put_many_if_absent(self, wrapped: dict[str, bytes]) -> dict[str, bytes]:
+        subjects = list(wrapped)
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO {TABLE} (subject, wrapped) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                list(wrapped.items()),
+            )
+            cur.execute(
+                f"SELECT subject, wrapped FROM {TABLE} WHERE subject = ANY(%s)", (subjects,)
+            )
+            return {str(subject): bytes(key) for subject, key in cur.fetchall()}
+
     def close(self) -> None:
         self._pool.close()
 
@@ -144,12 +176,31 @@ class Vault:
         raw = self._master.decrypt(wrapped[:12], wrapped[12:], name.encode())
         return AESGCM(raw)
 
-    def seal(self, subject: uuid.UUID, data: dict[str, str]) -> str:
-        key = self._subject_key(subject, create=True)
-        assert key is not None
+    def _unwrap(self, name: str, wrapped: bytes) -> AESGCM:
+        return AESGCM(self._master.decrypt(wrapped[:12], wrapped[12:], name.encode()))
+
+    def _fresh_key(self, name: str) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._master.encrypt(nonce, AESGCM.generate_key(256), name.encode())
+
+    @staticmethod
+    def _seal_with(key: AESGCM, subject: uuid.UUID, data: dict[str, str]) -> str:
         nonce = os.urandom(12)
         sealed = nonce + key.encrypt(nonce, json.dumps(data).encode(), subject.bytes)
         return "v1:" + base64.b64encode(sealed).decode()
+
+    def seal(self, subject: uuid.UUID, data: dict[str, str]) -> str:
+        key = self._subject_key(subject, create=True)
+        assert key is not None
+        return self._seal_with(key, subject, data)
+
+    def seal_new(self, items: list[tuple[uuid.UUID, dict[str, str]]]) -> list[str]:
+        """Seal for subjects that are new: their keys are created together, in one
+        transaction (a subject that has a key already keeps it)."""
+        names = {str(subject) for subject, _ in items}
+        stored = self._store.put_many_if_absent({n: self._fresh_key(n) for n in names})
+        keys = {name: self._unwrap(name, wrapped) for name, wrapped in stored.items()}
+        return [self._seal_with(keys[str(subject)], subject, data) for subject, data in items]
 
     def open(self, subject: uuid.UUID, token: str) -> dict[str, str] | None:
         if not token.startswith("v1:"):

@@ -15,6 +15,7 @@ from domain.errors import InvalidInput
 from domain.service import jsonable_dict
 from yingke.sheets.clients import client_rows
 from yingke.sheets.reading import UnreadableFile, read_sheet
+from yingke.streams import existing_streams
 
 router = APIRouter(prefix="/v1/projects/{project_id}", tags=["clients"])
 
@@ -56,7 +57,8 @@ def import_clients(
     except UnreadableFile as exc:
         raise InvalidInput("body", str(exc)) from None
     rows = client_rows(sheet, upload.mapping)
-    result = ClientImport(app, app.principal).run(ctx, project_id, rows, dry_run=dry_run)
+    importer = ClientImport(app, app.principal, existing_streams(app.recorder))
+    result = importer.run(ctx, project_id, rows, dry_run=dry_run)
     if dry_run:
         return JSONResponse(jsonable_dict(result.body))
     return command_response(result)
