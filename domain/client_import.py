@@ -30,6 +30,7 @@ from domain.values import check_identifier, mask_phone
 
 MAX_ROWS = 200_000
 BATCH = 500
+MIGRATED_VERSION = 2  # ClientRegistered, then ClientMigrated
 OWNER_ROLES = ("consultant", "supervisor", "manager")
 
 Problem = tuple[str, str, str]
@@ -127,7 +128,9 @@ class ClientImport:
                 continue
             if known is not None and client_id not in known:
                 continue
-            existing = self.app._find(Client, client_id)
+            # A migrated buyer's second event is its ClientMigrated: reading two events,
+            # not the whole stream, tells a re-run from a clash.
+            existing = self.app._find(Client, client_id, version=MIGRATED_VERSION)
             if existing is None:
                 continue
             if existing.migration_fingerprint == item.fingerprint:
@@ -215,7 +218,7 @@ class ClientImport:
         """On a retry: whether the buyer is still missing (an identical import may have
         written it meanwhile; anyone else writing it refuses the file)."""
         assert item.client_id is not None
-        existing = self.app._find(Client, item.client_id)
+        existing = self.app._find(Client, item.client_id, version=MIGRATED_VERSION)
         if existing is None:
             return True
         if existing.migration_fingerprint == item.fingerprint:
