@@ -90,14 +90,12 @@ def bare_read(path: str) -> dict[str, Any]:
 
 
 def yingke_import(path: str, env: dict[str, str]) -> dict[str, Any]:
-    from domain.client_import import ClientImport
-    from domain.service import Context
+    from domain.services.uow import Context
     from domain.values import Actor
     from yingke.bootstrap import build, migrate
     from yingke.settings import load_settings
     from yingke.sheets.clients import client_rows
     from yingke.sheets.reading import read_sheet
-    from yingke.streams import existing_streams
 
     settings = load_settings(env)
     if settings.database_url is not None:
@@ -106,18 +104,18 @@ def yingke_import(path: str, env: dict[str, str]) -> dict[str, Any]:
     admin = Context(Actor("bench", "admin"), "bench-setup")
     for n in range(20):
         key = f"key-c{n}-{uuid.uuid4().hex}"
-        container.app.register_principal(admin, f"c-{n}", "consultant", None, ["bench"], key)
+        container.principals.register_principal(admin, f"c-{n}", "consultant", None, ["bench"], key)
     started = time.perf_counter()
     rows = client_rows(read_sheet(Path(path).read_bytes()))
-    app = container.app
-    importer = ClientImport(app, app.principal, existing_streams(app.recorder))
+    importer = container.client_import
     result = importer.run(Context(Actor("bench", "admin"), "bench-import"), "bench", rows)
     seconds = time.perf_counter() - started
     again = time.perf_counter()
     rerun = importer.run(Context(Actor("bench", "admin"), "bench-rerun"), "bench", rows)
     rerun_seconds = time.perf_counter() - again
     container.close()
-    assert result.body["new"] == len(rows) and rerun.body["unchanged"] == len(rows)
+    assert result.value.count("new") == len(rows)
+    assert rerun.value.count("unchanged") == len(rows)
     return {"rows": len(rows), "import_seconds": seconds, "rerun_seconds": rerun_seconds}
 
 

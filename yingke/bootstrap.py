@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from domain.application import EventStore
 from domain.ports import Clock, PersonalDataVault
+from domain.services.client_import import ClientImport
 from domain.services.clients import Clients
 from domain.services.deals import Deals
 from domain.services.departures import Departures as DepartureService
@@ -44,6 +45,7 @@ from projections.runtime import Follower, Loop, PostgresViewDB, SQLiteViewDB, Vi
 from projections.units import Units
 from yingke.deadlines import DeadlineProcessor
 from yingke.settings import Settings, postgres_params
+from yingke.streams import existing_streams
 from yingke.vault import KeyStore, PostgresKeyStore, SQLiteKeyStore, Vault
 
 
@@ -115,6 +117,7 @@ class Services:
     units: UnitService
     deals: Deals
     disputes: Disputes
+    client_import: ClientImport
 
     def position(self) -> int:
         return self.uow.position()
@@ -143,6 +146,9 @@ def services(
         units=UnitService(uow),
         deals=deals,
         disputes=Disputes(uow, clock, policies, principals, clients, deals),
+        client_import=ClientImport(
+            uow, clock, keyer, vault, policies, principals, existing_streams(store.recorder)
+        ),
     )
 
 

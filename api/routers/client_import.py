@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import AppDep, CallerDep, ContextDep
-from api.results import command_response
+from api.results import POSITION_HEADER
 from api.uploads import UploadDep, file_body
-from domain.client_import import ClientImport
 from domain.errors import InvalidInput
-from domain.service import jsonable_dict
+from domain.services.client_import import ImportReport
 from yingke.sheets.clients import client_rows
 from yingke.sheets.reading import UnreadableFile, read_sheet
-from yingke.streams import existing_streams
 
 router = APIRouter(prefix="/v1/projects/{project_id}", tags=["clients"])
 
@@ -57,8 +55,24 @@ def import_clients(
     except UnreadableFile as exc:
         raise InvalidInput("body", str(exc)) from None
     rows = client_rows(sheet, upload.mapping)
-    importer = ClientImport(app, app.principal, existing_streams(app.recorder))
-    result = importer.run(ctx, project_id, rows, dry_run=dry_run)
-    if dry_run:
-        return JSONResponse(jsonable_dict(result.body))
-    return command_response(result)
+    done = app.client_import.run(ctx, project_id, rows, dry_run=dry_run)
+    headers = {POSITION_HEADER: str(done.position)} if done.position is not None else None
+    return JSONResponse(report_body(done.value), headers=headers)
+
+
+def report_body(report: ImportReport) -> dict[str, Any]:
+    return {
+        "project_id": report.project_id,
+        "dry_run": report.dry_run,
+        "rows": len(report.rows),
+        **{status: report.count(status) for status in ("new", "unchanged", "invalid")},
+        "results": [
+            {
+                "row": r.row,
+                "status": r.status,
+                "client_id": str(r.client_id) if r.client_id else None,
+                "message": r.message,
+            }
+            for r in report.rows
+        ],
+    }

@@ -66,7 +66,7 @@ def _mapping(path: Path | None) -> dict[str, Any]:
 def _context() -> Any:
     import uuid
 
-    from domain.service import Context
+    from domain.services.uow import Context
     from domain.values import Actor
 
     return Context(actor=Actor("cli", "admin"), correlation_id=f"cli-{uuid.uuid4()}")
@@ -96,35 +96,32 @@ def import_clients(
 ) -> None:
     """客户迁移: import buyers from a client register; all rows or none, re-runs change
     nothing."""
-    from domain.client_import import ClientImport
+    from api.routers.client_import import report_body
     from domain.errors import InvalidInput
     from yingke.bootstrap import build
     from yingke.settings import load_settings
     from yingke.sheets.clients import client_rows
     from yingke.sheets.reading import read_sheet
-    from yingke.streams import existing_streams
 
     data = file.read_bytes()
     sheet = read_sheet(data)
     container = build(load_settings())
     try:
         rows = client_rows(sheet, _mapping(mapping))
-        app = container.app
-        importer = ClientImport(app, app.principal, existing_streams(app.recorder))
+        importer = container.client_import
         if dry_run:
-            result = importer.run(_context(), project, rows, dry_run=True)
-            target = _write_back(file, data, result.body["results"])
+            body = report_body(importer.run(_context(), project, rows, dry_run=True).value)
+            target = _write_back(file, data, body["results"])
             err.print(
-                f"checked {result.body['rows']} rows: {result.body['new']} new, "
-                f"{result.body['unchanged']} unchanged, {result.body['invalid']} invalid "
-                f"→ {target}"
+                f"checked {body['rows']} rows: {body['new']} new, "
+                f"{body['unchanged']} unchanged, {body['invalid']} invalid → {target}"
             )
-            raise typer.Exit(1 if result.body["invalid"] else 0)
+            raise typer.Exit(1 if body["invalid"] else 0)
         with bar("importing clients", len(rows), "rows") as advance:
-            result = importer.run(_context(), project, rows, progress=advance)
+            done = importer.run(_context(), project, rows, progress=advance)
         err.print(
-            f"imported {result.body['new']} buyers, {result.body['unchanged']} unchanged "
-            f"(position {result.position})"
+            f"imported {done.value.count('new')} buyers, {done.value.count('unchanged')} "
+            f"unchanged (position {done.position})"
         )
     except InvalidInput as exc:
         _fail(exc)
@@ -149,10 +146,11 @@ def import_units(
     try:
         rows = unit_rows(read_sheet(file.read_bytes()), _mapping(mapping))
         with err.status(f"importing {len(rows)} units…"):
-            result = container.app.import_units(_context(), project, rows)
-        body = result.body
+            done = container.units.import_units(_context(), project, rows)
+        report = done.value
         err.print(
-            f"{body['listed']} listed, {body['revised']} revised, {body['unchanged']} unchanged"
+            f"{report.count('listed')} listed, {report.count('revised')} revised, "
+            f"{report.count('unchanged')} unchanged"
         )
     except InvalidInput as exc:
         _fail(exc)

@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
@@ -24,9 +23,11 @@ from domain.client import Client
 from domain.errors import InvalidInput, InvalidRows, TooMuchContention
 from domain.migration import MigratedBuyer, SheetRow
 from domain.policy import Policy
-from domain.principal import Principal
-from domain.service import CommandResult, Context, Service, jsonable_dict
-from domain.values import check_identifier, mask_phone
+from domain.ports import Clock, PersonalDataVault
+from domain.services.policies import Policies
+from domain.services.principals import Principals
+from domain.services.uow import Context, Done, UnitOfWork
+from domain.values import PhoneKeyer, check_identifier, mask_phone
 
 MAX_ROWS = 200_000
 BATCH = 500
@@ -51,19 +52,45 @@ class _Planned:
         self.problem = (self.row.where(column), message, code)
 
 
+@dataclass(frozen=True)
+class RowOutcome:
+    row: str  # 第7行
+    status: str  # new | unchanged | invalid
+    client_id: uuid.UUID | None
+    message: str | None
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    project_id: str
+    dry_run: bool
+    rows: list[RowOutcome]
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.rows)
+
+
 class ClientImport:
-    """The import as one capability: the application service is passed in, not extended."""
+    """The import as one capability service, composed like the others (ADR 0040)."""
 
     def __init__(
         self,
-        app: Service,
-        principal: Callable[[str], Principal | None],
+        uow: UnitOfWork,
+        clock: Clock,
+        keyer: PhoneKeyer,
+        vault: PersonalDataVault,
+        policies: Policies,
+        principals: Principals,
         existing: Callable[[Sequence[uuid.UUID]], set[uuid.UUID]] | None = None,
     ) -> None:
         """``existing`` tells which of many streams exist in one go (an adapter over the
         store); without it every buyer's stream is read on its own."""
-        self.app = app
-        self.principal = principal
+        self.uow = uow
+        self.clock = clock
+        self.keyer = keyer
+        self.vault = vault
+        self.policies = policies
+        self.principals = principals
         self.existing = existing
 
     def run(
@@ -74,7 +101,7 @@ class ClientImport:
         *,
         dry_run: bool = False,
         progress: Progress | None = None,
-    ) -> CommandResult:
+    ) -> Done[ImportReport]:
         check_identifier(project_id, "project_id")
         if not rows:
             raise InvalidInput("body", "the register has no rows", code="empty")
@@ -82,27 +109,27 @@ class ClientImport:
             raise InvalidInput("body", f"at most {MAX_ROWS} rows per import")
         plan = self._plan(project_id, rows)
         problems = [p for item in plan for p in self._problems(item)]
-        body = jsonable_dict(self._report(project_id, plan, dry_run))
+        report = self._report(project_id, plan, dry_run)
         if dry_run:
-            return CommandResult(body, 200, None)
+            return Done(report, None)
         if problems:
             raise InvalidRows(problems)
         fresh = [item for item in plan if item.status == "new"]
         if progress is not None:
             progress(len(plan) - len(fresh))
-        policy = self.app.policy_for(project_id)
+        policy = self.policies.policy_for(project_id)
         position = None
         for start in range(0, len(fresh), BATCH):
             batch = fresh[start : start + BATCH]
             position = self._write(ctx, project_id, batch, policy) or position
             if progress is not None:
                 progress(len(batch))
-        return CommandResult(body, 200, position)
+        return Done(report, position)
 
     # ------------------------------------------------------------------ checks
 
     def _plan(self, project_id: str, rows: list[SheetRow]) -> list[_Planned]:
-        keyer = self.app.keyer
+        keyer = self.keyer
         plan = [
             _Planned(row, "new", keyer.client_id(project_id, row.buyer.phone))
             if row.buyer is not None and not row.problems
@@ -130,7 +157,7 @@ class ClientImport:
                 continue
             # A migrated buyer's second event is its ClientMigrated: reading two events,
             # not the whole stream, tells a re-run from a clash.
-            existing = self.app._find(Client, client_id, version=MIGRATED_VERSION)
+            existing = self.uow.find(Client, client_id, version=MIGRATED_VERSION)
             if existing is None:
                 continue
             if existing.migration_fingerprint == item.fingerprint:
@@ -156,7 +183,7 @@ class ClientImport:
         if consultant is None:
             return None
         if consultant not in cache:
-            principal = self.principal(consultant)
+            principal = self.principals.principal(consultant)
             if principal is None or principal.revoked:
                 cache[consultant] = f"置业顾问 {consultant} is not an active principal"
             elif principal.role not in OWNER_ROLES:
@@ -172,41 +199,36 @@ class ClientImport:
         return list(item.row.problems) + ([item.problem] if item.problem else [])
 
     @staticmethod
-    def _report(project_id: str, plan: list[_Planned], dry_run: bool) -> dict[str, Any]:
-        counts = {s: sum(i.status == s for i in plan) for s in ("new", "unchanged", "invalid")}
-        return {
-            "project_id": project_id,
-            "dry_run": dry_run,
-            "rows": len(plan),
-            **counts,
-            "results": [
-                {
-                    "row": i.row.label,
-                    "status": i.status,
-                    "client_id": str(i.client_id)
-                    if i.client_id and i.status != "invalid"
-                    else None,
-                    "message": i.message,
-                }
+    def _report(project_id: str, plan: list[_Planned], dry_run: bool) -> ImportReport:
+        return ImportReport(
+            project_id,
+            dry_run,
+            [
+                RowOutcome(
+                    i.row.label,
+                    i.status,
+                    None if i.status == "invalid" else i.client_id,
+                    i.message,
+                )
                 for i in plan
             ],
-        }
+        )
 
     # ------------------------------------------------------------------ writes
 
     def _write(
         self, ctx: Context, project_id: str, batch: list[_Planned], policy: Policy
     ) -> int | None:
-        for attempt in range(self.app.max_attempts):
-            now = self.app.clock()
+        for attempt in range(self.uow.max_attempts):
+            now = self.clock()
             todo = [i for i in batch if not attempt or self._still_new(i)]
-            sealed = self.app.vault.seal_new([pair for i in todo for pair in self._personal(i)])
+            sealed = self.vault.seal_new([pair for i in todo for pair in self._personal(i)])
             clients = [
                 self._buyer(ctx, project_id, item, policy, now, sealed[2 * n], sealed[2 * n + 1])
                 for n, item in enumerate(todo)
             ]
             try:
-                recordings = self.app.save(*clients)
+                recordings = self.uow.store.save(*clients)
             except IntegrityError:
                 # Someone registered one of these buyers meanwhile: check the batch again.
                 time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
@@ -218,7 +240,7 @@ class ClientImport:
         """On a retry: whether the buyer is still missing (an identical import may have
         written it meanwhile; anyone else writing it refuses the file)."""
         assert item.client_id is not None
-        existing = self.app._find(Client, item.client_id, version=MIGRATED_VERSION)
+        existing = self.uow.find(Client, item.client_id, version=MIGRATED_VERSION)
         if existing is None:
             return True
         if existing.migration_fingerprint == item.fingerprint:
@@ -256,7 +278,7 @@ class ClientImport:
             item.client_id,
             project_id=project_id,
             phone_masked=mask_phone(buyer.phone),
-            phone_hash=self.app.keyer.digest(buyer.phone),
+            phone_hash=self.keyer.digest(buyer.phone),
             pii=phone_pii,
             at=now,
             trace=ctx.trace,
