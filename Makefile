@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: serve test lint typecheck pytest bench-report-filing bench-relay bench-rebuild bench-verify install clean
+.PHONY: serve test lint typecheck pytest bench-report-filing bench-relay bench-rebuild bench-verify bench-sheets install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ bench-rebuild: $(STAMP)
 
 bench-verify: $(STAMP)
 	$(BIN)/python -m bench.verify_chain
+
+bench-sheets: $(STAMP)
+	$(BIN)/python -m bench.sheets
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

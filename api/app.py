@@ -14,6 +14,7 @@ from api import integrity, openapi, problems
 from api.metrics import instrument
 from api.routers import (
     aftercare,
+    client_import,
     clients,
     commission,
     consultants,
@@ -131,6 +132,7 @@ def _assemble(settings: Settings) -> FastAPI:
         disputes,
         consultants,
         units,
+        client_import,
         deals,
         commission,
         deal_views,

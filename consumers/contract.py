@@ -171,6 +171,16 @@ PUBLIC: tuple[EventType, ...] = (
     _t(Client.DisputeRuled, "The dispute was ruled upheld or dismissed.", "reason"),
     _t(Client.DisputeAppealed, "The ruling was appealed.", "reason"),
     _t(Client.PersonalDataErased, "The buyer's personal data was erased (crypto-shredding)."),
+    _t(
+        Client.ClientMigrated,
+        "The buyer came from the office's register (客户迁移); dates are the sheet's own.",
+        "fingerprint",
+    ),
+    _t(Client.FollowUpMigrated, "The register's last follow-up, at the sheet's date."),
+    _t(
+        Client.OwnershipMigrated,
+        "The register's owner since the sheet's date; protection from the import.",
+    ),
     _t(Client.DealMilestoneRecorded, "A step of one of the buyer's deals (成交); amount in fen."),
     _t(MaskedReportPool.PoolOpened, "The first masked report (隐号报备) for a 前三后四 pattern."),
     _t(MaskedReportPool.ReportFiled, "A channel filed a masked report into the pattern's pool."),

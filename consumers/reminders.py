@@ -60,7 +60,12 @@ ESCALATE_AFTER = timedelta(days=1)  # as projections.queries marks a task escala
 NOTIFICATION_NAMESPACE = uuid.UUID("5d0c1f0e-8f7a-5c55-b2a4-3e9d5d8a7c21")
 KINDS = ("follow_up_due", "follow_up_overdue", "follow_up_escalated", "protection_expiring")
 _FOLLOW_UP = KINDS[:3]
-_GAINS = ("Client.OwnershipAwarded", "Client.OwnershipTransferred", "Client.ClaimedFromPool")
+_GAINS = (
+    "Client.OwnershipAwarded",
+    "Client.OwnershipTransferred",
+    "Client.ClaimedFromPool",
+    "Client.OwnershipMigrated",
+)
 TITLES = {
     "follow_up_due": "跟进即将到期 Follow-up due soon",
     "follow_up_overdue": "跟进已逾期 Follow-up overdue",

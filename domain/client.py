@@ -23,8 +23,8 @@ from eventsourcing.domain import Aggregate
 
 from domain.attribution import Claim, OwnerView, VisitDecision
 from domain.disputes import Disputes
+from domain.migration import ClientMigration
 from domain.policy import Policy
-from domain.protection import Protection
 from domain.public_pool import PublicPool
 from domain.reports import ReportState
 
@@ -39,7 +39,7 @@ class Visit:
     version: int
 
 
-class Client(Protection, PublicPool, Disputes):
+class Client(ClientMigration, PublicPool, Disputes):
     class ClientRegistered(Aggregate.Created):
         project_id: str
         phone_masked: str

@@ -57,7 +57,12 @@ TABLE = Table(
     ),
 )
 
-_GAINS = (Client.OwnershipAwarded, Client.OwnershipTransferred, Client.ClaimedFromPool)
+_GAINS = (
+    Client.OwnershipAwarded,
+    Client.OwnershipTransferred,
+    Client.ClaimedFromPool,
+    Client.OwnershipMigrated,
+)
 _COUNTERS = {
     "reports": 0,
     "visits": 0,
@@ -137,6 +142,14 @@ class ClientOverview:
                 row["last_effective_follow_up_at"] = at
         elif isinstance(event, Client.GradeChanged):
             row["grade"] = event.grade
+        elif isinstance(event, Client.ClientMigrated):
+            row["grade"] = event.grade or row["grade"]
+        elif isinstance(event, Client.FollowUpMigrated):
+            row["follow_ups"] += 1
+            last = row["last_follow_up_at"]
+            row["last_follow_up_at"] = (
+                max(last, event.followed_up_at) if last else event.followed_up_at
+            )
         elif isinstance(event, Client.ReleasedToPool):
             row.update(
                 status="pool",

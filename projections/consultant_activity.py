@@ -42,7 +42,12 @@ CLIENTS = Table(
     ("client_id",),
     {"client_id": "text", "project_id": "text", "consultant_id": "text"},
 )
-_GAINS = (Client.OwnershipAwarded, Client.OwnershipTransferred, Client.ClaimedFromPool)
+_GAINS = (
+    Client.OwnershipAwarded,
+    Client.OwnershipTransferred,
+    Client.ClaimedFromPool,
+    Client.OwnershipMigrated,
+)
 
 
 class ConsultantActivity:

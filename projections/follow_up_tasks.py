@@ -40,7 +40,12 @@ CLIENTS = Table(
         "last_follow_up_at": "ts",
     },
 )
-_GAINS = (Client.OwnershipAwarded, Client.OwnershipTransferred, Client.ClaimedFromPool)
+_GAINS = (
+    Client.OwnershipAwarded,
+    Client.OwnershipTransferred,
+    Client.ClaimedFromPool,
+    Client.OwnershipMigrated,
+)
 
 
 class FollowUpTasks:
@@ -87,6 +92,10 @@ class FollowUpTasks:
         elif isinstance(event, Client.ReleasedToPool):
             if task is not None:
                 rows.delete(TABLE.name, client_id)
+        elif isinstance(event, Client.FollowUpMigrated):
+            rows.put(CLIENTS.name, {**client, "last_follow_up_at": event.followed_up_at})
+        elif isinstance(event, Client.ClientMigrated) and event.grade:
+            rows.put(CLIENTS.name, {**client, "grade": event.grade})
         elif isinstance(event, Client.GradeChanged):
             rows.put(CLIENTS.name, {**client, "grade": event.grade})
             if task is not None:

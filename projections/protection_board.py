@@ -30,7 +30,12 @@ CLIENTS = Table(
     ("client_id",),
     {"client_id": "text", "project_id": "text", "phone_masked": "text"},
 )
-_GAINS = (Client.OwnershipAwarded, Client.OwnershipTransferred, Client.ClaimedFromPool)
+_GAINS = (
+    Client.OwnershipAwarded,
+    Client.OwnershipTransferred,
+    Client.ClaimedFromPool,
+    Client.OwnershipMigrated,
+)
 
 
 class ProtectionBoard:

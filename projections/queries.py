@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -130,6 +130,22 @@ def page(
     items = [table.from_db(r) for r in rows[:limit]]
     next_cursor = encode_cursor([items[-1][c] for c in order]) if len(rows) > limit else None
     return Page(items, next_cursor)
+
+
+EXPORT_BATCH = 1000
+
+
+def iterate(
+    fetch: Callable[[str | None, int], Page], cursor: str | None = None, batch: int = EXPORT_BATCH
+) -> Iterator[dict[str, Any]]:
+    """Every row a paged query admits, fetched ``batch`` rows at a time along its keyset:
+    an export of any size holds one batch in memory and never skips or repeats a row."""
+    while True:
+        result = fetch(cursor, batch)
+        yield from result.items
+        if result.next_cursor is None:
+            return
+        cursor = result.next_cursor
 
 
 def _since(

@@ -16,6 +16,7 @@ import psycopg
 
 from domain.application import EventStore
 from domain.ports import Clock, PersonalDataVault
+from domain.services.client_import import ClientImport
 from domain.services.clients import Clients
 from domain.services.deals import Deals
 from domain.services.departures import Departures as DepartureService
@@ -51,6 +52,7 @@ from yingke.guard import StoreGuard, drop_retries
 from yingke.keys import KeyDir
 from yingke.metrics import Metrics
 from yingke.settings import Settings, postgres_params
+from yingke.streams import existing_streams
 from yingke.vault import KeyStore, PostgresKeyStore, SQLiteKeyStore, Vault
 
 
@@ -123,6 +125,7 @@ class Services:
     units: UnitService
     deals: Deals
     disputes: Disputes
+    client_import: ClientImport
 
     def position(self) -> int:
         return self.uow.position()
@@ -151,6 +154,9 @@ def services(
         units=UnitService(uow),
         deals=deals,
         disputes=Disputes(uow, clock, policies, principals, clients, deals),
+        client_import=ClientImport(
+            uow, clock, keyer, vault, policies, principals, existing_streams(store.recorder)
+        ),
     )
 
 

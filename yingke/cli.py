@@ -1,19 +1,41 @@
-"""The ``yingke`` command."""
+"""The ``yingke`` command, on typer with rich progress bars (ADR 0041)."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
 import threading
 import time
 from dataclasses import replace
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
 
 from yingke.settings import ConfigurationError, Settings, load_settings
+from yingke.sheets import commands as sheet_commands
+
+err = Console(stderr=True)
+app = typer.Typer(
+    name="yingke",
+    help="赢客 Yingke: the event-sourced CRM of a sales office (案场) and its channels (渠道).",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+app.add_typer(sheet_commands.imports, name="import")
+app.command(name="export")(sheet_commands.export)
 
 
-def _serve(args: argparse.Namespace) -> int:
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Overrides YINGKE_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides YINGKE_PORT")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Run the HTTP API (服务); embedded default: SQLite under ./var."""
     import uvicorn
 
     from api.app import create_app, create_waiting_app
@@ -21,8 +43,8 @@ def _serve(args: argparse.Namespace) -> int:
     from yingke.guard import STORE_ERRORS
 
     settings = load_settings()
-    host = args.host or settings.host
-    port = args.port or settings.port
+    host = host or settings.host
+    port = port or settings.port
     try:
         container: Container | None = build(settings)
     except STORE_ERRORS as exc:
@@ -34,11 +56,11 @@ def _serve(args: argparse.Namespace) -> int:
         )
         container = None
     if container is None:
-        app = create_waiting_app(settings, lambda: build(settings))
+        api = create_waiting_app(settings, lambda: build(settings))
     else:
         if settings.workers == "inprocess":
             container.start_workers()
-        app = create_app(container)
+        api = create_app(container)
     where = f"http://{host}:{port}"
     store = f"SQLite at {settings.sqlite_path}" if settings.embedded else "PostgreSQL"
     print(f"Yingke listening on {where}  (events: {store})", flush=True)
@@ -51,28 +73,36 @@ def _serve(args: argparse.Namespace) -> int:
             flush=True,
         )
     try:
-        uvicorn.run(app, host=host, port=port, log_level=args.log_level)
+        uvicorn.run(api, host=host, port=port, log_level=log_level)
     finally:
-        app.state.guard.stop()
-        if app.state.container is not None:
-            app.state.container.close()
-    return 0
+        api.state.guard.stop()
+        if api.state.container is not None:
+            api.state.container.close()
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        max=65535,
+        help="Serve Prometheus /metrics on this port (overrides YINGKE_METRICS_PORT; 0: any)",
+    ),
+]
+
+
+def _settings(metrics_port: int | None) -> Settings:
     """The environment's settings, with the command line's overrides."""
     settings = load_settings()
-    port = getattr(args, "metrics_port", None)
-    return settings if port is None else replace(settings, metrics_port=port)
+    return settings if metrics_port is None else replace(settings, metrics_port=metrics_port)
 
 
-def _run_loop(step_name: str, args: argparse.Namespace) -> int:
+def _run_loop(step_name: str, metrics_port: int | None) -> None:
     """Run one worker in the foreground until SIGTERM or Ctrl-C."""
     from projections.runtime import Loop
     from yingke import metrics
     from yingke.bootstrap import build
 
-    settings = _settings(args)
+    settings = _settings(metrics_port)
     container = build(settings)
     step = container.follower.run_once if step_name == "views" else container.deadlines_step
     interval = settings.follow_interval if step_name == "views" else settings.deadline_interval
@@ -91,16 +121,39 @@ def _run_loop(step_name: str, args: argparse.Namespace) -> int:
         pass
     finally:
         container.close()
-    return 0
 
 
-def _projections(args: argparse.Namespace) -> int:
-    if args.action == "rebuild":
-        return _rebuild(args.name)
-    return _run_loop("views", args)
+@app.command()
+def migrate() -> None:
+    """Create the tables (建表); run once before scaled workers start."""
+    from yingke.bootstrap import migrate as create_tables
+
+    settings = load_settings()
+    with err.status("creating the event store, vault and view tables…"):
+        create_tables(settings)
+    print("tables are in place", flush=True)
 
 
-def _rebuild(name: str | None) -> int:
+@app.command()
+def projections(
+    action: Annotated[
+        str, typer.Argument(help="follow (default) or rebuild", show_default=False)
+    ] = "follow",
+    name: Annotated[
+        str | None, typer.Argument(help="rebuild only: the view, e.g. client_overview")
+    ] = None,
+    metrics_port: MetricsPort = None,
+) -> None:
+    """Follow the event log into the BI views (报表), or `rebuild <view>` one from zero."""
+    if action == "follow" and name is None:
+        _run_loop("views", metrics_port)
+        return
+    if action != "rebuild":
+        raise typer.BadParameter(f"{action!r}: use follow or rebuild", param_hint="ACTION")
+    _rebuild(name)
+
+
+def _rebuild(name: str | None) -> None:
     from projections.runtime import rebuild
     from yingke.bootstrap import build
 
@@ -108,9 +161,11 @@ def _rebuild(name: str | None) -> int:
     try:
         views = {v.name: v for v in container.follower.views}
         if name not in views:
-            print(f"yingke: unknown view {name!r}; one of: {', '.join(views)}", file=sys.stderr)
-            return 2
-        report = rebuild(container.store, container.views, views[name])
+            err.print(f"yingke: unknown view {name!r}; one of: {', '.join(views)}")
+            raise typer.Exit(2)
+        total = container.store.recorder.max_notification_id() or 0
+        with sheet_commands.bar(f"rebuilding {name}", total, "events", cumulative=True) as advance:
+            report = rebuild(container.store, container.views, views[name], progress=advance)
         print(
             f"rebuilt {report.view}: {report.events} events in {report.seconds:.2f}s "
             f"({report.events_per_second:,.0f} events/s), position {report.position}, "
@@ -119,178 +174,135 @@ def _rebuild(name: str | None) -> int:
         )
     finally:
         container.close()
-    return 0
 
 
-def _deadlines(args: argparse.Namespace) -> int:
-    return _run_loop("deadlines", args)
+@app.command()
+def deadlines(metrics_port: MetricsPort = None) -> None:
+    """Fire report, protection (保护期) and inactivity deadlines; retire due KEK epochs."""
+    _run_loop("deadlines", metrics_port)
 
 
-def _migrate(args: argparse.Namespace) -> int:
-    from yingke.bootstrap import migrate
-
-    settings = load_settings()
-    migrate(settings)
-    print("tables are in place", flush=True)
-    return 0
-
-
-def _verify(args: argparse.Namespace) -> int:
+@app.command()
+def verify(
+    start: Annotated[int, typer.Option("--from", min=1, help="First log position")] = 1,
+    progress: Annotated[bool, typer.Option(help="Progress bar even if not a terminal")] = False,
+) -> None:
+    """Recompute every hash chain and signed checkpoint (校验); exit 1 naming the first break."""
     from yingke.bootstrap import build
     from yingke.chain import ChainBroken, verify_log
 
     container = build(load_settings())
-    recorder = container.store.recorder
-    total = max(0, (container.position() or 0) - args.start + 1)
-    done = 0
+    total = max(0, (container.position() or 0) - start + 1)
     started = time.monotonic()
-
-    def progress(count: int) -> None:
-        nonlocal done
-        done += count
-        if sys.stderr.isatty() or args.progress:
-            width = 30
-            filled = int(width * done / total) if total else width
-            rate = done / max(time.monotonic() - started, 1e-9)
-            print(
-                f"\rverifying [{'#' * filled}{'.' * (width - filled)}] "
-                f"{done:,}/{total:,} events  {rate:,.0f}/s",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
-
     try:
-        report = verify_log(recorder, container.key_dir, start=args.start, progress=progress)
+        with sheet_commands.bar("verifying", total, "events", quiet=not progress) as advance:
+            report = verify_log(
+                container.store.recorder, container.key_dir, start=start, progress=advance
+            )
     except ChainBroken as broken:
-        print(file=sys.stderr)
         print(
             f"BROKEN: stream {broken.stream} version {broken.version} "
             f"position {broken.position}: {broken.reason}",
             flush=True,
         )
-        return 1
+        raise typer.Exit(1) from None
     finally:
         container.close()
-    print(file=sys.stderr)
     print(
         f"verified {report.events:,} events and {report.checkpoints} signed checkpoints "
         f"in {time.monotonic() - started:.1f}s; head {report.head_position} "
         f"log hash {report.head_log_hash}",
         flush=True,
     )
-    return 0
 
 
-def _keys(args: argparse.Namespace) -> int:
+@app.command()
+def keys(
+    action: Annotated[str, typer.Argument(help="rotate, sweep or list")],
+    signing: Annotated[bool, typer.Option(help="rotate: the signing key too")] = False,
+) -> None:
+    """Key-encryption epochs and signing keys (密钥): rotate, sweep due retirements, list."""
     from yingke.bootstrap import build
 
+    if action not in ("rotate", "sweep", "list"):
+        raise typer.BadParameter(f"{action!r}: use rotate, sweep or list", param_hint="ACTION")
     container = build(load_settings())
     try:
         vault = container.vault
-        keys = container.key_dir
-        if args.action == "rotate":
+        key_dir = container.key_dir
+        if action == "rotate":
             epoch = vault.rotate()
             print(f"KEK epoch {epoch} in use; every older epoch destroyed", flush=True)
-            if args.signing:
-                key_id, _ = keys.new_signing_key()
+            if signing:
+                key_id, _ = key_dir.new_signing_key()
                 print(f"signing key {key_id} in use; older ones stay published", flush=True)
-        elif args.action == "sweep":
+        elif action == "sweep":
             ran = vault.sweep()
             print("retired due KEK epochs" if ran else "nothing due", flush=True)
         else:
-            print(f"KEK epochs present: {keys.epochs()}")
-            for info in keys.signing_keys():
+            print(f"KEK epochs present: {key_dir.epochs()}")
+            for info in key_dir.signing_keys():
                 print(f"signing key {info.key_id} valid {info.valid_from} .. {info.valid_until}")
     finally:
         container.close()
-    return 0
 
 
-def _relay(args: argparse.Namespace) -> int:
+@app.command()
+def relay(metrics_port: MetricsPort = None) -> None:
+    """Publish the event log to Kafka (one relay publishes, others stand by)."""
     from consumers.relay import main as relay_main
 
-    return relay_main(settings=_settings(args))
+    raise typer.Exit(relay_main(settings=_settings(metrics_port)))
 
 
-def _consume(args: argparse.Namespace) -> int:
-    if args.name == "views":
+@app.command()
+def consume(
+    name: Annotated[str, typer.Argument(help="views or reminders")],
+    views: Annotated[
+        str | None, typer.Option(help="views only: a comma-separated subset (its own group)")
+    ] = None,
+    metrics_port: MetricsPort = None,
+) -> None:
+    """Run a Kafka consumer group: the BI views, or reminders (提醒)."""
+    if name == "views":
         from consumers.views import main as views_main
 
-        return views_main(args.views, settings=_settings(args))
+        raise typer.Exit(views_main(views, settings=_settings(metrics_port)))
+    if name != "reminders":
+        raise typer.BadParameter(f"{name!r}: use views or reminders", param_hint="NAME")
     from consumers.reminders import main as reminders_main
 
-    return reminders_main(settings=_settings(args))
+    raise typer.Exit(reminders_main(settings=_settings(metrics_port)))
 
 
-def _port(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number (0-65535) (got {text!r})")
-    return int(text)
+def command() -> Any:
+    """The click command typer builds (typer vendors its own click, hence Any)."""
+    return typer.main.get_command(app)
 
 
-def _metrics_port(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--metrics-port",
-        type=_port,
-        default=None,
-        help="serve Prometheus /metrics on this port (overrides YINGKE_METRICS_PORT; 0: any)",
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="yingke", description="赢客 Yingke CRM service")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the HTTP API (embedded default: SQLite)")
-    serve.add_argument("--host", default=None, help="overrides YINGKE_HOST")
-    serve.add_argument("--port", type=int, default=None, help="overrides YINGKE_PORT")
-    serve.add_argument("--log-level", default="info")
-    serve.set_defaults(func=_serve)
-    mig = sub.add_parser("migrate", help="create the tables (run once before scaled workers)")
-    mig.set_defaults(func=_migrate)
-    proj = sub.add_parser(
-        "projections",
-        help="follow the event log into the BI views, or `rebuild <view>` one from zero",
-    )
-    proj.add_argument("action", nargs="?", choices=["follow", "rebuild"], default="follow")
-    proj.add_argument("name", nargs="?", help="the view to rebuild, e.g. client_overview")
-    proj.set_defaults(func=_projections)
-    _metrics_port(proj)
-    dead = sub.add_parser("deadlines", help="fire report, protection and inactivity deadlines")
-    dead.set_defaults(func=_deadlines)
-    _metrics_port(dead)
-    verify = sub.add_parser(
-        "verify", help="recompute every hash chain and signed checkpoint; non-zero if broken"
-    )
-    verify.add_argument("--from", dest="start", type=int, default=1, help="log position")
-    verify.add_argument("--progress", action="store_true", help="progress bar even if not a tty")
-    verify.set_defaults(func=_verify)
-    keys = sub.add_parser("keys", help="key-encryption epochs and signing keys")
-    keys.add_argument("action", choices=["rotate", "sweep", "list"])
-    keys.add_argument("--signing", action="store_true", help="rotate: the signing key too")
-    keys.set_defaults(func=_keys)
-    relay = sub.add_parser("relay", help="publish the event log to Kafka (one relay publishes)")
-    relay.set_defaults(func=_relay)
-    _metrics_port(relay)
-    consume = sub.add_parser("consume", help="run a Kafka consumer group: views or reminders")
-    consume.add_argument("name", choices=["views", "reminders"])
-    consume.add_argument(
-        "--views", default=None, help="views only: a comma-separated subset (its own group)"
-    )
-    consume.set_defaults(func=_consume)
-    _metrics_port(consume)
-    return parser
+def resolve(argv: list[str]) -> Any:
+    """The subcommand ``argv`` runs, with its arguments parsed (raises on bad ones)."""
+    group = command()
+    ctx = group.make_context("yingke", list(argv))
+    name, sub, rest = group.resolve_command(ctx, [*ctx._protected_args, *ctx.args])
+    while hasattr(sub, "resolve_command"):
+        inner = sub.make_context(name, rest, parent=ctx)
+        name, sub, rest = sub.resolve_command(inner, [*inner._protected_args, *inner.args])
+    sub.make_context(name, rest, parent=ctx)
+    return sub
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        result: int = args.func(args)
+        command().main(args=argv, prog_name="yingke", standalone_mode=True)
     except ConfigurationError as exc:
+        # One plain line (a rich console would wrap it at the terminal's width).
         print(f"yingke: {exc}", file=sys.stderr)
         return 2
-    return result
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
 
 
 if __name__ == "__main__":

@@ -69,6 +69,11 @@ class KeyStore:
         derives from YINGKE_SECRET and so cannot be destroyed.
         """
 
+    def put_many_if_absent(self, wrapped: dict[str, bytes]) -> dict[str, bytes]:
+        """As ``put_if_absent`` for many subjects in one transaction (an import seals
+        thousands of new buyers: one commit per key would dominate it)."""
+        raise NotImplementedError
+
 
 class SQLiteKeyStore(KeyStore):
     def __init__(self, path: Path) -> None:
@@ -130,6 +135,21 @@ class SQLiteKeyStore(KeyStore):
             if not busy:
                 return
             time.sleep(0.05)
+
+    def put_many_if_absent(self, wrapped: dict[str, bytes]) -> dict[str, bytes]:
+        with self._lock, self._conn:
+            self._conn.executemany(
+                f"INSERT INTO {TABLE} (subject, wrapped) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                list(wrapped.items()),
+            )
+            return {
+                subject: bytes(
+                    self._conn.execute(
+                        f"SELECT wrapped FROM {TABLE} WHERE subject = ?", (subject,)
+                    ).fetchone()[0]
+                )
+                for subject in wrapped
+            }
 
     def close(self) -> None:
         self._conn.close()
@@ -203,6 +223,18 @@ class PostgresKeyStore(KeyStore):
             conn.execute(f"DROP TABLE {TABLE}")
             conn.execute(f"ALTER TABLE {TABLE}_fresh RENAME TO {TABLE}")
 
+    def put_many_if_absent(self, wrapped: dict[str, bytes]) -> dict[str, bytes]:
+        subjects = list(wrapped)
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO {TABLE} (subject, wrapped) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                list(wrapped.items()),
+            )
+            cur.execute(
+                f"SELECT subject, wrapped FROM {TABLE} WHERE subject = ANY(%s)", (subjects,)
+            )
+            return {str(subject): bytes(key) for subject, key in cur.fetchall()}
+
     def close(self) -> None:
         self._pool.close()
 
@@ -273,12 +305,37 @@ class Vault:
                 time.sleep(0.01)  # a rotation is re-wrapping this row right now
         raise RuntimeError("subject key stays wrapped by a destroyed KEK epoch")
 
-    def seal(self, subject: uuid.UUID, data: dict[str, str]) -> str:
-        key = self._subject_key(subject, create=True)
-        assert key is not None
+    @staticmethod
+    def _seal_with(key: AESGCM, subject: uuid.UUID, data: dict[str, str]) -> str:
         nonce = os.urandom(12)
         sealed = nonce + key.encrypt(nonce, json.dumps(data).encode(), subject.bytes)
         return "v1:" + base64.b64encode(sealed).decode()
+
+    def seal(self, subject: uuid.UUID, data: dict[str, str]) -> str:
+        key = self._subject_key(subject, create=True)
+        assert key is not None
+        return self._seal_with(key, subject, data)
+
+    def seal_new(self, items: list[tuple[uuid.UUID, dict[str, str]]]) -> list[str]:
+        """Seal for subjects that are new: their keys are created together, in one
+        transaction (a subject that has a key already keeps it)."""
+        names = {str(subject) for subject, _ in items}
+        raws = {n: AESGCM.generate_key(256) for n in names}
+        fresh = {n: self._wrap(n, raws[n]) for n in names}
+        stored = self._store.put_many_if_absent(fresh)
+        keys: dict[str, AESGCM] = {}
+        for name in names:
+            if stored[name] == fresh[name]:
+                if self._keys.kek(self.epoch_of(fresh[name])) is None:
+                    # A rotation destroyed the epoch while these keys were stored; its
+                    # scan may have missed them, so re-wrap under the current epoch.
+                    self._store.replace(name, fresh[name], self._wrap(name, raws[name]))
+                keys[name] = AESGCM(raws[name])
+            else:
+                key = self._subject_key(uuid.UUID(name), create=True)
+                assert key is not None
+                keys[name] = key
+        return [self._seal_with(keys[str(subject)], subject, data) for subject, data in items]
 
     def open(self, subject: uuid.UUID, token: str) -> dict[str, str] | None:
         if not token.startswith("v1:"):

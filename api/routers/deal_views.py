@@ -8,8 +8,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from api.deps import AppDep, Caller, CallerDep, FreshDep, ScopeDep, get_container
+from api.tabular import TabularDep
 from api.validation import Month
-from projections import deal_queries
+from projections import commission_ledger, deal_queries
 
 router = APIRouter(prefix="/v1/views", tags=["views"], dependencies=[FreshDep])
 
@@ -23,13 +24,14 @@ def deal_pipeline(
     app: AppDep,
     caller: CallerDep,
     scope: ScopeDep,
+    tab: TabularDep,
     project_id: str | None = None,
-) -> dict[str, Any]:
+) -> Any:
     """Deals per project and stage: count, value, received, overdue signing deadlines and
     the oldest time in stage (days). ``GET /v1/deals`` lists the deals themselves."""
     caller.require("consultant", *MANAGEMENT)
     views = get_container(request).views
-    return {"items": deal_queries.pipeline(views, scope, app.clock(), project_id=project_id)}
+    return tab.rows(deal_queries.pipeline(views, scope, app.clock(), project_id=project_id))
 
 
 @router.get("/payments")
@@ -37,10 +39,11 @@ def payments(
     request: Request,
     caller: CallerDep,
     scope: ScopeDep,
+    tab: TabularDep,
     project_id: str | None = None,
     month_from: MonthQuery = None,
     month_to: MonthQuery = None,
-) -> dict[str, Any]:
+) -> Any:
     """payment_collection: expected (contract value signed, net of cancellations) against
     received, per project and month."""
     caller.require(*MANAGEMENT)
@@ -51,7 +54,7 @@ def payments(
         month_from=month_from,
         month_to=month_to,
     )
-    return {"items": rows}
+    return tab.rows(rows)
 
 
 def _own_payee(caller: Caller, payee_id: str | None) -> None:
@@ -65,10 +68,11 @@ def commissions(
     request: Request,
     caller: CallerDep,
     scope: ScopeDep,
+    tab: TabularDep,
     project_id: str | None = None,
     payee_kind: Literal["channel", "consultant"] | None = None,
     payee_id: str | None = None,
-) -> dict[str, Any]:
+) -> Any:
     """commission_ledger: accrued, reversed and payable (accrued − reversed) per project
     and payee, in fen. Consultants and channel agents see their own."""
     caller.require("consultant", "channel_agent", *MANAGEMENT)
@@ -80,7 +84,7 @@ def commissions(
         payee_kind=payee_kind,
         payee_id=payee_id,
     )
-    return {"items": rows}
+    return tab.rows(rows)
 
 
 @router.get("/commissions/entries")
@@ -88,6 +92,7 @@ def commission_entries(
     request: Request,
     caller: CallerDep,
     scope: ScopeDep,
+    tab: TabularDep,
     project_id: str | None = None,
     deal_id: str | None = None,
     payee_kind: Literal["channel", "consultant"] | None = None,
@@ -95,22 +100,27 @@ def commission_entries(
     month: MonthQuery = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> dict[str, Any]:
+) -> Any:
     """Every ledger entry (CommissionAccrued / CommissionReversed) in the order written."""
     caller.require("consultant", "channel_agent", *MANAGEMENT)
     _own_payee(caller, payee_id)
-    result = deal_queries.commission_entries(
-        get_container(request).views,
-        scope,
-        project_id=project_id,
-        deal_id=deal_id,
-        payee_kind=payee_kind,
-        payee_id=payee_id,
-        month=month,
-        cursor=cursor,
-        limit=limit,
+    views = get_container(request).views
+    return tab.page(
+        lambda at, size: deal_queries.commission_entries(
+            views,
+            scope,
+            project_id=project_id,
+            deal_id=deal_id,
+            payee_kind=payee_kind,
+            payee_id=payee_id,
+            month=month,
+            cursor=at,
+            limit=size,
+        ),
+        cursor,
+        limit,
+        list(commission_ledger.ENTRIES.columns),
     )
-    return {"items": result.items, "next_cursor": result.next_cursor}
 
 
 @router.get("/signing-forecast")
@@ -119,12 +129,15 @@ def signing_forecast(
     app: AppDep,
     caller: CallerDep,
     scope: ScopeDep,
+    tab: TabularDep,
     project_id: str | None = None,
     days: Annotated[int, Query(ge=1, le=31)] = deal_queries.FORECAST_DAYS,
-) -> dict[str, Any]:
+) -> Any:
     """Contracts (签约) expected in the next ``days`` (14): deals holding a deposit or a
     subscription whose signing deadline falls in the window, per day and deal by deal."""
     caller.require("consultant", *MANAGEMENT)
-    return deal_queries.signing_forecast(
+    forecast = deal_queries.signing_forecast(
         get_container(request).views, scope, app.clock(), project_id=project_id, days=days
     )
+    # As a sheet, the forecast is its deals, one row each; JSON keeps the per-day summary.
+    return forecast if tab.fmt is None else tab.download(forecast["deals"])

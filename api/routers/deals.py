@@ -32,8 +32,9 @@ from api.schemas import (
     SubscriptionIn,
     SwapIn,
 )
+from api.tabular import TabularDep
 from domain.deal import Deal
-from projections import deal_queries
+from projections import deal_pipeline, deal_queries
 from yingke.bootstrap import Container
 
 router = APIRouter(prefix="/v1/deals", tags=["deals"])
@@ -72,6 +73,7 @@ def list_deals(
     app: AppDep,
     caller: CallerDep,
     scope: ScopeDep,
+    tab: TabularDep,
     project_id: str | None = None,
     stage: str | None = None,
     status: Literal["open", "completed", "cancelled"] | None = None,
@@ -81,24 +83,29 @@ def list_deals(
     overdue: Annotated[bool | None, Query(description="Signing deadline passed")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> dict[str, Any]:
+) -> Any:
     """Deals (deal_pipeline), oldest first, with age in stage; scoped like the clients."""
     caller.require(*READERS, "channel_agent")
-    result = deal_queries.deals(
-        get_container(request).views,
-        scope,
-        app.clock(),
-        project_id=project_id,
-        stage=stage,
-        status=status,
-        consultant_id=consultant_id,
-        partner_id=partner_id,
-        client_id=client_id,
-        overdue=overdue,
-        cursor=cursor,
-        limit=limit,
+    views, now = get_container(request).views, app.clock()
+    return tab.page(
+        lambda at, size: deal_queries.deals(
+            views,
+            scope,
+            now,
+            project_id=project_id,
+            stage=stage,
+            status=status,
+            consultant_id=consultant_id,
+            partner_id=partner_id,
+            client_id=client_id,
+            overdue=overdue,
+            cursor=at,
+            limit=size,
+        ),
+        cursor,
+        limit,
+        [*deal_pipeline.TABLE.columns, "age_in_stage_days", "signing_overdue"],
     )
-    return {"items": result.items, "next_cursor": result.next_cursor}
 
 
 @router.get("/{deal_id}", response_model=DealOut)

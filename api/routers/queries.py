@@ -11,9 +11,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from api.deps import AppDep, CallerDep, FreshDep, ScopeDep, get_container
+from api.tabular import TabularDep
 from api.validation import Instant, Month
-from projections import queries
-from projections.queries import Page
+from projections import client_overview, follow_up_tasks, queries, report_log
 
 router = APIRouter(tags=["views"], dependencies=[FreshDep])
 
@@ -24,15 +24,12 @@ Until = Annotated[Instant | None, Query(description="Up to this instant or day (
 STAFF_AND_READERS = ("consultant", "supervisor", "manager", "auditor", "service", "admin")
 
 
-def _page(result: Page) -> dict[str, Any]:
-    return {"items": result.items, "next_cursor": result.next_cursor}
-
-
 @router.get("/v1/clients")
 def list_clients(
     request: Request,
     caller: CallerDep,
     scope: ScopeDep,
+    tab: TabularDep,
     project_id: str | None = None,
     consultant_id: str | None = None,
     partner_id: str | None = None,
@@ -42,13 +39,14 @@ def list_clients(
     registered_to: Until = None,
     cursor: Cursor = None,
     limit: Limit = 50,
-) -> dict[str, Any]:
+) -> Any:
     """Buyers (client_overview), oldest first. Consultants see their own, supervisors
     their team's, managers their projects', a channel agent its partner's; phones masked."""
     caller.require(*STAFF_AND_READERS, "channel_agent")
-    return _page(
-        queries.clients(
-            get_container(request).views,
+    views = get_container(request).views
+    return tab.page(
+        lambda at, size: queries.clients(
+            views,
             scope,
             project_id=project_id,
             consultant_id=consultant_id,
@@ -57,9 +55,12 @@ def list_clients(
             grade=grade,
             registered_from=registered_from,
             registered_to=registered_to,
-            cursor=cursor,
-            limit=limit,
-        )
+            cursor=at,
+            limit=size,
+        ),
+        cursor,
+        limit,
+        list(client_overview.TABLE.columns),
     )
 
 
@@ -68,6 +69,7 @@ def list_reports(
     request: Request,
     caller: CallerDep,
     scope: ScopeDep,
+    tab: TabularDep,
     project_id: str | None = None,
     partner_id: str | None = None,
     status: Literal["accepted", "rejected", "confirmed", "closed", "expired"] | None = None,
@@ -76,12 +78,13 @@ def list_reports(
     filed_to: Until = None,
     cursor: Cursor = None,
     limit: Limit = 50,
-) -> dict[str, Any]:
+) -> Any:
     """Reports (report_log), oldest first; a channel agent sees only its partner's."""
     caller.require(*STAFF_AND_READERS, "channel_agent")
-    return _page(
-        queries.reports(
-            get_container(request).views,
+    views = get_container(request).views
+    return tab.page(
+        lambda at, size: queries.reports(
+            views,
             scope,
             project_id=project_id,
             partner_id=partner_id,
@@ -89,9 +92,12 @@ def list_reports(
             client_id=client_id,
             filed_from=filed_from,
             filed_to=filed_to,
-            cursor=cursor,
-            limit=limit,
-        )
+            cursor=at,
+            limit=size,
+        ),
+        cursor,
+        limit,
+        list(report_log.TABLE.columns),
     )
 
 
@@ -101,6 +107,7 @@ def list_tasks(
     app: AppDep,
     caller: CallerDep,
     scope: ScopeDep,
+    tab: TabularDep,
     project_id: str | None = None,
     consultant_id: str | None = None,
     grade: Literal["A", "B", "C"] | None = None,
@@ -108,25 +115,29 @@ def list_tasks(
     escalated: Annotated[bool | None, Query(description="Overdue by more than a day")] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
-) -> dict[str, Any]:
+) -> Any:
     """Follow-up tasks (跟进任务), due first: by default the caller's own; a supervisor
     sees the team's and filters ``escalated=true`` for the list that needs them."""
     caller.require(*STAFF_AND_READERS)
     if caller.role == "consultant" and consultant_id not in (None, caller.id):
         raise HTTPException(403, "a consultant sees only their own tasks")
-    return _page(
-        queries.tasks(
-            get_container(request).views,
+    views, now = get_container(request).views, app.clock()
+    return tab.page(
+        lambda at, size: queries.tasks(
+            views,
             scope,
-            app.clock(),
+            now,
             project_id=project_id,
             consultant_id=consultant_id,
             grade=grade,
             due_before=due_before,
             escalated=escalated,
-            cursor=cursor,
-            limit=limit,
-        )
+            cursor=at,
+            limit=size,
+        ),
+        cursor,
+        limit,
+        [*follow_up_tasks.TABLE.columns, "status", "escalated"],
     )
 
 
@@ -135,11 +146,12 @@ def funnel(
     request: Request,
     caller: CallerDep,
     scope: ScopeDep,
+    tab: TabularDep,
     project_id: str | None = None,
     partner_id: str | None = None,
     day_from: Since = None,
     day_to: Until = None,
-) -> dict[str, Any]:
+) -> Any:
     """funnel_daily: reported → visited → subscribed → signed → lost, per day."""
     caller.require("supervisor", "manager", "auditor", "service", "admin", "channel_agent")
     rows = queries.funnel(
@@ -150,7 +162,7 @@ def funnel(
         day_from=day_from,
         day_to=day_to,
     )
-    return {"items": rows}
+    return tab.rows(rows)
 
 
 @router.get("/v1/views/channels")
@@ -158,11 +170,12 @@ def channels(
     request: Request,
     caller: CallerDep,
     scope: ScopeDep,
+    tab: TabularDep,
     project_id: str | None = None,
     partner_id: str | None = None,
     day_from: Since = None,
     day_to: Until = None,
-) -> dict[str, Any]:
+) -> Any:
     """channel_performance per project, partner and day."""
     caller.require("supervisor", "manager", "auditor", "service", "admin", "channel_agent")
     rows = queries.channels(
@@ -173,7 +186,7 @@ def channels(
         day_from=day_from,
         day_to=day_to,
     )
-    return {"items": rows}
+    return tab.rows(rows)
 
 
 @router.get("/v1/views/consultants")
@@ -181,11 +194,12 @@ def consultants(
     request: Request,
     caller: CallerDep,
     scope: ScopeDep,
+    tab: TabularDep,
     project_id: str | None = None,
     consultant_id: str | None = None,
     day_from: Since = None,
     day_to: Until = None,
-) -> dict[str, Any]:
+) -> Any:
     """consultant_activity per project, consultant and day."""
     caller.require(*STAFF_AND_READERS)
     rows = queries.consultants(
@@ -196,7 +210,7 @@ def consultants(
         day_from=day_from,
         day_to=day_to,
     )
-    return {"items": rows}
+    return tab.rows(rows)
 
 
 @router.get("/v1/views/protection-board")
@@ -205,9 +219,10 @@ def protection_board(
     app: AppDep,
     caller: CallerDep,
     scope: ScopeDep,
+    tab: TabularDep,
     project_id: str | None = None,
     consultant_id: str | None = None,
-) -> dict[str, Any]:
+) -> Any:
     """保护期 ending within 3 and 7 days, per consultant and team, as of now."""
     caller.require(*STAFF_AND_READERS)
     rows = queries.protection(
@@ -217,7 +232,7 @@ def protection_board(
         project_id=project_id,
         consultant_id=consultant_id,
     )
-    return {"items": rows}
+    return tab.rows(rows)
 
 
 @router.get("/v1/views/lost-reasons")
@@ -225,13 +240,14 @@ def lost_reasons(
     request: Request,
     caller: CallerDep,
     scope: ScopeDep,
+    tab: TabularDep,
     project_id: str | None = None,
     month: Annotated[Month | None, Query()] = None,
-) -> dict[str, Any]:
+) -> Any:
     """战败原因 counts per project and month, most frequent first."""
     caller.require("supervisor", "manager", "auditor", "service", "admin")
     rows = queries.lost(get_container(request).views, scope, project_id=project_id, month=month)
-    return {"items": rows}
+    return tab.rows(rows)
 
 
 @router.get("/v1/views/pool")
@@ -239,13 +255,14 @@ def pool(
     request: Request,
     caller: CallerDep,
     scope: ScopeDep,
+    tab: TabularDep,
     project_id: str | None = None,
     day_from: Since = None,
     day_to: Until = None,
-) -> dict[str, Any]:
+) -> Any:
     """公海池 flows per project and day: released by reason, claimed, claimed then visited."""
     caller.require("supervisor", "manager", "auditor", "service", "admin")
     rows = queries.pool(
         get_container(request).views, scope, project_id=project_id, day_from=day_from, day_to=day_to
     )
-    return {"items": rows}
+    return tab.rows(rows)

@@ -8,15 +8,20 @@ import json
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from api import bodies
 from api.bodies import answer, jsonable
 from api.deps import AppDep, CallerDep, ContextDep, FreshDep, get_container
 from api.results import command_response
 from api.schemas import MAX_FEN
+from api.tabular import TabularDep
+from api.uploads import UploadDep, file_body
 from domain.errors import InvalidInput, InvalidRows
 from projections import deal_queries
+from projections import units as units_view
+from yingke.sheets.reading import UnreadableFile, decode_text, read_sheet
+from yingke.sheets.units import unit_rows
 
 router = APIRouter(prefix="/v1/projects/{project_id}", tags=["units"])
 
@@ -41,56 +46,51 @@ VIEWERS = (
     "service",
     "admin",
 )
-_IMPORT_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "text/csv": {
-                "schema": {"type": "string"},
-                "example": "building,number,rooms,area,floor,orientation,list_price\n"
-                "3栋,1201,3,89.50,12,south,2350000\n",
+_IMPORT_BODY = file_body(
+    {
+        "text/csv": {
+            "schema": {"type": "string"},
+            "example": "building,number,rooms,area,floor,orientation,list_price\n"
+            "3栋,1201,3,89.50,12,south,2350000\n",
+        },
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"units": {"type": "array", "items": {"type": "object"}}},
             },
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"units": {"type": "array", "items": {"type": "object"}}},
-                },
-                "example": {
-                    "units": [
-                        {
-                            "building": "3栋",
-                            "number": "1201",
-                            "rooms": 3,
-                            "area": "89.50",
-                            "floor": 12,
-                            "orientation": "south",
-                            "list_price_fen": 235000000,
-                        }
-                    ]
-                },
+            "example": {
+                "units": [
+                    {
+                        "building": "3栋",
+                        "number": "1201",
+                        "rooms": 3,
+                        "area": "89.50",
+                        "floor": 12,
+                        "orientation": "south",
+                        "list_price_fen": 235000000,
+                    }
+                ]
             },
         },
     }
-}
+)
 
 
 PriceFen = Annotated[int | None, Query(ge=0, le=MAX_FEN, description="List price, fen")]
 
 
-async def raw_body(request: Request) -> bytes:
-    return await request.body()
-
-
 def _text(data: bytes) -> str:
-    """UTF-8 (with or without the BOM Excel writes), else GB18030 (Excel on Chinese
-    Windows saves CSV that way)."""
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        try:
-            return data.decode("gb18030")
-        except UnicodeDecodeError:
-            raise InvalidInput("body", "must be UTF-8 or GB18030 text") from None
+        return decode_text(data)
+    except UnreadableFile as exc:
+        raise InvalidInput("body", str(exc)) from None
+
+
+def _legacy_csv(data: bytes) -> bool:
+    """A CSV headed only by the English column names keeps its ``line N`` labels."""
+    first = _text(data).partition("\n")[0]
+    names = [n.strip().lower() for n in next(csv.reader([first]), [])]
+    return bool(names) and all(n in COLUMNS for n in names)
 
 
 def csv_rows(data: bytes) -> list[tuple[str, dict[str, Any]]]:
@@ -150,24 +150,28 @@ def json_rows(data: bytes) -> list[tuple[str, dict[str, Any]]]:
 @router.post("/units:import", openapi_extra=_IMPORT_BODY)
 def import_units(
     project_id: str,
-    request: Request,
-    data: Annotated[bytes, Depends(raw_body)],
+    upload: UploadDep,
     app: AppDep,
     caller: CallerDep,
     ctx: ContextDep,
 ) -> Response:
-    """Import units from CSV (``Content-Type: text/csv``, header line first) or JSON.
-    Columns: building, number, rooms, area (m²), floor, orientation, and list_price (yuan)
-    or list_price_fen. Existing units are revised if still available. Any bad row → 422
-    listing every problem by line (``line 7: area``) or item, and nothing is imported."""
+    """Import units (房源): an xlsx 一房一价表, CSV or JSON, as the body with its content
+    type or as a multipart upload (``file``). Headers 楼栋, 单元, 房号, 户型, 建筑面积, 楼层,
+    朝向, 总价 (or 单价) or the English names; values such as 南北通透, 三室两厅, 89.5㎡,
+    235万. Existing units are revised if still available. Any bad row → 422 listing every
+    problem (``第7行: 建筑面积``; ``line 7: area`` for an English-headed CSV; ``item 3``
+    for JSON), and nothing is imported."""
     caller.require_project(project_id, *IMPORTERS)
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind in ("text/csv", "application/csv", "text/plain"):
-        rows = csv_rows(data)
-    elif kind == "application/json":
-        rows = json_rows(data)
+    if upload.kind == "json":
+        rows = json_rows(upload.data)
+    elif upload.kind == "csv" and not upload.mapping and _legacy_csv(upload.data):
+        rows = csv_rows(upload.data)
     else:
-        raise HTTPException(415, "send text/csv or application/json")
+        try:
+            sheet = read_sheet(upload.data)
+        except UnreadableFile as exc:
+            raise InvalidInput("body", str(exc)) from None
+        rows = unit_rows(sheet, upload.mapping)
     return command_response(
         app.units.import_units(ctx.answering(answer(200, bodies.unit_import)), project_id, rows)
     )
@@ -178,6 +182,7 @@ def list_units(
     project_id: str,
     request: Request,
     caller: CallerDep,
+    tab: TabularDep,
     building: str | None = None,
     status: Literal["available", "held", "subscribed", "signed", "sold"] | None = None,
     rooms: Annotated[int | None, Query(ge=0, le=20)] = None,
@@ -190,27 +195,32 @@ def list_units(
     price_to: PriceFen = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> dict[str, Any]:
+) -> Any:
     """The project's units by building, floor and number, each with its ``unit_id`` and
     status (available, held, subscribed, signed, sold); ranges are inclusive."""
     caller.require_project(project_id, *VIEWERS)
-    result = deal_queries.list_units(
-        get_container(request).views,
-        project_id,
-        building=building,
-        status=status,
-        rooms=rooms,
-        orientation=orientation,
-        floor_from=floor_from,
-        floor_to=floor_to,
-        area_from=area_from,
-        area_to=area_to,
-        price_from=price_from,
-        price_to=price_to,
-        cursor=cursor,
-        limit=limit,
+    views = get_container(request).views
+    return tab.page(
+        lambda at, size: deal_queries.list_units(
+            views,
+            project_id,
+            building=building,
+            status=status,
+            rooms=rooms,
+            orientation=orientation,
+            floor_from=floor_from,
+            floor_to=floor_to,
+            area_from=area_from,
+            area_to=area_to,
+            price_from=price_from,
+            price_to=price_to,
+            cursor=at,
+            limit=size,
+        ),
+        cursor,
+        limit,
+        list(units_view.TABLE.columns),
     )
-    return {"items": result.items, "next_cursor": result.next_cursor}
 
 
 @router.get("/units/{unit_id}")

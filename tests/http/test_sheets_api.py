@@ -1,0 +1,279 @@
+"""Excel in, Excel out over HTTP: a client register and a 一房一价表 imported from xlsx
+and CSV (dry run, re-run, bad rows), and every list downloaded as CSV or xlsx, scoped."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pytest
+
+from tests.http.conftest import Api, make_api
+from yingke.sheets.reading import XLSX
+
+HEADERS = ["姓名", "联系电话", "来源", "渠道公司", "经纪人", "置业顾问", "意向等级", "到访日期"]
+HEADERS += ["最近跟进", "跟进记录", "预算", "意向户型", "面积", "备注"]
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    yield from make_api(tmp_path, {"YINGKE_FOLLOW_INTERVAL": "0.05", "YINGKE_READ_WAIT": "2.0"})
+
+
+def xlsx(rows: list[list[Any]], title: str | None = None) -> bytes:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    if title:
+        sheet.append([title])
+    for row in rows:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def register(c1: str, c2: str) -> list[list[Any]]:
+    return [
+        HEADERS,
+        [
+            *("张三", "138 1111 0001", "渠道", "lianjia", "李四", c1, "A类", "2024/3/5"),
+            *("2024年3月9日", "约周末看房", "235万", "三室两厅", "89.5㎡", "老客户介绍"),
+        ],
+        [
+            *("王五", "+86 139-1111-0002", "自然到访", None, None, c1, "B", 45356),
+            *(None, None, "2,350,000", "3室2厅", 89.5, None),
+        ],
+        [
+            *("赵六", "13711110003", None, None, None, c2, "C类", "2024-02-01"),
+            *("2024-02-03", None, None, None, None, None),
+        ],
+    ]
+
+
+def post(api: Api, path: str, headers: dict[str, str], body: bytes, kind: str) -> Any:
+    return api.client.post(path, content=body, headers={**headers, "Content-Type": kind})
+
+
+def after(response: Any) -> dict[str, str]:
+    return {"after": response.headers["Yingke-Position"]}
+
+
+def setup_office(api: Api) -> tuple[dict[str, str], str, dict[str, str], str, dict[str, str]]:
+    _, manager = api.principal("manager", [api.project])
+    c1, c1_keys = api.principal("consultant", [api.project])
+    c2, c2_keys = api.principal("consultant", [api.project])
+    return manager, c1, c1_keys, c2, c2_keys
+
+
+def test_a_register_in_xlsx_imports_once_and_a_rerun_changes_nothing(api: Api) -> None:
+    manager, c1, c1_keys, c2, _ = setup_office(api)
+    path = f"/v1/projects/{api.project}/clients:import"
+    body = xlsx(register(c1, c2), title="XX项目客户台账")
+
+    first = post(api, path, manager, body, XLSX)
+    assert first.status_code == 200, first.text
+    assert (first.json()["new"], first.json()["unchanged"]) == (3, 0)
+    assert [r["row"] for r in first.json()["results"]] == ["第3行", "第4行", "第5行"]
+
+    again = post(api, path, manager, body, XLSX)
+    assert again.status_code == 200, again.text
+    assert (again.json()["new"], again.json()["unchanged"]) == (0, 3)
+    assert "Yingke-Position" not in again.headers
+
+    listed = api.client.get(
+        "/v1/clients", params={**after(first), "project_id": api.project}, headers=manager
+    )
+    items = {i["phone_masked"]: i for i in listed.json()["items"]}
+    zhang = items["138****0001"]
+    assert (zhang["consultant_id"], zhang["basis"], zhang["grade"]) == (c1, "migration", "A")
+    assert zhang["partner_id"] == "lianjia"
+    assert zhang["owned_since"].startswith("2024-03-04T16:00:00")  # 2024/3/5 China time
+    assert zhang["last_follow_up_at"].startswith("2024-03-08T16:00:00")
+    assert zhang["protected_until"] > api.clock().isoformat()  # protection from the import
+    assert items["139****0002"]["owned_since"].startswith("2024-03-04T16:00:00")  # serial 45356
+
+    client_id = zhang["client_id"]
+    history = api.client.get(f"/v1/clients/{client_id}/history", headers=manager).json()
+    kinds = [e["type"] for e in history["events"]]
+    assert "ClientMigrated" in " ".join(kinds) and "OwnershipMigrated" in " ".join(kinds)
+    assert "13811110001" not in str(history) and "张三" not in str(history)
+
+    mine = api.client.get("/v1/clients", params=after(first), headers=c1_keys).json()["items"]
+    assert {i["consultant_id"] for i in mine} == {c1} and len(mine) == 2
+
+
+def test_a_bad_row_imports_nothing_and_names_the_row_and_the_column(api: Api) -> None:
+    manager, c1, _, c2, _ = setup_office(api)
+    rows = register(c1, c2)
+    rows[2][1] = "139111"  # sheet row 3 (the header is row 1)
+    rows[3][7] = "2024年13月1日"
+    response = post(api, f"/v1/projects/{api.project}/clients:import", manager, xlsx(rows), XLSX)
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    fields = {e["field"]: e["code"] for e in response.json()["errors"]}
+    assert fields == {"第3行: 联系电话": "invalid_phone", "第4行: 到访日期": "invalid_value"}
+    listed = api.client.get("/v1/clients", params={"project_id": api.project}, headers=manager)
+    assert listed.json()["items"] == []
+
+
+def test_duplicates_in_the_file_and_existing_buyers_are_reported_not_merged(api: Api) -> None:
+    manager, c1, _, c2, _ = setup_office(api)
+    path = f"/v1/projects/{api.project}/clients:import"
+    rows = register(c1, c2)
+    rows.append(["张三丰", "13811110001", None, None, None, c2, *([None] * 8)])
+    response = post(api, path, manager, xlsx(rows), XLSX)
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {
+            "field": "第5行: 联系电话",
+            "message": "repeats the buyer of 第2行",
+            "code": "duplicate_in_file",
+        }
+    ]
+
+    visit = {"project_id": api.project, "phone": "13711110003", "consultant_id": c2}
+    visited = api.client.post("/v1/visits", json={**visit, "client_name": "赵六"}, headers=manager)
+    assert visited.status_code == 201, visited.text
+    response = post(api, path, manager, xlsx(register(c1, c2)), XLSX)
+    assert response.status_code == 422
+    (error,) = response.json()["errors"]
+    assert (error["field"], error["code"]) == ("第4行: 联系电话", "duplicate_client")
+
+
+def test_a_dry_run_of_a_gb18030_csv_reports_every_row_and_writes_nothing(api: Api) -> None:
+    manager, c1, _, c2, _ = setup_office(api)
+    rows = register(c1, c2)
+    rows[3][6] = "D类"
+    text = io.StringIO()
+    csv.writer(text).writerows(rows)
+    body = text.getvalue().encode("gb18030")
+    path = f"/v1/projects/{api.project}/clients:import"
+    response = api.client.post(
+        path,
+        params={"dry_run": "true"},
+        content=body,
+        headers={**manager, "Content-Type": "text/csv"},
+    )
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert (report["dry_run"], report["new"], report["invalid"]) == (True, 2, 1)
+    assert report["results"][2]["status"] == "invalid"
+    assert "grade" in report["results"][2]["message"]
+    assert "Yingke-Position" not in response.headers
+    listed = api.client.get("/v1/clients", params={"project_id": api.project}, headers=manager)
+    assert listed.json()["items"] == []
+
+
+def test_a_multipart_upload_with_a_mapping_turns_names_into_ids(api: Api) -> None:
+    manager, c1, _, c2, _ = setup_office(api)
+    rows = [["客户", "手机号码", "负责人", "渠道公司"], ["张三", "13811110001", "王顾问", "链家"]]
+    mapping = json.dumps(
+        {
+            "columns": {"负责人": "consultant"},
+            "consultants": {"王顾问": c1},
+            "partners": {"链家": "lianjia"},
+        }
+    )
+    response = api.client.post(
+        f"/v1/projects/{api.project}/clients:import",
+        files={"file": ("客户.xlsx", xlsx(rows), XLSX)},
+        data={"mapping": mapping},
+        headers=manager,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["new"] == 1
+    unmapped = api.client.post(
+        f"/v1/projects/{api.project}/clients:import",
+        files={"file": ("客户.xlsx", xlsx([rows[0], ["李四", "13811110002", "刘顾问", None]]))},
+        data={"mapping": '{"负责人": "consultant"}'},
+        headers=manager,
+    )
+    assert unmapped.status_code == 422
+    assert unmapped.json()["errors"][0]["field"] == "第2行: 负责人"
+    assert c2  # the second consultant exists but owns nothing here
+
+
+def test_a_price_list_in_xlsx_imports_units_and_a_consultant_cannot_import(api: Api) -> None:
+    manager, _, c1_keys, _, _ = setup_office(api)
+    rows: list[list[Any]] = [
+        ["楼栋", "单元", "房号", "户型", "建筑面积(㎡)", "楼层", "朝向", "总价(元)", "单价"],
+        ["3栋", "1单元", 1201, "三室两厅", "89.5㎡", "12层", "南北通透", "2,350,000", None],
+        ["3栋", "1单元", 1202, "两室一厅", 76.02, None, "东南", "235万", None],
+        ["3栋", "2单元", 1201, "3室2厅1卫", 89.5, 12, "南", None, "26,000"],
+    ]
+    path = f"/v1/projects/{api.project}/units:import"
+    response = post(api, path, manager, xlsx(rows, title="XX项目一房一价表"), XLSX)
+    assert response.status_code == 200, response.text
+    assert response.json()["listed"] == 3
+    again = post(api, path, manager, xlsx(rows, title="XX项目一房一价表"), XLSX)
+    assert again.json()["unchanged"] == 3
+    units = api.client.get(
+        f"/v1/projects/{api.project}/units", params=after(response), headers=manager
+    ).json()["items"]
+    by_number = {u["number"]: u for u in units}
+    assert by_number["1-1202"]["floor"] == 12 and by_number["1-1202"]["rooms"] == 2
+    assert by_number["1-1201"]["orientation"] == "north_south"
+    assert by_number["2-1201"]["list_price_fen"] == 232_700_000  # 26,000 × 89.5
+    bad: list[list[Any]] = [
+        rows[0],
+        ["3栋", "1单元", 1301, "三室", "89.5㎡", 13, "朝阳", "235万", None],
+    ]
+    refused = post(api, path, manager, xlsx(bad), XLSX)
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "第2行: 朝向"
+    assert post(api, path, c1_keys, xlsx(rows), XLSX).status_code == 403
+
+
+def test_every_list_downloads_as_csv_and_xlsx_scoped_like_its_json(api: Api) -> None:
+    manager, c1, c1_keys, c2, _ = setup_office(api)
+    imported = post(
+        api, f"/v1/projects/{api.project}/clients:import", manager, xlsx(register(c1, c2)), XLSX
+    )
+    assert imported.status_code == 200, imported.text
+    params = after(imported)
+
+    as_csv = api.client.get(
+        "/v1/clients", params={**params, "headers": "zh"}, headers={**c1_keys, "Accept": "text/csv"}
+    )
+    assert as_csv.status_code == 200
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    lines = list(csv.DictReader(io.StringIO(as_csv.content.decode("utf-8-sig"))))
+    assert len(lines) == 2 and {r["置业顾问"] for r in lines} == {c1}
+
+    as_xlsx = api.client.get(
+        "/v1/clients", params={**params, "limit": 1}, headers={**manager, "Accept": XLSX}
+    )
+    assert as_xlsx.status_code == 200
+    sheet = openpyxl.load_workbook(io.BytesIO(as_xlsx.content), read_only=True).worksheets[0]
+    table = list(sheet.iter_rows(values_only=True))
+    assert table[0][0] == "client_id" and len(table) == 4  # no page limit in a download
+
+    for path in (
+        "/v1/reports",
+        "/v1/tasks",
+        "/v1/deals",
+        "/v1/views/funnel",
+        "/v1/views/channels",
+        "/v1/views/consultants",
+        "/v1/views/protection-board",
+        "/v1/views/lost-reasons",
+        "/v1/views/pool",
+        "/v1/views/deal-pipeline",
+        "/v1/views/payments",
+        "/v1/views/commissions",
+        "/v1/views/commissions/entries",
+        "/v1/views/signing-forecast",
+        f"/v1/projects/{api.project}/units",
+    ):
+        for accept in ("text/csv", XLSX):
+            response = api.client.get(path, params=params, headers={**manager, "Accept": accept})
+            assert response.status_code == 200, (path, response.text)
+            assert response.headers["content-type"].startswith(accept), path
+    tasks = api.client.get("/v1/tasks", params={**params, "format": "csv"}, headers=c1_keys)
+    assert len(list(csv.DictReader(io.StringIO(tasks.content.decode("utf-8-sig"))))) == 2
