@@ -21,7 +21,9 @@ from fastapi.staticfiles import StaticFiles
 
 from api.deps import get_caller, get_context
 from api.results import POSITION_HEADER
+from api.tabular import tabular
 from api.validation import PARAM_PATTERN
+from yingke.sheets.reading import XLSX
 
 ASSETS = "/docs-assets"
 PROBLEM = "application/problem+json"
@@ -119,7 +121,8 @@ def _statuses(route: Any, method: str, calls: set[Any], has_body: bool) -> list[
         statuses += [401, 403]
         if method in WRITES:
             statuses.append(409)
-    if get_context in calls:
+    if get_context in calls or has_body:
+        # A bad Idempotency-Key or Yingke-After, or a body that is not JSON at all.
         statuses.append(400)
     if has_body:
         statuses += [413, 415]
@@ -210,6 +213,11 @@ def _amend(route: Any, method: str, operation: dict[str, Any], calls: set[Any]) 
                 "description": "true when this is the stored answer to a repeated Idempotency-Key",
                 "schema": {"type": "string"},
             }
+    if tabular in calls and "200" in responses:
+        # The same rows as a streamed download (Accept or ?format=): api/tabular.py.
+        content = responses["200"].setdefault("content", {})
+        content["text/csv"] = {"schema": {"type": "string"}}
+        content[XLSX] = {"schema": {"type": "string", "format": "binary"}}
     for status in _statuses(route, method, calls, has_body):
         responses[str(status)] = _problem_response(status)
 
