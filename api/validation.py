@@ -145,7 +145,15 @@ class BodyGuard:
     """
 
     JSON_TYPES = ("application/json",)
-    IMPORT_TYPES = ("text/csv", "application/csv", "text/plain", "application/json")
+    IMPORT_TYPES = (
+        "text/csv",
+        "application/csv",
+        "text/plain",
+        "application/json",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "multipart/form-data",
+    )
+    IMPORT_PATHS = ("/units:import", "/clients:import")
 
     def __init__(self, app: ASGIApp, json_limit: int, import_limit: int) -> None:
         self.app = app
@@ -157,7 +165,7 @@ class BodyGuard:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        is_import = scope["path"].endswith("/units:import")
+        is_import = scope["path"].endswith(self.IMPORT_PATHS)
         limit = self.import_limit if is_import else self.json_limit
         allowed = self.IMPORT_TYPES if is_import else self.JSON_TYPES
         declared = headers.get("content-length")

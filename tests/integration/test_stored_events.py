@@ -65,7 +65,12 @@ def test_every_stream_replays_to_the_state_it_had_when_stored(
             aggregate = event.mutate(aggregate)
         expected = FIXTURE["snapshots"][originator_id]
         assert get_topic(type(aggregate)) == expected["class"]
-        assert aggregate_state(aggregate) == expected["state"], originator_id
+        state = aggregate_state(aggregate)
+        # Attributes added since the fixture was made must not disturb what v1 events
+        # rebuild; they start empty on old streams.
+        added = {name: state.pop(name) for name in set(state) - set(expected["state"])}
+        assert state == expected["state"], originator_id
+        assert all(value in (None, [], {}, 0, False) for value in added.values()), added
 
 
 def test_the_fixture_holds_every_kind_of_aggregate() -> None:
