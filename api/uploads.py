@@ -76,6 +76,9 @@ async def read_upload(
 ) -> Upload:
     content_type = request.headers.get("content-type", "")
     if content_type.lower().startswith("multipart/form-data"):
+        # Cache the raw body first: form() alone consumes the stream, and the
+        # Idempotency-Key fingerprint (api/deps.py) must read the same bytes afterwards.
+        await request.body()
         form = await request.form()
         part = form.get("file")
         if not isinstance(part, UploadFile):
