@@ -208,3 +208,48 @@ def test_an_erased_buyer_is_not_found_by_lookup(small_caps: Api) -> None:
 
     assert lookup(api, owner).status_code == 404
     assert api.client.get(f"/v1/clients/{client_id}/contact", headers=owner).status_code == 404
+
+
+def test_a_rejected_channel_s_dispute_shows_nothing_of_the_competitor(api: Api) -> None:
+    winner_id, winner = api.principal("channel_agent", partner_id="winner")
+    loser_id, loser = api.principal("channel_agent", partner_id="loser")
+    owner_id, owner = api.principal("consultant", project_ids=[api.project])
+    _, manager = api.principal("manager", project_ids=[api.project])
+
+    def file(agent_id: str, partner: str, headers: Headers) -> Any:
+        return api.client.post(
+            "/v1/reports",
+            json={
+                "project_id": api.project,
+                "partner_id": partner,
+                "agent_id": agent_id,
+                "client_name": "韩梅梅",
+                "phone": PHONE,
+            },
+            headers=headers,
+        ).json()
+
+    won = file(winner_id, "winner", winner)
+    lost = file(loser_id, "loser", loser)
+    client_id = walk_in(api, owner, owner_id)
+    assert lost["status"] == "rejected"
+
+    opened = api.client.post(
+        f"/v1/clients/{client_id}/disputes",
+        json={
+            "claimant_id": "loser",
+            "report_id": lost["report_id"],
+            "reason": "我们先带看过",
+            "evidence_versions": [1],
+        },
+        headers=loser,
+    )
+    assert opened.status_code == 201, opened.text
+    seen = api.client.get(f"/v1/disputes/{opened.json()['dispute_id']}", headers=loser)
+    full = api.client.get(f"/v1/disputes/{opened.json()['dispute_id']}", headers=manager)
+
+    for text in (opened.text, seen.text):
+        for secret in (owner_id, "winner", won["report_id"], winner_id):
+            assert secret not in text
+    assert seen.json()["status"] == "open" and seen.json()["reason"] == "我们先带看过"
+    assert owner_id in full.text and full.json()["owner_at_opening"]["partner_id"] == "winner"
