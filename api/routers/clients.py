@@ -53,6 +53,8 @@ def get_client(client_id: uuid.UUID, app: AppDep, caller: CallerDep) -> dict[str
     people serving the buyer (their consultant, that one's supervisor, the managers)."""
     client = visible_client(app, caller, client_id, *STAFF)
     summary: dict[str, Any] = jsonable(bodies.client_summary(app.clients.client_summary(client_id)))
+    if summary["personal_data_erased"]:
+        _forget_masks(summary, *summary["reports"])
     if may(app, caller, SERVERS, client):
         summary["profile"] = jsonable(client.profile)
     return summary
@@ -63,6 +65,8 @@ def history(client_id: uuid.UUID, app: AppDep, caller: CallerDep) -> dict[str, A
     """Every event of the buyer's stream in order: the evidence chain for arbitration."""
     visible_client(app, caller, client_id, *EVIDENCE_READERS)
     events = app.clients.history(client_id)
+    if app.clients.client(client_id).erased:
+        _forget_masks(*(e["data"] for e in events))
     if caller.role not in DISCLOSURE_READERS:
         events = [e for e in events if e["type"] != "ContactDisclosed"]
     return {"client_id": str(client_id), "events": events, "integrity": integrity(app, client_id)}
@@ -89,3 +93,13 @@ def erase(client_id: uuid.UUID, app: AppDep, caller: CallerDep, ctx: ContextDep)
     return command_response(
         app.clients.erase_personal_data(ctx.answering(answer(200, bodies.erased)), client_id)
     )
+
+
+ERASED_MASK = "***********"
+
+
+def _forget_masks(*shown: dict[str, Any]) -> None:
+    """After erasure not even 前三后四 of the number leaves the service."""
+    for body in shown:
+        if "phone_masked" in body:
+            body["phone_masked"] = ERASED_MASK

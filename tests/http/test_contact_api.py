@@ -253,3 +253,18 @@ def test_a_rejected_channel_s_dispute_shows_nothing_of_the_competitor(api: Api) 
             assert secret not in text
     assert seen.json()["status"] == "open" and seen.json()["reason"] == "我们先带看过"
     assert owner_id in full.text and full.json()["owner_at_opening"]["partner_id"] == "winner"
+
+
+def test_no_response_shows_an_erased_buyer_s_masked_phone(small_caps: Api) -> None:
+    api = small_caps
+    owner_id, owner = api.principal("consultant", project_ids=[api.project])
+    _, manager = api.principal("manager", project_ids=[api.project])
+    client_id = walk_in(api, owner, owner_id)
+    api.client.post(f"/v1/clients/{client_id}/erasure", headers=api.admin)
+
+    summary = api.client.get(f"/v1/clients/{client_id}", headers=manager)
+    history = api.client.get(f"/v1/clients/{client_id}/history", headers=manager)
+
+    assert summary.status_code == history.status_code == 200
+    for text in (summary.text, history.text):
+        assert "137****2345" not in text and "王小明" not in text
