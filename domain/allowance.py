@@ -18,12 +18,13 @@ from eventsourcing.domain import Aggregate
 from domain.errors import RateLimited
 from domain.quota import CHINA
 from domain.values import NAMESPACE
+from domain.vocabulary import AllowanceKind
 
-LOOKUP = "lookup"
-DISCLOSURE = "disclosure"
+LOOKUP: AllowanceKind = "lookup"
+DISCLOSURE: AllowanceKind = "disclosure"
 
 
-def window_of(kind: str, moment: datetime) -> tuple[str, datetime]:
+def window_of(kind: AllowanceKind, moment: datetime) -> tuple[str, datetime]:
     """The window ``moment`` falls in and when the next one starts.
 
     Lookups count per clock hour, disclosures per China-time day (a sales office's day).
@@ -36,7 +37,7 @@ def window_of(kind: str, moment: datetime) -> tuple[str, datetime]:
     return start.strftime("%Y-%m-%d"), start + timedelta(days=1)
 
 
-def allowance_id(kind: str, principal_id: str, window: str) -> uuid.UUID:
+def allowance_id(kind: AllowanceKind, principal_id: str, window: str) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, f"allowance:{kind}:{principal_id}:{window}")
 
 
@@ -70,14 +71,16 @@ class Allowance(Aggregate):
             assert isinstance(aggregate, Allowance)
             aggregate.used += 1
 
-    def __init__(self, kind: str, principal_id: str, window: str) -> None:
+    def __init__(self, kind: AllowanceKind, principal_id: str, window: str) -> None:
         self.kind = kind
         self.principal_id = principal_id
         self.window = window
         self.used = 0
 
     @classmethod
-    def open(cls, kind: str, principal_id: str, at: datetime, trace: dict[str, Any]) -> Allowance:
+    def open(
+        cls, kind: AllowanceKind, principal_id: str, at: datetime, trace: dict[str, Any]
+    ) -> Allowance:
         window, _ = window_of(kind, at)
         return cls._create(
             cls.AllowanceOpened,

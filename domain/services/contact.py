@@ -22,6 +22,7 @@ from domain.ports import PersonalDataVault
 from domain.services.clients import Clients
 from domain.services.uow import Context, Done, UnitOfWork
 from domain.values import PhoneKeyer, check_identifier, normalize_phone
+from domain.vocabulary import AllowanceKind
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class BuyerContact:
         self.vault = vault
         self.clients = clients
 
-    def _allowance(self, kind: str, ctx: Context, now: datetime) -> Allowance:
+    def _allowance(self, kind: AllowanceKind, ctx: Context, now: datetime) -> Allowance:
         window, _ = window_of(kind, now)
         found = self.uow.find(Allowance, allowance_id(kind, ctx.actor.id, window))
         return found or Allowance.open(kind, ctx.actor.id, now, ctx.trace)
