@@ -19,6 +19,7 @@ from domain.departure import Departure
 from domain.principal import Principal
 from domain.reports import ReportState
 from domain.services.clients import ClientAt, ClientView
+from domain.services.contact import Contact, FollowUpNote
 from domain.services.deals import DealView
 from domain.services.departures import Move
 from domain.services.disputes import DisputeView
@@ -153,6 +154,29 @@ def client_summary(view: ClientView) -> Body:
             report_state(client.project_id, r, client.id, now) for r in client.reports.values()
         ],
         "personal_data_erased": client.erased,
+    }
+
+
+def contact(c: Contact) -> Body:
+    return {
+        "client_id": c.client_id,
+        "name": c.name,
+        "phone": c.phone,
+        "disclosed_at": c.disclosed_at,
+    }
+
+
+def follow_up_note(n: FollowUpNote) -> Body:
+    return {
+        "follow_up_id": n.follow_up_id,
+        "at": n.at,
+        "consultant_id": n.consultant_id,
+        "method": n.method,
+        "effective": n.effective,
+        "grade": n.grade,
+        "next_contact_at": n.next_contact_at,
+        "summary": n.summary,
+        "version": n.version,
     }
 
 

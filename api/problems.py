@@ -19,6 +19,7 @@ from domain.errors import (
     IdempotencyKeyReused,
     InvalidInput,
     NotFound,
+    RateLimited,
     TooMuchContention,
 )
 from projections.queries import BadCursor
@@ -36,6 +37,7 @@ _STATUS: list[tuple[type[DomainError], int, str]] = [
     (Conflict, 409, "Conflict"),
     (Forbidden, 403, "Forbidden"),
     (TooMuchContention, 503, "Too much contention"),
+    (RateLimited, 429, "Too many requests"),
 ]
 
 
@@ -97,6 +99,8 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, InvalidInput):
             errors = list(exc.details())
         headers = {"Retry-After": "1"} if status == 503 else None
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(exc.retry_after)}
         return problem(request, status, title, str(exc), exc.code, errors, headers)
 
     @app.exception_handler(StarletteHTTPException)

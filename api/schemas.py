@@ -288,6 +288,9 @@ class ClientOut(BaseModel):
     last_visit_at: AwareDatetime | None
     reports: list[ReportOut]
     personal_data_erased: bool
+    profile: dict[str, Any] | None = Field(
+        default=None, description="客户画像; only for the people serving the buyer"
+    )
 
 
 class HistoryEvent(BaseModel):

@@ -40,6 +40,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from domain.allowance import Allowance
 from domain.client import Client
 from domain.commission import CommissionPolicy
 from domain.deal import Deal
@@ -170,6 +171,7 @@ PUBLIC: tuple[EventType, ...] = (
     _t(Client.DisputeOpened, "An attribution dispute (申诉) was opened.", "reason"),
     _t(Client.DisputeRuled, "The dispute was ruled upheld or dismissed.", "reason"),
     _t(Client.DisputeAppealed, "The ruling was appealed.", "reason"),
+    _t(Client.ContactDisclosed, "A person serving the buyer was shown their full contact."),
     _t(Client.PersonalDataErased, "The buyer's personal data was erased (crypto-shredding)."),
     _t(
         Client.ClientMigrated,
@@ -229,6 +231,9 @@ PUBLIC: tuple[EventType, ...] = (
     _t(Unit.UnitReleased, "The unit is available again; reason is cancelled or swapped."),
     _t(CommissionPolicy.Opened, "A project's commission policy stream was opened."),
     _t(CommissionPolicy.CommissionPolicyChanged, "A new version of the commission rules."),
+    _t(Allowance.AllowanceOpened, "A principal's lookup or disclosure allowance window opened."),
+    _t(Allowance.LookupRecorded, "A phone lookup (查客) by a principal; found or not."),
+    _t(Allowance.DisclosureCounted, "A contact disclosure counted against the day's cap."),
 )
 INTERNAL: tuple[type[Any], ...] = (
     IdempotencyRecord.ResponseRecorded,
@@ -252,6 +257,7 @@ AGGREGATES: dict[str, type[Aggregate]] = {
     "Deal": Deal,
     "Unit": Unit,
     "CommissionPolicy": CommissionPolicy,
+    "Allowance": Allowance,
 }
 BY_CLASS: dict[type[Any], EventType] = {t.cls: t for t in PUBLIC}
 BY_NAME: dict[str, EventType] = {t.name: t for t in PUBLIC}

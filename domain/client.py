@@ -7,7 +7,8 @@ in one part per capability, each readable alone (ADR 0020):
 
 - domain.reports: reports (报备) filed for the buyer
 - domain.custody: the owner, the schedule, deals held, transfers and releases
-- domain.protection: follow-ups, grades, profile, the protection clock running out
+- domain.protection: follow-ups, grades, profile, contact disclosures, the protection
+  clock running out
 - domain.public_pool: losses (战败) into the public pool and claims (捞客) out of it
 - domain.disputes: disputes (判定) and appeals (申诉)
 """

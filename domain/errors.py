@@ -72,3 +72,13 @@ class TooMuchContention(DomainError):
     """Optimistic retries ran out; the caller may safely try again (503)."""
 
     code = "contention"
+
+
+class RateLimited(DomainError):
+    """A per-principal allowance is used up (429); ``retry_after`` seconds until it renews."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, code: str, retry_after: int) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after

@@ -1,6 +1,7 @@
 """The protection clock (保护期) and the work that keeps it running: follow-ups (跟进),
-grades (A/B/C 类客户), the demand profile (客户画像), and what happens when the clock or
-the inactivity limit runs out.
+grades (A/B/C 类客户), the demand profile (客户画像), the record of each time someone
+serving the buyer was shown their full contact (联系方式), and what happens when the
+clock or the inactivity limit runs out.
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ class Protection(Custody):
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Protection)
             aggregate.profile = dict(self.profile)
+
+    class ContactDisclosed(Aggregate.Event):
+        """Someone serving the buyer was shown their full name and number (the request id
+        is the event's correlation id): every unmasking is on the record."""
+
+        principal_id: str
+        role: str
 
     class ProtectionExtended(Aggregate.Event):
         previous_until: datetime
@@ -194,6 +202,13 @@ class Protection(Custody):
     ) -> None:
         self._require_owner_or_supervisor(actor)
         self.trigger_event(self.ProfileUpdated, profile=profile, timestamp=at, **trace)
+
+    def disclose_contact(
+        self, principal_id: str, role: str, at: datetime, trace: dict[str, Any]
+    ) -> None:
+        self.trigger_event(
+            self.ContactDisclosed, principal_id=principal_id, role=role, timestamp=at, **trace
+        )
 
     # ---------------------------------------------------------------- running out
 

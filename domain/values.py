@@ -3,6 +3,10 @@
 Phone rules follow what Chinese sales offices accept: an 11-digit mainland mobile
 number, written with or without the +86/0086 country code, spaces or dashes. The masked
 form keeps the first three and last four digits (前三后四).
+
+Input is NFKC-normalized first (full-width １３８ and ＋８６ are how Chinese IMEs type
+digits) and must then be ASCII digits: another script's digits (٠١٢, ০১২, …) are refused
+rather than read, so one buyer can never be written two ways into two identities.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,13 +24,14 @@ from domain.errors import InvalidInput
 NAMESPACE = uuid.UUID("6f1d2a0e-5b1c-4e8e-9d55-1b0c4a7e9c11")
 
 _SEPARATORS = re.compile(r"[\s\-().]")
-_MOBILE = re.compile(r"^1[3-9]\d{9}$")
-_MASKED = re.compile(r"^(1[3-9]\d)\*{4}(\d{4})$")
+# ASCII classes on purpose: Python's \d matches every script's decimal digits.
+_MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
+_MASKED = re.compile(r"^(1[3-9][0-9])\*{4}([0-9]{4})$")
 _IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
 def _strip_country_code(raw: str) -> str:
-    digits = _SEPARATORS.sub("", raw)
+    digits = _SEPARATORS.sub("", unicodedata.normalize("NFKC", raw))
     for prefix in ("+86", "0086"):
         if digits.startswith(prefix):
             return digits[len(prefix) :]
@@ -55,6 +61,11 @@ def parse_masked_phone(raw: str, field: str = "phone") -> str | None:
     if not match:
         return None
     return f"{match.group(1)}****{match.group(2)}"
+
+
+def has_foreign_characters(text: str) -> bool:
+    """True when ``text`` holds anything outside printable ASCII (e.g. ٣٨ digits)."""
+    return any(not (" " <= ch <= "~") for ch in text)
 
 
 def mask_phone(number: str) -> str:

@@ -45,6 +45,11 @@ OWNER_STATUSES: tuple[OwnerStatus, ...] = get_args(OwnerStatus)
 VisitOutcome = Literal["protected", "report", "walk_in"]
 VISIT_OUTCOMES: tuple[VisitOutcome, ...] = get_args(VisitOutcome)
 
+# What a per-principal allowance counts (domain.allowance): phone lookups per hour,
+# full-contact disclosures per day.
+AllowanceKind = Literal["lookup", "disclosure"]
+ALLOWANCE_KINDS: tuple[AllowanceKind, ...] = get_args(AllowanceKind)
+
 # ------------------------------------------------------------------------ aftercare
 
 Grade = Literal["A", "B", "C"]  # A/B/C 类客户

@@ -18,6 +18,7 @@ from domain.application import EventStore
 from domain.ports import Clock, PersonalDataVault
 from domain.services.client_import import ClientImport
 from domain.services.clients import Clients
+from domain.services.contact import BuyerContact
 from domain.services.deals import Deals
 from domain.services.departures import Departures as DepartureService
 from domain.services.disputes import Disputes
@@ -34,10 +35,12 @@ from projections.channel_performance import ChannelPerformance
 from projections.client_overview import ClientOverview
 from projections.commission_ledger import CommissionLedger
 from projections.consultant_activity import ConsultantActivity
+from projections.contact_disclosures import ContactDisclosures
 from projections.deal_pipeline import DealPipeline
 from projections.departures import Departures
 from projections.follow_up_tasks import FollowUpTasks
 from projections.funnel_daily import FunnelDaily
+from projections.lookup_audit import LookupAudit
 from projections.lost_reasons import LostReasons
 from projections.payment_collection import PaymentCollection
 from projections.pool_activity import PoolActivity
@@ -104,6 +107,8 @@ def all_views() -> list[View]:
         DealPipeline(),
         PaymentCollection(),
         CommissionLedger(),
+        ContactDisclosures(),
+        LookupAudit(),
     ]
 
 
@@ -126,6 +131,7 @@ class Services:
     deals: Deals
     disputes: Disputes
     client_import: ClientImport
+    contact: BuyerContact
 
     def position(self) -> int:
         return self.uow.position()
@@ -157,6 +163,7 @@ def services(
         client_import=ClientImport(
             uow, clock, keyer, vault, policies, principals, existing_streams(store.recorder)
         ),
+        contact=BuyerContact(uow, keyer, vault, clients),
     )
 
 

@@ -275,6 +275,29 @@ def consume(
     raise typer.Exit(reminders_main(settings=_settings(metrics_port)))
 
 
+@app.command()
+def doctor() -> None:
+    """List buyers whose stored masked phone holds non-ASCII digits; exit 1 if any."""
+    from yingke.bootstrap import build
+    from yingke.doctor import foreign_phone_clients
+
+    container = build(load_settings())
+    try:
+        found = 0
+        for suspect in foreign_phone_clients(container.store):
+            found += 1
+            print(
+                f"{suspect.client_id}\t{suspect.project_id}\t{suspect.phone_masked!a}\t"
+                f"registered {suspect.registered_at}",
+                flush=True,
+            )
+        print(f"{found} client(s) with non-ASCII characters in the stored phone", flush=True)
+    finally:
+        container.close()
+    if found:
+        raise typer.Exit(1)
+
+
 def command() -> Any:
     """The click command typer builds (typer vendors its own click, hence Any)."""
     return typer.main.get_command(app)

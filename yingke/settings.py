@@ -65,6 +65,10 @@ class Environment(BaseSettings):
     # Request bodies larger than this are refused with 413 before they are parsed.
     max_json_body: int = _var(1_048_576, "a number of bytes, at least 1024", ge=1024)
     max_import_body: int = _var(20_971_520, "a number of bytes, at least 1024", ge=1024)
+    # Per-principal allowances that make unmasking buyers expensive (domain.allowance);
+    # the upper bounds keep a typo from switching the cap off in effect.
+    lookups_per_hour: int = _var(60, "a whole number from 1 to 10000", ge=1, le=10000)
+    disclosures_per_day: int = _var(100, "a whole number from 1 to 10000", ge=1, le=10000)
     # The scaled topology's Kafka side (consumers/, ADR 0010).
     kafka_bootstrap: str = _var("127.0.0.1:9092", "host:port[,host:port…]", min_length=1)
     kafka_topic: str = _var(
@@ -198,6 +202,8 @@ class Settings:
     read_wait: float
     max_json_body: int
     max_import_body: int
+    lookups_per_hour: int
+    disclosures_per_day: int
     kafka_bootstrap: str
     kafka_topic: str
     kafka_fast_join: bool

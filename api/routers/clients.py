@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Response
 
 from api import bodies
+from api.access import SERVERS, AccessDep, may
 from api.bodies import answer, jsonable
 from api.deps import AppDep, Caller, CallerDep, ContextDep
 from api.integrity import integrity
@@ -21,6 +22,8 @@ from yingke.bootstrap import Container
 router = APIRouter(prefix="/v1/clients", tags=["clients"])
 
 STAFF = ("consultant", "supervisor", "manager", "auditor", "service", "admin")
+# Who sees in the history that someone was shown the buyer's number.
+DISCLOSURE_READERS = ("manager", "auditor", "admin")
 EVIDENCE_READERS = ("consultant", "supervisor", "manager", "auditor", "service", "admin")
 
 
@@ -33,17 +36,27 @@ def visible_client(app: Container, caller: Caller, client_id: uuid.UUID, *roles:
 
 
 @router.post("/lookup", response_model=LookupOut)
-def lookup(body: LookupIn, app: AppDep, caller: CallerDep) -> dict[str, Any]:
-    """Find a buyer by phone. A POST keeps the number out of URLs and access logs."""
-    caller.require_project(body.project_id, *STAFF)
-    return {"client_id": str(app.clients.lookup_client(body.project_id, body.phone))}
+def lookup(body: LookupIn, access: AccessDep, ctx: ContextDep) -> dict[str, Any]:
+    """Find a buyer by phone. A POST keeps the number out of URLs and access logs. Every
+    lookup is recorded (found or not; `lookup_audit`) and counts against
+    YINGKE_LOOKUPS_PER_HOUR: past it, 429 `lookup_limit` with Retry-After. An erased
+    buyer is not found."""
+    access.project(body.project_id)
+    cap = access.app.settings.lookups_per_hour
+    found = access.app.contact.look_up(ctx, body.project_id, body.phone, cap)
+    return {"client_id": str(found)}
 
 
 @router.get("/{client_id}", response_model=ClientOut)
 def get_client(client_id: uuid.UUID, app: AppDep, caller: CallerDep) -> dict[str, Any]:
-    """Current state, phone masked (前三后四)."""
-    visible_client(app, caller, client_id, *STAFF)
+    """Current state, phone masked (前三后四); the demand profile (客户画像) for the
+    people serving the buyer (their consultant, that one's supervisor, the managers)."""
+    client = visible_client(app, caller, client_id, *STAFF)
     summary: dict[str, Any] = jsonable(bodies.client_summary(app.clients.client_summary(client_id)))
+    if summary["personal_data_erased"]:
+        _forget_masks(summary, *summary["reports"])
+    if may(app, caller, SERVERS, client):
+        summary["profile"] = jsonable(client.profile)
     return summary
 
 
@@ -52,6 +65,10 @@ def history(client_id: uuid.UUID, app: AppDep, caller: CallerDep) -> dict[str, A
     """Every event of the buyer's stream in order: the evidence chain for arbitration."""
     visible_client(app, caller, client_id, *EVIDENCE_READERS)
     events = app.clients.history(client_id)
+    if app.clients.client(client_id).erased:
+        _forget_masks(*(e["data"] for e in events))
+    if caller.role not in DISCLOSURE_READERS:
+        events = [e for e in events if e["type"] != "ContactDisclosed"]
     return {"client_id": str(client_id), "events": events, "integrity": integrity(app, client_id)}
 
 
@@ -76,3 +93,13 @@ def erase(client_id: uuid.UUID, app: AppDep, caller: CallerDep, ctx: ContextDep)
     return command_response(
         app.clients.erase_personal_data(ctx.answering(answer(200, bodies.erased)), client_id)
     )
+
+
+ERASED_MASK = "***********"
+
+
+def _forget_masks(*shown: dict[str, Any]) -> None:
+    """After erasure not even 前三后四 of the number leaves the service."""
+    for body in shown:
+        if "phone_masked" in body:
+            body["phone_masked"] = ERASED_MASK

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response
@@ -10,13 +11,24 @@ from fastapi import APIRouter, HTTPException, Response
 from api import bodies
 from api.bodies import answer, jsonable
 from api.deps import AppDep, Caller, CallerDep, ContextDep
+from api.dispute_views import for_caller
 from api.results import command_response
 from api.routers.clients import visible_client
 from api.schemas import AppealIn, DisputeIn, RulingIn
 from domain.client import Client
+from domain.services.disputes import DisputeView
 from yingke.bootstrap import Container
 
 router = APIRouter(tags=["disputes"])
+
+
+def _shown_to(caller: Caller) -> Callable[[DisputeView], dict[str, Any]]:
+    """The dispute as this caller may see it; a repeat of the request answers the same."""
+
+    def present(view: DisputeView) -> dict[str, Any]:
+        return for_caller(bodies.dispute(view), caller)
+
+    return present
 
 
 @router.post("/v1/clients/{client_id}/disputes", status_code=201)
@@ -37,7 +49,7 @@ def open_dispute(
         kind = "consultant"
     return command_response(
         app.disputes.open_dispute(
-            ctx.answering(answer(201, bodies.dispute)),
+            ctx.answering(answer(201, _shown_to(caller))),
             client_id,
             claimant_kind=kind,
             claimant_id=body.claimant_id,
@@ -64,7 +76,7 @@ def get_dispute(dispute_id: str, app: AppDep, caller: CallerDep) -> dict[str, An
     caller.require(
         "channel_agent", "consultant", "supervisor", "manager", "auditor", "service", "admin"
     )
-    return _dispute_for(app, caller, dispute_id)[1]
+    return for_caller(_dispute_for(app, caller, dispute_id)[1], caller)
 
 
 @router.post("/v1/disputes/{dispute_id}/ruling")
@@ -100,6 +112,6 @@ def appeal(
         raise HTTPException(403, "only a party to the dispute may appeal")
     return command_response(
         app.disputes.appeal_dispute(
-            ctx.answering(answer(200, bodies.dispute)), dispute_id, body.reason
+            ctx.answering(answer(200, _shown_to(caller))), dispute_id, body.reason
         )
     )

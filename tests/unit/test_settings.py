@@ -49,6 +49,16 @@ def _load(tmp_path: Path, **env: str) -> object:
             "(got 'qyapi.weixin.qq.com/send')",
         ),
         ("YINGKE_METRICS_PORT", "-1", "YINGKE_METRICS_PORT must be a port number (0-65535)"),
+        (
+            "YINGKE_LOOKUPS_PER_HOUR",
+            "0",
+            "YINGKE_LOOKUPS_PER_HOUR must be a whole number from 1 to 10000 (got '0')",
+        ),
+        (
+            "YINGKE_DISCLOSURES_PER_DAY",
+            "lots",
+            "YINGKE_DISCLOSURES_PER_DAY must be a whole number from 1 to 10000 (got 'lots')",
+        ),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(

@@ -1,0 +1,270 @@
+"""The people serving a buyer can work: contact (on the record, capped per day), profile
+and notes; lookups are capped per hour and audited; nobody else sees any of it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.http.conftest import Api, make_api
+
+Headers = dict[str, str]
+PHONE = "13764472345"
+
+
+@pytest.fixture
+def small_caps(tmp_path: Path) -> Iterator[Api]:
+    yield from make_api(
+        tmp_path, {"YINGKE_DISCLOSURES_PER_DAY": "3", "YINGKE_LOOKUPS_PER_HOUR": "2"}
+    )
+
+
+def walk_in(api: Api, headers: Headers, consultant_id: str, phone: str = PHONE) -> str:
+    response = api.client.post(
+        "/v1/visits",
+        json={
+            "project_id": api.project,
+            "phone": phone,
+            "client_name": "王小明",
+            "consultant_id": consultant_id,
+        },
+        headers=headers,
+    )
+    assert response.status_code == 201, response.text
+    client_id: str = response.json()["client_id"]
+    return client_id
+
+
+def lookup(api: Api, headers: Headers, phone: str = PHONE) -> Any:
+    return api.client.post(
+        "/v1/clients/lookup", json={"project_id": api.project, "phone": phone}, headers=headers
+    )
+
+
+def rows(api: Api, sql: str, *params: Any) -> list[Any]:
+    api.container.follower.catch_up()
+    return api.container.views.query(sql, params)
+
+
+def test_the_owner_reads_contact_profile_and_notes_and_the_manager_sees_the_disclosure(
+    api: Api,
+) -> None:
+    owner_id, owner = api.principal("consultant", project_ids=[api.project])
+    _, manager = api.principal("manager", project_ids=[api.project])
+    client_id = walk_in(api, owner, owner_id)
+    api.client.post(
+        f"/v1/clients/{client_id}/follow-ups",
+        json={"method": "call", "summary": "首付三成，想要南向", "effective": True, "grade": "A"},
+        headers=owner,
+    )
+    api.client.put(
+        f"/v1/clients/{client_id}/profile",
+        json={"budget_max": 3_000_000, "layouts": [3]},
+        headers=owner,
+    )
+
+    contact = api.client.get(f"/v1/clients/{client_id}/contact", headers=owner)
+    notes = api.client.get(f"/v1/clients/{client_id}/follow-ups", headers=owner)
+    summary = api.client.get(f"/v1/clients/{client_id}", headers=owner)
+
+    assert contact.status_code == 200, contact.text
+    assert contact.json()["phone"] == PHONE and contact.json()["name"] == "王小明"
+    assert [n["summary"] for n in notes.json()["follow_ups"]] == ["首付三成，想要南向"]
+    assert notes.json()["follow_ups"][0]["grade"] == "A"
+    assert summary.json()["profile"]["budget_max"] == 3_000_000
+    history = api.client.get(f"/v1/clients/{client_id}/history", headers=manager).json()
+    disclosed = [e for e in history["events"] if e["type"] == "ContactDisclosed"]
+    assert [e["data"]["principal_id"] for e in disclosed] == [owner_id]
+    assert disclosed[0]["correlation_id"] == contact.headers["X-Request-ID"]
+    own_history = api.client.get(f"/v1/clients/{client_id}/history", headers=owner).json()
+    assert all(e["type"] != "ContactDisclosed" for e in own_history["events"])
+    table = rows(
+        api,
+        "SELECT principal_id, role, request_id FROM contact_disclosures WHERE client_id = ?",
+        client_id,
+    )
+    assert [tuple(r) for r in table] == [(owner_id, "consultant", contact.headers["X-Request-ID"])]
+
+
+def test_nobody_but_the_people_serving_the_buyer_gets_the_contact(api: Api) -> None:
+    owner_id, owner = api.principal("consultant", project_ids=[api.project])
+    client_id = walk_in(api, owner, owner_id)
+    _, other = api.principal("consultant", project_ids=[api.project])
+    _, foreign_manager = api.principal("manager", project_ids=["elsewhere"])
+    _, auditor = api.principal("auditor")
+    _, agent = api.principal("channel_agent", partner_id="p1")
+
+    answers = {
+        name: api.client.get(f"/v1/clients/{client_id}/{what}", headers=headers).status_code
+        for name, headers in [
+            ("other", other),
+            ("foreign_manager", foreign_manager),
+            ("auditor", auditor),
+            ("agent", agent),
+            ("admin", api.admin),
+        ]
+        for what in ("contact",)
+    }
+
+    assert answers == {
+        "other": 404,
+        "foreign_manager": 404,
+        "auditor": 403,
+        "agent": 403,
+        "admin": 403,
+    }
+    assert api.client.get(f"/v1/clients/{client_id}/follow-ups", headers=other).status_code == 404
+    summary = api.client.get(f"/v1/clients/{client_id}", headers=auditor).json()
+    assert summary.get("profile") is None
+    assert rows(api, "SELECT count(*) FROM contact_disclosures")[0][0] == 0
+
+
+def test_the_disclosure_past_the_daily_cap_is_429(small_caps: Api) -> None:
+    api = small_caps
+    owner_id, owner = api.principal("consultant", project_ids=[api.project])
+    client_id = walk_in(api, owner, owner_id)
+
+    codes = [
+        api.client.get(f"/v1/clients/{client_id}/contact", headers=owner).status_code
+        for _ in range(4)
+    ]
+    refused = api.client.get(f"/v1/clients/{client_id}/contact", headers=owner)
+
+    assert codes == [200, 200, 200, 429]
+    assert refused.json()["code"] == "disclosure_limit"
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert int(refused.headers["Retry-After"]) > 0
+    assert rows(api, "SELECT count(*) FROM contact_disclosures")[0][0] == 3
+
+
+def test_the_101st_disclosure_of_the_day_is_429_at_the_default_cap(api: Api) -> None:
+    owner_id, owner = api.principal("consultant", project_ids=[api.project])
+    client_id = walk_in(api, owner, owner_id)
+    for _ in range(100):
+        ok = api.client.get(f"/v1/clients/{client_id}/contact", headers=owner)
+        assert ok.status_code == 200, ok.text
+
+    refused = api.client.get(f"/v1/clients/{client_id}/contact", headers=owner)
+
+    assert refused.status_code == 429 and refused.json()["code"] == "disclosure_limit"
+    api.clock.advance(days=1)
+    assert api.client.get(f"/v1/clients/{client_id}/contact", headers=owner).status_code == 200
+
+
+def test_the_61st_lookup_of_the_hour_is_429_and_every_lookup_is_audited(api: Api) -> None:
+    owner_id, owner = api.principal("consultant", project_ids=[api.project])
+    walk_in(api, owner, owner_id)
+    for n in range(60):
+        answer = lookup(api, owner, PHONE if n % 2 else "13900000000")
+        assert answer.status_code == (200 if n % 2 else 404), answer.text
+
+    refused = lookup(api, owner)
+
+    assert refused.status_code == 429 and refused.json()["code"] == "lookup_limit"
+    assert 0 < int(refused.headers["Retry-After"]) <= 3600
+    audit = rows(
+        api,
+        "SELECT found, count(*) FROM lookup_audit WHERE principal_id = ? GROUP BY found",
+        owner_id,
+    )
+    assert sorted((bool(f), n) for f, n in audit) == [(False, 30), (True, 30)]
+    api.clock.advance(hours=1)
+    assert lookup(api, owner).status_code == 200
+
+
+def test_only_consultants_supervisors_managers_and_services_may_look_up(
+    small_caps: Api,
+) -> None:
+    api = small_caps
+    owner_id, owner = api.principal("consultant", project_ids=[api.project])
+    walk_in(api, owner, owner_id)
+    allowed = {
+        role: lookup(api, api.principal(role, project_ids=[api.project])[1]).status_code
+        for role in ("consultant", "supervisor", "manager", "service", "auditor", "finance")
+    }
+    _, agent = api.principal("channel_agent", partner_id="p1")
+
+    assert allowed == {
+        "consultant": 200,
+        "supervisor": 200,
+        "manager": 200,
+        "service": 200,
+        "auditor": 403,
+        "finance": 403,
+    }
+    assert lookup(api, agent).status_code == 403
+    assert lookup(api, api.admin).status_code == 403
+
+
+def test_an_erased_buyer_is_not_found_by_lookup(small_caps: Api) -> None:
+    api = small_caps
+    owner_id, owner = api.principal("consultant", project_ids=[api.project])
+    client_id = walk_in(api, owner, owner_id)
+    erased = api.client.post(f"/v1/clients/{client_id}/erasure", headers=api.admin)
+    assert erased.status_code == 200, erased.text
+
+    assert lookup(api, owner).status_code == 404
+    assert api.client.get(f"/v1/clients/{client_id}/contact", headers=owner).status_code == 404
+
+
+def test_a_rejected_channel_s_dispute_shows_nothing_of_the_competitor(api: Api) -> None:
+    winner_id, winner = api.principal("channel_agent", partner_id="winner")
+    loser_id, loser = api.principal("channel_agent", partner_id="loser")
+    owner_id, owner = api.principal("consultant", project_ids=[api.project])
+    _, manager = api.principal("manager", project_ids=[api.project])
+
+    def file(agent_id: str, partner: str, headers: Headers) -> Any:
+        return api.client.post(
+            "/v1/reports",
+            json={
+                "project_id": api.project,
+                "partner_id": partner,
+                "agent_id": agent_id,
+                "client_name": "韩梅梅",
+                "phone": PHONE,
+            },
+            headers=headers,
+        ).json()
+
+    won = file(winner_id, "winner", winner)
+    lost = file(loser_id, "loser", loser)
+    client_id = walk_in(api, owner, owner_id)
+    assert lost["status"] == "rejected"
+
+    opened = api.client.post(
+        f"/v1/clients/{client_id}/disputes",
+        json={
+            "claimant_id": "loser",
+            "report_id": lost["report_id"],
+            "reason": "我们先带看过",
+            "evidence_versions": [1],
+        },
+        headers=loser,
+    )
+    assert opened.status_code == 201, opened.text
+    seen = api.client.get(f"/v1/disputes/{opened.json()['dispute_id']}", headers=loser)
+    full = api.client.get(f"/v1/disputes/{opened.json()['dispute_id']}", headers=manager)
+
+    for text in (opened.text, seen.text):
+        for secret in (owner_id, "winner", won["report_id"], winner_id):
+            assert secret not in text
+    assert seen.json()["status"] == "open" and seen.json()["reason"] == "我们先带看过"
+    assert owner_id in full.text and full.json()["owner_at_opening"]["partner_id"] == "winner"
+
+
+def test_no_response_shows_an_erased_buyer_s_masked_phone(small_caps: Api) -> None:
+    api = small_caps
+    owner_id, owner = api.principal("consultant", project_ids=[api.project])
+    _, manager = api.principal("manager", project_ids=[api.project])
+    client_id = walk_in(api, owner, owner_id)
+    api.client.post(f"/v1/clients/{client_id}/erasure", headers=api.admin)
+
+    summary = api.client.get(f"/v1/clients/{client_id}", headers=manager)
+    history = api.client.get(f"/v1/clients/{client_id}/history", headers=manager)
+
+    assert summary.status_code == history.status_code == 200
+    for text in (summary.text, history.text):
+        assert "137****2345" not in text and "王小明" not in text
