@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import Depends, FastAPI, Request, Response
 
 from api import integrity, openapi, problems
+from api.authorization import enforce_roles
 from api.metrics import instrument
 from api.routers import (
     aftercare,
@@ -93,7 +94,7 @@ def _assemble(settings: Settings) -> FastAPI:
         title="赢客 Yingke",
         version="0.1.0",
         description=DESCRIPTION,
-        dependencies=[Depends(check_parameters)],
+        dependencies=[Depends(check_parameters), Depends(enforce_roles)],
         docs_url=None,
         redoc_url=None,
     )

@@ -48,8 +48,8 @@ class Caller:
         if self.role not in roles:
             raise HTTPException(403, f"role {self.role} may not do this")
 
-    def require_project(self, project_id: str, *roles: str) -> None:
-        self.require(*roles)
+    def require_project(self, project_id: str) -> None:
+        """The project relation; the role was checked against ``api.authorization``."""
         if not self.covers(project_id):
             raise HTTPException(403, f"{self.id} is not granted project {project_id}")
 
@@ -63,6 +63,9 @@ def get_caller(
     request: Request,
     authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
 ) -> Caller:
+    known: Caller | None = getattr(request.state, "caller", None)
+    if known is not None:
+        return known
     challenge = {"WWW-Authenticate": "Bearer"}
     if not authorization or not authorization.lower().startswith("bearer "):
         raise HTTPException(401, "send Authorization: Bearer <key>", headers=challenge)

@@ -25,8 +25,6 @@ from api.schemas import (
 router = APIRouter(prefix="/v1/clients/{client_id}", tags=["aftercare"])
 
 # The aggregate itself refuses a consultant acting on someone else's buyer.
-CARERS = ("consultant", "supervisor", "manager", "admin")
-REVIEWERS = ("supervisor", "manager", "admin")
 
 
 @router.post("/follow-ups", status_code=201)
@@ -34,7 +32,7 @@ def log_follow_up(
     client_id: uuid.UUID, body: FollowUpIn, app: AppDep, caller: CallerDep, ctx: ContextDep
 ) -> Response:
     """Log a follow-up (跟进) by the owner; an effective one extends protection."""
-    visible_client(app, caller, client_id, *CARERS)
+    visible_client(app, caller, client_id)
     return command_response(
         app.followups.log_follow_up(
             ctx.answering(answer(201, bodies.follow_up)),
@@ -53,7 +51,7 @@ def change_grade(
     client_id: uuid.UUID, body: GradeIn, app: AppDep, caller: CallerDep, ctx: ContextDep
 ) -> Response:
     """Grade the buyer A/B/C (意向等级); the follow-up cadence follows the grade."""
-    visible_client(app, caller, client_id, *CARERS)
+    visible_client(app, caller, client_id)
     return command_response(
         app.followups.change_grade(
             ctx.answering(answer(200, bodies.ownership)), client_id, body.grade, body.reason
@@ -66,7 +64,7 @@ def update_profile(
     client_id: uuid.UUID, body: ProfileIn, app: AppDep, caller: CallerDep, ctx: ContextDep
 ) -> Response:
     """Replace the structured demand profile (客户画像)."""
-    visible_client(app, caller, client_id, *CARERS)
+    visible_client(app, caller, client_id)
     return command_response(
         app.followups.update_profile(
             ctx.answering(answer(200, bodies.profile)),
@@ -81,7 +79,7 @@ def transfer(
     client_id: uuid.UUID, body: TransferIn, app: AppDep, caller: CallerDep, ctx: ContextDep
 ) -> Response:
     """Move the buyer to another consultant (manager only); a fresh protection period."""
-    visible_client(app, caller, client_id, "manager", "admin")
+    visible_client(app, caller, client_id)
     return command_response(
         app.followups.transfer(
             ctx.answering(answer(200, bodies.ownership)),
@@ -97,7 +95,7 @@ def request_loss(
     client_id: uuid.UUID, body: LossRequestIn, app: AppDep, caller: CallerDep, ctx: ContextDep
 ) -> Response:
     """Ask to give the buyer up (战败申请), with a standard reason; a supervisor reviews."""
-    visible_client(app, caller, client_id, *CARERS)
+    visible_client(app, caller, client_id)
     return command_response(
         app.pool.request_loss(
             ctx.answering(answer(201, bodies.loss_requested)), client_id, body.reason, body.note
@@ -115,7 +113,7 @@ def approve_loss(
     ctx: ContextDep,
 ) -> Response:
     """Approve: the buyer is released to the public pool (公海池)."""
-    visible_client(app, caller, client_id, *REVIEWERS)
+    visible_client(app, caller, client_id)
     return command_response(
         app.pool.decide_loss(
             ctx.answering(answer(200, bodies.loss_decided)),
@@ -136,7 +134,7 @@ def reject_loss(
     caller: CallerDep,
     ctx: ContextDep,
 ) -> Response:
-    visible_client(app, caller, client_id, *REVIEWERS)
+    visible_client(app, caller, client_id)
     return command_response(
         app.pool.decide_loss(
             ctx.answering(answer(200, bodies.loss_decided)),
@@ -154,7 +152,7 @@ def claim(
 ) -> Response:
     """Claim a buyer from the public pool (捞客): claimed at once, or pending approval.
     409 when the buyer is not in the pool or the monthly cap is used up."""
-    visible_client(app, caller, client_id, *CARERS)
+    visible_client(app, caller, client_id)
     consultant_id = body.consultant_id or caller.id
     if caller.role == "consultant" and consultant_id != caller.id:
         raise HTTPException(403, "a consultant claims only for themselves")
@@ -174,7 +172,7 @@ def _decide_claim(
     caller: Any,
     ctx: Any,
 ) -> Response:
-    visible_client(app, caller, client_id, *REVIEWERS)
+    visible_client(app, caller, client_id)
     return command_response(
         app.pool.decide_claim(
             ctx.answering(answer(200, bodies.claim_decided)),

@@ -16,8 +16,6 @@ from api.validation import INT64_MAX
 
 router = APIRouter(prefix="/v1/projects/{project_id}/commission-policy", tags=["commission"])
 
-READERS = ("admin", "manager", "supervisor", "finance", "auditor", "service")
-
 
 @router.put("", response_model=CommissionPolicyOut)
 def set_commission_policy(
@@ -30,7 +28,7 @@ def set_commission_policy(
 ) -> Response:
     """A new version of the project's channel rates, consultant rate and split, threshold
     and payout stages. Deals keep the version in force when they were opened."""
-    caller.require_project(project_id, "admin", "manager")
+    caller.require_project(project_id)
     expected = expected_version(if_match)
     settings = body.model_dump()
     return command_response(
@@ -48,7 +46,7 @@ def get_commission_policy(
     version: Annotated[int | None, Query(ge=0, le=INT64_MAX, description="An old version")] = None,
 ) -> dict[str, Any]:
     """The commission policy in force (or ``?version=N``); version 0 is the defaults."""
-    caller.require_project(project_id, *READERS)
+    caller.require_project(project_id)
     body: dict[str, Any] = jsonable(
         bodies.settings(app.policies.commission_policy(project_id, version))
     )

@@ -43,7 +43,7 @@ def open_dispute(
             raise HTTPException(403, "a channel agent disputes only for its own partner")
         kind = "channel"
     else:
-        visible_client(app, caller, client_id, "consultant", "supervisor", "manager", "admin")
+        visible_client(app, caller, client_id)
         if caller.role == "consultant" and body.claimant_id != caller.id:
             raise HTTPException(403, "a consultant disputes only for themselves")
         kind = "consultant"
@@ -73,9 +73,6 @@ def _dispute_for(app: Container, caller: Caller, dispute_id: str) -> tuple[Clien
 @router.get("/v1/disputes/{dispute_id}")
 def get_dispute(dispute_id: str, app: AppDep, caller: CallerDep) -> dict[str, Any]:
     """The dispute with its rulings, the appeal, and who owns the buyer now."""
-    caller.require(
-        "channel_agent", "consultant", "supervisor", "manager", "auditor", "service", "admin"
-    )
     return for_caller(_dispute_for(app, caller, dispute_id)[1], caller)
 
 
@@ -84,7 +81,6 @@ def rule(
     dispute_id: str, body: RulingIn, app: AppDep, caller: CallerDep, ctx: ContextDep
 ) -> Response:
     """A manager rules, citing the events relied on; the ruling after an appeal is final."""
-    caller.require("manager", "admin")
     _dispute_for(app, caller, dispute_id)
     return command_response(
         app.disputes.rule_dispute(

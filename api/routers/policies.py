@@ -27,7 +27,7 @@ def set_policy(
     if_match: IfMatch = None,
 ) -> Response:
     """Replace the project's policy with a new version; omitted fields take the defaults."""
-    caller.require_project(project_id, "admin", "manager")
+    caller.require_project(project_id)
     expected = expected_version(if_match)
     return command_response(
         app.policies.set_policy(
@@ -44,16 +44,7 @@ def get_policy(
     version: Annotated[int | None, Query(ge=0, le=INT64_MAX, description="An old version")] = None,
 ) -> dict[str, Any]:
     """The policy in force (or ``?version=N``); version 0 is the defaults."""
-    caller.require_project(
-        project_id,
-        "admin",
-        "manager",
-        "supervisor",
-        "consultant",
-        "channel_agent",
-        "auditor",
-        "service",
-    )
+    caller.require_project(project_id)
     body: dict[str, Any] = jsonable(
         bodies.settings(app.policies.policy_version(project_id, version))
     )

@@ -16,9 +16,7 @@ router = APIRouter(prefix="/v1/visits", tags=["visits"])
 @router.post("", status_code=201, response_model=VisitOut)
 def register_visit(body: VisitIn, app: AppDep, caller: CallerDep, ctx: ContextDep) -> Response:
     """Register a visit with the buyer's full number. Returns who owns the buyer now."""
-    caller.require_project(
-        body.project_id, "consultant", "supervisor", "manager", "service", "admin"
-    )
+    caller.require_project(body.project_id)
     result = app.visits.register_visit(
         ctx.answering(answer(201, bodies.visit)),
         project_id=body.project_id,
