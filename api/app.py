@@ -7,14 +7,17 @@ import re
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
+from importlib.resources import files
 
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
 
 from api import integrity, openapi, problems
 from api.authorization import enforce_roles
 from api.metrics import instrument
 from api.routers import (
     aftercare,
+    audit,
     client_import,
     clients,
     commission,
@@ -23,6 +26,7 @@ from api.routers import (
     deal_views,
     deals,
     disputes,
+    evidence,
     health,
     policies,
     principals,
@@ -130,6 +134,7 @@ def _assemble(settings: Settings) -> FastAPI:
         receipts,
         visits,
         clients,
+        evidence,
         contact,
         aftercare,
         disputes,
@@ -143,6 +148,8 @@ def _assemble(settings: Settings) -> FastAPI:
         status,
     ):
         app.include_router(module.router)
+    app.include_router(audit.router)
+    app.mount(audit.ASSETS, StaticFiles(directory=str(files("api") / "static")), "audit-assets")
     instrument(app)
     openapi.install(app)
     return app

@@ -100,6 +100,10 @@ TABLE: dict[str, Access] = {
     "get_client": Access(STAFF, "project"),
     "history": Access(STAFF, "project"),
     "ownership": Access(STAFF, "project"),
+    # 证据包: auditors and admins, managers of the project, and a consultant or channel
+    # only as a party to a dispute over the buyer (api/evidence_views.py). The auditor's
+    # page (/audit, cookie sign-in) serves the same bundle under this same entry.
+    "evidence": Access(_roles("auditor", "admin", "manager", "consultant", "channel_agent"), "own"),
     "erase": Access(ADMIN, "project"),
     "import_clients": Access(OWNERS, "project"),
     # aftercare (跟进, 转客, 流失, 认领)

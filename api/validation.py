@@ -154,6 +154,9 @@ class BodyGuard:
         "multipart/form-data",
     )
     IMPORT_PATHS = ("/units:import", "/clients:import")
+    # The auditor's page signs in with an HTML form (api/routers/audit.py).
+    FORM_PATHS = ("/audit/sign-in", "/audit/sign-out")
+    FORM_TYPES = ("application/x-www-form-urlencoded",)
 
     def __init__(self, app: ASGIApp, json_limit: int, import_limit: int) -> None:
         self.app = app
@@ -168,6 +171,8 @@ class BodyGuard:
         is_import = scope["path"].endswith(self.IMPORT_PATHS)
         limit = self.import_limit if is_import else self.json_limit
         allowed = self.IMPORT_TYPES if is_import else self.JSON_TYPES
+        if scope["path"] in self.FORM_PATHS:
+            allowed = self.FORM_TYPES
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._refuse(scope, send, 413, "body_too_large", _too_large(limit))

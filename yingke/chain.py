@@ -943,3 +943,72 @@ def _rechain(recorder: Any, page: int) -> int:
                     _PostgresOps(curs, recorder.datastore.schema), stored, positions
                 )
         done += len(rows)
+
+
+# ------------------------------------------------------------ evidence bundles
+
+
+def stream_links(recorder: Any, stream: uuid.UUID) -> list[ChainRow]:
+    """The chain entries of one stream in version order, as an evidence bundle prints them."""
+    rows = _sql(
+        recorder,
+        f"SELECT originator_id, originator_version, position, prev_hash, hash, log_hash "
+        f"FROM {CHAIN_TABLE} WHERE originator_id = ? ORDER BY originator_version",
+        "SELECT originator_id, originator_version, position, prev_hash, hash, log_hash "
+        "FROM {chain} WHERE originator_id = %s ORDER BY originator_version",
+        (stream.hex if isinstance(recorder, ChainedSQLiteRecorder) else stream,),
+    )
+    return [
+        ChainRow(_uuid(r[0]), int(r[1]), int(r[2]), bytes(r[3]), bytes(r[4]), bytes(r[5]))
+        for r in rows
+    ]
+
+
+def covering_checkpoint(recorder: Any, position: int) -> Checkpoint | None:
+    """The first signed checkpoint at or after ``position``: it vouches for every event
+    up to it, because its log hash folds in each of them (ADR 0035)."""
+    rows = _sql(
+        recorder,
+        f"SELECT position, log_hash, signed_at, key_id, signature FROM {CHECKPOINT_TABLE} "
+        "WHERE position >= ? ORDER BY position LIMIT 1",
+        "SELECT position, log_hash, signed_at, key_id, signature FROM {checkpoints} "
+        "WHERE position >= %s ORDER BY position LIMIT 1",
+        (position,),
+    )
+    if not rows:
+        return None
+    r = rows[0]
+    return Checkpoint(int(r[0]), bytes(r[1]), float(r[2]), str(r[3]), bytes(r[4]))
+
+
+def seal(recorder: Any, signer: Signer, position: int) -> Checkpoint:
+    """A signed checkpoint covering ``position``, signing the log head now if none does yet.
+
+    Evidence is asked for right after the decision it proves, usually before the periodic
+    checkpoint; signing the committed head is safe at any time (a later append only extends
+    the log), and two callers racing sign the same head, of which the store keeps one.
+    """
+    found = covering_checkpoint(recorder, position)
+    if found is not None:
+        return found
+    head = _sql(
+        recorder,
+        f"SELECT position, log_hash FROM {CHAIN_TABLE} ORDER BY position DESC LIMIT 1",
+        "SELECT position, log_hash FROM {chain} ORDER BY position DESC LIMIT 1",
+        (),
+    )
+    if not head or int(head[0][0]) < position:
+        raise ChainBroken("checkpoint", None, position, "event is beyond the chained log")
+    at, digest = int(head[0][0]), bytes(head[0][1])
+    key_id, signature = signer.sign_checkpoint(checkpoint_message(at, digest))
+    cp = Checkpoint(at, digest, time.time(), key_id, signature)
+    if isinstance(recorder, ChainedSQLiteRecorder):
+        with recorder.datastore.transaction(commit=True) as c:
+            _SQLiteOps(c).insert_checkpoint(cp)
+    else:
+        with recorder.datastore.transaction(commit=True) as curs:
+            _PostgresOps(curs, recorder.datastore.schema).insert_checkpoint(cp)
+    # The store may already hold another signature of that head: answer the stored one.
+    stored = covering_checkpoint(recorder, position)
+    assert stored is not None
+    return stored

@@ -1,0 +1,70 @@
+"""证据包: a buyer's evidence bundle for arbitration, as JSON or a printable PDF."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+
+from api import evidence_pdf
+from api.deps import AppDep, Caller, CallerDep
+from api.evidence_views import for_reader
+from api.validation import Instant
+from yingke.bootstrap import Container
+from yingke.evidence import build_bundle
+
+router = APIRouter(prefix="/v1/clients", tags=["clients"])
+
+PDF = "application/pdf"
+
+
+def bundle_for(
+    app: Container, caller: Caller, client_id: uuid.UUID, at: datetime | None
+) -> dict[str, Any]:
+    """The bundle as this caller may read it (shared with the auditor's page)."""
+    return for_reader(build_bundle(app, client_id, at), caller)
+
+
+def pdf_response(bundle: dict[str, Any]) -> Response:
+    name = f"evidence-{bundle['client_id']}.pdf"
+    return Response(
+        evidence_pdf.render(bundle),
+        media_type=PDF,
+        headers={"Content-Disposition": f'inline; filename="{name}"'},
+    )
+
+
+@router.get(
+    "/{client_id}/evidence",
+    responses={
+        200: {
+            "description": "The bundle: JSON, or a PDF with `Accept: application/pdf`",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                PDF: {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+)
+def evidence(
+    client_id: uuid.UUID,
+    app: AppDep,
+    caller: CallerDep,
+    at: Annotated[
+        Instant | None, Query(description="Evidence as of this instant (default now)")
+    ] = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Any:
+    """The evidence bundle (证据包) for arbitration: the timeline (time, actor, request id;
+    personal data masked), the owner after each decision and its basis, the full text of
+    each policy version applied, the competing reports and why each lost, disputes and
+    rulings, every event's chain hash and the signed checkpoint covering them, and how to
+    verify it all (`yingke verify`, keys at /v1/receipts/keys). Auditors and admins see
+    every buyer, managers their projects'; a consultant or channel only as a party to a
+    dispute over the buyer, without the other side's people and reports."""
+    bundle = bundle_for(app, caller, client_id, at)
+    if accept and PDF in accept.lower():
+        return pdf_response(bundle)
+    return bundle
