@@ -10,18 +10,40 @@ import re
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pypdf import PdfReader
 
+from tests.conftest import IN_CI
 from tests.http.conftest import ADMIN_KEY, Api
 from tests.http.evidence_scenario import Disputed, disputed_buyer
 from tests.http.test_aftercare_api import agent, staff
+from tests.http.test_postgres_api import SERVER, pg_api
 from yingke.chain import checkpoints, stream_links
 
 PDF = {"Accept": "application/pdf"}
+
+
+@pytest.fixture
+def own_database() -> Iterator[str]:
+    name = f"yingke_evidence_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(f"{SERVER}/test", autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required in CI: {exc}")
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
 
 
 def _bundle(api: Api, d: Disputed, headers: dict[str, str], **params: str) -> Any:
@@ -133,7 +155,17 @@ def _field(text: str, name: str) -> str:
     return found.group(1)
 
 
-def test_the_pdf_states_its_hashes_which_yingke_verify_confirms(api: Api, tmp_path: Path) -> None:
+def test_the_pdf_states_its_hashes_which_yingke_verify_confirms(api: Api) -> None:
+    _pdf_matches_verify(api)
+
+
+@pytest.mark.postgres
+def test_on_postgresql_too(tmp_path: Path, own_database: str) -> None:
+    for api in pg_api(tmp_path, own_database):
+        _pdf_matches_verify(api)
+
+
+def _pdf_matches_verify(api: Api) -> None:
     d = disputed_buyer(api)
     response = api.client.get(f"/v1/clients/{d.client_id}/evidence", headers={**api.admin, **PDF})
     assert response.status_code == 200, response.text
@@ -150,13 +182,16 @@ def test_the_pdf_states_its_hashes_which_yingke_verify_confirms(api: Api, tmp_pa
     assert printed == [r.hash.hex() for r in stored]
 
     # `yingke verify` recomputes every hash and checkpoint of the log these came from.
+    settings = api.container.settings
     env = {
         **os.environ,
-        "YINGKE_DATA_DIR": str(api.container.settings.data_dir),
+        "YINGKE_DATA_DIR": str(settings.data_dir),
         "YINGKE_ADMIN_KEY": ADMIN_KEY,
         "YINGKE_SECRET": "test-secret-0123456789abcdef",
     }
     env.pop("YINGKE_DATABASE_URL", None)
+    if settings.database_url is not None:
+        env["YINGKE_DATABASE_URL"] = settings.database_url
     verified = subprocess.run(
         [str(Path(sys.executable).parent / "yingke"), "verify"],
         env=env,
