@@ -168,6 +168,9 @@ TABLE: dict[str, Access] = {
     "protection_board": Access(STAFF, "team"),
     "lost_reasons": Access(BOARD_READERS, "team"),
     "pool": Access(BOARD_READERS, "team"),
+    # the working day: an approver's inbox, a consultant's day
+    "inbox": Access(REVIEWERS, "team"),
+    "my_day": Access(_roles("consultant", "supervisor", "manager"), "own"),
 }
 
 

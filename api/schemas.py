@@ -148,6 +148,11 @@ class PolicyIn(Strict):
     masked_reports: MaskedReports = Field(
         default="allowed", description="Whether 隐号报备 (前三后四, 138****5678) is accepted"
     )
+    time_zone: str = Field(
+        default="Asia/Shanghai",
+        max_length=64,
+        description="The office's IANA time zone: 'today' and the times in inbox and my day",
+    )
     report_validity: str = Field(
         default="P3D", description="报备有效期: ISO-8601 duration, e.g. P3D or PT48H"
     )
@@ -192,6 +197,7 @@ class PolicyOut(BaseModel):
     effective_from: AwareDatetime | None
     judge_rule: str
     masked_reports: str
+    time_zone: str = "Asia/Shanghai"
     report_validity: str
     protection: str
     protection_extension: str

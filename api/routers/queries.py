@@ -13,7 +13,8 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from api.deps import AppDep, CallerDep, FreshDep, ScopeDep, get_container
 from api.tabular import TabularDep
 from api.validation import Instant, Month
-from projections import client_overview, follow_up_tasks, people, queries, report_log
+from projections import client_overview, follow_up_tasks, people, queries, report_log, workday
+from projections.queries import Scope
 
 router = APIRouter(tags=["views"], dependencies=[FreshDep])
 
@@ -40,29 +41,37 @@ def list_clients(
     limit: Limit = 50,
 ) -> Any:
     """Buyers (client_overview), oldest first. Consultants see their own, supervisors
-    their team's, managers their projects', a channel agent its partner's; phones masked."""
-    views = get_container(request).views
-    return tab.page(
-        people.named(
+    their team's, managers their projects', a channel agent its partner's; phones masked.
+    ``status=pool`` is the public pool (公海池) of the caller's projects, for consultants
+    and supervisors too (to claim from it), each row with its profile ``tags`` (客户画像)
+    and ``days_in_pool`` beside the release reason."""
+    container = get_container(request)
+    views = container.views
+    if status == "pool" and caller.role in ("consultant", "supervisor"):
+        # Nobody owns a pool buyer: the pool is shared by the whole project.
+        scope = Scope(project_ids=scope.project_ids)
+    columns = people.named_columns(list(client_overview.TABLE.columns))
+    if status == "pool":
+        columns += ["tags", "days_in_pool"]
+
+    def fetch(at: str | None, size: int) -> queries.Page:
+        result = queries.clients(
             views,
-            lambda at, size: queries.clients(
-                views,
-                scope,
-                project_id=project_id,
-                consultant_id=consultant_id,
-                partner_id=partner_id,
-                status=status,
-                grade=grade,
-                registered_from=registered_from,
-                registered_to=registered_to,
-                cursor=at,
-                limit=size,
-            ),
-        ),
-        cursor,
-        limit,
-        people.named_columns(list(client_overview.TABLE.columns)),
-    )
+            scope,
+            project_id=project_id,
+            consultant_id=consultant_id,
+            partner_id=partner_id,
+            status=status,
+            grade=grade,
+            registered_from=registered_from,
+            registered_to=registered_to,
+            cursor=at,
+            limit=size,
+        )
+        workday.with_pool_facts(views, result.items, container.clock())
+        return result
+
+    return tab.page(people.named(views, fetch), cursor, limit, columns)
 
 
 @router.get("/v1/reports")

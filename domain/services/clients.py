@@ -93,6 +93,21 @@ class Clients:
                 return mask_name(opened["name"])
         return None
 
+    def buyer_name(self, client: Client) -> str | None:
+        """The latest name anyone wrote down for the buyer (report, visit), unsealed: for
+        the people serving the buyer only. None once erased."""
+        if client.erased:
+            return None
+        for event in reversed(self.uow.events(client.id)):
+            token = getattr(event, "pii", None)
+            if not token:
+                continue
+            opened = self.vault.open(client.id, token) or {}
+            if opened.get("name"):
+                name: str = opened["name"]
+                return name
+        return None
+
     def erase_personal_data(self, ctx: Context, client_id: uuid.UUID) -> Done[Client]:
         """Destroy the buyer's key and the keys of masked reports matched to them."""
 
