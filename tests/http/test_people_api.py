@@ -152,3 +152,27 @@ def test_consultants_and_supervisors_may_not_list_staff(api: Api) -> None:
     for role in ("consultant", "supervisor"):
         _, headers = api.principal(role, [api.project])
         assert api.client.get("/v1/principals", headers=headers).status_code == 403
+
+
+def test_names_stand_beside_consultant_ids_in_tasks_lists_and_boards(api: Api) -> None:
+    from tests.http.test_aftercare_api import set_policy, visit
+
+    set_policy(api, protection="P5D", protection_extension="P1D")  # on the board: < 7 days
+    pid = unique("c")
+    created = register(
+        api, id=pid, role="consultant", project_ids=[api.project], display_name="王芳"
+    )
+    headers = api.auth(created.json()["key"])
+    _, manager = api.principal("manager", [api.project])
+    visit(api, pid, headers)
+    after = {"after": api.container.position()}
+
+    for path in ("/v1/tasks", "/v1/clients"):
+        (row,) = api.client.get(path, params=after, headers=manager).json()["items"]
+        assert row["consultant_id"] == pid and row["consultant_name"] == "王芳", path
+    (board,) = api.client.get("/v1/views/protection-board", params=after, headers=manager).json()[
+        "items"
+    ]
+    assert board["consultant_name"] == "王芳"
+    csv = api.client.get("/v1/tasks", params={**after, "format": "csv"}, headers=manager)
+    assert "consultant_name" in csv.text.splitlines()[0] and "王芳" in csv.text

@@ -84,6 +84,9 @@ def test_a_supervisor_decides_a_loss_request_from_the_inbox(api: Api) -> None:
 
     assert decided.status_code == 200, decided.text
     assert read(api, "/v1/inbox", supervisor)["items"] == []
+    # A second approver acting on the same link loses the race cleanly.
+    late = act(api, approve, manager, {"comment": "同意"})
+    assert late.status_code == 409 and late.json()["code"] == "decided"
     # The manager sees the other team's request too, and every kind is counted.
     managed = read(api, "/v1/inbox", manager)
     assert managed["counts"]["loss_request"] == 1
