@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 
+from api.access import SERVERS
 from api.deps import GLOBAL_ROLES, AppDep, Caller, CallerDep, FreshDep, get_container
 from domain.client import Client
 from domain.values import mask_name, zone
@@ -129,9 +130,13 @@ def inbox(
     for row in rows:
         client = _client(app, row["client_id"])
         name = app.clients.buyer_name(client) if client is not None else None
-        reason = row["reason"]
+        reason, note = row["reason"], None
         if row["kind"] in ("dispute", "appeal"):
             reason = _dispute_reason(client, row["kind"], row["item_id"])
+        elif row["kind"] == "loss_request" and client is not None and caller.role in SERVERS:
+            # The reviewers serve the buyer (their team's, their project's): they may read
+            # the notes, as ``GET …/follow-ups`` lets them.
+            note = app.clients.loss_note(client, row["item_id"])
         item = {
             "kind": row["kind"],
             "id": row["item_id"],
@@ -150,6 +155,7 @@ def inbox(
             "requested_by_name": named.get(row["requested_by"] or ""),
             "claimant_kind": row["reason"] if row["kind"] == "dispute" else None,
             "reason": reason,
+            "note": note,
             "opened_at": row["opened_at"],
             "age_hours": int((now - row["opened_at"]).total_seconds() // 3600),
             "actions": _actions(row["kind"], row["item_id"], row["client_id"]),

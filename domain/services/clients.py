@@ -108,6 +108,14 @@ class Clients:
                 return name
         return None
 
+    def loss_note(self, client: Client, request_id: str) -> str | None:
+        """The note the owner wrote with a loss request, for whoever reviews it."""
+        for event in self.uow.events(client.id):
+            if getattr(event, "request_id", None) == request_id and hasattr(event, "pii"):
+                note = (self.vault.open(client.id, event.pii) or {}).get("note")
+                return str(note) if note else None
+        return None
+
     def erase_personal_data(self, ctx: Context, client_id: uuid.UUID) -> Done[Client]:
         """Destroy the buyer's key and the keys of masked reports matched to them."""
 

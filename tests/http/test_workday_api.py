@@ -75,7 +75,7 @@ def test_a_supervisor_decides_a_loss_request_from_the_inbox(api: Api) -> None:
     assert item["buyer"]["name_masked"] == "李*"
     assert item["requested_by"] == mine_id and item["requested_by_name"] == "王芳"
     assert item["consultant_name"] == "王芳"
-    assert item["reason"] == "price"
+    assert item["reason"] == "price" and item["note"] == "嫌贵"
     assert item["age_hours"] == 5
     assert item["opened_at"].endswith("+08:00")
     approve = next(a for a in item["actions"] if a["action"] == "approve")
