@@ -36,6 +36,7 @@ from api.routers import (
     status,
     units,
     visits,
+    workday,
 )
 from api.validation import BodyGuard, check_parameters
 from yingke.bootstrap import Container, build, store_probe
@@ -145,6 +146,7 @@ def _assemble(settings: Settings) -> FastAPI:
         commission,
         deal_views,
         queries,
+        workday,
         status,
     ):
         app.include_router(module.router)

@@ -90,19 +90,52 @@ class PrincipalIn(Strict):
         description="Sales team (销售小组) of a consultant or supervisor; a supervisor sees "
         "their team's buyers and tasks",
     )
+    display_name: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The name people read (姓名), e.g. 王芳; defaults to the id",
+    )
+    wecom_user_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="企业微信 userid: notifications go to this person as application messages",
+    )
+    notify_webhook: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="The person's own http(s) webhook for notifications (e.g. a WeCom robot)",
+    )
+
+
+class PrincipalChange(Strict):
+    """Only the fields sent change; ``null`` clears an address (not the name)."""
+
+    display_name: str | None = Field(default=None, max_length=64)
+    wecom_user_id: str | None = Field(default=None, max_length=64)
+    notify_webhook: str | None = Field(default=None, max_length=2048)
 
 
 class PrincipalOut(BaseModel):
     id: str
+    display_name: str
     role: str
     partner_id: str | None
     project_ids: list[str]
     team_id: str | None = None
+    wecom_user_id: str | None = None
+    notify_webhook: str | None = Field(
+        default=None, description="Shown to admins only (a webhook URL carries its key)"
+    )
     revoked: bool
     created_at: AwareDatetime | None = None
     key: str | None = Field(
         default=None, description="The API key, shown once at creation and never again"
     )
+
+
+class PrincipalPage(BaseModel):
+    items: list[PrincipalOut]
+    next_cursor: str | None
 
 
 # ---------------------------------------------------------------------- policy
@@ -114,6 +147,11 @@ class PolicyIn(Strict):
     )
     masked_reports: MaskedReports = Field(
         default="allowed", description="Whether 隐号报备 (前三后四, 138****5678) is accepted"
+    )
+    time_zone: str = Field(
+        default="Asia/Shanghai",
+        max_length=64,
+        description="The office's IANA time zone: 'today' and the times in inbox and my day",
     )
     report_validity: str = Field(
         default="P3D", description="报备有效期: ISO-8601 duration, e.g. P3D or PT48H"
@@ -159,6 +197,7 @@ class PolicyOut(BaseModel):
     effective_from: AwareDatetime | None
     judge_rule: str
     masked_reports: str
+    time_zone: str = "Asia/Shanghai"
     report_validity: str
     protection: str
     protection_extension: str

@@ -14,7 +14,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate
 
 from domain.errors import InvalidInput
-from domain.values import NAMESPACE, check_identifier, parse_duration
+from domain.values import NAMESPACE, check_identifier, parse_duration, zone
 from domain.versioned import VersionedSettings
 from domain.vocabulary import GRADES, JUDGE_RULES, MASKED_REPORTS, ON_EXPIRY
 
@@ -38,6 +38,8 @@ class Policy:
     version: int = 0
     judge_rule: str = "report_first"
     masked_reports: str = "allowed"
+    # The office's clock: "today", "this week" and the times people read are in this zone.
+    time_zone: str = "Asia/Shanghai"
     report_validity: str = "P3D"
     protection: str = "P30D"
     protection_extension: str = "P3D"
@@ -95,6 +97,9 @@ def validate_settings(settings: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput("judge_rule", f"must be one of {', '.join(JUDGE_RULES)}")
     if merged["masked_reports"] not in MASKED_REPORTS:
         raise InvalidInput("masked_reports", f"must be one of {', '.join(MASKED_REPORTS)}")
+    if not isinstance(merged["time_zone"], str):
+        raise InvalidInput("time_zone", "must be an IANA time zone such as Asia/Shanghai")
+    zone(merged["time_zone"])  # validates
     for name in DURATION_SETTINGS:
         parse_duration(merged[name], name)  # validates; the text is kept as written
     if parse_duration(merged["protection_max"], "protection_max") < parse_duration(

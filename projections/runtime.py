@@ -345,6 +345,20 @@ def create_tracking(tx: Tx) -> None:
     )
 
 
+def missing_columns(tx: Tx, dialect: str, table: Table) -> list[str]:
+    """Columns ``table`` declares that its stored table lacks (none if not created yet)."""
+    if dialect == "postgres":
+        tx.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = %s",
+            (table.name,),
+        )
+    else:
+        tx.execute("SELECT name FROM pragma_table_info(%s)", (table.name,))
+    present = {str(r[0]) for r in tx.fetchall()}
+    return [c for c in table.columns if c not in present] if present else []
+
+
 def set_position(tx: Tx, view: str, position: int) -> None:
     tx.execute(
         f"INSERT INTO {TRACKING} (view, position) VALUES (%s, %s) "
@@ -386,6 +400,13 @@ class Follower:
         with self.db.transaction() as tx:
             create_tracking(tx)
             for view in self.views:
+                if any(missing_columns(tx, self.db.dialect, t) for t in view.tables):
+                    # A view that gained columns cannot be patched row by row: it starts
+                    # again from the beginning of the log, and catches up as it follows.
+                    log.warning("view %s gained columns: rebuilding it from zero", view.name)
+                    for table in view.tables:
+                        tx.execute(f"DROP TABLE IF EXISTS {table.name}")
+                    set_position(tx, view.name, 0)
                 for table in view.tables:
                     for statement in table.ddl(self.db.dialect):
                         tx.execute(statement)

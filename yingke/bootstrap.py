@@ -33,6 +33,7 @@ from domain.services.visits import Visits
 from domain.values import PhoneKeyer
 from projections.channel_performance import ChannelPerformance
 from projections.client_overview import ClientOverview
+from projections.client_tags import ClientTags
 from projections.commission_ledger import CommissionLedger
 from projections.consultant_activity import ConsultantActivity
 from projections.contact_disclosures import ContactDisclosures
@@ -43,6 +44,7 @@ from projections.funnel_daily import FunnelDaily
 from projections.lookup_audit import LookupAudit
 from projections.lost_reasons import LostReasons
 from projections.payment_collection import PaymentCollection
+from projections.pending_decisions import PendingDecisions
 from projections.pool_activity import PoolActivity
 from projections.principal_directory import PrincipalDirectory
 from projections.protection_board import ProtectionBoard
@@ -103,6 +105,8 @@ def all_views() -> list[View]:
         PoolActivity(),
         PrincipalDirectory(),
         Departures(),
+        PendingDecisions(),
+        ClientTags(),
         Units(),
         DealPipeline(),
         PaymentCollection(),

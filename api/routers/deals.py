@@ -34,7 +34,7 @@ from api.schemas import (
 )
 from api.tabular import TabularDep
 from domain.deal import Deal
-from projections import deal_pipeline, deal_queries
+from projections import deal_pipeline, deal_queries, people
 from yingke.bootstrap import Container
 
 router = APIRouter(prefix="/v1/deals", tags=["deals"])
@@ -81,23 +81,28 @@ def list_deals(
     """Deals (deal_pipeline), oldest first, with age in stage; scoped like the clients."""
     views, now = get_container(request).views, app.clock()
     return tab.page(
-        lambda at, size: deal_queries.deals(
+        people.named(
             views,
-            scope,
-            now,
-            project_id=project_id,
-            stage=stage,
-            status=status,
-            consultant_id=consultant_id,
-            partner_id=partner_id,
-            client_id=client_id,
-            overdue=overdue,
-            cursor=at,
-            limit=size,
+            lambda at, size: deal_queries.deals(
+                views,
+                scope,
+                now,
+                project_id=project_id,
+                stage=stage,
+                status=status,
+                consultant_id=consultant_id,
+                partner_id=partner_id,
+                client_id=client_id,
+                overdue=overdue,
+                cursor=at,
+                limit=size,
+            ),
         ),
         cursor,
         limit,
-        [*deal_pipeline.TABLE.columns, "age_in_stage_days", "signing_overdue"],
+        people.named_columns(
+            [*deal_pipeline.TABLE.columns, "age_in_stage_days", "signing_overdue"]
+        ),
     )
 
 

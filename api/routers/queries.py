@@ -13,7 +13,8 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from api.deps import AppDep, CallerDep, FreshDep, ScopeDep, get_container
 from api.tabular import TabularDep
 from api.validation import Instant, Month
-from projections import client_overview, follow_up_tasks, queries, report_log
+from projections import client_overview, follow_up_tasks, people, queries, report_log, workday
+from projections.queries import Scope
 
 router = APIRouter(tags=["views"], dependencies=[FreshDep])
 
@@ -40,10 +41,21 @@ def list_clients(
     limit: Limit = 50,
 ) -> Any:
     """Buyers (client_overview), oldest first. Consultants see their own, supervisors
-    their team's, managers their projects', a channel agent its partner's; phones masked."""
-    views = get_container(request).views
-    return tab.page(
-        lambda at, size: queries.clients(
+    their team's, managers their projects', a channel agent its partner's; phones masked.
+    ``status=pool`` is the public pool (公海池) of the caller's projects, for consultants
+    and supervisors too (to claim from it), each row with its profile ``tags`` (客户画像)
+    and ``days_in_pool`` beside the release reason."""
+    container = get_container(request)
+    views = container.views
+    if status == "pool" and caller.role in ("consultant", "supervisor"):
+        # Nobody owns a pool buyer: the pool is shared by the whole project.
+        scope = Scope(project_ids=scope.project_ids)
+    columns = people.named_columns(list(client_overview.TABLE.columns))
+    if status == "pool":
+        columns += ["tags", "days_in_pool"]
+
+    def fetch(at: str | None, size: int) -> queries.Page:
+        result = queries.clients(
             views,
             scope,
             project_id=project_id,
@@ -55,11 +67,11 @@ def list_clients(
             registered_to=registered_to,
             cursor=at,
             limit=size,
-        ),
-        cursor,
-        limit,
-        list(client_overview.TABLE.columns),
-    )
+        )
+        workday.with_pool_facts(views, result.items, container.clock())
+        return result
+
+    return tab.page(people.named(views, fetch), cursor, limit, columns)
 
 
 @router.get("/v1/reports")
@@ -119,21 +131,24 @@ def list_tasks(
         raise HTTPException(403, "a consultant sees only their own tasks")
     views, now = get_container(request).views, app.clock()
     return tab.page(
-        lambda at, size: queries.tasks(
+        people.named(
             views,
-            scope,
-            now,
-            project_id=project_id,
-            consultant_id=consultant_id,
-            grade=grade,
-            due_before=due_before,
-            escalated=escalated,
-            cursor=at,
-            limit=size,
+            lambda at, size: queries.tasks(
+                views,
+                scope,
+                now,
+                project_id=project_id,
+                consultant_id=consultant_id,
+                grade=grade,
+                due_before=due_before,
+                escalated=escalated,
+                cursor=at,
+                limit=size,
+            ),
         ),
         cursor,
         limit,
-        [*follow_up_tasks.TABLE.columns, "status", "escalated"],
+        people.named_columns([*follow_up_tasks.TABLE.columns, "status", "escalated"]),
     )
 
 
@@ -203,7 +218,7 @@ def consultants(
         day_from=day_from,
         day_to=day_to,
     )
-    return tab.rows(rows)
+    return tab.rows(people.with_names(get_container(request).views, rows))
 
 
 @router.get("/v1/views/protection-board")
@@ -224,7 +239,7 @@ def protection_board(
         project_id=project_id,
         consultant_id=consultant_id,
     )
-    return tab.rows(rows)
+    return tab.rows(people.with_names(get_container(request).views, rows))
 
 
 @router.get("/v1/views/lost-reasons")

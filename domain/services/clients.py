@@ -93,6 +93,29 @@ class Clients:
                 return mask_name(opened["name"])
         return None
 
+    def buyer_name(self, client: Client) -> str | None:
+        """The latest name anyone wrote down for the buyer (report, visit), unsealed: for
+        the people serving the buyer only. None once erased."""
+        if client.erased:
+            return None
+        for event in reversed(self.uow.events(client.id)):
+            token = getattr(event, "pii", None)
+            if not token:
+                continue
+            opened = self.vault.open(client.id, token) or {}
+            if opened.get("name"):
+                name: str = opened["name"]
+                return name
+        return None
+
+    def loss_note(self, client: Client, request_id: str) -> str | None:
+        """The note the owner wrote with a loss request, for whoever reviews it."""
+        for event in self.uow.events(client.id):
+            if getattr(event, "request_id", None) == request_id and hasattr(event, "pii"):
+                note = (self.vault.open(client.id, event.pii) or {}).get("note")
+                return str(note) if note else None
+        return None
+
     def erase_personal_data(self, ctx: Context, client_id: uuid.UUID) -> Done[Client]:
         """Destroy the buyer's key and the keys of masked reports matched to them."""
 
