@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import httpx
 
 from api import bodies
 from api.bodies import answer, jsonable
@@ -77,6 +80,32 @@ def wait_until(
             said = message() if callable(message) else message
             raise AssertionError(f"timed out after {timeout:g} s waiting for {said}")
         time.sleep(interval)
+
+
+# How long a spawned server may take to answer /healthz. Start-up imports the whole
+# application; on a two-core CI box running other suites that has taken over 30 s.
+SERVER_START_BOUND = 180.0
+
+
+def wait_for_server(process: subprocess.Popen[str], base: str) -> None:
+    """Wait until ``process`` answers ``base``/healthz; fail with its output if it exits."""
+
+    def answering() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited: {process.communicate()[0]}")
+        try:
+            return httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+        except httpx.TransportError:
+            time.sleep(0.2)
+            return False
+
+    try:
+        wait_until(answering, SERVER_START_BOUND, f"{base}/healthz to answer")
+    except AssertionError:
+        if process.poll() is None:
+            process.kill()
+            raise AssertionError(f"server did not start: {process.communicate()[0]}") from None
+        raise
 
 
 def unique(prefix: str) -> str:

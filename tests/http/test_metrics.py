@@ -90,7 +90,7 @@ def test_a_worker_process_serves_its_metrics_on_the_port_it_was_given(
     try:
         text = ""
         ran = f'yingke_loop_runs_total{{loop="{loop}"}}'
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline and ran not in text:
             if process.poll() is not None:
                 pytest.fail(f"{command} exited: {process.communicate()[0]}")

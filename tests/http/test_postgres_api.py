@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from tests.http.conftest import Api, make_api
+from tests.support import wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -82,12 +83,16 @@ def test_reports_and_visits_work_on_postgresql(tmp_path: Path, own_database: str
         assert fetched.json()["status"] == "confirmed"
 
 
+def _ready(api: Api) -> Callable[[], bool]:
+    return lambda: api.client.get("/readyz").status_code == 200
+
+
 def test_a_store_that_goes_away_gives_503_not_a_stack_trace(
     tmp_path: Path, own_database: str
 ) -> None:
     for api in pg_api(tmp_path, own_database):
         api.principal("channel_agent", partner_id="partner-a")
-        assert api.client.get("/readyz").status_code == 200
+        wait_until(_ready(api), 120, "/readyz to answer")
         with psycopg.connect(f"{SERVER}/test", autocommit=True) as admin:
             admin.execute(f'ALTER DATABASE "{own_database}" WITH ALLOW_CONNECTIONS false')
             admin.execute(
@@ -102,7 +107,7 @@ def test_a_store_that_goes_away_gives_503_not_a_stack_trace(
         with psycopg.connect(f"{SERVER}/test", autocommit=True) as admin:
             admin.execute(f'ALTER DATABASE "{own_database}" WITH ALLOW_CONNECTIONS true')
         # The store guard notices at its next probe (every half second while down).
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120
         while api.client.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline, "the service did not come back by itself"
             time.sleep(0.1)

@@ -6,12 +6,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.support import wait_for_server
 
 pytestmark = pytest.mark.slow
 
@@ -37,16 +38,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail(f"server did not start: {process.communicate()[0]}")
+    wait_for_server(process, base)
     yield base, tmp_path / "var", process
     process.terminate()
     process.wait(timeout=10)

@@ -80,7 +80,7 @@ def test_relay_and_consumers_run_as_processes_and_stop_on_sigterm(
     ]
     views = ViewsConsumer(container.views, select_views(all_views(), None))
     try:
-        deadline = time.monotonic() + 40
+        deadline = time.monotonic() + 120
         while min(views.positions().values()) < last or scheduled(container) < 5 * 4:
             assert time.monotonic() < deadline, [p.poll() for p in processes]
             time.sleep(0.2)
