@@ -9,9 +9,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.routing import APIRoute
 
 from api import integrity, openapi, problems
-from api.authorization import enforce_roles
+from api.authorization import enforce_access
 from api.metrics import instrument
 from api.routers import (
     aftercare,
@@ -54,6 +55,39 @@ them safely, and `X-Request-ID` to correlate: it is recorded on every event.
 """
 
 
+ROUTERS = (
+    health,
+    principals,
+    policies,
+    reports,
+    receipts,
+    visits,
+    clients,
+    contact,
+    aftercare,
+    disputes,
+    consultants,
+    units,
+    client_import,
+    deals,
+    commission,
+    deal_views,
+    queries,
+    status,
+)
+
+
+def assembled_routes() -> list[tuple[str, str, str]]:
+    """(endpoint name, method, path) of every documented route, without building an app."""
+    return [
+        (route.endpoint.__name__, method, route.path)
+        for module in ROUTERS
+        for route in module.router.routes
+        if isinstance(route, APIRoute) and route.include_in_schema
+        for method in sorted(route.methods or ())
+    ]
+
+
 def create_app(container: Container) -> FastAPI:
     app = _assemble(container.settings)
     app.state.container = container
@@ -94,7 +128,7 @@ def _assemble(settings: Settings) -> FastAPI:
         title="赢客 Yingke",
         version="0.1.0",
         description=DESCRIPTION,
-        dependencies=[Depends(check_parameters), Depends(enforce_roles)],
+        dependencies=[Depends(check_parameters), Depends(enforce_access)],
         docs_url=None,
         redoc_url=None,
     )
@@ -122,26 +156,7 @@ def _assemble(settings: Settings) -> FastAPI:
         response.headers["X-Request-ID"] = request.state.request_id
         return response
 
-    for module in (
-        health,
-        principals,
-        policies,
-        reports,
-        receipts,
-        visits,
-        clients,
-        contact,
-        aftercare,
-        disputes,
-        consultants,
-        units,
-        client_import,
-        deals,
-        commission,
-        deal_views,
-        queries,
-        status,
-    ):
+    for module in ROUTERS:
         app.include_router(module.router)
     instrument(app)
     openapi.install(app)

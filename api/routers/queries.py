@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 
-from api.deps import AppDep, CallerDep, FreshDep, ScopeDep, get_container
+from api.authorization import ScopeDep
+from api.deps import AppDep, FreshDep, get_container
 from api.tabular import TabularDep
 from api.validation import Instant, Month
 from projections import client_overview, follow_up_tasks, queries, report_log
@@ -26,7 +27,6 @@ Until = Annotated[Instant | None, Query(description="Up to this instant or day (
 @router.get("/v1/clients")
 def list_clients(
     request: Request,
-    caller: CallerDep,
     scope: ScopeDep,
     tab: TabularDep,
     project_id: str | None = None,
@@ -65,7 +65,6 @@ def list_clients(
 @router.get("/v1/reports")
 def list_reports(
     request: Request,
-    caller: CallerDep,
     scope: ScopeDep,
     tab: TabularDep,
     project_id: str | None = None,
@@ -102,7 +101,6 @@ def list_reports(
 def list_tasks(
     request: Request,
     app: AppDep,
-    caller: CallerDep,
     scope: ScopeDep,
     tab: TabularDep,
     project_id: str | None = None,
@@ -115,8 +113,6 @@ def list_tasks(
 ) -> Any:
     """Follow-up tasks (跟进任务), due first: by default the caller's own; a supervisor
     sees the team's and filters ``escalated=true`` for the list that needs them."""
-    if caller.role == "consultant" and consultant_id not in (None, caller.id):
-        raise HTTPException(403, "a consultant sees only their own tasks")
     views, now = get_container(request).views, app.clock()
     return tab.page(
         lambda at, size: queries.tasks(
@@ -140,7 +136,6 @@ def list_tasks(
 @router.get("/v1/views/funnel")
 def funnel(
     request: Request,
-    caller: CallerDep,
     scope: ScopeDep,
     tab: TabularDep,
     project_id: str | None = None,
@@ -163,7 +158,6 @@ def funnel(
 @router.get("/v1/views/channels")
 def channels(
     request: Request,
-    caller: CallerDep,
     scope: ScopeDep,
     tab: TabularDep,
     project_id: str | None = None,
@@ -186,7 +180,6 @@ def channels(
 @router.get("/v1/views/consultants")
 def consultants(
     request: Request,
-    caller: CallerDep,
     scope: ScopeDep,
     tab: TabularDep,
     project_id: str | None = None,
@@ -210,7 +203,6 @@ def consultants(
 def protection_board(
     request: Request,
     app: AppDep,
-    caller: CallerDep,
     scope: ScopeDep,
     tab: TabularDep,
     project_id: str | None = None,
@@ -230,7 +222,6 @@ def protection_board(
 @router.get("/v1/views/lost-reasons")
 def lost_reasons(
     request: Request,
-    caller: CallerDep,
     scope: ScopeDep,
     tab: TabularDep,
     project_id: str | None = None,
@@ -244,7 +235,6 @@ def lost_reasons(
 @router.get("/v1/views/pool")
 def pool(
     request: Request,
-    caller: CallerDep,
     scope: ScopeDep,
     tab: TabularDep,
     project_id: str | None = None,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from api.access import RELATIONS
 from api.authorization import TABLE
 from api.openapi import _api_routes
 from domain.vocabulary import ROLES
@@ -42,11 +43,11 @@ def test_every_documented_operation_has_exactly_one_entry(api: Api) -> None:
     assert set(names) == set(TABLE), set(names) ^ set(TABLE)
 
 
-def test_every_role_in_the_table_is_a_role() -> None:
+def test_every_role_in_the_table_is_a_role_with_a_relation() -> None:
     for name, entry in TABLE.items():
-        assert entry.relation in ("any", "project", "team", "own", "partner"), name
-        for role in entry.roles or ():
+        for role, relation in (entry.relations or {}).items():
             assert role in ROLES, (name, role)
+            assert relation in RELATIONS, (name, role, relation)
 
 
 def test_the_readme_names_only_real_roles_and_says_where_access_lives() -> None:
