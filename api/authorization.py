@@ -244,7 +244,7 @@ class Guard:
 
     def project(self, project_id: str) -> None:
         if not self.caller.covers(project_id):
-            raise HTTPException(403, f"{self.caller.id} is not granted project {project_id}")
+            raise HTTPException(403, f"{self.caller.id} is not granted this project")
 
     def client(self, client_id: uuid.UUID) -> Client:
         known = self.seen.get(("client", client_id))
