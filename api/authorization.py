@@ -430,7 +430,12 @@ def readme_table(paths: Mapping[str, str]) -> str:
         "| operation | " + " | ".join(f"`{r}`" for r in ROLES) + " |",
         "|---|" + "---|" * len(ROLES),
     ]
-    for name in sorted(TABLE, key=lambda n: (paths.get(n, n), n)):
+
+    def by_path(name: str) -> tuple[str, str]:
+        method, _, path = paths.get(name, name).partition(" ")
+        return path, method
+
+    for name in sorted(TABLE, key=by_path):
         entry = TABLE[name]
         if entry.public:
             cells = ["public"] * len(ROLES)
