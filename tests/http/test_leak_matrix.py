@@ -24,8 +24,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from api.access import Relation
+from api.access import SERVERS, Relation, may
 from api.authorization import TABLE
+from api.deps import Caller
 from api.openapi import _api_routes
 from domain.vocabulary import ROLES
 from tests.http.conftest import Api, make_api
@@ -618,8 +619,26 @@ def test_the_matrix_objects_are_there_for_those_they_concern(world: World) -> No
     for me in (c1, w.me["supervisor"], w.me["manager"]):
         got = w.api.client.get(f"/v1/disputes/{dispute.id}", headers=me.headers)
         assert got.status_code == 200, (me.role, got.text)
+    # The owner's buyer's reports include the competing channel's rejected one.
+    late = w.named("other partner's rejected report")
+    assert w.api.client.get(f"/v1/reports/{late.id}", headers=c1.headers).status_code == 200
     sup = w.me["supervisor"]
     colleague = w.named("colleague's")
     assert w.api.client.get(f"/v1/clients/{colleague.id}", headers=sup.headers).status_code == 200
     rows = w.api.client.get("/v1/clients", headers=sup.headers).json()["items"]
     assert {mine.id, colleague.id} <= {r["client_id"] for r in rows}
+
+
+def test_may_answers_who_serves_a_buyer(world: World) -> None:
+    """``may(app, caller, SERVERS, client)``: the owner, their supervisor, the managers."""
+    w, app = world, world.api.container
+
+    def caller(me: Me) -> Caller:
+        return Caller(me.id, me.role, me.partner, me.projects or (), me.team)
+
+    mine = app.clients.client(uuid.UUID(w.named("mine").id))
+    others = app.clients.client(uuid.UUID(w.named("other team's").id))
+    serving = {role for role, me in w.me.items() if may(app, caller(me), SERVERS, mine)}
+    assert serving == {"consultant", "supervisor", "manager"}
+    assert not any(may(app, caller(w.me[r]), SERVERS, others) for r in ("consultant", "supervisor"))
+    assert may(app, caller(w.me["manager"]), SERVERS, others)
