@@ -455,10 +455,21 @@ def url_for(w: World, op: Operation, target: str, project: str | None = None) ->
     return path
 
 
-def call(w: World, op: Operation, me: Me, url: str, obj: Obj | None, target: str) -> httpx.Response:
+def call(
+    w: World,
+    op: Operation,
+    me: Me,
+    url: str,
+    obj: Obj | None,
+    target: str,
+    broken: bool = False,
+) -> httpx.Response:
+    """One request; ``broken`` sends a body no operation accepts (a JSON list)."""
     kwargs: dict[str, Any] = {}
     if op.has_body:
-        kwargs = BODIES[op.name](w, me, obj, target)
+        kwargs = (
+            {"json": ["not", "an", "object"]} if broken else BODIES[op.name](w, me, obj, target)
+        )
     headers = {**me.headers, **kwargs.pop("headers", {})}
     response: httpx.Response = w.api.client.request(
         op.method.upper(), url, headers=headers, **kwargs
@@ -520,6 +531,28 @@ def test_no_operation_leaks_the_other_partys_objects(world: World) -> None:
             if op.kind == "unit":
                 # Another project's unit asked for under the caller's project: never theirs.
                 candidates += [(o, w.p) for o in w.of("unit")]
+            # With a bad body too: a foreign id must not answer 422 where a missing one
+            # answers 404 (or the other way round).
+            broken = op.has_body and op.name not in BODY_OBJECT and op.kind != "unit"
+            if broken:
+                url = url_for(w, op, missing_target)
+                missing_broken = shape(call(w, op, me, url, None, missing_target, broken=True))
+                calls += 1
+                for obj, _ in candidates:
+                    url = url_for(w, op, obj.id)
+                    answer = call(w, op, me, url, obj, obj.id, broken=True)
+                    calls += 1
+                    if shape(answer) != missing_broken:
+                        leaks.append(
+                            (
+                                op.name,
+                                role,
+                                f"{obj.name} (bad body)",
+                                f"{missing_broken[0]} for a missing one",
+                                answer.status_code,
+                                answer.text[:160],
+                            )
+                        )
             for obj, project in candidates:
                 response = call(w, op, me, url_for(w, op, obj.id, project), obj, obj.id)
                 calls += 1
