@@ -86,9 +86,10 @@ REVIEWERS: dict[str, Relation] = {"supervisor": "team", "manager": "project", **
 STEPPERS: dict[str, Relation] = {**CARERS, "finance": "project"}
 CASHIERS: dict[str, Relation] = {"finance": "project", "manager": "project", **ADMIN}
 OWNERS: dict[str, Relation] = {"manager": "project", **ADMIN}
-# Reading about buyers: each sees the buyers they serve, a channel its own.
+# Reading about buyers: the people serving them, and the read-everything roles.
 BUYER_READERS: dict[str, Relation] = {**SERVERS, **READERS}
 ANYONE: dict[str, Relation] = dict.fromkeys(ROLES, "any")
+# Every role on its own projects (units, policy).
 EVERYONE: dict[str, Relation] = {
     **{r: "project" for r in ROLES},
     **READERS,
