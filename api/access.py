@@ -1,117 +1,158 @@
-"""One access policy: for every operation, which roles may call it and how the caller
-must relate to the object it names.
+"""How a caller relates to the objects an operation names.
 
-Relations: ``any`` (no tie needed), ``project`` (the object's project is granted to the
-caller), ``team`` (the buyer's owner is the supervisor or in the supervisor's team),
-``own`` (the caller owns the buyer), ``partner`` (a channel's own reports and outcomes).
-A role missing from an operation is refused with 403; a listed role whose relation does
-not hold gets the same 404 as a missing object, so ids reveal nothing.
+The relations the authorization table (``api.authorization``) declares, per role:
+
+- ``any``: no tie needed;
+- ``project``: the object's project (楼盘) is granted to the caller;
+- ``team``: the buyer's owner is the supervisor or in the supervisor's team (a supervisor
+  without a team supervises the projects they are granted);
+- ``own``: the caller is the owning consultant (of the buyer, of the deal, a party to the
+  dispute);
+- ``partner``: the object is the channel's own (its reports, the buyers it reported, its
+  disputes, deals and commission).
+
+Every relation except ``any`` includes the project. A buyer in the public pool (公海池)
+has no owner: it belongs to everyone working its project, so ``own`` and ``team`` admit
+it (that is what lets a consultant claim it).
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from typing import Annotated, Literal
+from collections.abc import Iterable, Mapping
+from typing import Literal
 
-from fastapi import Depends, HTTPException, Request
-
-from api.deps import Caller, get_caller, get_container
+from api.deps import Caller
 from domain.client import Client
-from domain.errors import NotFound
+from domain.deal import Deal
+from domain.principal import Principal
+from domain.services.disputes import DisputeView
+from domain.services.reports import ReportView
 from yingke.bootstrap import Container
 
 Relation = Literal["any", "project", "team", "own", "partner"]
-Rule = dict[str, Relation]
+RELATIONS: tuple[Relation, ...] = ("any", "project", "team", "own", "partner")
+Rule = Mapping[str, Relation]
 
-# Who serves a buyer: their consultant, that consultant's supervisor, the managers.
+# Who serves a buyer: their consultant, that consultant's supervisor, the managers. They
+# read the full contact, the notes and the profile; also the test for sealed free text.
 SERVERS: Rule = {"consultant": "own", "supervisor": "team", "manager": "project"}
 
-POLICY: dict[str, Rule] = {
-    "POST /v1/clients/lookup": {
-        "consultant": "project",
-        "supervisor": "project",
-        "manager": "project",
-        "service": "project",
-    },
-    "GET /v1/clients/{client_id}/contact": SERVERS,
-    "GET /v1/clients/{client_id}/follow-ups": SERVERS,
-}
+
+def in_team(app: Container, caller: Caller, consultant_id: str | None) -> bool:
+    """Whether ``consultant_id`` is the caller or in the caller's team."""
+    if consultant_id is None:
+        return False
+    if consultant_id == caller.id or caller.team_id is None:
+        # A supervisor without a team supervises the project (as the list scopes do).
+        return True
+    principal = app.principals.principal(consultant_id)
+    return principal is not None and principal.team_id == caller.team_id
 
 
-def operation_of(request: Request) -> str:
-    route = request.scope.get("route")
-    return f"{request.method} {getattr(route, 'path', request.url.path)}"
-
-
-@dataclass(frozen=True)
-class Access:
-    """The caller, the operation's rule, and the checks that need the object."""
-
-    caller: Caller
-    relation: Relation
-    app: Container
-
-    def project(self, project_id: str) -> None:
-        if not self.caller.covers(project_id):
-            raise HTTPException(403, f"{self.caller.id} is not granted project {project_id}")
-
-    def client(self, client_id: uuid.UUID) -> Client:
-        """The buyer, if the caller relates to them as the rule asks; else 404."""
-        try:
-            client = self.app.clients.client(client_id)
-        except NotFound:
-            raise HTTPException(404, "client not found") from None
-        if not self.relates_to(client):
-            raise HTTPException(404, "client not found")
-        return client
-
-    def relates_to(self, client: Client) -> bool:
-        return relates(self.app, self.caller, self.relation, client)
+def _people(
+    app: Container, caller: Caller, relation: Relation, consultants: Iterable[str | None]
+) -> bool:
+    """``own`` or ``team`` judged on the consultants an object concerns."""
+    named = [c for c in consultants if c]
+    if relation == "own":
+        return caller.id in named
+    if relation == "team":
+        return any(in_team(app, caller, c) for c in named)
+    return False
 
 
 def relates(app: Container, caller: Caller, relation: Relation, client: Client) -> bool:
+    """Whether ``caller`` relates to the buyer as ``relation`` asks."""
     if relation == "any":
         return True
     if not caller.covers(client.project_id):
         return False
-    owner = client.owner.consultant_id if client.owner is not None else None
     if relation == "project":
         return True
-    if relation == "own":
-        return owner == caller.id
-    if relation == "team":
-        if owner is None:
-            return False
-        if owner == caller.id or caller.team_id is None:
-            # A supervisor without a team supervises the project (as the list scopes do).
-            return True
-        principal = app.principals.principal(owner)
-        return principal is not None and principal.team_id == caller.team_id
     if relation == "partner":
         return any(r.partner_id == caller.partner_id for r in client.reports.values())
-    return False
+    if client.owner is None:
+        return client.in_pool
+    return _people(app, caller, relation, [client.owner.consultant_id])
 
 
 def may(app: Container, caller: Caller, rule: Rule, client: Client) -> bool:
-    """Whether ``caller`` passes ``rule`` for ``client`` (for parts of an answer)."""
+    """Whether ``caller`` passes ``rule`` for ``client`` (for parts of an answer): e.g.
+    ``may(app, caller, SERVERS, client)``, does this caller serve this buyer?"""
     relation = rule.get(caller.role)
     return relation is not None and relates(app, caller, relation, client)
 
 
-def get_access(
-    request: Request,
-    caller: Annotated[Caller, Depends(get_caller)],
-    app: Annotated[Container, Depends(get_container)],
-) -> Access:
-    operation = operation_of(request)
-    rule = POLICY.get(operation)
-    if rule is None:
-        raise HTTPException(403, f"{operation} is not in the access policy")
-    relation = rule.get(caller.role)
-    if relation is None:
-        raise HTTPException(403, f"role {caller.role} may not do this")
-    return Access(caller, relation, app)
+def relates_to_deal(app: Container, caller: Caller, relation: Relation, deal: Deal) -> bool:
+    if relation == "any":
+        return True
+    if not caller.covers(deal.project_id):
+        return False
+    if relation == "project":
+        return True
+    if relation == "partner":
+        return deal.attribution.partner_id == caller.partner_id
+    client = app.clients.find(deal.client_id)
+    owner = client.owner.consultant_id if client and client.owner else None
+    return _people(app, caller, relation, [deal.attribution.consultant_id, owner])
 
 
-AccessDep = Annotated[Access, Depends(get_access)]
+def dispute_parties(view: DisputeView) -> list[str | None]:
+    """The consultants a dispute concerns: the claimant, the owner then and now."""
+    dispute = view.dispute
+    owner = view.client.owner.consultant_id if view.client.owner else None
+    claimant = dispute.claimant_id if dispute.claimant_kind == "consultant" else None
+    return [claimant, dispute.owner_at_opening.get("consultant_id"), owner]
+
+
+def relates_to_dispute(
+    app: Container, caller: Caller, relation: Relation, view: DisputeView
+) -> bool:
+    if relation == "any":
+        return True
+    if not caller.covers(view.client.project_id):
+        return False
+    if relation == "project":
+        return True
+    if relation == "partner":
+        return (
+            view.dispute.claimant_kind == "channel"
+            and view.dispute.claimant_id == caller.partner_id
+        )
+    return _people(app, caller, relation, dispute_parties(view))
+
+
+def relates_to_report(app: Container, caller: Caller, relation: Relation, view: ReportView) -> bool:
+    if relation == "any":
+        return True
+    if not caller.covers(view.project_id):
+        return False
+    if relation == "project":
+        return True
+    if relation == "partner":
+        return view.report.partner_id == caller.partner_id
+    # Staff who see only some buyers see the reports about those buyers.
+    client = app.clients.find(_uuid(view.client_id)) if view.client_id else None
+    return client is not None and relates(app, caller, relation, client)
+
+
+def _uuid(value: uuid.UUID | str) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+
+
+def relates_to_principal(
+    app: Container, caller: Caller, relation: Relation, principal: Principal
+) -> bool:
+    """A consultant as the object (a departure): their projects, their team."""
+    if relation == "any":
+        return True
+    if not principal.project_ids or not all(caller.covers(p) for p in principal.project_ids):
+        return False
+    if relation == "project":
+        return True
+    if relation == "team":
+        return in_team(app, caller, principal.principal_id)
+    if relation == "own":
+        return principal.principal_id == caller.id
+    return False

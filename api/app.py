@@ -10,10 +10,11 @@ from collections.abc import Awaitable, Callable
 from importlib.resources import files
 
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from api import integrity, openapi, problems
-from api.authorization import enforce_roles
+from api.authorization import enforce_access
 from api.metrics import instrument
 from api.routers import (
     aftercare,
@@ -59,6 +60,41 @@ them safely, and `X-Request-ID` to correlate: it is recorded on every event.
 """
 
 
+ROUTERS = (
+    health,
+    principals,
+    policies,
+    reports,
+    receipts,
+    visits,
+    clients,
+    evidence,
+    contact,
+    aftercare,
+    disputes,
+    consultants,
+    units,
+    client_import,
+    deals,
+    commission,
+    deal_views,
+    queries,
+    workday,
+    status,
+)
+
+
+def assembled_routes() -> list[tuple[str, str, str]]:
+    """(endpoint name, method, path) of every documented route, without building an app."""
+    return [
+        (route.endpoint.__name__, method, route.path)
+        for module in ROUTERS
+        for route in module.router.routes
+        if isinstance(route, APIRoute) and route.include_in_schema
+        for method in sorted(route.methods or ())
+    ]
+
+
 def create_app(container: Container) -> FastAPI:
     app = _assemble(container.settings)
     app.state.container = container
@@ -99,7 +135,7 @@ def _assemble(settings: Settings) -> FastAPI:
         title="赢客 Yingke",
         version="0.1.0",
         description=DESCRIPTION,
-        dependencies=[Depends(check_parameters), Depends(enforce_roles)],
+        dependencies=[Depends(check_parameters), Depends(enforce_access)],
         docs_url=None,
         redoc_url=None,
     )
@@ -127,28 +163,7 @@ def _assemble(settings: Settings) -> FastAPI:
         response.headers["X-Request-ID"] = request.state.request_id
         return response
 
-    for module in (
-        health,
-        principals,
-        policies,
-        reports,
-        receipts,
-        visits,
-        clients,
-        evidence,
-        contact,
-        aftercare,
-        disputes,
-        consultants,
-        units,
-        client_import,
-        deals,
-        commission,
-        deal_views,
-        queries,
-        workday,
-        status,
-    ):
+    for module in ROUTERS:
         app.include_router(module.router)
     app.include_router(audit.router)
     app.mount(audit.ASSETS, StaticFiles(directory=str(files("api") / "static")), "audit-assets")

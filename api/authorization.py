@@ -1,60 +1,99 @@
-"""The one authorization table: who may call each operation, and on which objects.
+"""The one access policy: for every operation, the roles that may call it and, per role,
+the relation the caller must have to the object it touches (ADR 0043).
 
-Every route's endpoint function name maps to the roles allowed to call it and the relation
-the route then checks between the caller and the object it touches:
+The relations (``any``, ``project``, ``team``, ``own``, ``partner``) are defined in
+``api.access``. ``enforce_access`` (an app-level dependency) applies the table to every
+request:
 
-- ``any``: no relation beyond the role (or, for ``PUBLIC`` operations, no caller at all);
-- ``project``: the object's project (楼盘) is one the caller is granted;
-- ``team``: reads are narrowed to the caller's own buyers, team or projects (``Scope``);
-- ``own``: a consultant acts only on their own buyers or their own commission;
-- ``partner``: a channel agent acts only for its own partner (渠道).
+- a role the operation does not list: 403 ``role X may not do this``;
+- an object named in the path (``client_id``, ``deal_id``, ``dispute_id``, ``report_id``,
+  ``consultant_id``, ``project_id`` and ``unit_id``) is loaded and judged before the body
+  is read: one the caller does not relate to answers exactly like a missing one (404), so
+  ids reveal nothing;
+- lists and views read through the ``Scope`` the caller's relation gives (``ScopeDep``);
+- a route that finds its object in the body asks the same ``Guard`` (``GuardDep``).
 
-``enforce_roles`` (an app-level dependency) refuses a role that is not listed, with the same
-403 the routers raised inline before; the relation checks stay in the routers' helpers.
+``python -m api.authorization`` rewrites the README's role table from ``TABLE``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import sys
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, HTTPException, Request
 
-from api.deps import Caller, get_caller
+from api.access import (
+    SERVERS,
+    Relation,
+    relates,
+    relates_to_deal,
+    relates_to_dispute,
+    relates_to_principal,
+    relates_to_report,
+)
+from api.deps import GLOBAL_ROLES, Caller, get_caller, get_container
+from domain.client import Client
+from domain.deal import Deal
+from domain.errors import NotFound
+from domain.principal import Principal
+from domain.services.disputes import DisputeView
+from domain.services.reports import ReportView
+from domain.unit import Unit
 from domain.vocabulary import ROLES, Role
-
-Relation = Literal["any", "project", "team", "own", "partner"]
+from projections.queries import Scope, team_members
+from yingke.bootstrap import Container
 
 
 @dataclass(frozen=True)
 class Access:
-    roles: tuple[Role, ...] | None  # None: public, no Authorization header needed
-    relation: Relation
+    """Who may call an operation: each allowed role with its relation to the object."""
+
+    relations: Mapping[str, Relation] | None  # None: public, no Authorization header
 
     @property
     def public(self) -> bool:
-        return self.roles is None
+        return self.relations is None
+
+    @property
+    def roles(self) -> tuple[Role, ...] | None:
+        if self.relations is None:
+            return None
+        return tuple(r for r in ROLES if r in self.relations)
+
+    def relation(self, role: str) -> Relation | None:
+        return None if self.relations is None else self.relations.get(role)
 
 
-def _roles(*roles: Role) -> tuple[Role, ...]:
-    return roles
+def allow(**relations: Relation) -> Access:
+    unknown = set(relations) - set(ROLES)
+    if unknown:
+        raise ValueError(f"not roles: {sorted(unknown)}")
+    return Access(dict(relations))
 
 
-PUBLIC = Access(None, "any")
-EVERYONE = ROLES
-ADMIN = _roles("admin")
-OWNERS = _roles("manager", "admin")  # project set-up: policy, imports, rulings, departures
-CARERS = _roles("consultant", "supervisor", "manager", "admin")
-SELLERS = CARERS
-REVIEWERS = _roles("supervisor", "manager", "admin")
-STAFF = _roles("consultant", "supervisor", "manager", "auditor", "service", "admin")
-MANAGEMENT = _roles("supervisor", "manager", "finance", "auditor", "service", "admin")
-STEPPERS = (*SELLERS, "finance")
-CASHIERS = _roles("finance", "manager", "admin")  # 回款 and 退房 move money
-DEAL_READERS = _roles(
-    "consultant", "supervisor", "manager", "finance", "auditor", "service", "admin"
-)
-BOARD_READERS = _roles("supervisor", "manager", "auditor", "service", "admin")
+PUBLIC = Access(None)
+ADMIN: dict[str, Relation] = {"admin": "any"}
+# Auditors, BI services and admins read everything, read-only (admins also write).
+READERS: dict[str, Relation] = {"auditor": "any", "service": "any", "admin": "any"}
+# Acting on a buyer: the owner, the owner's supervisor, the project's managers.
+CARERS: dict[str, Relation] = {**SERVERS, **ADMIN}
+REVIEWERS: dict[str, Relation] = {"supervisor": "team", "manager": "project", **ADMIN}
+STEPPERS: dict[str, Relation] = {**CARERS, "finance": "project"}
+CASHIERS: dict[str, Relation] = {"finance": "project", "manager": "project", **ADMIN}
+OWNERS: dict[str, Relation] = {"manager": "project", **ADMIN}
+# Reading about buyers: the people serving them, and the read-everything roles.
+BUYER_READERS: dict[str, Relation] = {**SERVERS, **READERS}
+ANYONE: dict[str, Relation] = dict.fromkeys(ROLES, "any")
+# Every role on its own projects (units, policy).
+EVERYONE: dict[str, Relation] = {
+    **{r: "project" for r in ROLES},
+    **READERS,
+}
 
 TABLE: dict[str, Access] = {
     # health, receipts, metrics: no caller
@@ -63,119 +102,127 @@ TABLE: dict[str, Access] = {
     "metrics": PUBLIC,
     "keys": PUBLIC,
     "verify": PUBLIC,
-    "views_status": Access(EVERYONE, "any"),
+    "views_status": allow(**ANYONE),
     # principals
-    "register_principal": Access(ADMIN, "any"),
-    "get_principal": Access(ADMIN, "any"),
-    "update_principal": Access(ADMIN, "any"),
+    "register_principal": allow(**ADMIN),
+    "get_principal": allow(**ADMIN),
+    "update_principal": allow(**ADMIN),
     # The staff directory: a manager sees the principals of the manager's projects.
-    "list_principals": Access(_roles("manager", "admin"), "project"),
-    "revoke_principal": Access(ADMIN, "any"),
+    "list_principals": allow(manager="project", **ADMIN),
+    "revoke_principal": allow(**ADMIN),
     # policy and commission policy
-    "set_policy": Access(_roles("admin", "manager"), "project"),
-    "get_policy": Access(
-        _roles(
-            "admin", "manager", "supervisor", "consultant", "channel_agent", "auditor", "service"
-        ),
-        "project",
+    "set_policy": allow(**OWNERS),
+    "get_policy": allow(
+        **READERS,
+        manager="project",
+        supervisor="project",
+        consultant="project",
+        channel_agent="project",
     ),
-    "set_commission_policy": Access(_roles("admin", "manager"), "project"),
-    "get_commission_policy": Access(
-        _roles("admin", "manager", "supervisor", "finance", "auditor", "service"), "project"
+    "set_commission_policy": allow(**OWNERS),
+    "get_commission_policy": allow(
+        **READERS, manager="project", supervisor="project", finance="project"
     ),
     # reports (报备) and visits (到访)
-    "file_report": Access(_roles("channel_agent", "manager", "service", "admin"), "project"),
-    "get_report": Access(
-        _roles(
-            "channel_agent", "manager", "supervisor", "consultant", "auditor", "service", "admin"
-        ),
-        "partner",
+    "file_report": allow(channel_agent="partner", manager="project", service="any", admin="any"),
+    "get_report": allow(**BUYER_READERS, channel_agent="partner"),
+    "register_visit": allow(
+        consultant="project", supervisor="project", manager="project", service="any", admin="any"
     ),
-    "register_visit": Access(
-        _roles("consultant", "supervisor", "manager", "service", "admin"), "project"
+    # clients. Lookups are capped and audited; auditors and admins read by id, not phone.
+    "lookup": allow(consultant="project", supervisor="project", manager="project", service="any"),
+    # The full number and the notes: only the people serving the buyer.
+    "contact": allow(**SERVERS),
+    "follow_ups": allow(**SERVERS),
+    "get_client": allow(**BUYER_READERS),
+    "history": allow(**BUYER_READERS),
+    "ownership": allow(**BUYER_READERS),
+    # 证据包: the read-everything roles, the project's managers, and a consultant or
+    # channel only as a party to a dispute over the buyer, which api/evidence_views.py
+    # narrows to within the relation given here. The auditor's page (/audit, cookie
+    # sign-in) serves the same bundle under this same entry.
+    "evidence": allow(
+        auditor="any", admin="any", manager="project", consultant="project", channel_agent="partner"
     ),
-    # clients
-    # Capped and audited (api/access.py); auditors and admins read by id, not by phone.
-    "lookup": Access(_roles("consultant", "supervisor", "manager", "service"), "project"),
-    # The full number and notes: only the people serving the buyer (api/access.py).
-    "contact": Access(_roles("consultant", "supervisor", "manager"), "own"),
-    "follow_ups": Access(_roles("consultant", "supervisor", "manager"), "own"),
-    "get_client": Access(STAFF, "project"),
-    "history": Access(STAFF, "project"),
-    "ownership": Access(STAFF, "project"),
-    # 证据包: auditors and admins, managers of the project, and a consultant or channel
-    # only as a party to a dispute over the buyer (api/evidence_views.py). The auditor's
-    # page (/audit, cookie sign-in) serves the same bundle under this same entry.
-    "evidence": Access(_roles("auditor", "admin", "manager", "consultant", "channel_agent"), "own"),
-    "erase": Access(ADMIN, "project"),
-    "import_clients": Access(OWNERS, "project"),
+    "erase": allow(**ADMIN),
+    "import_clients": allow(**OWNERS),
     # aftercare (跟进, 转客, 流失, 认领)
-    "log_follow_up": Access(CARERS, "project"),
-    "change_grade": Access(CARERS, "project"),
-    "update_profile": Access(CARERS, "project"),
-    "transfer": Access(OWNERS, "project"),
-    "request_loss": Access(CARERS, "project"),
-    "approve_loss": Access(REVIEWERS, "project"),
-    "reject_loss": Access(REVIEWERS, "project"),
-    "claim": Access(CARERS, "project"),
-    "approve_claim": Access(REVIEWERS, "project"),
-    "reject_claim": Access(REVIEWERS, "project"),
-    # disputes
-    "open_dispute": Access(
-        _roles("channel_agent", "consultant", "supervisor", "manager", "admin"), "partner"
+    "log_follow_up": allow(**CARERS),
+    "change_grade": allow(**CARERS),
+    "update_profile": allow(**CARERS),
+    "transfer": allow(**OWNERS),
+    "request_loss": allow(**CARERS),
+    "approve_loss": allow(**REVIEWERS),
+    "reject_loss": allow(**REVIEWERS),
+    # A buyer in the pool is every project member's (api.access), so ``own`` admits it.
+    "claim": allow(**CARERS),
+    "approve_claim": allow(**REVIEWERS),
+    "reject_claim": allow(**REVIEWERS),
+    # disputes (申诉): any consultant of the project may claim a buyer is theirs; a
+    # channel only through its own report.
+    "open_dispute": allow(
+        channel_agent="partner",
+        consultant="project",
+        supervisor="project",
+        manager="project",
+        admin="any",
     ),
-    "get_dispute": Access(
-        _roles(
-            "channel_agent", "consultant", "supervisor", "manager", "auditor", "service", "admin"
-        ),
-        "partner",
-    ),
-    "rule": Access(OWNERS, "project"),
-    "appeal": Access(EVERYONE, "own"),
+    "get_dispute": allow(**BUYER_READERS, channel_agent="partner"),
+    "rule": allow(**OWNERS),
+    "appeal": allow(**CARERS, channel_agent="partner"),
     # consultants leaving (离职)
-    "depart": Access(OWNERS, "any"),
-    "departure": Access(_roles("manager", "supervisor", "auditor", "admin"), "any"),
+    "depart": allow(**OWNERS),
+    "departure": allow(manager="project", supervisor="team", auditor="any", admin="any"),
     # units (房源)
-    "import_units": Access(OWNERS, "project"),
-    "list_units": Access(EVERYONE, "project"),
-    "get_unit": Access(EVERYONE, "project"),
+    "import_units": allow(**OWNERS),
+    "list_units": allow(**EVERYONE),
+    "get_unit": allow(**EVERYONE),
     # deals
-    "open_deal": Access(SELLERS, "project"),
-    "list_deals": Access(EVERYONE, "team"),
-    "get_deal": Access(DEAL_READERS, "own"),
-    "deposit": Access(STEPPERS, "own"),
-    "subscription": Access(STEPPERS, "own"),
-    "loan": Access(STEPPERS, "own"),
-    "approve_loan": Access(STEPPERS, "own"),
-    "refuse_loan": Access(STEPPERS, "own"),
-    "contract": Access(STEPPERS, "own"),
-    "filing": Access(STEPPERS, "own"),
-    "payment": Access(CASHIERS, "own"),
-    "delivery": Access(STEPPERS, "own"),
-    "certificate": Access(STEPPERS, "own"),
-    "cancel": Access(CASHIERS, "own"),
-    "swap": Access(REVIEWERS, "own"),
-    "rename": Access(REVIEWERS, "own"),
+    "open_deal": allow(**CARERS),
+    "list_deals": allow(**BUYER_READERS, finance="project", channel_agent="partner"),
+    "get_deal": allow(**BUYER_READERS, finance="project"),
+    "deposit": allow(**STEPPERS),
+    "subscription": allow(**STEPPERS),
+    "loan": allow(**STEPPERS),
+    "approve_loan": allow(**STEPPERS),
+    "refuse_loan": allow(**STEPPERS),
+    "contract": allow(**STEPPERS),
+    "filing": allow(**STEPPERS),
+    "payment": allow(**CASHIERS),
+    "delivery": allow(**STEPPERS),
+    "certificate": allow(**STEPPERS),
+    "cancel": allow(**CASHIERS),
+    "swap": allow(**REVIEWERS),
+    "rename": allow(**REVIEWERS),
     # deal and commission views
-    "deal_pipeline": Access(_roles("consultant", *MANAGEMENT), "team"),
-    "payments": Access(MANAGEMENT, "team"),
-    "commissions": Access(_roles("consultant", "channel_agent", *MANAGEMENT), "own"),
-    "commission_entries": Access(_roles("consultant", "channel_agent", *MANAGEMENT), "own"),
-    "signing_forecast": Access(_roles("consultant", *MANAGEMENT), "team"),
+    "deal_pipeline": allow(**BUYER_READERS, finance="project"),
+    # Per project and month: no buyer, deal or consultant in a row.
+    "payments": allow(**READERS, supervisor="project", manager="project", finance="project"),
+    "commissions": allow(**BUYER_READERS, finance="project", channel_agent="partner"),
+    "commission_entries": allow(**BUYER_READERS, finance="project", channel_agent="partner"),
+    "signing_forecast": allow(**BUYER_READERS, finance="project"),
     # read views
-    "list_clients": Access(_roles(*STAFF, "channel_agent"), "team"),
-    "list_reports": Access(_roles(*STAFF, "channel_agent"), "team"),
-    "list_tasks": Access(STAFF, "team"),
-    "funnel": Access(_roles(*BOARD_READERS, "channel_agent"), "team"),
-    "channels": Access(_roles(*BOARD_READERS, "channel_agent"), "team"),
-    "consultants": Access(STAFF, "team"),
-    "protection_board": Access(STAFF, "team"),
-    "lost_reasons": Access(BOARD_READERS, "team"),
-    "pool": Access(BOARD_READERS, "team"),
+    "list_clients": allow(**BUYER_READERS, channel_agent="partner"),
+    "list_reports": allow(**BUYER_READERS, channel_agent="partner"),
+    "list_tasks": allow(**BUYER_READERS),
+    # Per project, partner and day: no buyer or consultant in a row.
+    "funnel": allow(**READERS, supervisor="project", manager="project", channel_agent="partner"),
+    "channels": allow(**READERS, supervisor="project", manager="project", channel_agent="partner"),
+    "consultants": allow(**BUYER_READERS),
+    "protection_board": allow(**BUYER_READERS),
+    "lost_reasons": allow(**READERS, supervisor="project", manager="project"),
+    "pool": allow(**READERS, supervisor="project", manager="project"),
     # the working day: an approver's inbox, a consultant's day
-    "inbox": Access(REVIEWERS, "team"),
-    "my_day": Access(_roles("consultant", "supervisor", "manager"), "own"),
+    "inbox": allow(**REVIEWERS),
+    "my_day": allow(**SERVERS),
 }
+
+# Parts of an answer, not whole operations: who sees them inside what they may read.
+SEES_DISCLOSURES: tuple[Role, ...] = ("manager", "auditor", "admin")  # ContactDisclosed
+SEES_WHOLE_DISPUTE: tuple[Role, ...] = ("supervisor", "manager", "auditor", "service", "admin")
+# These roles act only as themselves: a consultant for itself, a channel agent as itself
+# for its own partner. The others may file for someone (a manager for a consultant).
+ACTS_AS_ITSELF: tuple[Role, ...] = ("consultant", "channel_agent")
 
 
 def access(operation: str) -> Access:
@@ -193,15 +240,245 @@ def operation_of(request: Request) -> str | None:
     return name
 
 
-def enforce_roles(request: Request) -> None:
-    """Refuse a caller whose role the table does not list for this operation."""
+def _hidden(kind: str) -> HTTPException:
+    # One answer for "no such object" and "not yours": the id reveals nothing.
+    return HTTPException(404, f"{kind} not found")
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The caller with the relation the table gives its role for this operation: every
+    check an operation makes on an object goes through here."""
+
+    caller: Caller
+    relation: Relation
+    app: Container
+    # What the path named, judged once per request and handed to the route.
+    seen: dict[tuple[str, object], object] = field(default_factory=dict, compare=False)
+
+    def project(self, project_id: str) -> None:
+        if not self.caller.covers(project_id):
+            raise HTTPException(403, f"{self.caller.id} is not granted this project")
+
+    def client(self, client_id: uuid.UUID) -> Client:
+        known = self.seen.get(("client", client_id))
+        if isinstance(known, Client):
+            return known
+        try:
+            client = self.app.clients.client(client_id)
+        except NotFound:
+            raise _hidden("client") from None
+        if not relates(self.app, self.caller, self.relation, client):
+            raise _hidden("client")
+        self.seen[("client", client_id)] = client
+        return client
+
+    def deal(self, deal_id: uuid.UUID) -> Deal:
+        known = self.seen.get(("deal", deal_id))
+        if isinstance(known, Deal):
+            return known
+        try:
+            deal = self.app.deals.deal_state(deal_id)
+        except NotFound:
+            raise _hidden("deal") from None
+        if not relates_to_deal(self.app, self.caller, self.relation, deal):
+            raise _hidden("deal")
+        self.seen[("deal", deal_id)] = deal
+        return deal
+
+    def dispute(self, dispute_id: str) -> DisputeView:
+        known = self.seen.get(("dispute", dispute_id))
+        if isinstance(known, DisputeView):
+            return known
+        try:
+            view = self.app.disputes.dispute(dispute_id)
+        except NotFound:
+            raise _hidden("dispute") from None
+        if not relates_to_dispute(self.app, self.caller, self.relation, view):
+            raise _hidden("dispute")
+        self.seen[("dispute", dispute_id)] = view
+        return view
+
+    def report(self, report_id: str) -> ReportView:
+        known = self.seen.get(("report", report_id))
+        if isinstance(known, ReportView):
+            return known
+        try:
+            view = self.app.reports.report(report_id)
+        except NotFound:
+            raise _hidden("report") from None
+        if not relates_to_report(self.app, self.caller, self.relation, view):
+            raise _hidden("report")
+        self.seen[("report", report_id)] = view
+        return view
+
+    def consultant(self, consultant_id: str) -> Principal:
+        principal = self.app.principals.principal(consultant_id)
+        if principal is None or not relates_to_principal(
+            self.app, self.caller, self.relation, principal
+        ):
+            raise _hidden("consultant")
+        return principal
+
+    def unit(self, project_id: str, unit_id: uuid.UUID) -> Unit:
+        self.project(project_id)
+        try:
+            unit = self.app.units.unit(unit_id)
+        except NotFound:
+            raise _hidden("unit") from None
+        if unit.project_id != project_id:
+            raise _hidden("unit")
+        return unit
+
+    def acts_for(
+        self,
+        *,
+        consultant_id: str | None = None,
+        partner_id: str | None = None,
+        agent_id: str | None = None,
+    ) -> None:
+        """Refuse a consultant or channel agent naming someone else as the actor."""
+        caller = self.caller
+        if caller.role not in ACTS_AS_ITSELF:
+            return
+        if caller.role == "consultant" and consultant_id not in (None, caller.id):
+            raise HTTPException(403, "a consultant acts only for themselves")
+        if caller.role == "channel_agent" and (
+            partner_id not in (None, caller.partner_id) or agent_id not in (None, caller.id)
+        ):
+            raise HTTPException(403, "a channel agent acts only as itself, for its own partner")
+
+    def scope(self) -> Scope:
+        """What a list or view shows this caller: the relation applied to rows."""
+        caller, relation = self.caller, self.relation
+        if relation == "any":
+            return Scope()
+        unbounded = caller.role in GLOBAL_ROLES or (
+            caller.role == "channel_agent" and not caller.project_ids
+        )
+        projects = None if unbounded else caller.project_ids
+        if relation == "partner":
+            return Scope(project_ids=projects, partner_id=caller.partner_id)
+        if relation == "own":
+            return Scope(project_ids=projects, consultant_ids=(caller.id,))
+        if relation == "team" and caller.team_id is not None:
+            members = team_members(self.app.views, caller.team_id)
+            return Scope(project_ids=projects, consultant_ids=(caller.id, *members))
+        return Scope(project_ids=projects)
+
+    def check_path(self, params: Mapping[str, str]) -> None:
+        """Judge the objects the path names, before anything else of the request."""
+        if "project_id" in params:
+            unit_id = _as_uuid(params.get("unit_id"))
+            if unit_id is not None:
+                self.unit(params["project_id"], unit_id)
+            else:
+                self.project(params["project_id"])
+        if (client_id := _as_uuid(params.get("client_id"))) is not None:
+            self.client(client_id)
+        if (deal_id := _as_uuid(params.get("deal_id"))) is not None:
+            self.deal(deal_id)
+        if "dispute_id" in params:
+            self.dispute(params["dispute_id"])
+        if "report_id" in params:
+            self.report(params["report_id"])
+        if "consultant_id" in params:
+            self.consultant(params["consultant_id"])
+
+
+def _as_uuid(value: str | None) -> uuid.UUID | None:
+    """A malformed id is left to request validation (422, whoever asks)."""
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def enforce_access(request: Request) -> None:
+    """Apply the table: the caller's role, then its relation to the objects in the path."""
     operation = operation_of(request)
     if operation is None:
         return
     entry = access(operation)
-    if entry.roles is None:
+    if entry.public:
         return
     caller: Caller = get_caller(request, request.headers.get("authorization"))
     # The endpoint's own ``CallerDep`` reuses this, rather than authenticating twice.
     request.state.caller = caller
-    caller.require(*entry.roles)
+    relation = entry.relation(caller.role)
+    if relation is None:
+        raise HTTPException(403, f"role {caller.role} may not do this")
+    guard = Guard(caller, relation, get_container(request))
+    request.state.guard = guard
+    guard.check_path(request.path_params)
+
+
+def get_guard(request: Request, caller: Annotated[Caller, Depends(get_caller)]) -> Guard:
+    """The request's guard; depending on ``get_caller`` documents the bearer scheme."""
+    guard: Guard | None = getattr(request.state, "guard", None)
+    if guard is None:
+        raise RuntimeError("enforce_access did not run for this route")
+    return guard
+
+
+def get_scope(guard: Annotated[Guard, Depends(get_guard)]) -> Scope:
+    return guard.scope()
+
+
+GuardDep = Annotated[Guard, Depends(get_guard)]
+ScopeDep = Annotated[Scope, Depends(get_scope)]
+
+
+# ------------------------------------------------------------------ the README's table
+
+README_START = "<!-- roles:start (generated by python -m api.authorization) -->"
+README_END = "<!-- roles:end -->"
+
+
+def readme_table(paths: Mapping[str, str]) -> str:
+    """The role × operation table: each cell the relation the role needs, or blank.
+    ``paths`` maps an operation to its ``METHOD /path``."""
+    lines = [
+        "| operation | " + " | ".join(f"`{r}`" for r in ROLES) + " |",
+        "|---|" + "---|" * len(ROLES),
+    ]
+
+    def by_path(name: str) -> tuple[str, str]:
+        method, _, path = paths.get(name, name).partition(" ")
+        return path, method
+
+    for name in sorted(TABLE, key=by_path):
+        entry = TABLE[name]
+        if entry.public:
+            cells = ["public"] * len(ROLES)
+        else:
+            cells = [entry.relation(role) or "" for role in ROLES]
+        lines.append(f"| `{paths.get(name, name)}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def readme_section(paths: Mapping[str, str]) -> str:
+    return f"{README_START}\n{readme_table(paths)}\n{README_END}"
+
+
+def operation_paths() -> dict[str, str]:
+    """Operation name → ``METHOD /path`` from the application's routes."""
+    from api.app import assembled_routes
+
+    return {name: f"{method} {path}" for name, method, path in assembled_routes()}
+
+
+def rewrite_readme(readme: Path) -> bool:
+    text = readme.read_text(encoding="utf-8")
+    start, end = text.index(README_START), text.index(README_END) + len(README_END)
+    updated = text[:start] + readme_section(operation_paths()) + text[end:]
+    if updated != text:
+        readme.write_text(updated, encoding="utf-8")
+    return updated != text
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("README.md")
+    print("rewritten" if rewrite_readme(target) else "up to date")

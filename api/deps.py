@@ -16,7 +16,6 @@ from domain.errors import InvalidInput
 from domain.services.uow import Context, Idempotency
 from domain.values import Actor
 from domain.vocabulary import Role
-from projections.queries import Scope, team_members
 from yingke.bootstrap import Container
 
 # Roles that see every project; every other role works inside the projects it is granted.
@@ -43,15 +42,6 @@ class Caller:
         if self.role == "channel_agent" and not self.project_ids:
             return True
         return project_id in self.project_ids
-
-    def require(self, *roles: str) -> None:
-        if self.role not in roles:
-            raise HTTPException(403, f"role {self.role} may not do this")
-
-    def require_project(self, project_id: str) -> None:
-        """The project relation; the role was checked against ``api.authorization``."""
-        if not self.covers(project_id):
-            raise HTTPException(403, f"{self.id} is not granted project {project_id}")
 
 
 def get_container(request: Request) -> Container:
@@ -115,24 +105,6 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 ContextDep = Annotated[Context, Depends(get_context)]
 
 
-def get_scope(request: Request, caller: Annotated[Caller, Depends(get_caller)]) -> Scope:
-    """What this caller may read: own buyers, the team's, the projects', or the partner's."""
-    if caller.role in GLOBAL_ROLES:
-        return Scope()
-    if caller.role in ("manager", "finance"):
-        return Scope(project_ids=caller.project_ids)
-    if caller.role == "supervisor":
-        if caller.team_id is None:
-            return Scope(project_ids=caller.project_ids)
-        members = team_members(get_container(request).views, caller.team_id)
-        return Scope(project_ids=caller.project_ids, consultant_ids=(caller.id, *members))
-    if caller.role == "consultant":
-        return Scope(project_ids=caller.project_ids, consultant_ids=(caller.id,))
-    if caller.role == "channel_agent":
-        return Scope(project_ids=caller.project_ids or None, partner_id=caller.partner_id)
-    raise HTTPException(403, f"role {caller.role} reads nothing here")
-
-
 def fresh_views(
     request: Request,
     after: Annotated[
@@ -171,5 +143,4 @@ class ViewsBehind(Exception):
         self.lag = lag
 
 
-ScopeDep = Annotated[Scope, Depends(get_scope)]
 FreshDep = Depends(fresh_views)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.authorization import SEES_WHOLE_DISPUTE
 from api.deps import Caller
 
-SEES_EVERYTHING = ("supervisor", "manager", "auditor", "service", "admin")
 _OWN_CLAIM = (
     "dispute_id",
     "client_id",
@@ -28,7 +28,7 @@ _OWN_CLAIM = (
 
 
 def for_caller(dispute: dict[str, Any], caller: Caller) -> dict[str, Any]:
-    if caller.role in SEES_EVERYTHING:
+    if caller.role in SEES_WHOLE_DISPUTE:
         return dispute
     mine = caller.id == dispute.get("claimant_id") or (
         caller.role == "channel_agent" and caller.partner_id == dispute.get("claimant_id")

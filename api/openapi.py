@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
+from api.authorization import access
 from api.deps import get_caller, get_context
 from api.results import POSITION_HEADER
 from api.tabular import tabular
@@ -94,6 +95,11 @@ def _calls(dependant: Dependant) -> set[Any]:
     return found
 
 
+def _authenticated(route: Any, calls: set[Any]) -> bool:
+    """The table says whether the operation needs a caller (``enforce_access`` asks)."""
+    return get_caller in calls or not access(route.endpoint.__name__).public
+
+
 def _problem_response(status: int) -> dict[str, Any]:
     response: dict[str, Any] = {
         "description": _TITLES[status],
@@ -117,7 +123,7 @@ def _statuses(route: Any, method: str, calls: set[Any], has_body: bool) -> list[
     if "{" in route.path or has_body:
         # A path id, or an id the body refers to (a client, a unit), may not exist.
         statuses.append(404)
-    if get_caller in calls:
+    if _authenticated(route, calls):
         statuses += [401, 403]
         if method in WRITES:
             statuses.append(409)
@@ -195,7 +201,7 @@ def _amend(route: Any, method: str, operation: dict[str, Any], calls: set[Any]) 
         elif param["in"] in ("path", "query"):
             _forbid_control_characters(schema)
     operation["parameters"] = [*params, REQUEST_ID_PARAM]
-    if get_caller in calls:
+    if _authenticated(route, calls):
         operation["security"] = [{"bearer": []}]
     has_body = "requestBody" in operation
     responses = operation.setdefault("responses", {})

@@ -242,6 +242,7 @@ PUBLIC: tuple[EventType, ...] = (
     _t(CommissionPolicy.CommissionPolicyChanged, "A new version of the commission rules."),
     _t(Allowance.AllowanceOpened, "A principal's lookup or disclosure allowance window opened."),
     _t(Allowance.LookupRecorded, "A phone lookup (查客) by a principal; found or not."),
+    _t(Allowance.LookupLimited, "A phone lookup refused (429): the hour's allowance was used."),
     _t(Allowance.DisclosureCounted, "A contact disclosure counted against the day's cap."),
 )
 INTERNAL: tuple[type[Any], ...] = (

@@ -63,6 +63,14 @@ class Allowance(Aggregate):
             assert isinstance(aggregate, Allowance)
             aggregate.used += 1
 
+    class LookupLimited(Aggregate.Event):
+        """A phone lookup refused (429): the hour's allowance was used up. On the record
+        like the others, so a principal hammering past the cap shows in the audit; it
+        does not count, and records nothing of what the lookup would have found."""
+
+        project_id: str
+        cap: int
+
     class DisclosureCounted(Aggregate.Event):
         client_id: uuid.UUID
         cap: int
@@ -92,16 +100,22 @@ class Allowance(Aggregate):
             **trace,
         )
 
+    def _refusal(self, cap: int, at: datetime) -> RateLimited | None:
+        if self.used < cap:
+            return None
+        _, renews = window_of(self.kind, at)
+        wait = max(1, int((renews - at).total_seconds() + 0.999))
+        what = "phone lookups this hour" if self.kind == LOOKUP else "disclosures today"
+        return RateLimited(
+            f"{self.principal_id} has used all {cap} {what}",
+            code=f"{self.kind}_limit",
+            retry_after=wait,
+        )
+
     def _check(self, cap: int, at: datetime) -> None:
-        if self.used >= cap:
-            _, renews = window_of(self.kind, at)
-            wait = max(1, int((renews - at).total_seconds() + 0.999))
-            what = "phone lookups this hour" if self.kind == LOOKUP else "disclosures today"
-            raise RateLimited(
-                f"{self.principal_id} has used all {cap} {what}",
-                code=f"{self.kind}_limit",
-                retry_after=wait,
-            )
+        refusal = self._refusal(cap, at)
+        if refusal is not None:
+            raise refusal
 
     def record_lookup(
         self,
@@ -110,8 +124,15 @@ class Allowance(Aggregate):
         cap: int,
         at: datetime,
         trace: dict[str, Any],
-    ) -> None:
-        self._check(cap, at)
+    ) -> RateLimited | None:
+        """Count and record the lookup; past the cap, record the refusal and return it
+        (the caller saves the record, then answers 429)."""
+        refusal = self._refusal(cap, at)
+        if refusal is not None:
+            self.trigger_event(
+                self.LookupLimited, project_id=project_id, cap=cap, timestamp=at, **trace
+            )
+            return refusal
         self.trigger_event(
             self.LookupRecorded,
             project_id=project_id,
@@ -121,6 +142,7 @@ class Allowance(Aggregate):
             timestamp=at,
             **trace,
         )
+        return None
 
     def count_disclosure(
         self, client_id: uuid.UUID, cap: int, at: datetime, trace: dict[str, Any]

@@ -1,4 +1,5 @@
-"""lookup_audit: every phone lookup (查客) — who, when, at which project, found or not."""
+"""lookup_audit: every phone lookup (查客) — who, when, at which project, and its outcome:
+``found``, ``not_found``, or ``limited`` (refused with 429: the hour's allowance was used)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ TABLE = Table(
         "role": "text",
         "project_id": "text",
         "found": "bool",
+        "outcome": "text",
         "client_id": "text",
         "request_id": "text",
         "looked_up_at": "ts",
@@ -30,10 +32,13 @@ class LookupAudit:
     tables: tuple[Table, ...] = (TABLE,)
 
     def handles(self, event: Any) -> bool:
-        return isinstance(event, Allowance.LookupRecorded)
+        return isinstance(event, Allowance.LookupRecorded | Allowance.LookupLimited)
 
     def apply(self, rows: Rows, event: Any, position: int) -> None:
         actor = getattr(event, "actor", None) or {}
+        limited = isinstance(event, Allowance.LookupLimited)
+        found = not limited and event.found
+        outcome = "limited" if limited else "found" if found else "not_found"
         rows.put(
             TABLE.name,
             {
@@ -42,8 +47,9 @@ class LookupAudit:
                 "principal_id": actor.get("id"),
                 "role": actor.get("role"),
                 "project_id": event.project_id,
-                "found": event.found,
-                "client_id": str(event.client_id) if event.client_id else None,
+                "found": found,
+                "outcome": outcome,
+                "client_id": str(event.client_id) if found and event.client_id else None,
                 "request_id": getattr(event, "correlation_id", None),
                 "looked_up_at": event.timestamp,
             },

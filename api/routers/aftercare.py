@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, Response
 
 from api import bodies
+from api.authorization import GuardDep
 from api.bodies import answer
-from api.deps import AppDep, CallerDep, ContextDep
+from api.deps import AppDep, ContextDep
 from api.results import command_response
-from api.routers.clients import visible_client
 from api.schemas import (
     ClaimIn,
     DecisionIn,
@@ -24,15 +24,13 @@ from api.schemas import (
 
 router = APIRouter(prefix="/v1/clients/{client_id}", tags=["aftercare"])
 
-# The aggregate itself refuses a consultant acting on someone else's buyer.
+# ``enforce_access`` judged the caller's relation to the buyer in the path; the aggregate
+# still refuses a consultant acting on someone else's buyer.
 
 
 @router.post("/follow-ups", status_code=201)
-def log_follow_up(
-    client_id: uuid.UUID, body: FollowUpIn, app: AppDep, caller: CallerDep, ctx: ContextDep
-) -> Response:
+def log_follow_up(client_id: uuid.UUID, body: FollowUpIn, app: AppDep, ctx: ContextDep) -> Response:
     """Log a follow-up (跟进) by the owner; an effective one extends protection."""
-    visible_client(app, caller, client_id)
     return command_response(
         app.followups.log_follow_up(
             ctx.answering(answer(201, bodies.follow_up)),
@@ -47,11 +45,8 @@ def log_follow_up(
 
 
 @router.post("/grade")
-def change_grade(
-    client_id: uuid.UUID, body: GradeIn, app: AppDep, caller: CallerDep, ctx: ContextDep
-) -> Response:
+def change_grade(client_id: uuid.UUID, body: GradeIn, app: AppDep, ctx: ContextDep) -> Response:
     """Grade the buyer A/B/C (意向等级); the follow-up cadence follows the grade."""
-    visible_client(app, caller, client_id)
     return command_response(
         app.followups.change_grade(
             ctx.answering(answer(200, bodies.ownership)), client_id, body.grade, body.reason
@@ -60,11 +55,8 @@ def change_grade(
 
 
 @router.put("/profile")
-def update_profile(
-    client_id: uuid.UUID, body: ProfileIn, app: AppDep, caller: CallerDep, ctx: ContextDep
-) -> Response:
+def update_profile(client_id: uuid.UUID, body: ProfileIn, app: AppDep, ctx: ContextDep) -> Response:
     """Replace the structured demand profile (客户画像)."""
-    visible_client(app, caller, client_id)
     return command_response(
         app.followups.update_profile(
             ctx.answering(answer(200, bodies.profile)),
@@ -75,11 +67,8 @@ def update_profile(
 
 
 @router.post("/transfers")
-def transfer(
-    client_id: uuid.UUID, body: TransferIn, app: AppDep, caller: CallerDep, ctx: ContextDep
-) -> Response:
+def transfer(client_id: uuid.UUID, body: TransferIn, app: AppDep, ctx: ContextDep) -> Response:
     """Move the buyer to another consultant (manager only); a fresh protection period."""
-    visible_client(app, caller, client_id)
     return command_response(
         app.followups.transfer(
             ctx.answering(answer(200, bodies.ownership)),
@@ -92,10 +81,9 @@ def transfer(
 
 @router.post("/loss-requests", status_code=201)
 def request_loss(
-    client_id: uuid.UUID, body: LossRequestIn, app: AppDep, caller: CallerDep, ctx: ContextDep
+    client_id: uuid.UUID, body: LossRequestIn, app: AppDep, ctx: ContextDep
 ) -> Response:
     """Ask to give the buyer up (战败申请), with a standard reason; a supervisor reviews."""
-    visible_client(app, caller, client_id)
     return command_response(
         app.pool.request_loss(
             ctx.answering(answer(201, bodies.loss_requested)), client_id, body.reason, body.note
@@ -109,11 +97,9 @@ def approve_loss(
     request_id: str,
     body: DecisionIn,
     app: AppDep,
-    caller: CallerDep,
     ctx: ContextDep,
 ) -> Response:
     """Approve: the buyer is released to the public pool (公海池)."""
-    visible_client(app, caller, client_id)
     return command_response(
         app.pool.decide_loss(
             ctx.answering(answer(200, bodies.loss_decided)),
@@ -131,10 +117,8 @@ def reject_loss(
     request_id: str,
     body: DecisionIn,
     app: AppDep,
-    caller: CallerDep,
     ctx: ContextDep,
 ) -> Response:
-    visible_client(app, caller, client_id)
     return command_response(
         app.pool.decide_loss(
             ctx.answering(answer(200, bodies.loss_decided)),
@@ -148,14 +132,12 @@ def reject_loss(
 
 @router.post("/claims", status_code=201)
 def claim(
-    client_id: uuid.UUID, body: ClaimIn, app: AppDep, caller: CallerDep, ctx: ContextDep
+    client_id: uuid.UUID, body: ClaimIn, app: AppDep, guard: GuardDep, ctx: ContextDep
 ) -> Response:
     """Claim a buyer from the public pool (捞客): claimed at once, or pending approval.
     409 when the buyer is not in the pool or the monthly cap is used up."""
-    visible_client(app, caller, client_id)
-    consultant_id = body.consultant_id or caller.id
-    if caller.role == "consultant" and consultant_id != caller.id:
-        raise HTTPException(403, "a consultant claims only for themselves")
+    consultant_id = body.consultant_id or guard.caller.id
+    guard.acts_for(consultant_id=consultant_id)
     return command_response(
         app.pool.claim_from_pool(
             ctx.answering(answer(201, bodies.claimed)), client_id, consultant_id
@@ -169,10 +151,8 @@ def _decide_claim(
     approve: bool,
     body: DecisionIn,
     app: Any,
-    caller: Any,
     ctx: Any,
 ) -> Response:
-    visible_client(app, caller, client_id)
     return command_response(
         app.pool.decide_claim(
             ctx.answering(answer(200, bodies.claim_decided)),
@@ -190,10 +170,9 @@ def approve_claim(
     claim_id: str,
     body: DecisionIn,
     app: AppDep,
-    caller: CallerDep,
     ctx: ContextDep,
 ) -> Response:
-    return _decide_claim(client_id, claim_id, True, body, app, caller, ctx)
+    return _decide_claim(client_id, claim_id, True, body, app, ctx)
 
 
 @router.post("/claims/{claim_id}/reject")
@@ -202,7 +181,6 @@ def reject_claim(
     claim_id: str,
     body: DecisionIn,
     app: AppDep,
-    caller: CallerDep,
     ctx: ContextDep,
 ) -> Response:
-    return _decide_claim(client_id, claim_id, False, body, app, caller, ctx)
+    return _decide_claim(client_id, claim_id, False, body, app, ctx)

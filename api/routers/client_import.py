@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
-from api.deps import AppDep, CallerDep, ContextDep
+from api.deps import AppDep, ContextDep
 from api.results import POSITION_HEADER
 from api.uploads import UploadDep, file_body
 from domain.errors import InvalidInput
@@ -33,7 +33,6 @@ def import_clients(
     project_id: str,
     upload: UploadDep,
     app: AppDep,
-    caller: CallerDep,
     ctx: ContextDep,
     dry_run: Annotated[
         bool, Query(description="Check every row and answer; write nothing")
@@ -46,7 +45,6 @@ def import_clients(
     422 listing every problem as ``第7行: 手机``; buyers already here are reported, never
     merged. Re-importing the same rows changes nothing (``unchanged``). ``dry_run=true``
     answers the per-row report (new / unchanged / invalid) without writing."""
-    caller.require_project(project_id)
     if upload.kind == "json":
         raise InvalidInput("body", "send the register as xlsx or CSV", code="unsupported_file")
     try:

@@ -6,65 +6,56 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from api import bodies
-from api.access import SERVERS, AccessDep, may
+from api.access import SERVERS, may
+from api.authorization import SEES_DISCLOSURES, GuardDep
 from api.bodies import answer, jsonable
-from api.deps import AppDep, Caller, CallerDep, ContextDep
+from api.deps import AppDep, ContextDep
 from api.integrity import integrity
 from api.results import command_response
 from api.schemas import ClientOut, ErasureOut, HistoryOut, LookupIn, LookupOut, OwnershipOut
 from api.validation import Instant
-from domain.client import Client
-from yingke.bootstrap import Container
 
 router = APIRouter(prefix="/v1/clients", tags=["clients"])
 
-# Who sees in the history that someone was shown the buyer's number.
-DISCLOSURE_READERS = ("manager", "auditor", "admin")
-
-
-def visible_client(app: Container, caller: Caller, client_id: uuid.UUID) -> Client:
-    client = app.clients.client(client_id)
-    if not caller.covers(client.project_id):
-        raise HTTPException(404, "client not found")
-    return client
+# Every route here names the buyer in its path: ``enforce_access`` has judged the caller's
+# relation to it (404 otherwise) before the route runs.
 
 
 @router.post("/lookup", response_model=LookupOut)
-def lookup(body: LookupIn, access: AccessDep, ctx: ContextDep) -> dict[str, Any]:
+def lookup(body: LookupIn, app: AppDep, guard: GuardDep, ctx: ContextDep) -> dict[str, Any]:
     """Find a buyer by phone. A POST keeps the number out of URLs and access logs. Every
     lookup is recorded (found or not; `lookup_audit`) and counts against
     YINGKE_LOOKUPS_PER_HOUR: past it, 429 `lookup_limit` with Retry-After. An erased
     buyer is not found."""
-    access.project(body.project_id)
-    cap = access.app.settings.lookups_per_hour
-    found = access.app.contact.look_up(ctx, body.project_id, body.phone, cap)
+    guard.project(body.project_id)
+    cap = app.settings.lookups_per_hour
+    found = app.contact.look_up(ctx, body.project_id, body.phone, cap)
     return {"client_id": str(found)}
 
 
 @router.get("/{client_id}", response_model=ClientOut)
-def get_client(client_id: uuid.UUID, app: AppDep, caller: CallerDep) -> dict[str, Any]:
+def get_client(client_id: uuid.UUID, app: AppDep, guard: GuardDep) -> dict[str, Any]:
     """Current state, phone masked (前三后四); the demand profile (客户画像) for the
     people serving the buyer (their consultant, that one's supervisor, the managers)."""
-    client = visible_client(app, caller, client_id)
+    client = guard.client(client_id)
     summary: dict[str, Any] = jsonable(bodies.client_summary(app.clients.client_summary(client_id)))
     if summary["personal_data_erased"]:
         _forget_masks(summary, *summary["reports"])
-    if may(app, caller, SERVERS, client):
+    if may(app, guard.caller, SERVERS, client):
         summary["profile"] = jsonable(client.profile)
     return summary
 
 
 @router.get("/{client_id}/history", response_model=HistoryOut)
-def history(client_id: uuid.UUID, app: AppDep, caller: CallerDep) -> dict[str, Any]:
+def history(client_id: uuid.UUID, app: AppDep, guard: GuardDep) -> dict[str, Any]:
     """Every event of the buyer's stream in order: the evidence chain for arbitration."""
-    visible_client(app, caller, client_id)
     events = app.clients.history(client_id)
-    if app.clients.client(client_id).erased:
+    if guard.client(client_id).erased:
         _forget_masks(*(e["data"] for e in events))
-    if caller.role not in DISCLOSURE_READERS:
+    if guard.caller.role not in SEES_DISCLOSURES:
         events = [e for e in events if e["type"] != "ContactDisclosed"]
     return {"client_id": str(client_id), "events": events, "integrity": integrity(app, client_id)}
 
@@ -73,20 +64,17 @@ def history(client_id: uuid.UUID, app: AppDep, caller: CallerDep) -> dict[str, A
 def ownership(
     client_id: uuid.UUID,
     app: AppDep,
-    caller: CallerDep,
     at: Annotated[Instant | None, Query(description="Instant to judge, ISO-8601 with zone")] = None,
 ) -> dict[str, Any]:
     """Who owned the buyer at ``at`` (default now), by replaying the stream up to then."""
-    visible_client(app, caller, client_id)
     moment: datetime = at if at is not None else app.clock()
     owner = app.clients.ownership_as_of(client_id, moment)
     return {**owner, "integrity": integrity(app, client_id)}
 
 
 @router.post("/{client_id}/erasure", response_model=ErasureOut)
-def erase(client_id: uuid.UUID, app: AppDep, caller: CallerDep, ctx: ContextDep) -> Response:
+def erase(client_id: uuid.UUID, app: AppDep, ctx: ContextDep) -> Response:
     """Erase the buyer's personal data (PIPL): destroys their keys; the stream stays."""
-    visible_client(app, caller, client_id)
     return command_response(
         app.clients.erase_personal_data(ctx.answering(answer(200, bodies.erased)), client_id)
     )

@@ -8,12 +8,13 @@ from fastapi import APIRouter, Query, Response
 
 from api import bodies
 from api.bodies import answer, jsonable
-from api.deps import AppDep, CallerDep, ContextDep
+from api.deps import AppDep, ContextDep
 from api.preconditions import IfMatch, expected_version
 from api.results import command_response
 from api.schemas import CommissionPolicyIn, CommissionPolicyOut
 from api.validation import INT64_MAX
 
+# ``enforce_access`` checked that the project in the path is granted to the caller.
 router = APIRouter(prefix="/v1/projects/{project_id}/commission-policy", tags=["commission"])
 
 
@@ -22,13 +23,11 @@ def set_commission_policy(
     project_id: str,
     body: CommissionPolicyIn,
     app: AppDep,
-    caller: CallerDep,
     ctx: ContextDep,
     if_match: IfMatch = None,
 ) -> Response:
     """A new version of the project's channel rates, consultant rate and split, threshold
     and payout stages. Deals keep the version in force when they were opened."""
-    caller.require_project(project_id)
     expected = expected_version(if_match)
     settings = body.model_dump()
     return command_response(
@@ -42,11 +41,9 @@ def set_commission_policy(
 def get_commission_policy(
     project_id: str,
     app: AppDep,
-    caller: CallerDep,
     version: Annotated[int | None, Query(ge=0, le=INT64_MAX, description="An old version")] = None,
 ) -> dict[str, Any]:
     """The commission policy in force (or ``?version=N``); version 0 is the defaults."""
-    caller.require_project(project_id)
     body: dict[str, Any] = jsonable(
         bodies.settings(app.policies.commission_policy(project_id, version))
     )

@@ -10,11 +10,11 @@ from fastapi import APIRouter
 from pydantic import AwareDatetime, BaseModel
 
 from api import bodies
-from api.access import AccessDep
 from api.bodies import jsonable
-from api.deps import ContextDep
+from api.deps import AppDep, ContextDep
 
 router = APIRouter(prefix="/v1/clients/{client_id}", tags=["clients"])
+# ``enforce_access`` admitted only the people serving this buyer (``SERVERS``).
 
 
 class ContactOut(BaseModel):
@@ -42,23 +42,21 @@ class FollowUpsOut(BaseModel):
 
 
 @router.get("/contact", response_model=ContactOut)
-def contact(client_id: uuid.UUID, access: AccessDep, ctx: ContextDep) -> dict[str, Any]:
+def contact(client_id: uuid.UUID, app: AppDep, ctx: ContextDep) -> dict[str, Any]:
     """The buyer's full name and number (联系方式) for their consultant, that consultant's
     supervisor and the project's managers. Every call is recorded (ContactDisclosed) and
     counts against YINGKE_DISCLOSURES_PER_DAY; past it: 429 `disclosure_limit`."""
-    access.client(client_id)
-    cap = access.app.settings.disclosures_per_day
+    cap = app.settings.disclosures_per_day
     shown: dict[str, Any] = jsonable(
-        bodies.contact(access.app.contact.disclose_contact(ctx, client_id, cap).value)
+        bodies.contact(app.contact.disclose_contact(ctx, client_id, cap).value)
     )
     return shown
 
 
 @router.get("/follow-ups", response_model=FollowUpsOut)
-def follow_ups(client_id: uuid.UUID, access: AccessDep) -> dict[str, Any]:
+def follow_ups(client_id: uuid.UUID, app: AppDep) -> dict[str, Any]:
     """Every follow-up (跟进) in order with its note, for the people serving the buyer."""
-    access.client(client_id)
-    notes = access.app.contact.follow_up_notes(client_id)
+    notes = app.contact.follow_up_notes(client_id)
     return {
         "client_id": str(client_id),
         "follow_ups": [jsonable(bodies.follow_up_note(n)) for n in notes],

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 
-from api.deps import AppDep, Caller, CallerDep, FreshDep, ScopeDep, get_container
+from api.authorization import ScopeDep
+from api.deps import AppDep, FreshDep, get_container
 from api.tabular import TabularDep
 from api.validation import Month
 from projections import commission_ledger, deal_queries
@@ -21,7 +22,6 @@ MonthQuery = Annotated[Month | None, Query(description="YYYY-MM, China time")]
 def deal_pipeline(
     request: Request,
     app: AppDep,
-    caller: CallerDep,
     scope: ScopeDep,
     tab: TabularDep,
     project_id: str | None = None,
@@ -35,7 +35,6 @@ def deal_pipeline(
 @router.get("/payments")
 def payments(
     request: Request,
-    caller: CallerDep,
     scope: ScopeDep,
     tab: TabularDep,
     project_id: str | None = None,
@@ -54,16 +53,9 @@ def payments(
     return tab.rows(rows)
 
 
-def _own_payee(caller: Caller, payee_id: str | None) -> None:
-    mine = caller.partner_id if caller.role == "channel_agent" else caller.id
-    if caller.role in ("consultant", "channel_agent") and payee_id not in (None, mine):
-        raise HTTPException(403, "you see only your own commission")
-
-
 @router.get("/commissions")
 def commissions(
     request: Request,
-    caller: CallerDep,
     scope: ScopeDep,
     tab: TabularDep,
     project_id: str | None = None,
@@ -72,7 +64,6 @@ def commissions(
 ) -> Any:
     """commission_ledger: accrued, reversed and payable (accrued − reversed) per project
     and payee, in fen. Consultants and channel agents see their own."""
-    _own_payee(caller, payee_id)
     rows = deal_queries.commissions(
         get_container(request).views,
         scope,
@@ -86,7 +77,6 @@ def commissions(
 @router.get("/commissions/entries")
 def commission_entries(
     request: Request,
-    caller: CallerDep,
     scope: ScopeDep,
     tab: TabularDep,
     project_id: str | None = None,
@@ -98,7 +88,6 @@ def commission_entries(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Any:
     """Every ledger entry (CommissionAccrued / CommissionReversed) in the order written."""
-    _own_payee(caller, payee_id)
     views = get_container(request).views
     return tab.page(
         lambda at, size: deal_queries.commission_entries(
@@ -122,7 +111,6 @@ def commission_entries(
 def signing_forecast(
     request: Request,
     app: AppDep,
-    caller: CallerDep,
     scope: ScopeDep,
     tab: TabularDep,
     project_id: str | None = None,

@@ -6,18 +6,16 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, Response
 
 from api import bodies
+from api.authorization import GuardDep
 from api.bodies import answer, jsonable
-from api.deps import AppDep, Caller, CallerDep, ContextDep
+from api.deps import AppDep, Caller, ContextDep
 from api.dispute_views import for_caller
 from api.results import command_response
-from api.routers.clients import visible_client
 from api.schemas import AppealIn, DisputeIn, RulingIn
-from domain.client import Client
 from domain.services.disputes import DisputeView
-from yingke.bootstrap import Container
 
 router = APIRouter(tags=["disputes"])
 
@@ -33,25 +31,20 @@ def _shown_to(caller: Caller) -> Callable[[DisputeView], dict[str, Any]]:
 
 @router.post("/v1/clients/{client_id}/disputes", status_code=201)
 def open_dispute(
-    client_id: uuid.UUID, body: DisputeIn, app: AppDep, caller: CallerDep, ctx: ContextDep
+    client_id: uuid.UUID, body: DisputeIn, app: AppDep, guard: GuardDep, ctx: ContextDep
 ) -> Response:
     """Open a dispute: a channel claims through its own report; a consultant claims the
     buyer for themselves (a supervisor or manager may file for a consultant)."""
-    if caller.role == "channel_agent":
-        client = app.clients.client(client_id)
-        if not caller.covers(client.project_id) or body.claimant_id != caller.partner_id:
-            raise HTTPException(403, "a channel agent disputes only for its own partner")
-        kind = "channel"
+    channel = guard.relation == "partner"
+    if channel:
+        guard.acts_for(partner_id=body.claimant_id)
     else:
-        visible_client(app, caller, client_id)
-        if caller.role == "consultant" and body.claimant_id != caller.id:
-            raise HTTPException(403, "a consultant disputes only for themselves")
-        kind = "consultant"
+        guard.acts_for(consultant_id=body.claimant_id)
     return command_response(
         app.disputes.open_dispute(
-            ctx.answering(answer(201, _shown_to(caller))),
+            ctx.answering(answer(201, _shown_to(guard.caller))),
             client_id,
-            claimant_kind=kind,
+            claimant_kind="channel" if channel else "consultant",
             claimant_id=body.claimant_id,
             reason=body.reason,
             evidence_versions=body.evidence_versions,
@@ -60,28 +53,15 @@ def open_dispute(
     )
 
 
-def _dispute_for(app: Container, caller: Caller, dispute_id: str) -> tuple[Client, dict[str, Any]]:
-    client = app.disputes.dispute_client(dispute_id)
-    dispute = jsonable(bodies.dispute(app.disputes.dispute(dispute_id)))
-    party = caller.role == "channel_agent" and dispute["claimant_id"] == caller.partner_id
-    staff = caller.role != "channel_agent" and caller.covers(client.project_id)
-    if not (party or staff):
-        raise HTTPException(404, "dispute not found")
-    return client, dispute
-
-
 @router.get("/v1/disputes/{dispute_id}")
-def get_dispute(dispute_id: str, app: AppDep, caller: CallerDep) -> dict[str, Any]:
+def get_dispute(dispute_id: str, guard: GuardDep) -> dict[str, Any]:
     """The dispute with its rulings, the appeal, and who owns the buyer now."""
-    return for_caller(_dispute_for(app, caller, dispute_id)[1], caller)
+    return for_caller(jsonable(bodies.dispute(guard.dispute(dispute_id))), guard.caller)
 
 
 @router.post("/v1/disputes/{dispute_id}/ruling")
-def rule(
-    dispute_id: str, body: RulingIn, app: AppDep, caller: CallerDep, ctx: ContextDep
-) -> Response:
+def rule(dispute_id: str, body: RulingIn, app: AppDep, ctx: ContextDep) -> Response:
     """A manager rules, citing the events relied on; the ruling after an appeal is final."""
-    _dispute_for(app, caller, dispute_id)
     return command_response(
         app.disputes.rule_dispute(
             ctx.answering(answer(200, bodies.dispute)),
@@ -95,19 +75,12 @@ def rule(
 
 @router.post("/v1/disputes/{dispute_id}/appeal")
 def appeal(
-    dispute_id: str, body: AppealIn, app: AppDep, caller: CallerDep, ctx: ContextDep
+    dispute_id: str, body: AppealIn, app: AppDep, guard: GuardDep, ctx: ContextDep
 ) -> Response:
-    """One appeal, by a party to the dispute (the claimant or the owning consultant)."""
-    client, dispute = _dispute_for(app, caller, dispute_id)
-    owner = client.owner.consultant_id if client.owner else None
-    earlier_owner = dispute["owner_at_opening"].get("consultant_id")
-    is_party = caller.id in (dispute["claimant_id"], owner, earlier_owner) or (
-        caller.role == "channel_agent" and caller.partner_id == dispute["claimant_id"]
-    )
-    if not (is_party or caller.role in ("supervisor", "manager", "admin")):
-        raise HTTPException(403, "only a party to the dispute may appeal")
+    """One appeal, by a party to the dispute (the claimant, the owning consultant, their
+    supervisor) or a manager: the relation ``enforce_access`` checked."""
     return command_response(
         app.disputes.appeal_dispute(
-            ctx.answering(answer(200, _shown_to(caller))), dispute_id, body.reason
+            ctx.answering(answer(200, _shown_to(guard.caller))), dispute_id, body.reason
         )
     )

@@ -8,12 +8,13 @@ from fastapi import APIRouter, Query, Response
 
 from api import bodies
 from api.bodies import answer, jsonable
-from api.deps import AppDep, CallerDep, ContextDep
+from api.deps import AppDep, ContextDep
 from api.preconditions import IfMatch, expected_version
 from api.results import command_response
 from api.schemas import PolicyIn, PolicyOut
 from api.validation import INT64_MAX
 
+# ``enforce_access`` checked that the project in the path is granted to the caller.
 router = APIRouter(prefix="/v1/projects/{project_id}/policy", tags=["policy"])
 
 
@@ -22,12 +23,10 @@ def set_policy(
     project_id: str,
     body: PolicyIn,
     app: AppDep,
-    caller: CallerDep,
     ctx: ContextDep,
     if_match: IfMatch = None,
 ) -> Response:
     """Replace the project's policy with a new version; omitted fields take the defaults."""
-    caller.require_project(project_id)
     expected = expected_version(if_match)
     return command_response(
         app.policies.set_policy(
@@ -40,11 +39,9 @@ def set_policy(
 def get_policy(
     project_id: str,
     app: AppDep,
-    caller: CallerDep,
     version: Annotated[int | None, Query(ge=0, le=INT64_MAX, description="An old version")] = None,
 ) -> dict[str, Any]:
     """The policy in force (or ``?version=N``); version 0 is the defaults."""
-    caller.require_project(project_id)
     body: dict[str, Any] = jsonable(
         bodies.settings(app.policies.policy_version(project_id, version))
     )

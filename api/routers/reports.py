@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, Response
 
 from api import bodies
+from api.authorization import GuardDep
 from api.bodies import answer, jsonable
-from api.deps import AppDep, CallerDep, ContextDep
+from api.deps import AppDep, ContextDep
 from api.results import command_response
 from api.schemas import ReportIn, ReportOut
 from yingke import receipts
@@ -18,14 +19,11 @@ router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
 
 @router.post("", status_code=201, response_model=ReportOut)
-def file_report(body: ReportIn, app: AppDep, caller: CallerDep, ctx: ContextDep) -> Response:
+def file_report(body: ReportIn, app: AppDep, guard: GuardDep, ctx: ContextDep) -> Response:
     """File a report (报备). A rejection is a recorded fact too, so it is also 201; it never
     names the competing channel."""
-    caller.require_project(body.project_id)
-    if caller.role == "channel_agent" and (
-        body.partner_id != caller.partner_id or body.agent_id != caller.id
-    ):
-        raise HTTPException(403, "a channel agent files only as itself, for its own partner")
+    guard.project(body.project_id)
+    guard.acts_for(partner_id=body.partner_id, agent_id=body.agent_id)
     result = app.reports.file_report(
         ctx.answering(answer(201, bodies.filed_report)),
         project_id=body.project_id,
@@ -45,11 +43,8 @@ def file_report(body: ReportIn, app: AppDep, caller: CallerDep, ctx: ContextDep)
 
 
 @router.get("/{report_id}", response_model=ReportOut)
-def get_report(report_id: str, app: AppDep, caller: CallerDep) -> dict[str, Any]:
-    report: dict[str, Any] = jsonable(bodies.report(app.reports.report(report_id)))
-    if not caller.covers(report["project_id"]) or (
-        caller.role == "channel_agent" and report["partner_id"] != caller.partner_id
-    ):
-        # Same answer as a missing report: another channel's reports do not exist for you.
-        raise HTTPException(404, "report not found")
+def get_report(report_id: str, guard: GuardDep) -> dict[str, Any]:
+    """The report and its status: for the channel that filed it and the staff who serve
+    its buyer (another channel's reports answer like missing ones)."""
+    report: dict[str, Any] = jsonable(bodies.report(guard.report(report_id)))
     return report

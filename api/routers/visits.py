@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from api import bodies
+from api.authorization import GuardDep
 from api.bodies import answer
-from api.deps import AppDep, CallerDep, ContextDep
+from api.deps import AppDep, ContextDep
 from api.results import command_response
 from api.schemas import VisitIn, VisitOut
 
@@ -14,9 +15,9 @@ router = APIRouter(prefix="/v1/visits", tags=["visits"])
 
 
 @router.post("", status_code=201, response_model=VisitOut)
-def register_visit(body: VisitIn, app: AppDep, caller: CallerDep, ctx: ContextDep) -> Response:
+def register_visit(body: VisitIn, app: AppDep, guard: GuardDep, ctx: ContextDep) -> Response:
     """Register a visit with the buyer's full number. Returns who owns the buyer now."""
-    caller.require_project(body.project_id)
+    guard.project(body.project_id)
     result = app.visits.register_visit(
         ctx.answering(answer(201, bodies.visit)),
         project_id=body.project_id,

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from domain.allowance import DISCLOSURE, LOOKUP, Allowance, allowance_id, window_of
 from domain.client import Client
-from domain.errors import NotFound
+from domain.errors import NotFound, RateLimited
 from domain.ports import PersonalDataVault
 from domain.services.clients import Clients
 from domain.services.uow import Context, Done, UnitOfWork
@@ -69,15 +69,20 @@ class BuyerContact:
         candidate = self.keyer.client_id(project_id, normalize_phone(phone))
         once = Context(ctx.actor, ctx.correlation_id)
 
-        def decide(now: datetime) -> tuple[list[Allowance], uuid.UUID | None]:
+        def decide(
+            now: datetime,
+        ) -> tuple[list[Allowance], tuple[uuid.UUID | None, RateLimited | None]]:
             client = self.clients.find(candidate)
             found = client.id if client is not None and not client.erased else None
             allowance = self._allowance(LOOKUP, once, now)
-            allowance.record_lookup(project_id, found, cap, now, once.trace)
-            return [allowance], found
+            refused = allowance.record_lookup(project_id, found, cap, now, once.trace)
+            return [allowance], (None if refused else found, refused)
 
         # Never replayed (no idempotency), so the outcome is there even when it is None.
-        found = self.uow.run(once, decide).outcome
+        # A refusal is saved too (the audit shows it), then answered.
+        found, refused = self.uow.run(once, decide).outcome or (None, None)
+        if refused is not None:
+            raise refused
         if found is None:
             raise NotFound("no client with this phone number at this project")
         return found

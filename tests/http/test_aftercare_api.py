@@ -120,7 +120,8 @@ def test_a_consultant_follows_up_own_buyers_only(api: Api) -> None:
     assert ok.status_code == 201, ok.text
     assert ok.json()["owner"]["consultant_id"] == mine_id
     assert ok.json()["next_follow_up_due"] is not None
-    assert refused.status_code == 403 and problem_code(refused) == "forbidden"
+    # Another consultant's buyer answers like a missing one (api/authorization.py).
+    assert refused.status_code == 404 and problem_code(refused) == "not_found"
     assert [e["type"] for e in history(api, client_id)].count("FollowUpLogged") == 1
 
 
@@ -269,9 +270,12 @@ def test_a_claim_on_a_buyer_not_in_the_pool_is_409_not_in_pool(api: Api) -> None
     _, other = staff(api)
     client_id = visit(api, owner_id, owner)
 
-    response = api.client.post(f"/v1/clients/{client_id}/claims", json={}, headers=other)
+    response = api.client.post(f"/v1/clients/{client_id}/claims", json={}, headers=owner)
+    by_other = api.client.post(f"/v1/clients/{client_id}/claims", json={}, headers=other)
 
     assert response.status_code == 409 and problem_code(response) == "not_in_pool"
+    # Someone else's buyer is not in the pool: for another consultant it does not exist.
+    assert by_other.status_code == 404 and problem_code(by_other) == "not_found"
 
 
 def test_claims_over_the_monthly_cap_are_409_claim_cap_reached(api: Api) -> None:
@@ -485,7 +489,7 @@ def test_a_consultant_dispute_from_opening_to_a_final_ruling(api: Api) -> None:
 
     by_outsider = api.client.post(f"{dispute}/appeal", json={"reason": "?"}, headers=outsider)
     appealed = api.client.post(f"{dispute}/appeal", json={"reason": "不服"}, headers=owner)
-    assert by_outsider.status_code == 403
+    assert by_outsider.status_code == 404  # not a party: the dispute does not exist for them
     assert appealed.status_code == 200 and appealed.json()["status"] == "appealed"
 
     final = api.client.post(
@@ -527,7 +531,8 @@ def test_a_channel_disputes_only_through_its_own_report_and_cannot_rule(api: Api
     opened = api.client.post(path, json={**claim, "claimant_id": "partner-b"}, headers=b)
 
     assert for_another_partner.status_code == 403
-    assert with_someone_elses_report.status_code == 422
+    # partner-c reported nothing of this buyer: for it the buyer does not exist.
+    assert with_someone_elses_report.status_code == 404
     assert opened.status_code == 201, opened.text
     dispute = f"/v1/disputes/{opened.json()['dispute_id']}"
     assert api.client.get(dispute, headers=b).status_code == 200
@@ -633,7 +638,9 @@ def test_history_and_as_of_show_the_whole_life_of_a_buyer(api: Api) -> None:
         headers=manager,
     )
 
-    events = history(api, client_id, owner)
+    # The buyer is the claimant's now; the earlier owner no longer reads them.
+    assert api.client.get(f"/v1/clients/{client_id}/history", headers=owner).status_code == 404
+    events = history(api, client_id, claimant)
     types = [e["type"] for e in events]
     for kind in (
         "FollowUpLogged",

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from api.authorization import TABLE
+from api.access import RELATIONS
+from api.authorization import README_END, README_START, TABLE, operation_paths, readme_section
 from api.openapi import _api_routes
 from domain.vocabulary import ROLES
 from tests.http.conftest import Api
@@ -42,11 +43,34 @@ def test_every_documented_operation_has_exactly_one_entry(api: Api) -> None:
     assert set(names) == set(TABLE), set(names) ^ set(TABLE)
 
 
-def test_every_role_in_the_table_is_a_role() -> None:
+def test_every_role_in_the_table_is_a_role_with_a_relation() -> None:
     for name, entry in TABLE.items():
-        assert entry.relation in ("any", "project", "team", "own", "partner"), name
-        for role in entry.roles or ():
+        for role, relation in (entry.relations or {}).items():
             assert role in ROLES, (name, role)
+            assert relation in RELATIONS, (name, role, relation)
+
+
+def test_the_readmes_role_table_is_the_authorization_table(api: Api) -> None:
+    app = api.client.app
+    assert isinstance(app, FastAPI)
+    paths = operation_paths()
+    # The README is generated from the same routes the application serves.
+    served = {name: f"{method.upper()} {path}" for (path, method), name in _operations(app).items()}
+    assert paths == served
+    text = README.read_text(encoding="utf-8")
+    start, end = text.index(README_START), text.index(README_END) + len(README_END)
+    assert text[start:end] == readme_section(paths), "run: python -m api.authorization"
+    # And, read back cell by cell, it says what the table says.
+    rows = [line.split("|")[1:-1] for line in text[start:end].splitlines()[3:-1]]
+    header = [c.strip(" `") for c in text[start:end].splitlines()[1].split("|")[1:-1]]
+    assert header == ["operation", *ROLES]
+    by_path = {v: k for k, v in paths.items()}
+    for cells in rows:
+        entry = TABLE[by_path[cells[0].strip(" `")]]
+        for role, cell in zip(ROLES, cells[1:], strict=True):
+            expected = "public" if entry.public else entry.relation(role) or ""
+            assert cell.strip() == expected, (cells[0], role)
+    assert len(rows) == len(TABLE)
 
 
 def test_the_readme_names_only_real_roles_and_says_where_access_lives() -> None:

@@ -97,13 +97,19 @@ def test_filters_and_path_values_at_the_edge_are_refused_by_name(
 
 def test_ownership_at_the_calendar_edge_is_refused(any_api: Api) -> None:
     api = any_api
-    client_id = uuid.uuid4()  # the value is refused before the client is looked up
+    filed = api.client.post("/v1/reports", json=report(api), headers=api.admin)
+    assert filed.status_code == 201, filed.text
+    edge = {"at": "0001-01-01T00:00:00+14:00"}
     response = api.client.get(
-        f"/v1/clients/{client_id}/ownership",
-        params={"at": "0001-01-01T00:00:00+14:00"},
-        headers=api.admin,
+        f"/v1/clients/{filed.json()['client_id']}/ownership", params=edge, headers=api.admin
     )
     assert_problem(response, 422, "at")
+    # A buyer the caller cannot see (here: none) answers 404 whatever the query, so the
+    # answer never tells a foreign id from a missing one (ADR 0043).
+    missing = api.client.get(
+        f"/v1/clients/{uuid.uuid4()}/ownership", params=edge, headers=api.admin
+    )
+    assert_problem(missing, 404)
 
 
 @pytest.mark.parametrize(

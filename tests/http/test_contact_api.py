@@ -162,15 +162,31 @@ def test_the_61st_lookup_of_the_hour_is_429_and_every_lookup_is_audited(api: Api
         assert answer.status_code == (200 if n % 2 else 404), answer.text
 
     refused = lookup(api, owner)
+    again = lookup(api, owner, "13900000000")
 
     assert refused.status_code == 429 and refused.json()["code"] == "lookup_limit"
+    assert again.status_code == 429 and again.json() | {"instance": None, "request_id": None} == (
+        refused.json() | {"instance": None, "request_id": None}
+    )
     assert 0 < int(refused.headers["Retry-After"]) <= 3600
     audit = rows(
         api,
-        "SELECT found, count(*) FROM lookup_audit WHERE principal_id = ? GROUP BY found",
+        "SELECT outcome, found, client_id IS NULL, count(*) FROM lookup_audit "
+        "WHERE principal_id = ? GROUP BY outcome, found, client_id IS NULL",
         owner_id,
     )
-    assert sorted((bool(f), n) for f, n in audit) == [(False, 30), (True, 30)]
+    # The refused lookups are on record too, and record nothing of what they would find.
+    assert sorted((o, bool(f), bool(none), n) for o, f, none, n in audit) == [
+        ("found", True, False, 30),
+        ("limited", False, True, 2),
+        ("not_found", False, True, 30),
+    ]
+    [(request_id,)] = rows(
+        api,
+        "SELECT request_id FROM lookup_audit WHERE outcome = 'limited' AND request_id = ?",
+        refused.headers["X-Request-ID"],
+    )
+    assert request_id == refused.headers["X-Request-ID"]
     api.clock.advance(hours=1)
     assert lookup(api, owner).status_code == 200
 

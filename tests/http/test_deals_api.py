@@ -357,11 +357,11 @@ def test_roles_are_checked_on_every_step(office: Office) -> None:
     deal_id = office.open_deal()
     _, other = office.api.principal("consultant", project_ids=[office.api.project])
     deposit = {"amount_fen": DEPOSIT, "method": "cash", "signing_deadline": deadline(office.api)}
-    # Another consultant neither sees nor moves this buyer's deal
-    office.call("GET", f"/v1/deals/{deal_id}", other, 403)
-    office.call("POST", f"/v1/deals/{deal_id}/deposit", other, 403, json=deposit)
+    # Another consultant neither sees nor moves this buyer's deal: for them it is missing
+    office.call("GET", f"/v1/deals/{deal_id}", other, 404)
+    office.call("POST", f"/v1/deals/{deal_id}/deposit", other, 404, json=deposit)
     body = {"client_id": office.client_id, "unit_id": office.units["1202"]}
-    office.call("POST", "/v1/deals", other, 403, json=body)
+    office.call("POST", "/v1/deals", other, 404, json=body)
     # Auditors read only
     office.call("GET", f"/v1/deals/{deal_id}", office.auditor)
     office.call("POST", f"/v1/deals/{deal_id}/deposit", office.auditor, 403, json=deposit)
@@ -388,7 +388,9 @@ def test_a_channel_agent_sees_only_its_own_commission(office: Office) -> None:
     )
     mine = office.view("/v1/views/commissions", office.agent)["items"]
     assert [(r["payee_kind"], r["payee_id"]) for r in mine] == [("channel", "partner-a")]
-    office.call("GET", "/v1/views/commissions", office.agent, 403, params={"payee_id": "x"})
+    # Asking for another payee finds nothing: the list is the channel's own rows.
+    others = office.call("GET", "/v1/views/commissions", office.agent, params={"payee_id": "x"})
+    assert others.json()["items"] == []
     entries = office.view("/v1/views/commissions/entries", office.consultant)["items"]
     assert {e["payee_id"] for e in entries} == {office.consultant_id}
 
