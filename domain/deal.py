@@ -137,6 +137,7 @@ class Deal(CommissionLedger):
 
     class LoanRefused(Aggregate.Event):
         reason: str
+        sealed: str = ""  # the free text, sealed under the buyer's key (ADR 0045)
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Deal)
@@ -192,9 +193,12 @@ class Deal(CommissionLedger):
         refund: int
         forfeited: int
         refund_due_by: datetime
+        sealed: str = ""  # the free text, sealed under the buyer's key (ADR 0045)
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Deal)
+            if self.sealed:
+                aggregate.sealed_texts["cancellation"] = self.sealed
             aggregate.cancellation = {
                 "reason": self.reason,
                 "fault": self.fault,
@@ -220,9 +224,12 @@ class Deal(CommissionLedger):
         stage: str
         carried_deposit: int
         carried_received: int
+        sealed: str = ""  # the free text, sealed under the buyer's key (ADR 0045)
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Deal)
+            if self.sealed:
+                aggregate.sealed_texts[f"swap:{len(aggregate.swaps)}"] = self.sealed
             aggregate.swaps.append(
                 {
                     "from_unit_id": self.previous_unit_id,
@@ -315,6 +322,8 @@ class Deal(CommissionLedger):
         self.cancellation: dict[str, Any] | None = None
         self.swaps: list[dict[str, Any]] = []
         self.buyer_pii: str | None = None
+        # Free text as vault tokens by place ("cancellation", "swap:<n>"); domain.sealing.
+        self.sealed_texts: dict[str, str] = {}
         super().__init__()  # the commission ledger
 
     def enter(self, stage: str, at: datetime) -> None:
@@ -487,10 +496,12 @@ class Deal(CommissionLedger):
             raise InvalidInput("amount_fen", "must not exceed the amount applied for")
         self.trigger_event(self.LoanApproved, amount=approved, timestamp=at, **trace)
 
-    def refuse_loan(self, reason: str, at: datetime, trace: dict[str, Any]) -> None:
+    def refuse_loan(
+        self, reason: str, at: datetime, trace: dict[str, Any], sealed: str = ""
+    ) -> None:
         self._require_stage("a loan refusal", "subscribed", "contracted", "filed")
         self._require_loan_applied()
-        self.trigger_event(self.LoanRefused, reason=reason, timestamp=at, **trace)
+        self.trigger_event(self.LoanRefused, reason=reason, sealed=sealed, timestamp=at, **trace)
 
     def sign_contract(
         self,
@@ -588,6 +599,7 @@ class Deal(CommissionLedger):
         rules: CommissionRules,
         at: datetime,
         trace: dict[str, Any],
+        sealed: str = "",
     ) -> None:
         self._require_stage("a cancellation (退房)", *CANCELLABLE)
         _choice(fault, FAULTS, "fault")
@@ -607,6 +619,7 @@ class Deal(CommissionLedger):
             refund=refund,
             forfeited=forfeited,
             refund_due_by=at + REFUND_WITHIN,
+            sealed=sealed,
             timestamp=at,
             **trace,
         )
@@ -623,6 +636,7 @@ class Deal(CommissionLedger):
         rules: CommissionRules,
         at: datetime,
         trace: dict[str, Any],
+        sealed: str = "",
     ) -> None:
         self._require_stage("a unit swap (换房)", *BEFORE_CONTRACT)
         if unit_id == self.unit_id:
@@ -639,6 +653,7 @@ class Deal(CommissionLedger):
             stage="deposit_paid" if self.deposit else "opened",
             carried_deposit=self.deposit,
             carried_received=self.received,
+            sealed=sealed,
             timestamp=at,
             **trace,
         )

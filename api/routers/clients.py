@@ -12,11 +12,13 @@ from api import bodies
 from api.access import SERVERS, AccessDep, may
 from api.bodies import answer, jsonable
 from api.deps import AppDep, Caller, CallerDep, ContextDep
+from api.free_text import reads_notes
 from api.integrity import integrity
 from api.results import command_response
 from api.schemas import ClientOut, ErasureOut, HistoryOut, LookupIn, LookupOut, OwnershipOut
 from api.validation import Instant
 from domain.client import Client
+from domain.values import ERASED_PHONE_MASK
 from yingke.bootstrap import Container
 
 router = APIRouter(prefix="/v1/clients", tags=["clients"])
@@ -53,16 +55,16 @@ def get_client(client_id: uuid.UUID, app: AppDep, caller: CallerDep) -> dict[str
     if summary["personal_data_erased"]:
         _forget_masks(summary, *summary["reports"])
     if may(app, caller, SERVERS, client):
-        summary["profile"] = jsonable(client.profile)
+        summary["profile"] = jsonable(app.clients.profile(client))
     return summary
 
 
 @router.get("/{client_id}/history", response_model=HistoryOut)
 def history(client_id: uuid.UUID, app: AppDep, caller: CallerDep) -> dict[str, Any]:
     """Every event of the buyer's stream in order: the evidence chain for arbitration."""
-    visible_client(app, caller, client_id)
-    events = app.clients.history(client_id)
-    if app.clients.client(client_id).erased:
+    client = visible_client(app, caller, client_id)
+    events = app.clients.history(client_id, reveal=reads_notes(app, caller, client))
+    if client.erased:
         _forget_masks(*(e["data"] for e in events))
     if caller.role not in DISCLOSURE_READERS:
         events = [e for e in events if e["type"] != "ContactDisclosed"]
@@ -77,9 +79,9 @@ def ownership(
     at: Annotated[Instant | None, Query(description="Instant to judge, ISO-8601 with zone")] = None,
 ) -> dict[str, Any]:
     """Who owned the buyer at ``at`` (default now), by replaying the stream up to then."""
-    visible_client(app, caller, client_id)
+    client = visible_client(app, caller, client_id)
     moment: datetime = at if at is not None else app.clock()
-    owner = app.clients.ownership_as_of(client_id, moment)
+    owner = app.clients.ownership_as_of(client_id, moment, reads_notes(app, caller, client))
     return {**owner, "integrity": integrity(app, client_id)}
 
 
@@ -92,7 +94,7 @@ def erase(client_id: uuid.UUID, app: AppDep, caller: CallerDep, ctx: ContextDep)
     )
 
 
-ERASED_MASK = "***********"
+ERASED_MASK = ERASED_PHONE_MASK
 
 
 def _forget_masks(*shown: dict[str, Any]) -> None:

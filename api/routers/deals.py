@@ -14,6 +14,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from api import bodies
 from api.bodies import answer, jsonable
 from api.deps import AppDep, Caller, CallerDep, ContextDep, FreshDep, ScopeDep, get_container
+from api.free_text import reads_notes
 from api.results import command_response
 from api.routers.clients import visible_client
 from api.schemas import (
@@ -104,8 +105,10 @@ def list_deals(
 @router.get("/{deal_id}", response_model=DealOut)
 def get_deal(deal_id: uuid.UUID, app: AppDep, caller: CallerDep) -> dict[str, Any]:
     """The deal now, from its stream: stage, amounts, loan, refunds and its ledger."""
-    visible_deal(app, caller, deal_id)
-    body: dict[str, Any] = jsonable(bodies.deal(app.deals.deal(deal_id)))
+    deal = visible_deal(app, caller, deal_id)
+    buyer = app.clients.find(deal.client_id)
+    reveal = buyer is not None and reads_notes(app, caller, buyer)
+    body: dict[str, Any] = jsonable(bodies.deal(app.deals.deal(deal_id, reveal)))
     return body
 
 

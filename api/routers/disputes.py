@@ -12,6 +12,7 @@ from api import bodies
 from api.bodies import answer, jsonable
 from api.deps import AppDep, Caller, CallerDep, ContextDep
 from api.dispute_views import for_caller
+from api.free_text import reads_notes
 from api.results import command_response
 from api.routers.clients import visible_client
 from api.schemas import AppealIn, DisputeIn, RulingIn
@@ -62,11 +63,17 @@ def open_dispute(
 
 def _dispute_for(app: Container, caller: Caller, dispute_id: str) -> tuple[Client, dict[str, Any]]:
     client = app.disputes.dispute_client(dispute_id)
-    dispute = jsonable(bodies.dispute(app.disputes.dispute(dispute_id)))
-    party = caller.role == "channel_agent" and dispute["claimant_id"] == caller.partner_id
+    state = client.dispute(dispute_id)
+    claimant = caller.id == state.claimant_id or (
+        caller.role == "channel_agent" and caller.partner_id == state.claimant_id
+    )
+    party = caller.role == "channel_agent" and state.claimant_id == caller.partner_id
     staff = caller.role != "channel_agent" and caller.covers(client.project_id)
     if not (party or staff):
         raise HTTPException(404, "dispute not found")
+    # The claimant reads its own claim (for_caller shows it no ruling's reasoning).
+    reveal = claimant or reads_notes(app, caller, client)
+    dispute = jsonable(bodies.dispute(app.disputes.dispute(dispute_id, reveal)))
     return client, dispute
 
 

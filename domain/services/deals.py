@@ -22,6 +22,7 @@ from domain.custody import Ownership
 from domain.deal import Attribution, Deal
 from domain.errors import Conflict, Forbidden, InvalidInput
 from domain.ports import Clock, PersonalDataVault
+from domain.sealing import open_places, seal_text
 from domain.services.clients import Clients
 from domain.services.policies import Policies
 from domain.services.uow import Context, Done, UnitOfWork
@@ -36,6 +37,8 @@ class DealView:
     deal: Deal
     buyer_name_masked: str | None
     at: datetime
+    # Free text by place ("cancellation", "swap:<n>"), opened for a reader; None: sealed.
+    texts: dict[str, Any] | None = None
 
 
 def consultant_roles(client: Client, owner: Ownership) -> dict[str, str]:
@@ -87,8 +90,19 @@ class Deals:
     def deal_state(self, deal_id: uuid.UUID) -> Deal:
         return self.uow.get(Deal, deal_id, "deal")
 
-    def deal(self, deal_id: uuid.UUID) -> DealView:
-        return self._view(self.deal_state(deal_id), self.clock())
+    def deal(self, deal_id: uuid.UUID, reveal: bool = False) -> DealView:
+        """The deal; its free text opened when ``reveal`` (for those serving the buyer)."""
+        view = self._view(self.deal_state(deal_id), self.clock())
+        if not reveal:
+            return view
+        deal = view.deal
+        clear: dict[str, Any] = {f"swap:{i}": s.get("reason") for i, s in enumerate(deal.swaps)}
+        if deal.cancellation is not None:
+            clear["cancellation"] = deal.cancellation.get("reason")
+        client = self.clients.find(deal.client_id)
+        erased = bool(client and client.erased)
+        texts = open_places(self.vault, deal.client_id, deal.sealed_texts, clear, erased=erased)
+        return DealView(deal, view.buyer_name_masked, view.at, texts)
 
     def _view(self, deal: Deal, at: datetime) -> DealView:
         name = None
@@ -219,7 +233,8 @@ class Deals:
 
     def refuse_loan(self, ctx: Context, deal_id: uuid.UUID, *, reason: str) -> Done[DealView]:
         def act(deal: Deal, rules: CommissionRules, now: datetime) -> tuple[list[Any], None]:
-            deal.refuse_loan(reason, now, ctx.trace)
+            sealed = seal_text(self.vault, deal.client_id, reason=reason)
+            deal.refuse_loan("", now, ctx.trace, sealed)
             return [], None
 
         return self._step(ctx, deal_id, "loan_refused", act)
@@ -275,7 +290,8 @@ class Deals:
         self, ctx: Context, deal_id: uuid.UUID, *, reason: str, fault: str
     ) -> Done[DealView]:
         def act(deal: Deal, rules: CommissionRules, now: datetime) -> tuple[list[Any], int]:
-            deal.cancel(reason, fault, rules, now, ctx.trace)
+            sealed = seal_text(self.vault, deal.client_id, reason=reason)
+            deal.cancel("", fault, rules, now, ctx.trace, sealed)
             unit = self._unit(deal)
             unit.release(deal.id, "cancelled", now, ctx.trace)
             assert deal.cancellation is not None
@@ -296,10 +312,11 @@ class Deals:
                 building=new.building,
                 number=new.number,
                 list_price=new.list_price,
-                reason=reason,
+                reason="",
                 rules=rules,
                 at=now,
                 trace=ctx.trace,
+                sealed=seal_text(self.vault, deal.client_id, reason=reason),
             )
             old.release(deal.id, "swapped", now, ctx.trace)
             new.hold(deal.id, deal.client_id, now, ctx.trace)
@@ -311,9 +328,10 @@ class Deals:
         self, ctx: Context, deal_id: uuid.UUID, *, buyer_name: str, reason: str
     ) -> Done[DealView]:
         def act(deal: Deal, rules: CommissionRules, now: datetime) -> tuple[list[Any], None]:
-            # Sealed under the buyer's key: erasing the client erases the new name too.
-            pii = self.vault.seal(deal.client_id, {"name": buyer_name})
-            deal.rename_buyer(pii, reason, now, ctx.trace)
+            # Sealed under the buyer's key: erasing the client erases the new name too,
+            # and the reason, which may name anyone (ADR 0045).
+            pii = self.vault.seal(deal.client_id, {"name": buyer_name, "reason": reason})
+            deal.rename_buyer(pii, "", now, ctx.trace)
             return [], None
 
         return self._step(ctx, deal_id, "buyer_renamed", act)

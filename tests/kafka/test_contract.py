@@ -113,7 +113,7 @@ def test_deal_unit_and_commission_events_are_public_and_withhold_what_identifies
     assert hidden["Deal.BuyerRenamed"] == {"pii", "reason"}
     assert hidden["Deal.LoanApplied"] == {"bank"}
     for name in ("Deal.DealCancelled", "Deal.UnitSwapped", "Deal.LoanRefused"):
-        assert hidden[name] == {"reason"}
+        assert hidden[name] == {"reason", "sealed"}  # the text, in clear or sealed
     # codes stay: the cancellation's fault, the ledger's reason, the unit's release reason
     assert "fault" in contract.BY_NAME["Deal.DealCancelled"].published()
     assert "reason" in contract.BY_NAME["Deal.CommissionAccrued"].published()
