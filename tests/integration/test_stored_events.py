@@ -17,7 +17,7 @@ import pytest
 from eventsourcing.persistence import Mapper, StoredEvent
 from eventsourcing.utils import get_topic
 
-from domain.sealing import FREE_TEXT
+from domain.sealing import ERASED, FREE_TEXT, SEALED
 from tests.fixtures.generate_stored_events import event_topics
 from tests.fixtures.generate_stored_events_v2 import AGGREGATES_V2
 from tests.fixtures.stored_events import aggregate_state, load
@@ -122,3 +122,41 @@ def test_v2_holds_sealed_free_text_and_no_clear_text() -> None:
     typed = ("慢慢看", "调岗", "再打", "换大户型", "征信", "我先接待的", "接待记录", "不服")
     text = "\n".join(row["state"] for row in FIXTURES[2]["events"])
     assert not [t for t in typed if t in text]
+
+
+def test_clear_free_text_stored_before_sealing_is_read_like_sealed_text(
+    sqlite_settings: Settings,
+) -> None:
+    """v1 events hold reasons in clear: readers see them, others [sealed], nobody once the
+    buyer is erased."""
+    container = build(sqlite_settings)
+    try:
+        mapper, clients = container.store.mapper, container.clients
+        checked = 0
+        for row in FIXTURE["events"]:
+            name = row["topic"].rsplit(".", 1)[1]
+            if name not in FREE_TEXT or name == "ProfileUpdated":
+                continue
+            event = mapper.to_domain_event(
+                StoredEvent(
+                    originator_id=uuid.UUID(row["originator_id"]),
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=row["state"].encode("utf-8"),
+                )
+            )
+            # The default for events stored before sealing (a rename seals into its pii).
+            assert getattr(event, "sealed", "") == ""
+            (field,) = FREE_TEXT[name]
+            clear = getattr(event, field)
+            if not clear:
+                continue
+            shown = [
+                clients.describe(event.originator_id, event, reveal=r, erased=e)["data"][field]
+                for r, e in ((True, False), (False, False), (True, True))
+            ]
+            assert shown == [clear, SEALED, ERASED]
+            checked += 1
+        assert checked >= 10
+    finally:
+        container.close()
