@@ -11,6 +11,7 @@ buyer is erased).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from domain.ports import PersonalDataVault
@@ -35,7 +36,26 @@ FREE_TEXT: dict[str, tuple[str, ...]] = {
     "DealCancelled": ("reason",),
     "UnitSwapped": ("reason",),
     "BuyerRenamed": ("reason",),
+    # A deal's documents: labels people type, which identify the buyer's property and
+    # lender (and can hold anything). Shown to every reader of the deal, until erasure.
+    "LoanApplied": ("bank",),
+    "ContractSigned": ("contract_no",),
+    "ContractFiled": ("filing_no",),
+    "CertificateIssued": ("certificate_no",),
 }
+# Under which key a place in ``sealed_texts`` keeps its text in the token ("reason" if
+# not named here).
+TOKEN_KEYS = {
+    "source_detail": "source_detail",
+    "loan_bank": "bank",
+    "contract_no": "contract_no",
+    "filing_no": "filing_no",
+    "certificate_no": "certificate_no",
+}
+
+# Seals ``{field: text}`` under the subject the caller chose (the buyer): lets an
+# aggregate validate a value first and store only its token.
+Sealer = Callable[[dict[str, str]], str]
 
 
 def seal_text(vault: PersonalDataVault, subject: uuid.UUID, **texts: str | None) -> str:
@@ -76,7 +96,7 @@ def open_places(
     token, else the clear value an event stored before sealing left there."""
     shown: dict[str, Any] = {}
     for place, value in clear.items():
-        name = "source_detail" if place == "source_detail" else "reason"
+        name = TOKEN_KEYS.get(place, "reason")
         token = tokens.get(place, "")
         shown[place] = open_text(vault, subject, token, {name: value}, erased=erased)[name]
     return shown
@@ -85,8 +105,8 @@ def open_places(
 def shown_or_sealed(texts: dict[str, Any] | None, place: str, clear: Any, sealed: bool) -> Any:
     """A place's text for an answer: opened (``texts``, for a reader), else ``[sealed]``
     when there is any text at all."""
-    if texts is not None:
-        return texts.get(place, clear)
+    if texts is not None and place in texts:
+        return texts[place]
     return SEALED if (clear or sealed) else clear
 
 

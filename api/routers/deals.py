@@ -108,7 +108,9 @@ def get_deal(deal_id: uuid.UUID, app: AppDep, caller: CallerDep) -> dict[str, An
     deal = visible_deal(app, caller, deal_id)
     buyer = app.clients.find(deal.client_id)
     reveal = buyer is not None and reads_notes(app, caller, buyer)
-    body: dict[str, Any] = jsonable(bodies.deal(app.deals.deal(deal_id, reveal)))
+    # Every reader of the deal sees its documents; its reasons are notes (ADR 0045).
+    view = app.deals.deal(deal_id, notes=reveal, documents=True)
+    body: dict[str, Any] = jsonable(bodies.deal(view))
     return body
 
 

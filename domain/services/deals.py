@@ -22,7 +22,7 @@ from domain.custody import Ownership
 from domain.deal import Attribution, Deal
 from domain.errors import Conflict, Forbidden, InvalidInput
 from domain.ports import Clock, PersonalDataVault
-from domain.sealing import open_places, seal_text
+from domain.sealing import Sealer, open_places, seal_text
 from domain.services.clients import Clients
 from domain.services.policies import Policies
 from domain.services.uow import Context, Done, UnitOfWork
@@ -90,15 +90,29 @@ class Deals:
     def deal_state(self, deal_id: uuid.UUID) -> Deal:
         return self.uow.get(Deal, deal_id, "deal")
 
-    def deal(self, deal_id: uuid.UUID, reveal: bool = False) -> DealView:
-        """The deal; its free text opened when ``reveal`` (for those serving the buyer)."""
+    def _sealer(self, deal: Deal) -> Sealer:
+        """Seals a deal's text under its buyer's key: erasing the buyer erases it too."""
+        return lambda data: self.vault.seal(deal.client_id, data)
+
+    def deal(self, deal_id: uuid.UUID, *, notes: bool = False, documents: bool = False) -> DealView:
+        """The deal, its reasons opened when ``notes`` (for those serving the buyer) and
+        its document labels (lender, contract, filing, certificate) when ``documents``."""
         view = self._view(self.deal_state(deal_id), self.clock())
-        if not reveal:
+        if not (notes or documents):
             return view
         deal = view.deal
-        clear: dict[str, Any] = {f"swap:{i}": s.get("reason") for i, s in enumerate(deal.swaps)}
-        if deal.cancellation is not None:
-            clear["cancellation"] = deal.cancellation.get("reason")
+        clear: dict[str, Any] = {}
+        if documents:
+            clear.update(
+                loan_bank=deal.loan_bank,
+                contract_no=deal.contract_no,
+                filing_no=deal.filing_no,
+                certificate_no=deal.certificate_no,
+            )
+        if notes:
+            clear.update({f"swap:{i}": s.get("reason") for i, s in enumerate(deal.swaps)})
+            if deal.cancellation is not None:
+                clear["cancellation"] = deal.cancellation.get("reason")
         client = self.clients.find(deal.client_id)
         erased = bool(client and client.erased)
         texts = open_places(self.vault, deal.client_id, deal.sealed_texts, clear, erased=erased)
@@ -217,7 +231,7 @@ class Deals:
         self, ctx: Context, deal_id: uuid.UUID, *, bank: str, amount: int
     ) -> Done[DealView]:
         def act(deal: Deal, rules: CommissionRules, now: datetime) -> tuple[list[Any], int]:
-            deal.apply_loan(bank, amount, now, ctx.trace)
+            deal.apply_loan(bank, amount, now, ctx.trace, self._sealer(deal))
             return [], amount
 
         return self._step(ctx, deal_id, "loan_applied", act)
@@ -243,7 +257,7 @@ class Deals:
         self, ctx: Context, deal_id: uuid.UUID, *, contract_no: str, price: int
     ) -> Done[DealView]:
         def act(deal: Deal, rules: CommissionRules, now: datetime) -> tuple[list[Any], int]:
-            deal.sign_contract(contract_no, price, rules, now, ctx.trace)
+            deal.sign_contract(contract_no, price, rules, now, ctx.trace, self._sealer(deal))
             unit = self._unit(deal)
             unit.contract(deal.id, price, now, ctx.trace)
             return [unit], price
@@ -254,7 +268,7 @@ class Deals:
         self, ctx: Context, deal_id: uuid.UUID, *, filing_no: str | None = None
     ) -> Done[DealView]:
         def act(deal: Deal, rules: CommissionRules, now: datetime) -> tuple[list[Any], None]:
-            deal.file_contract(filing_no, rules, now, ctx.trace)
+            deal.file_contract(filing_no, rules, now, ctx.trace, self._sealer(deal))
             unit = self._unit(deal)
             unit.sell(deal.id, now, ctx.trace)
             return [unit], None
@@ -281,7 +295,7 @@ class Deals:
         self, ctx: Context, deal_id: uuid.UUID, *, certificate_no: str | None = None
     ) -> Done[DealView]:
         def act(deal: Deal, rules: CommissionRules, now: datetime) -> tuple[list[Any], None]:
-            deal.issue_certificate(certificate_no, rules, now, ctx.trace)
+            deal.issue_certificate(certificate_no, rules, now, ctx.trace, self._sealer(deal))
             return [], None
 
         return self._step(ctx, deal_id, "certificate_issued", act)

@@ -114,7 +114,7 @@ def live_a_buyer_s_life(o: Office) -> None:
     o.post(f"{d}/swap", keyed, {"unit_id": unit_ids["0801"], "reason": TEXT})
     o.post(f"{d}/rename", o.manager, {"buyer_name": RENAMED, "reason": TEXT})
     o.post(f"{d}/subscription", o.owner, {"price_fen": 250_000_000, "payment_plan": "mortgage"})
-    o.post(f"{d}/loan", o.owner, {"bank": "ICBC", "amount_fen": 150_000_000})
+    o.post(f"{d}/loan", o.owner, {"bank": TEXT, "amount_fen": 150_000_000})
     o.post(f"{d}/loan/refuse", o.owner, {"reason": TEXT})
     keyed = {**o.finance, "Idempotency-Key": "cancel-1"}
     cancelled = o.post(f"{d}/cancel", keyed, {"reason": TEXT, "fault": "no_fault"})
@@ -216,6 +216,7 @@ def test_free_text_is_sealed_shown_to_readers_and_gone_after_erasure(api: Api) -
     assert [s["reason"] for s in deal["swaps"]] == [TEXT]
     deal = o.call("GET", f"/v1/deals/{deal_id}", o.finance).json()
     assert deal["cancellation"]["reason"] == SEALED
+    assert deal["loan"]["bank"] == TEXT  # a deal's documents: for every reader of the deal
     dispute = o.call("GET", f"/v1/disputes/{o.ids['dispute_id']}", o.manager).json()
     assert [dispute["reason"], dispute["appeal"]["reason"]] == [TEXT, TEXT]
     assert [r["reason"] for r in dispute["rulings"]] == [TEXT, TEXT]

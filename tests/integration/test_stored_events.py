@@ -119,7 +119,10 @@ def test_v2_holds_sealed_free_text_and_no_clear_text() -> None:
         if row["topic"].rsplit(".", 1)[1] in FREE_TEXT
     ]
     assert sum(1 for state in sealed if state.get("sealed", "").startswith("v1:")) >= 10
-    typed = ("慢慢看", "调岗", "再打", "换大户型", "征信", "我先接待的", "接待记录", "不服")
+    typed = [
+        *("慢慢看", "调岗", "再打", "换大户型", "征信", "我先接待的", "接待记录", "不服"),
+        *("工商银行", "建设银行", "HT-2026-001", "BA-001", "CZ-001", "朋友介绍", "约周末看房"),
+    ]
     text = "\n".join(row["state"] for row in FIXTURES[2]["events"])
     assert not [t for t in typed if t in text]
 
