@@ -180,7 +180,7 @@ class Clients:
         owner = state.ownership_at(at)
         decided_by = None
         if owner["decided_by_version"] is not None:
-            erased = any(type(e).__name__ == "PersonalDataErased" for e in events)
+            erased = any(isinstance(e, Client.PersonalDataErased) for e in events)
             decided_by = self.describe(
                 client_id, events[owner["decided_by_version"] - 1], reveal=reveal, erased=erased
             )
