@@ -18,6 +18,7 @@ from domain.deal import Deal
 from domain.departure import Departure
 from domain.principal import Principal
 from domain.reports import ReportState
+from domain.sealing import shown_or_sealed
 from domain.services.clients import ClientAt, ClientView
 from domain.services.contact import Contact, FollowUpNote
 from domain.services.deals import DealView
@@ -31,6 +32,7 @@ from domain.services.units import UnitImport
 from domain.services.uow import Respond, Response
 from domain.services.visits import VisitOutcome
 from domain.unit import Unit
+from domain.values import ERASED_PHONE_MASK
 
 R = TypeVar("R")
 Body = dict[str, Any]
@@ -126,7 +128,10 @@ def filed_report(view: ReportView) -> Body:
 
 
 def report(view: ReportView) -> Body:
-    return {**filed_report(view), "client_name_masked": view.name_masked}
+    shown = {**filed_report(view), "client_name_masked": view.name_masked}
+    if view.erased:
+        shown["phone_masked"] = ERASED_PHONE_MASK
+    return shown
 
 
 def visit(outcome: VisitOutcome) -> Body:
@@ -207,7 +212,14 @@ def follow_up(outcome: FollowUpLogged) -> Body:
 
 
 def profile(outcome: ClientAt) -> Body:
-    return {"client_id": outcome.client.id, "profile": outcome.client.profile}
+    """The profile as stored; a command's answer never opens free text (it may be kept
+    as an idempotency record), so source_detail shows as ``[sealed]``."""
+    client = outcome.client
+    shown = dict(client.profile)
+    sealed = "source_detail" in client.sealed_texts
+    if sealed or shown.get("source_detail"):
+        shown["source_detail"] = shown_or_sealed(None, "source_detail", None, True)
+    return {"client_id": client.id, "profile": shown}
 
 
 def loss_requested(outcome: LossOutcome) -> Body:
@@ -269,7 +281,17 @@ def move(m: Move) -> Body:
 
 
 def dispute(view: DisputeView) -> Body:
+    """A command's answer has no opened text (``view.texts`` is None): ``[sealed]``."""
     client, d = view.client, view.dispute
+    tokens = client.sealed_texts
+
+    def text(place: str, clear: Any) -> Any:
+        return shown_or_sealed(view.texts, place, clear, place in tokens)
+
+    rulings = [{**r, "reason": text(f"ruling:{r['version']}", r.get("reason"))} for r in d.rulings]
+    appeal = d.appeal
+    if appeal is not None:
+        appeal = {**appeal, "reason": text(f"appeal:{d.dispute_id}", appeal.get("reason"))}
     return {
         "dispute_id": d.dispute_id,
         "client_id": client.id,
@@ -277,15 +299,15 @@ def dispute(view: DisputeView) -> Body:
         "claimant_kind": d.claimant_kind,
         "claimant_id": d.claimant_id,
         "report_id": d.report_id,
-        "reason": d.reason,
+        "reason": text(f"dispute:{d.dispute_id}", d.reason),
         "evidence_versions": d.evidence_versions,
         "status": d.status,
         "opened_by": d.opened_by,
         "opened_at": d.opened_at,
         "opened_version": d.opened_version,
         "owner_at_opening": d.owner_at_opening,
-        "rulings": d.rulings,
-        "appeal": d.appeal,
+        "rulings": rulings,
+        "appeal": appeal,
         "owner": client.ownership_at(view.at),
     }
 
@@ -328,8 +350,17 @@ def unit_import(done: UnitImport) -> Body:
 
 
 def deal(view: DealView) -> Body:
+    """Free text opened only in ``view.texts`` (a reader's GET); else ``[sealed]``."""
     d: Deal = view.deal
     price = d.agreed_price
+
+    def text(place: str, clear: Any) -> Any:
+        return shown_or_sealed(view.texts, place, clear, place in d.sealed_texts)
+
+    cancellation = d.cancellation
+    if cancellation is not None:
+        cancellation = {**cancellation, "reason": text("cancellation", cancellation["reason"])}
+    swaps = [{**s, "reason": text(f"swap:{i}", s.get("reason"))} for i, s in enumerate(d.swaps)]
     return {
         "deal_id": d.id,
         "project_id": d.project_id,
@@ -354,21 +385,21 @@ def deal(view: DealView) -> Body:
         "signing_overdue": d.signing_overdue(view.at),
         "payment_plan": d.payment_plan,
         "subscription_price_fen": d.price,
-        "contract_no": d.contract_no,
+        "contract_no": text("contract_no", d.contract_no),
         "contract_price_fen": d.contract_price,
         "price_fen": price,
         "received_fen": d.received,
         "outstanding_fen": price - d.received if price is not None else None,
         "loan": {
             "status": d.loan_status,
-            "bank": d.loan_bank,
+            "bank": text("loan_bank", d.loan_bank),
             "amount_fen": d.loan_amount,
             "disbursed_fen": d.loan_disbursed,
         },
-        "filing_no": d.filing_no,
-        "certificate_no": d.certificate_no,
-        "cancellation": d.cancellation,
-        "swaps": d.swaps,
+        "filing_no": text("filing_no", d.filing_no),
+        "certificate_no": text("certificate_no", d.certificate_no),
+        "cancellation": cancellation,
+        "swaps": swaps,
         "buyer_name_masked": view.buyer_name_masked,
         "milestones": d.milestones,
         "commission": {

@@ -71,7 +71,7 @@ ENVELOPE = (
 )
 # Never published, whatever the type: sealed personal data, the keyed phone hash (a
 # stable pseudonym that would let the topic be joined across systems), key digests.
-ALWAYS_WITHHELD = frozenset({"pii", "phone_hash", "key_digest"})
+ALWAYS_WITHHELD = frozenset({"pii", "sealed", "phone_hash", "key_digest"})
 _STATE = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 _TRACE = frozenset({"actor", "correlation_id"})
 # The demand profile's structured answers; the free-text ``source_detail`` stays home.

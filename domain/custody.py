@@ -86,6 +86,7 @@ class Custody(ReportBook):
         protected_until: datetime
         policy_version: int
         dispute_id: str | None
+        sealed: str = ""  # the free text, sealed under the buyer's key (ADR 0045)
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Custody)
@@ -119,6 +120,9 @@ class Custody(ReportBook):
         self.release_reason: str | None = None
         self.release_decision: tuple[int, int] | None = None  # (event version, policy version)
         self.deals: dict[str, str] = {}  # deal id → open | completed | cancelled
+        # Free text kept in state, as vault tokens by place ("source_detail",
+        # "dispute:<id>", "ruling:<version>", "appeal:<id>"); see domain.sealing.
+        self.sealed_texts: dict[str, str] = {}
 
     def take_ownership(
         self,
@@ -250,6 +254,7 @@ class Custody(ReportBook):
         keep_partner: bool = True,
         report_id: str | None = None,
         dispute_id: str | None = None,
+        sealed: str = "",
     ) -> None:
         """Manual transfers bypass the protection cap: the new owner starts a fresh period."""
         owner = self.owner
@@ -267,6 +272,7 @@ class Custody(ReportBook):
             protected_until=at + policy.protection_delta,
             policy_version=policy.version,
             dispute_id=dispute_id,
+            sealed=sealed,
             timestamp=at,
             **trace,
         )

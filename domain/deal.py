@@ -24,6 +24,7 @@ from eventsourcing.domain import Aggregate
 from domain.commission import CommissionRules, Payees, Progress
 from domain.deal_ledger import CommissionLedger
 from domain.errors import Conflict, InvalidInput
+from domain.sealing import Sealer
 from domain.vocabulary import DEAL_STAGES, DEPOSIT_METHODS, FAULTS, PAYMENT_KINDS, PAYMENT_PLANS
 
 _ORDER: dict[str, int] = {stage: i for i, stage in enumerate(DEAL_STAGES)}
@@ -75,6 +76,17 @@ def _label(value: str, field: str) -> str:
     return value.strip()
 
 
+def _document(value: str | None, field: str, seal: Sealer | None) -> dict[str, Any]:
+    """An event's document label and its token: sealed (the field left empty) when the
+    caller gives a sealer, in clear otherwise; absent stays None."""
+    if value is None:
+        return {field: None, "sealed": ""}
+    label = _label(value, field)
+    if seal is None:
+        return {field: label, "sealed": ""}
+    return {field: "", "sealed": seal({field: label})}
+
+
 class Deal(CommissionLedger):
     class Event(Aggregate.Event):
         actor: dict[str, str]
@@ -122,11 +134,13 @@ class Deal(CommissionLedger):
     class LoanApplied(Aggregate.Event):
         bank: str
         amount: int
+        sealed: str = ""  # the bank, sealed under the buyer's key (ADR 0045)
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Deal)
             aggregate.loan_status, aggregate.loan_bank = "applied", self.bank
             aggregate.loan_amount = self.amount
+            aggregate.keep_sealed("loan_bank", self.sealed)
 
     class LoanApproved(Aggregate.Event):
         amount: int
@@ -137,6 +151,7 @@ class Deal(CommissionLedger):
 
     class LoanRefused(Aggregate.Event):
         reason: str
+        sealed: str = ""  # the free text, sealed under the buyer's key (ADR 0045)
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Deal)
@@ -145,17 +160,21 @@ class Deal(CommissionLedger):
     class ContractSigned(Aggregate.Event):
         contract_no: str
         price: int
+        sealed: str = ""  # the contract number, sealed under the buyer's key (ADR 0045)
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Deal)
+            aggregate.keep_sealed("contract_no", self.sealed)
             aggregate.contract_no, aggregate.contract_price = self.contract_no, self.price
             aggregate.enter("contracted", self.timestamp)
 
     class ContractFiled(Aggregate.Event):
         filing_no: str | None
+        sealed: str = ""  # the filing number, sealed under the buyer's key (ADR 0045)
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Deal)
+            aggregate.keep_sealed("filing_no", self.sealed)
             aggregate.filing_no = self.filing_no
             aggregate.enter("filed", self.timestamp)
 
@@ -177,9 +196,11 @@ class Deal(CommissionLedger):
 
     class CertificateIssued(Aggregate.Event):
         certificate_no: str | None
+        sealed: str = ""  # the certificate number, sealed under the buyer's key (ADR 0045)
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Deal)
+            aggregate.keep_sealed("certificate_no", self.sealed)
             aggregate.certificate_no = self.certificate_no
             aggregate.enter("certified", self.timestamp)
 
@@ -192,9 +213,12 @@ class Deal(CommissionLedger):
         refund: int
         forfeited: int
         refund_due_by: datetime
+        sealed: str = ""  # the free text, sealed under the buyer's key (ADR 0045)
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Deal)
+            if self.sealed:
+                aggregate.sealed_texts["cancellation"] = self.sealed
             aggregate.cancellation = {
                 "reason": self.reason,
                 "fault": self.fault,
@@ -220,9 +244,12 @@ class Deal(CommissionLedger):
         stage: str
         carried_deposit: int
         carried_received: int
+        sealed: str = ""  # the free text, sealed under the buyer's key (ADR 0045)
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Deal)
+            if self.sealed:
+                aggregate.sealed_texts[f"swap:{len(aggregate.swaps)}"] = self.sealed
             aggregate.swaps.append(
                 {
                     "from_unit_id": self.previous_unit_id,
@@ -235,6 +262,7 @@ class Deal(CommissionLedger):
             aggregate.number, aggregate.list_price = self.number, self.list_price
             aggregate.price = aggregate.payment_plan = None
             aggregate.loan_status, aggregate.loan_bank, aggregate.loan_amount = "none", None, None
+            aggregate.keep_sealed("loan_bank", "")
             aggregate.enter(self.stage, self.timestamp)
 
     class BuyerRenamed(Aggregate.Event):
@@ -315,7 +343,15 @@ class Deal(CommissionLedger):
         self.cancellation: dict[str, Any] | None = None
         self.swaps: list[dict[str, Any]] = []
         self.buyer_pii: str | None = None
+        # Free text as vault tokens by place ("cancellation", "swap:<n>"); domain.sealing.
+        self.sealed_texts: dict[str, str] = {}
         super().__init__()  # the commission ledger
+
+    def keep_sealed(self, place: str, token: str) -> None:
+        if token:
+            self.sealed_texts[place] = token
+        else:
+            self.sealed_texts.pop(place, None)
 
     def enter(self, stage: str, at: datetime) -> None:
         self.stage, self.stage_since = stage, at
@@ -456,7 +492,14 @@ class Deal(CommissionLedger):
         )
         self._settle(rules, "subscription_signed", at, trace)
 
-    def apply_loan(self, bank: str, amount: int, at: datetime, trace: dict[str, Any]) -> None:
+    def apply_loan(
+        self,
+        bank: str,
+        amount: int,
+        at: datetime,
+        trace: dict[str, Any],
+        seal: Sealer | None = None,
+    ) -> None:
         self._require_stage("a loan application", "subscribed", "contracted", "filed")
         if self.payment_plan != "mortgage":
             raise Conflict(
@@ -468,7 +511,11 @@ class Deal(CommissionLedger):
         if amount > (self.agreed_price or 0) - self.received:
             raise InvalidInput("amount_fen", "must not exceed the price still to be paid")
         self.trigger_event(
-            self.LoanApplied, bank=_label(bank, "bank"), amount=amount, timestamp=at, **trace
+            self.LoanApplied,
+            **_document(bank, "bank", seal),
+            amount=amount,
+            timestamp=at,
+            **trace,
         )
 
     def _require_loan_applied(self) -> int:
@@ -487,10 +534,12 @@ class Deal(CommissionLedger):
             raise InvalidInput("amount_fen", "must not exceed the amount applied for")
         self.trigger_event(self.LoanApproved, amount=approved, timestamp=at, **trace)
 
-    def refuse_loan(self, reason: str, at: datetime, trace: dict[str, Any]) -> None:
+    def refuse_loan(
+        self, reason: str, at: datetime, trace: dict[str, Any], sealed: str = ""
+    ) -> None:
         self._require_stage("a loan refusal", "subscribed", "contracted", "filed")
         self._require_loan_applied()
-        self.trigger_event(self.LoanRefused, reason=reason, timestamp=at, **trace)
+        self.trigger_event(self.LoanRefused, reason=reason, sealed=sealed, timestamp=at, **trace)
 
     def sign_contract(
         self,
@@ -499,13 +548,14 @@ class Deal(CommissionLedger):
         rules: CommissionRules,
         at: datetime,
         trace: dict[str, Any],
+        seal: Sealer | None = None,
     ) -> None:
         self._require_stage("a contract (签约)", "subscribed")
         check_amount(price, "price_fen")
         self._require_price_covers(price, "price_fen")
         self.trigger_event(
             self.ContractSigned,
-            contract_no=_label(contract_no, "contract_no"),
+            **_document(contract_no, "contract_no", seal),
             price=price,
             timestamp=at,
             **trace,
@@ -513,11 +563,16 @@ class Deal(CommissionLedger):
         self._settle(rules, "contract_signed", at, trace)
 
     def file_contract(
-        self, filing_no: str | None, rules: CommissionRules, at: datetime, trace: dict[str, Any]
+        self,
+        filing_no: str | None,
+        rules: CommissionRules,
+        at: datetime,
+        trace: dict[str, Any],
+        seal: Sealer | None = None,
     ) -> None:
         self._require_stage("a filing (备案)", "contracted")
-        number = _label(filing_no, "filing_no") if filing_no is not None else None
-        self.trigger_event(self.ContractFiled, filing_no=number, timestamp=at, **trace)
+        number = _document(filing_no, "filing_no", seal)
+        self.trigger_event(self.ContractFiled, **number, timestamp=at, **trace)
         self._settle(rules, "contract_filed", at, trace)
 
     def receive_payment(
@@ -575,10 +630,11 @@ class Deal(CommissionLedger):
         rules: CommissionRules,
         at: datetime,
         trace: dict[str, Any],
+        seal: Sealer | None = None,
     ) -> None:
         self._require_stage("a property certificate (产证)", "delivered")
-        number = _label(certificate_no, "certificate_no") if certificate_no is not None else None
-        self.trigger_event(self.CertificateIssued, certificate_no=number, timestamp=at, **trace)
+        number = _document(certificate_no, "certificate_no", seal)
+        self.trigger_event(self.CertificateIssued, **number, timestamp=at, **trace)
         self._settle(rules, "certificate_issued", at, trace)
 
     def cancel(
@@ -588,6 +644,7 @@ class Deal(CommissionLedger):
         rules: CommissionRules,
         at: datetime,
         trace: dict[str, Any],
+        sealed: str = "",
     ) -> None:
         self._require_stage("a cancellation (退房)", *CANCELLABLE)
         _choice(fault, FAULTS, "fault")
@@ -607,6 +664,7 @@ class Deal(CommissionLedger):
             refund=refund,
             forfeited=forfeited,
             refund_due_by=at + REFUND_WITHIN,
+            sealed=sealed,
             timestamp=at,
             **trace,
         )
@@ -623,6 +681,7 @@ class Deal(CommissionLedger):
         rules: CommissionRules,
         at: datetime,
         trace: dict[str, Any],
+        sealed: str = "",
     ) -> None:
         self._require_stage("a unit swap (换房)", *BEFORE_CONTRACT)
         if unit_id == self.unit_id:
@@ -639,6 +698,7 @@ class Deal(CommissionLedger):
             stage="deposit_paid" if self.deposit else "opened",
             carried_deposit=self.deposit,
             carried_received=self.received,
+            sealed=sealed,
             timestamp=at,
             **trace,
         )

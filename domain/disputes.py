@@ -46,9 +46,12 @@ class Disputes(Custody):
         reason: str
         evidence_versions: list[int]
         owner_at_opening: dict[str, str | None]
+        sealed: str = ""  # the free text, sealed under the buyer's key (ADR 0045)
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Disputes)
+            if self.sealed:
+                aggregate.sealed_texts[f"dispute:{self.dispute_id}"] = self.sealed
             aggregate.disputes[self.dispute_id] = DisputeState(
                 dispute_id=self.dispute_id,
                 claimant_kind=self.claimant_kind,
@@ -68,9 +71,12 @@ class Disputes(Custody):
         reason: str
         evidence_versions: list[int]
         final: bool
+        sealed: str = ""  # the free text, sealed under the buyer's key (ADR 0045)
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Disputes)
+            if self.sealed:
+                aggregate.sealed_texts[f"ruling:{self.originator_version}"] = self.sealed
             dispute = aggregate.disputes[self.dispute_id]
             dispute.rulings.append(
                 {
@@ -88,9 +94,12 @@ class Disputes(Custody):
     class DisputeAppealed(Aggregate.Event):
         dispute_id: str
         reason: str
+        sealed: str = ""  # the free text, sealed under the buyer's key (ADR 0045)
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Disputes)
+            if self.sealed:
+                aggregate.sealed_texts[f"appeal:{self.dispute_id}"] = self.sealed
             dispute = aggregate.disputes[self.dispute_id]
             dispute.status = "appealed"
             dispute.appeal = {
@@ -119,6 +128,7 @@ class Disputes(Custody):
         evidence_versions: list[int],
         at: datetime,
         trace: dict[str, Any],
+        sealed: str = "",
     ) -> None:
         self._check_evidence(evidence_versions)
         if report_id is not None and report_id not in self.reports:
@@ -137,6 +147,7 @@ class Disputes(Custody):
             claimant_id=claimant_id,
             report_id=report_id,
             reason=reason,
+            sealed=sealed,
             evidence_versions=evidence_versions,
             owner_at_opening={
                 "consultant_id": owner.consultant_id if owner else None,
@@ -170,6 +181,7 @@ class Disputes(Custody):
         policy: Policy,
         at: datetime,
         trace: dict[str, Any],
+        sealed: str = "",
     ) -> None:
         dispute = self.dispute(dispute_id)
         if dispute.status not in ("open", "appealed"):
@@ -186,6 +198,7 @@ class Disputes(Custody):
             dispute_id=dispute_id,
             outcome=outcome,
             reason=reason,
+            sealed=sealed,
             evidence_versions=evidence_versions,
             final=final,
             timestamp=at,
@@ -204,6 +217,7 @@ class Disputes(Custody):
                 to=dispute.claimant_id,
                 basis="ruling",
                 reason=dispute.reason,
+                sealed=self.sealed_texts.get(f"dispute:{dispute.dispute_id}", ""),
                 policy=policy,
                 at=at,
                 trace=trace,
@@ -217,6 +231,7 @@ class Disputes(Custody):
             to=owner.consultant_id,
             basis="ruling",
             reason=dispute.reason,
+            sealed=self.sealed_texts.get(f"dispute:{dispute.dispute_id}", ""),
             policy=policy,
             at=at,
             trace=trace,
@@ -250,7 +265,7 @@ class Disputes(Custody):
         )
 
     def appeal_dispute(
-        self, dispute_id: str, reason: str, at: datetime, trace: dict[str, Any]
+        self, dispute_id: str, reason: str, at: datetime, trace: dict[str, Any], sealed: str = ""
     ) -> DisputeState:
         dispute = self.dispute(dispute_id)
         if dispute.status != "ruled":
@@ -258,6 +273,11 @@ class Disputes(Custody):
                 "only a ruled dispute can be appealed, and only once", code="not_appealable"
             )
         self.trigger_event(
-            self.DisputeAppealed, dispute_id=dispute_id, reason=reason, timestamp=at, **trace
+            self.DisputeAppealed,
+            dispute_id=dispute_id,
+            reason=reason,
+            sealed=sealed,
+            timestamp=at,
+            **trace,
         )
         return dispute

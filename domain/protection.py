@@ -44,6 +44,7 @@ class Protection(Custody):
         grade: str
         previous_grade: str | None
         reason: str
+        sealed: str = ""  # the free text, sealed under the buyer's key (ADR 0045)
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Protection)
@@ -51,10 +52,15 @@ class Protection(Custody):
 
     class ProfileUpdated(Aggregate.Event):
         profile: dict[str, Any]
+        sealed: str = ""  # source_detail, sealed under the buyer's key (ADR 0045)
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Protection)
             aggregate.profile = dict(self.profile)
+            if self.sealed:
+                aggregate.sealed_texts["source_detail"] = self.sealed
+            else:
+                aggregate.sealed_texts.pop("source_detail", None)
 
     class ContactDisclosed(Aggregate.Event):
         """Someone serving the buyer was shown their full name and number (the request id
@@ -162,7 +168,9 @@ class Protection(Custody):
         due, basis = next_follow_up_due(policy, self.grade, at, next_contact_at)
         self._schedule(policy, at, basis, trace, due, at if effective else None)
 
-    def _grade(self, grade: str, reason: str, at: datetime, trace: dict[str, Any]) -> None:
+    def _grade(
+        self, grade: str, reason: str, at: datetime, trace: dict[str, Any], sealed: str = ""
+    ) -> None:
         if grade not in GRADES:
             raise InvalidInput("grade", "must be A, B or C")
         self.trigger_event(
@@ -170,6 +178,7 @@ class Protection(Custody):
             grade=grade,
             previous_grade=self.grade,
             reason=reason,
+            sealed=sealed,
             timestamp=at,
             **trace,
         )
@@ -182,11 +191,12 @@ class Protection(Custody):
         policy: Policy,
         at: datetime,
         trace: dict[str, Any],
+        sealed: str = "",
     ) -> None:
         self._require_owner_or_supervisor(actor)
         if grade == self.grade:
             return
-        self._grade(grade, reason, at, trace)
+        self._grade(grade, reason, at, trace, sealed)
         owner, last = self.owner, self.last_follow_up_at
         if owner is None or last is None or last < owner.since:
             return  # the first follow-up after assignment stays due as scheduled
@@ -198,10 +208,17 @@ class Protection(Custody):
         self._schedule(policy, at, basis, trace, max(due, at), None)
 
     def update_profile(
-        self, actor: Actor, profile: dict[str, Any], at: datetime, trace: dict[str, Any]
+        self,
+        actor: Actor,
+        profile: dict[str, Any],
+        at: datetime,
+        trace: dict[str, Any],
+        sealed: str = "",
     ) -> None:
         self._require_owner_or_supervisor(actor)
-        self.trigger_event(self.ProfileUpdated, profile=profile, timestamp=at, **trace)
+        self.trigger_event(
+            self.ProfileUpdated, profile=profile, sealed=sealed, timestamp=at, **trace
+        )
 
     def disclose_contact(
         self, principal_id: str, role: str, at: datetime, trace: dict[str, Any]

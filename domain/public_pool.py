@@ -55,6 +55,7 @@ class PublicPool(Custody):
         request_id: str
         loss_reason: str
         comment: str
+        sealed: str = ""  # the free text, sealed under the buyer's key (ADR 0045)
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, PublicPool)
@@ -64,6 +65,7 @@ class PublicPool(Custody):
     class LossRejected(Aggregate.Event):
         request_id: str
         comment: str
+        sealed: str = ""  # the free text, sealed under the buyer's key (ADR 0045)
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, PublicPool)
@@ -82,6 +84,7 @@ class PublicPool(Custody):
     class ClaimRejected(Aggregate.Event):
         claim_id: str
         reason: str
+        sealed: str = ""  # the free text, sealed under the buyer's key (ADR 0045)
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, PublicPool)
@@ -160,6 +163,7 @@ class PublicPool(Custody):
         policy: Policy,
         at: datetime,
         trace: dict[str, Any],
+        sealed: str = "",
     ) -> None:
         request = self._pending_loss(request_id)
         self.trigger_event(
@@ -167,6 +171,7 @@ class PublicPool(Custody):
             request_id=request_id,
             loss_reason=request.reason,
             comment=comment,
+            sealed=sealed,
             timestamp=at,
             **trace,
         )
@@ -174,11 +179,21 @@ class PublicPool(Custody):
             self._release("lost", policy, at, trace)
 
     def reject_loss(
-        self, request_id: str, comment: str, at: datetime, trace: dict[str, Any]
+        self,
+        request_id: str,
+        comment: str,
+        at: datetime,
+        trace: dict[str, Any],
+        sealed: str = "",
     ) -> None:
         self._pending_loss(request_id)
         self.trigger_event(
-            self.LossRejected, request_id=request_id, comment=comment, timestamp=at, **trace
+            self.LossRejected,
+            request_id=request_id,
+            comment=comment,
+            sealed=sealed,
+            timestamp=at,
+            **trace,
         )
 
     # ------------------------------------------------------------------ pool
@@ -241,10 +256,15 @@ class PublicPool(Custody):
         return claim
 
     def reject_claim(
-        self, claim_id: str, reason: str, at: datetime, trace: dict[str, Any]
+        self, claim_id: str, reason: str, at: datetime, trace: dict[str, Any], sealed: str = ""
     ) -> PoolClaim:
         claim = self.pending_claim_by_id(claim_id)
         self.trigger_event(
-            self.ClaimRejected, claim_id=claim_id, reason=reason, timestamp=at, **trace
+            self.ClaimRejected,
+            claim_id=claim_id,
+            reason=reason,
+            sealed=sealed,
+            timestamp=at,
+            **trace,
         )
         return claim

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from domain.client import Client
+from domain.values import ERASED_PHONE_MASK
 from projections.runtime import Rows, Table
 
 TABLE = Table(
@@ -181,4 +182,4 @@ class ClientOverview:
         elif isinstance(event, Client.DisputeRuled):
             row["open_disputes"] -= 1
         elif isinstance(event, Client.PersonalDataErased):
-            row["personal_data_erased"] = True
+            row.update(personal_data_erased=True, phone_masked=ERASED_PHONE_MASK)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from domain.client import Client
+from domain.values import ERASED_PHONE_MASK
 from projections.runtime import Rows, Table
 
 TABLE = Table(
@@ -100,6 +101,10 @@ class FollowUpTasks:
             rows.put(CLIENTS.name, {**client, "grade": event.grade})
             if task is not None:
                 rows.put(TABLE.name, {**task, "grade": event.grade})
+        elif isinstance(event, Client.PersonalDataErased):
+            rows.put(CLIENTS.name, {**client, "phone_masked": ERASED_PHONE_MASK})
+            if task is not None:
+                rows.put(TABLE.name, {**task, "phone_masked": ERASED_PHONE_MASK})
         elif isinstance(event, Client.FollowUpLogged):
             rows.put(CLIENTS.name, {**client, "last_follow_up_at": event.timestamp})
             if task is not None:

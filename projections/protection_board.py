@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from domain.client import Client
+from domain.values import ERASED_PHONE_MASK
 from projections.runtime import Rows, Table
 
 TABLE = Table(
@@ -45,7 +46,13 @@ class ProtectionBoard:
     def handles(self, event: Any) -> bool:
         return isinstance(
             event,
-            (*_GAINS, Client.ClientRegistered, Client.ReleasedToPool, Client.ProtectionExtended),
+            (
+                *_GAINS,
+                Client.ClientRegistered,
+                Client.ReleasedToPool,
+                Client.ProtectionExtended,
+                Client.PersonalDataErased,
+            ),
         )
 
     def apply(self, rows: Rows, event: Any, position: int) -> None:
@@ -80,3 +87,8 @@ class ProtectionBoard:
             row = rows.get(TABLE.name, client_id)
             if row is not None:
                 rows.put(TABLE.name, {**row, "protected_until": event.protected_until})
+        elif isinstance(event, Client.PersonalDataErased):
+            for table in (CLIENTS, TABLE):
+                row = rows.get(table.name, client_id)
+                if row is not None:
+                    rows.put(table.name, {**row, "phone_masked": ERASED_PHONE_MASK})

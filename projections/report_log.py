@@ -10,6 +10,7 @@ from typing import Any
 from domain.client import Client
 from domain.masked_pool import MaskedReportPool
 from domain.reports import ReportBook
+from domain.values import ERASED_PHONE_MASK
 from projections.common import STARTS_STREAM, day_of, project_of, remember_stream, stream_table
 from projections.runtime import Rows, Table
 
@@ -42,11 +43,18 @@ TABLE = Table(
     ),
 )
 STREAMS = stream_table("report_log")
+# Each buyer's reports (their own and the masked ones matched to them), so that an
+# erasure can blank the masked phone on every one of them.
+CLIENT_REPORTS = Table(
+    "report_log__clients",
+    ("client_id",),
+    {"client_id": "text", "report_ids": "text"},  # space-separated
+)
 
 
 class ReportLog:
     name = "report_log"
-    tables: tuple[Table, ...] = (TABLE, STREAMS)
+    tables: tuple[Table, ...] = (TABLE, STREAMS, CLIENT_REPORTS)
 
     def handles(self, event: Any) -> bool:
         return isinstance(event, (ReportBook.Event, *STARTS_STREAM))
@@ -55,8 +63,13 @@ class ReportLog:
         if isinstance(event, STARTS_STREAM):
             remember_stream(rows, STREAMS, event)
             return
+        if isinstance(event, Client.PersonalDataErased):
+            self._erase(rows, str(event.originator_id))
+            return
         if isinstance(event, ReportBook.ReportFiled):
             is_client = isinstance(event, Client.Event)
+            if is_client:
+                _belongs(rows, str(event.originator_id), event.report_id)
             rows.put(
                 TABLE.name,
                 {
@@ -92,10 +105,30 @@ class ReportLog:
             change = {"status": "expired"}
         elif isinstance(event, Client.ReportConfirmed):
             change = {"status": "confirmed", "client_id": str(event.originator_id)}
+            _belongs(rows, str(event.originator_id), report_id)
         elif isinstance(event, Client.ReportClosed):
             change = {"status": "closed", "reason": event.reason}
         elif isinstance(event, MaskedReportPool.MaskedReportConsumed):
             change = {"status": "confirmed", "client_id": str(event.client_id)}
+            _belongs(rows, str(event.client_id), report_id)
         if change is not None:
             row.update(change, decided_at=event.timestamp)
             rows.put(TABLE.name, row)
+
+    @staticmethod
+    def _erase(rows: Rows, client_id: str) -> None:
+        mine = rows.get(CLIENT_REPORTS.name, client_id)
+        for report_id in (mine["report_ids"] or "").split() if mine else []:
+            row = rows.get(TABLE.name, report_id)
+            if row is not None:
+                rows.put(TABLE.name, {**row, "phone_masked": ERASED_PHONE_MASK})
+
+
+def _belongs(rows: Rows, client_id: str, report_id: str | None) -> None:
+    if not report_id:
+        return
+    mine = rows.get(CLIENT_REPORTS.name, client_id)
+    ids = (mine["report_ids"] or "").split() if mine else []
+    if report_id not in ids:
+        joined = " ".join([*ids, report_id])
+        rows.put(CLIENT_REPORTS.name, {"client_id": client_id, "report_ids": joined})

@@ -163,7 +163,7 @@ def services(
         departures=DepartureService(uow, policies, principals, clients),
         units=UnitService(uow),
         deals=deals,
-        disputes=Disputes(uow, clock, policies, principals, clients, deals),
+        disputes=Disputes(uow, clock, vault, policies, principals, clients, deals),
         client_import=ClientImport(
             uow, clock, keyer, vault, policies, principals, existing_streams(store.recorder)
         ),

@@ -13,10 +13,12 @@ from api.access import SERVERS, may
 from api.authorization import SEES_DISCLOSURES, GuardDep
 from api.bodies import answer, jsonable
 from api.deps import AppDep, ContextDep
+from api.free_text import reads_notes
 from api.integrity import integrity
 from api.results import command_response
 from api.schemas import ClientOut, ErasureOut, HistoryOut, LookupIn, LookupOut, OwnershipOut
 from api.validation import Instant
+from domain.values import ERASED_PHONE_MASK
 
 router = APIRouter(prefix="/v1/clients", tags=["clients"])
 
@@ -45,15 +47,16 @@ def get_client(client_id: uuid.UUID, app: AppDep, guard: GuardDep) -> dict[str, 
     if summary["personal_data_erased"]:
         _forget_masks(summary, *summary["reports"])
     if may(app, guard.caller, SERVERS, client):
-        summary["profile"] = jsonable(client.profile)
+        summary["profile"] = jsonable(app.clients.profile(client))
     return summary
 
 
 @router.get("/{client_id}/history", response_model=HistoryOut)
 def history(client_id: uuid.UUID, app: AppDep, guard: GuardDep) -> dict[str, Any]:
     """Every event of the buyer's stream in order: the evidence chain for arbitration."""
-    events = app.clients.history(client_id)
-    if guard.client(client_id).erased:
+    client = guard.client(client_id)
+    events = app.clients.history(client_id, reveal=reads_notes(app, guard.caller, client))
+    if client.erased:
         _forget_masks(*(e["data"] for e in events))
     if guard.caller.role not in SEES_DISCLOSURES:
         events = [e for e in events if e["type"] != "ContactDisclosed"]
@@ -64,11 +67,13 @@ def history(client_id: uuid.UUID, app: AppDep, guard: GuardDep) -> dict[str, Any
 def ownership(
     client_id: uuid.UUID,
     app: AppDep,
+    guard: GuardDep,
     at: Annotated[Instant | None, Query(description="Instant to judge, ISO-8601 with zone")] = None,
 ) -> dict[str, Any]:
     """Who owned the buyer at ``at`` (default now), by replaying the stream up to then."""
     moment: datetime = at if at is not None else app.clock()
-    owner = app.clients.ownership_as_of(client_id, moment)
+    reveal = reads_notes(app, guard.caller, guard.client(client_id))
+    owner = app.clients.ownership_as_of(client_id, moment, reveal)
     return {**owner, "integrity": integrity(app, client_id)}
 
 
@@ -80,7 +85,7 @@ def erase(client_id: uuid.UUID, app: AppDep, ctx: ContextDep) -> Response:
     )
 
 
-ERASED_MASK = "***********"
+ERASED_MASK = ERASED_PHONE_MASK
 
 
 def _forget_masks(*shown: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from api import bodies
 from api.authorization import GuardDep, ScopeDep
 from api.bodies import answer, jsonable
 from api.deps import AppDep, ContextDep, FreshDep, get_container
+from api.free_text import reads_notes
 from api.results import command_response
 from api.schemas import (
     CancelIn,
@@ -96,9 +97,14 @@ def list_deals(
 
 
 @router.get("/{deal_id}", response_model=DealOut)
-def get_deal(deal_id: uuid.UUID, app: AppDep) -> dict[str, Any]:
+def get_deal(deal_id: uuid.UUID, app: AppDep, guard: GuardDep) -> dict[str, Any]:
     """The deal now, from its stream: stage, amounts, loan, refunds and its ledger."""
-    body: dict[str, Any] = jsonable(bodies.deal(app.deals.deal(deal_id)))
+    deal = guard.deal(deal_id)
+    buyer = app.clients.find(deal.client_id)
+    reveal = buyer is not None and reads_notes(app, guard.caller, buyer)
+    # Every reader of the deal sees its documents; its reasons are notes (ADR 0045).
+    view = app.deals.deal(deal_id, notes=reveal, documents=True)
+    body: dict[str, Any] = jsonable(bodies.deal(view))
     return body
 
 

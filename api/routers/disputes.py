@@ -13,6 +13,7 @@ from api.authorization import GuardDep
 from api.bodies import answer, jsonable
 from api.deps import AppDep, Caller, ContextDep
 from api.dispute_views import for_caller
+from api.free_text import reads_notes
 from api.results import command_response
 from api.schemas import AppealIn, DisputeIn, RulingIn
 from domain.services.disputes import DisputeView
@@ -54,9 +55,17 @@ def open_dispute(
 
 
 @router.get("/v1/disputes/{dispute_id}")
-def get_dispute(dispute_id: str, guard: GuardDep) -> dict[str, Any]:
+def get_dispute(dispute_id: str, app: AppDep, guard: GuardDep) -> dict[str, Any]:
     """The dispute with its rulings, the appeal, and who owns the buyer now."""
-    return for_caller(jsonable(bodies.dispute(guard.dispute(dispute_id))), guard.caller)
+    view, caller = guard.dispute(dispute_id), guard.caller
+    state = view.dispute
+    claimant = caller.id == state.claimant_id or (
+        caller.role == "channel_agent" and caller.partner_id == state.claimant_id
+    )
+    # The claimant reads its own claim (for_caller shows it no ruling's reasoning).
+    if claimant or reads_notes(app, caller, view.client):
+        view = app.disputes.dispute(dispute_id, reveal=True)
+    return for_caller(jsonable(bodies.dispute(view)), caller)
 
 
 @router.post("/v1/disputes/{dispute_id}/ruling")

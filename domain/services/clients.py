@@ -10,6 +10,7 @@ from typing import Any
 from domain.client import Client, no_owner
 from domain.errors import NotFound
 from domain.ports import Clock, PersonalDataVault
+from domain.sealing import open_places, show_event_text
 from domain.services.uow import Context, Done, UnitOfWork
 from domain.values import PhoneKeyer, check_identifier, mask_name, mask_phone, normalize_phone
 
@@ -23,6 +24,7 @@ _HIDDEN_FIELDS = {
     "correlation_id",
     "phone_hash",
     "pii",
+    "sealed",
 }
 
 
@@ -132,13 +134,31 @@ class Clients:
 
     # ------------------------------------------------------- evidence chain
 
-    def history(self, client_id: uuid.UUID) -> list[dict[str, Any]]:
+    def history(self, client_id: uuid.UUID, reveal: bool = False) -> list[dict[str, Any]]:
+        """The stream as evidence; free text opened only when ``reveal`` (for those who
+        may read the buyer's notes), ``[sealed]`` otherwise."""
         client = self.client(client_id)
-        return [self.describe(client.id, e) for e in self.uow.events(client_id)]
+        return [
+            self.describe(client.id, e, reveal=reveal, erased=client.erased)
+            for e in self.uow.events(client_id)
+        ]
 
-    def describe(self, subject: uuid.UUID, event: Any) -> dict[str, Any]:
-        """One event as evidence: its business facts, who and when; personal data masked."""
+    def profile(self, client: Client) -> dict[str, Any]:
+        """The demand profile with its free-text source_detail opened (for a reader)."""
+        profile = dict(client.profile)
+        clear = {"source_detail": profile.pop("source_detail", None)}
+        shown = open_places(self.vault, client.id, client.sealed_texts, clear, erased=client.erased)
+        if shown["source_detail"] is not None:
+            profile["source_detail"] = shown["source_detail"]
+        return profile
+
+    def describe(
+        self, subject: uuid.UUID, event: Any, *, reveal: bool = False, erased: bool = False
+    ) -> dict[str, Any]:
+        """One event as evidence: its business facts, who and when; personal data masked,
+        free text opened for a reader."""
         data = {k: v for k, v in vars(event).items() if k not in _HIDDEN_FIELDS}
+        show_event_text(self.vault, subject, event, data, reveal=reveal, erased=erased)
         token = getattr(event, "pii", None)
         if token:
             opened = self.vault.open(subject, token)
@@ -157,7 +177,9 @@ class Clients:
             }
         )
 
-    def ownership_as_of(self, client_id: uuid.UUID, at: datetime) -> dict[str, Any]:
+    def ownership_as_of(
+        self, client_id: uuid.UUID, at: datetime, reveal: bool = False
+    ) -> dict[str, Any]:
         """Replay the client's stream up to ``at`` and judge the owner at that instant."""
         events = self.uow.events(client_id)
         if not events:
@@ -181,7 +203,10 @@ class Clients:
         owner = state.ownership_at(at)
         decided_by = None
         if owner["decided_by_version"] is not None:
-            decided_by = self.describe(client_id, events[owner["decided_by_version"] - 1])
+            erased = any(isinstance(e, Client.PersonalDataErased) for e in events)
+            decided_by = self.describe(
+                client_id, events[owner["decided_by_version"] - 1], reveal=reveal, erased=erased
+            )
         return plain_dict(
             {
                 "client_id": client_id,

@@ -22,6 +22,7 @@ from domain.custody import Ownership
 from domain.deal import Attribution, Deal
 from domain.errors import Conflict, Forbidden, InvalidInput
 from domain.ports import Clock, PersonalDataVault
+from domain.sealing import Sealer, open_places, seal_text
 from domain.services.clients import Clients
 from domain.services.policies import Policies
 from domain.services.uow import Context, Done, UnitOfWork
@@ -36,6 +37,8 @@ class DealView:
     deal: Deal
     buyer_name_masked: str | None
     at: datetime
+    # Free text by place ("cancellation", "swap:<n>"), opened for a reader; None: sealed.
+    texts: dict[str, Any] | None = None
 
 
 def consultant_roles(client: Client, owner: Ownership) -> dict[str, str]:
@@ -87,8 +90,33 @@ class Deals:
     def deal_state(self, deal_id: uuid.UUID) -> Deal:
         return self.uow.get(Deal, deal_id, "deal")
 
-    def deal(self, deal_id: uuid.UUID) -> DealView:
-        return self._view(self.deal_state(deal_id), self.clock())
+    def _sealer(self, deal: Deal) -> Sealer:
+        """Seals a deal's text under its buyer's key: erasing the buyer erases it too."""
+        return lambda data: self.vault.seal(deal.client_id, data)
+
+    def deal(self, deal_id: uuid.UUID, *, notes: bool = False, documents: bool = False) -> DealView:
+        """The deal, its reasons opened when ``notes`` (for those serving the buyer) and
+        its document labels (lender, contract, filing, certificate) when ``documents``."""
+        view = self._view(self.deal_state(deal_id), self.clock())
+        if not (notes or documents):
+            return view
+        deal = view.deal
+        clear: dict[str, Any] = {}
+        if documents:
+            clear.update(
+                loan_bank=deal.loan_bank,
+                contract_no=deal.contract_no,
+                filing_no=deal.filing_no,
+                certificate_no=deal.certificate_no,
+            )
+        if notes:
+            clear.update({f"swap:{i}": s.get("reason") for i, s in enumerate(deal.swaps)})
+            if deal.cancellation is not None:
+                clear["cancellation"] = deal.cancellation.get("reason")
+        client = self.clients.find(deal.client_id)
+        erased = bool(client and client.erased)
+        texts = open_places(self.vault, deal.client_id, deal.sealed_texts, clear, erased=erased)
+        return DealView(deal, view.buyer_name_masked, view.at, texts)
 
     def _view(self, deal: Deal, at: datetime) -> DealView:
         name = None
@@ -203,7 +231,7 @@ class Deals:
         self, ctx: Context, deal_id: uuid.UUID, *, bank: str, amount: int
     ) -> Done[DealView]:
         def act(deal: Deal, rules: CommissionRules, now: datetime) -> tuple[list[Any], int]:
-            deal.apply_loan(bank, amount, now, ctx.trace)
+            deal.apply_loan(bank, amount, now, ctx.trace, self._sealer(deal))
             return [], amount
 
         return self._step(ctx, deal_id, "loan_applied", act)
@@ -219,7 +247,8 @@ class Deals:
 
     def refuse_loan(self, ctx: Context, deal_id: uuid.UUID, *, reason: str) -> Done[DealView]:
         def act(deal: Deal, rules: CommissionRules, now: datetime) -> tuple[list[Any], None]:
-            deal.refuse_loan(reason, now, ctx.trace)
+            sealed = seal_text(self.vault, deal.client_id, reason=reason)
+            deal.refuse_loan("", now, ctx.trace, sealed)
             return [], None
 
         return self._step(ctx, deal_id, "loan_refused", act)
@@ -228,7 +257,7 @@ class Deals:
         self, ctx: Context, deal_id: uuid.UUID, *, contract_no: str, price: int
     ) -> Done[DealView]:
         def act(deal: Deal, rules: CommissionRules, now: datetime) -> tuple[list[Any], int]:
-            deal.sign_contract(contract_no, price, rules, now, ctx.trace)
+            deal.sign_contract(contract_no, price, rules, now, ctx.trace, self._sealer(deal))
             unit = self._unit(deal)
             unit.contract(deal.id, price, now, ctx.trace)
             return [unit], price
@@ -239,7 +268,7 @@ class Deals:
         self, ctx: Context, deal_id: uuid.UUID, *, filing_no: str | None = None
     ) -> Done[DealView]:
         def act(deal: Deal, rules: CommissionRules, now: datetime) -> tuple[list[Any], None]:
-            deal.file_contract(filing_no, rules, now, ctx.trace)
+            deal.file_contract(filing_no, rules, now, ctx.trace, self._sealer(deal))
             unit = self._unit(deal)
             unit.sell(deal.id, now, ctx.trace)
             return [unit], None
@@ -266,7 +295,7 @@ class Deals:
         self, ctx: Context, deal_id: uuid.UUID, *, certificate_no: str | None = None
     ) -> Done[DealView]:
         def act(deal: Deal, rules: CommissionRules, now: datetime) -> tuple[list[Any], None]:
-            deal.issue_certificate(certificate_no, rules, now, ctx.trace)
+            deal.issue_certificate(certificate_no, rules, now, ctx.trace, self._sealer(deal))
             return [], None
 
         return self._step(ctx, deal_id, "certificate_issued", act)
@@ -275,7 +304,8 @@ class Deals:
         self, ctx: Context, deal_id: uuid.UUID, *, reason: str, fault: str
     ) -> Done[DealView]:
         def act(deal: Deal, rules: CommissionRules, now: datetime) -> tuple[list[Any], int]:
-            deal.cancel(reason, fault, rules, now, ctx.trace)
+            sealed = seal_text(self.vault, deal.client_id, reason=reason)
+            deal.cancel("", fault, rules, now, ctx.trace, sealed)
             unit = self._unit(deal)
             unit.release(deal.id, "cancelled", now, ctx.trace)
             assert deal.cancellation is not None
@@ -296,10 +326,11 @@ class Deals:
                 building=new.building,
                 number=new.number,
                 list_price=new.list_price,
-                reason=reason,
+                reason="",
                 rules=rules,
                 at=now,
                 trace=ctx.trace,
+                sealed=seal_text(self.vault, deal.client_id, reason=reason),
             )
             old.release(deal.id, "swapped", now, ctx.trace)
             new.hold(deal.id, deal.client_id, now, ctx.trace)
@@ -311,9 +342,10 @@ class Deals:
         self, ctx: Context, deal_id: uuid.UUID, *, buyer_name: str, reason: str
     ) -> Done[DealView]:
         def act(deal: Deal, rules: CommissionRules, now: datetime) -> tuple[list[Any], None]:
-            # Sealed under the buyer's key: erasing the client erases the new name too.
-            pii = self.vault.seal(deal.client_id, {"name": buyer_name})
-            deal.rename_buyer(pii, reason, now, ctx.trace)
+            # Sealed under the buyer's key: erasing the client erases the new name too,
+            # and the reason, which may name anyone (ADR 0045).
+            pii = self.vault.seal(deal.client_id, {"name": buyer_name, "reason": reason})
+            deal.rename_buyer(pii, "", now, ctx.trace)
             return [], None
 
         return self._step(ctx, deal_id, "buyer_renamed", act)

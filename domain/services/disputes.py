@@ -16,7 +16,8 @@ from domain.client import Client
 from domain.disputes import DisputeState
 from domain.errors import InvalidInput, NotFound
 from domain.locator import DisputeLocator, dispute_locator_id
-from domain.ports import Clock
+from domain.ports import Clock, PersonalDataVault
+from domain.sealing import open_places, seal_text
 from domain.services.clients import Clients
 from domain.services.deals import Deals
 from domain.services.policies import Policies
@@ -29,6 +30,9 @@ class DisputeView:
     client: Client
     dispute: DisputeState
     at: datetime
+    # Free text by place ("dispute:<id>", "ruling:<version>", "appeal:<id>"), opened for
+    # a reader; None: sealed.
+    texts: dict[str, Any] | None = None
 
 
 class Disputes:
@@ -36,6 +40,7 @@ class Disputes:
         self,
         uow: UnitOfWork,
         clock: Clock,
+        vault: PersonalDataVault,
         policies: Policies,
         principals: Principals,
         clients: Clients,
@@ -43,6 +48,7 @@ class Disputes:
     ) -> None:
         self.uow = uow
         self.clock = clock
+        self.vault = vault
         self.policies = policies
         self.principals = principals
         self.clients = clients
@@ -76,10 +82,11 @@ class Disputes:
                 claimant_kind=claimant_kind,
                 claimant_id=claimant_id,
                 report_id=report_id,
-                reason=reason,
+                reason="",
                 evidence_versions=evidence_versions,
                 at=now,
                 trace=ctx.trace,
+                sealed=seal_text(self.vault, client.id, reason=reason),
             )
             locator = DisputeLocator.place(dispute_id, client.id, now, ctx.trace)
             return [client, locator], DisputeView(client, client.dispute(dispute_id), now)
@@ -94,9 +101,18 @@ class Disputes:
         locator = self.uow.get(DisputeLocator, dispute_locator_id(dispute_id), "dispute")
         return self.clients.client(locator.client_id)
 
-    def dispute(self, dispute_id: str) -> DisputeView:
+    def dispute(self, dispute_id: str, reveal: bool = False) -> DisputeView:
+        """The dispute; its free text opened when ``reveal``."""
         client = self.dispute_client(dispute_id)
-        return DisputeView(client, client.dispute(dispute_id), self.clock())
+        dispute = client.dispute(dispute_id)
+        if not reveal:
+            return DisputeView(client, dispute, self.clock())
+        clear: dict[str, Any] = {f"dispute:{dispute_id}": dispute.reason}
+        clear.update({f"ruling:{r['version']}": r.get("reason") for r in dispute.rulings})
+        if dispute.appeal is not None:
+            clear[f"appeal:{dispute_id}"] = dispute.appeal.get("reason")
+        texts = open_places(self.vault, client.id, client.sealed_texts, clear, erased=client.erased)
+        return DisputeView(client, dispute, self.clock(), texts)
 
     def rule_dispute(
         self,
@@ -123,11 +139,12 @@ class Disputes:
             client.rule_dispute(
                 dispute_id=dispute_id,
                 outcome=outcome,
-                reason=reason,
+                reason="",
                 evidence_versions=evidence_versions,
                 policy=self.policies.policy_for(client.project_id),
                 at=now,
                 trace=ctx.trace,
+                sealed=seal_text(self.vault, client.id, reason=reason),
             )
             deals = self.deals.follow_ruling(client, before, dispute_id, now, ctx)
             return [client, *deals], DisputeView(client, client.dispute(dispute_id), now)
@@ -137,7 +154,8 @@ class Disputes:
     def appeal_dispute(self, ctx: Context, dispute_id: str, reason: str) -> Done[DisputeView]:
         def decide(now: datetime) -> tuple[list[Any], DisputeView]:
             client = self.dispute_client(dispute_id)
-            dispute = client.appeal_dispute(dispute_id, reason, now, ctx.trace)
+            sealed = seal_text(self.vault, client.id, reason=reason)
+            dispute = client.appeal_dispute(dispute_id, "", now, ctx.trace, sealed)
             return [client], DisputeView(client, dispute, now)
 
         return self.uow.run(ctx, decide)

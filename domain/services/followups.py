@@ -10,6 +10,7 @@ from typing import Any
 
 from domain.client import Client
 from domain.ports import PersonalDataVault
+from domain.sealing import seal_text
 from domain.services.clients import ClientAt, Clients
 from domain.services.policies import Policies
 from domain.services.principals import Principals
@@ -76,7 +77,8 @@ class FollowUps:
         def decide(now: datetime) -> tuple[list[Client], ClientAt]:
             client = self.clients.client(client_id)
             policy = self.policies.policy_for(client.project_id)
-            client.change_grade(ctx.actor, grade, reason, policy, now, ctx.trace)
+            sealed = seal_text(self.vault, client.id, reason=reason)
+            client.change_grade(ctx.actor, grade, "", policy, now, ctx.trace, sealed)
             return [client], ClientAt(client, now)
 
         return self.uow.run(ctx, decide)
@@ -86,7 +88,9 @@ class FollowUps:
     ) -> Done[ClientAt]:
         def decide(now: datetime) -> tuple[list[Client], ClientAt]:
             client = self.clients.client(client_id)
-            client.update_profile(ctx.actor, profile, now, ctx.trace)
+            structured = {k: v for k, v in profile.items() if k != "source_detail"}
+            sealed = seal_text(self.vault, client.id, source_detail=profile.get("source_detail"))
+            client.update_profile(ctx.actor, structured, now, ctx.trace, sealed)
             return [client], ClientAt(client, now)
 
         return self.uow.run(ctx, decide)
@@ -100,7 +104,8 @@ class FollowUps:
             client.transfer(
                 to=to_consultant,
                 basis="transfer",
-                reason=reason,
+                reason="",
+                sealed=seal_text(self.vault, client.id, reason=reason),
                 policy=self.policies.policy_for(client.project_id),
                 at=now,
                 trace=ctx.trace,

@@ -10,6 +10,7 @@ from typing import Any
 from domain.client import Client
 from domain.ports import PersonalDataVault
 from domain.quota import ClaimQuota, month_of, quota_id
+from domain.sealing import seal_text
 from domain.services.clients import Clients
 from domain.services.policies import Policies
 from domain.services.principals import Principals
@@ -68,11 +69,12 @@ class Pool:
     ) -> Done[LossOutcome]:
         def decide(now: datetime) -> tuple[list[Client], LossOutcome]:
             client = self.clients.client(client_id)
+            sealed = seal_text(self.vault, client.id, comment=comment)
             if approve:
                 policy = self.policies.policy_for(client.project_id)
-                client.approve_loss(request_id, comment, policy, now, ctx.trace)
+                client.approve_loss(request_id, "", policy, now, ctx.trace, sealed)
             else:
-                client.reject_loss(request_id, comment, now, ctx.trace)
+                client.reject_loss(request_id, "", now, ctx.trace, sealed)
             return [client], LossOutcome(client, request_id)
 
         return self.uow.run(ctx, decide)
@@ -119,7 +121,8 @@ class Pool:
                 policy = self.policies.policy_for(client.project_id)
                 client.claim(claim_id, claim.consultant_id, ctx.actor.id, policy, now, ctx.trace)
             else:
-                client.reject_claim(claim_id, reason, now, ctx.trace)
+                sealed = seal_text(self.vault, client.id, reason=reason)
+                client.reject_claim(claim_id, "", now, ctx.trace, sealed)
                 qid = quota_id(client.project_id, claim.consultant_id, month_of(claim.requested_at))
                 quota = self.uow.find(ClaimQuota, qid)
                 if quota is not None:

@@ -35,6 +35,7 @@ class ReportView:
     client_id: uuid.UUID | str | None
     at: datetime
     name_masked: str | None = None
+    erased: bool = False  # the buyer it belongs to was erased: not even the mask shows
 
 
 class Reports:
@@ -127,7 +128,11 @@ class Reports:
         subject = holder.id if isinstance(holder, Client) else uuid.UUID(report_id)
         opened = self.vault.open(subject, report.pii) or {}
         name = mask_name(opened.get("name", "")) or None
-        return ReportView(report, locator.project_id, client_id, self.clock(), name)
+        buyer = holder if isinstance(holder, Client) else None
+        if buyer is None and report.client_id:
+            buyer = self.uow.find(Client, uuid.UUID(str(report.client_id)))
+        erased = buyer is not None and buyer.erased
+        return ReportView(report, locator.project_id, client_id, self.clock(), name, erased)
 
     def expire_report(self, stream_id: uuid.UUID, report_id: str) -> bool:
         """Issued by the deadline processor; a no-op unless validity really ran out."""

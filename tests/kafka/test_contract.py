@@ -107,13 +107,14 @@ def test_deal_unit_and_commission_events_are_public_and_withhold_what_identifies
         events = nested_events(contract.AGGREGATES[aggregate])
         assert events and events <= set(contract.BY_CLASS), aggregate
     hidden = {t.name: set(t.hidden()) for t in contract.PUBLIC if t.aggregate == "Deal"}
-    assert hidden["Deal.ContractSigned"] == {"contract_no"}
-    assert hidden["Deal.ContractFiled"] == {"filing_no"}
-    assert hidden["Deal.CertificateIssued"] == {"certificate_no"}
+    # each label withheld in clear (before ADR 0045) and sealed (since)
+    assert hidden["Deal.ContractSigned"] == {"contract_no", "sealed"}
+    assert hidden["Deal.ContractFiled"] == {"filing_no", "sealed"}
+    assert hidden["Deal.CertificateIssued"] == {"certificate_no", "sealed"}
     assert hidden["Deal.BuyerRenamed"] == {"pii", "reason"}
-    assert hidden["Deal.LoanApplied"] == {"bank"}
+    assert hidden["Deal.LoanApplied"] == {"bank", "sealed"}
     for name in ("Deal.DealCancelled", "Deal.UnitSwapped", "Deal.LoanRefused"):
-        assert hidden[name] == {"reason"}
+        assert hidden[name] == {"reason", "sealed"}  # the text, in clear or sealed
     # codes stay: the cancellation's fault, the ledger's reason, the unit's release reason
     assert "fault" in contract.BY_NAME["Deal.DealCancelled"].published()
     assert "reason" in contract.BY_NAME["Deal.CommissionAccrued"].published()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -11,12 +12,14 @@ import pytest
 from consumers.broker import KafkaPublisher, Stopper, group_consumer, run_group
 from consumers.relay import PostgresRelayState, Relay
 from consumers.views import ViewsConsumer, check_single_partition, select_views
+from domain.errors import NotFound
+from domain.values import Actor
 from projections.channel_performance import TABLE as CHANNEL_TABLE
 from projections.runtime import Follower, PostgresViewDB, Rows, Table, View, ViewDB
 from tests.kafka.conftest import ContainerFactory, fresh_database
 from tests.kafka.scenario import busy_fortnight, deal_season
 from tests.kafka.test_relay import DiesAfterSending, public_positions
-from tests.support import FakeClock
+from tests.support import FakeClock, ctx, register_consultant, register_visit
 from yingke.bootstrap import Container, all_views, conninfo
 from yingke.settings import Settings, postgres_params
 
@@ -158,3 +161,49 @@ def test_a_views_consumer_killed_mid_batch_leaves_the_views_exact(
 
     container.follower.catch_up()
     assert snapshot(consumer_db) == snapshot(container.views)
+
+
+def test_the_views_consumer_fills_the_disclosure_and_lookup_audits_as_the_follower_does(
+    settings: Settings, containers: ContainerFactory, consumer_db: ViewDB
+) -> None:
+    """contact_disclosures and lookup_audit from Kafka equal the directly built ones:
+    disclosures by the owner and a manager, lookups found and not found over two hours,
+    a grade with a sealed reason, and an erased buyer (whose masked phone leaves every
+    view) along the way."""
+    container = containers(FakeClock())
+    clock: FakeClock = container.clock  # type: ignore[assignment]
+    project = "proj-audit"
+    owner = Actor(register_consultant(container, project), "consultant")
+    manager = Actor(register_consultant(container, project, role="manager"), "manager")
+    phones = ("13811112001", "13811112002")
+    buyers = [
+        uuid.UUID(register_visit(container, project, phone, owner.id)["client_id"])
+        for phone in phones
+    ]
+    for who in (owner, manager, owner):
+        for buyer in buyers:
+            container.contact.disclose_contact(ctx(who), buyer, cap=100)
+            clock.advance(minutes=7)
+    container.followups.change_grade(ctx(owner), buyers[0], "A", "欧阳娜娜 18611112222")
+    for phone in (*phones, "13999990000"):
+        for who in (owner, manager):
+            with contextlib.suppress(NotFound):
+                container.contact.look_up(ctx(who), project, phone, cap=60)
+        clock.advance(minutes=50)
+    container.clients.erase_personal_data(ctx(), buyers[1])
+    with pytest.raises(NotFound):
+        container.contact.look_up(ctx(owner), project, phones[1], cap=60)
+    last = published_with_a_relay_crash(settings, container)
+
+    consume(settings, all_views(), consumer_db, f"views-{uuid.uuid4().hex[:6]}", last)
+
+    container.follower.catch_up()
+    direct, from_kafka = snapshot(container.views), snapshot(consumer_db)
+    assert len(from_kafka["contact_disclosures"]) == 6
+    assert len(from_kafka["lookup_audit"]) == 7
+    assert {row[5] for row in from_kafka["lookup_audit"]} == {True, False}  # found or not
+    for table in ("contact_disclosures", "lookup_audit", "client_overview", "report_log"):
+        assert from_kafka[table] == direct[table], table
+    assert from_kafka == direct
+    everything = repr(from_kafka)
+    assert "138****2002" not in everything and "18611112222" not in everything
