@@ -5,7 +5,8 @@ One row per open item — a loss request (战败申请), a pool claim waiting fo
 buyers — from the moment it is asked until it is decided. ``consultant_id`` is the
 consultant the item is about (the buyer's owner, the claimant, the leaver), so a
 supervisor's team can be matched; a departure has one row per project of the leaver.
-Free text (dispute reasons, notes) stays in the event store.
+Free text (dispute reasons, notes) stays in the event store, and so does the phone: the
+inbox shows the mask from the buyer's stream, so an erasure leaves nothing of it here.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ TABLE = Table(
         "item_id": "text",  # request_id | claim_id | dispute_id | the leaver's id
         "project_id": "text",
         "client_id": "text",
-        "phone_masked": "text",
         "grade": "text",
         "consultant_id": "text",
         "requested_by": "text",
@@ -40,7 +40,6 @@ CLIENTS = Table(
     {
         "client_id": "text",
         "project_id": "text",
-        "phone_masked": "text",
         "grade": "text",
         "owner_id": "text",
     },
@@ -101,7 +100,6 @@ class PendingDecisions:
                 {
                     "client_id": client_id,
                     "project_id": event.project_id,
-                    "phone_masked": event.phone_masked,
                     "grade": None,
                     "owner_id": None,
                 },
@@ -120,7 +118,6 @@ class PendingDecisions:
                     "item_id": item_id,
                     "project_id": project,
                     "client_id": client_id,
-                    "phone_masked": client["phone_masked"],
                     "grade": client["grade"],
                     "consultant_id": consultant,
                     "requested_by": by,
@@ -174,7 +171,6 @@ class PendingDecisions:
                         "item_id": leaver,
                         "project_id": project,
                         "client_id": None,
-                        "phone_masked": None,
                         "grade": None,
                         "consultant_id": leaver,
                         "requested_by": _actor(event),

@@ -18,7 +18,9 @@ from typing import Any
 
 from domain.client import Client, no_owner
 from domain.policy import Policy, ProjectPolicy
+from domain.sealing import SEALED
 from domain.services.clients import plain, plain_dict
+from domain.values import ERASED_PHONE_MASK
 from yingke.bootstrap import Container
 from yingke.chain import ChainRow, checkpoint_message, seal, stream_links
 
@@ -47,11 +49,14 @@ REPORT_OUTCOMES = {
 
 
 def build_bundle(
-    app: Container, client_id: uuid.UUID, at: datetime | None = None
+    app: Container, client_id: uuid.UUID, at: datetime | None = None, *, reveal: bool = False
 ) -> dict[str, Any]:
-    """The bundle as of ``at`` (default now): events recorded up to that instant."""
+    """The bundle as of ``at`` (default now): events recorded up to that instant; free
+    text opened when ``reveal`` (a reader of notes, ADR 0045), else ``[sealed]``."""
     moment = at if at is not None else app.clock()
     current = app.clients.client(client_id)  # NotFound for an unknown buyer
+    # Erasure is judged now, not at ``at``: an erased buyer's mask never leaves again.
+    erased = current.erased
     events = [e for e in app.clients.uow.events(client_id) if e.timestamp <= moment]
     links = {row.version: row for row in stream_links(app.store.recorder, client_id)}
     policies = app.clients.uow.find(ProjectPolicy, ProjectPolicy.create_id(current.project_id))
@@ -63,7 +68,9 @@ def build_bundle(
     previous = no_owner()
     for event in events:
         state = event.mutate(state)
-        entry = app.clients.describe(client_id, event)
+        entry = app.clients.describe(client_id, event, reveal=reveal, erased=erased)
+        if erased and "phone_masked" in entry["data"]:
+            entry["data"]["phone_masked"] = ERASED_PHONE_MASK
         entry["request_id"] = entry.pop("correlation_id")
         entry["chain"] = _link(links.get(event.originator_version))
         timeline.append(entry)
@@ -110,7 +117,7 @@ def build_bundle(
         "bundle_version": BUNDLE_VERSION,
         "client_id": str(client_id),
         "project_id": client.project_id if client else None,
-        "phone_masked": client.phone_masked if client else None,
+        "phone_masked": ERASED_PHONE_MASK if erased else current.phone_masked,
         "personal_data_erased": bool(client and client.erased),
         "at": moment.isoformat(),
         "generated_at": app.clock().isoformat(),
@@ -123,7 +130,7 @@ def build_bundle(
         "decisions": decisions,
         "policies": [_policy_text(policies, v) for v in used],
         "reports": _reports(client, moment, passed_over) if client else [],
-        "disputes": _disputes(client) if client else [],
+        "disputes": _disputes(app, client, reveal) if client else [],
         "chain": {
             "stream": str(client_id),
             "events": len(timeline),
@@ -242,9 +249,19 @@ def _reports(client: Client, moment: datetime, passed_over: dict[str, str]) -> l
     return out
 
 
-def _disputes(client: Client) -> list[dict[str, Any]]:
+def _disputes(app: Container, client: Client, reveal: bool) -> list[dict[str, Any]]:
+    """Each dispute with its words opened for a reader of notes, else ``[sealed]``."""
     found: list[dict[str, Any]] = []
     for d in client.disputes.values():
+        texts = app.disputes.dispute(d.dispute_id, reveal).texts
+
+        def text(place: str, texts: dict[str, Any] | None = texts) -> Any:
+            return SEALED if texts is None else texts.get(place)
+
+        rulings = [{**r, "reason": text(f"ruling:{r['version']}")} for r in d.rulings]
+        appeal = d.appeal
+        if appeal is not None:
+            appeal = {**appeal, "reason": text(f"appeal:{d.dispute_id}")}
         found.append(
             plain(
                 {
@@ -252,15 +269,15 @@ def _disputes(client: Client) -> list[dict[str, Any]]:
                     "claimant_kind": d.claimant_kind,
                     "claimant_id": d.claimant_id,
                     "report_id": d.report_id,
-                    "reason": d.reason,
+                    "reason": text(f"dispute:{d.dispute_id}"),
                     "evidence_versions": d.evidence_versions,
                     "status": d.status,
                     "opened_by": d.opened_by,
                     "opened_at": d.opened_at,
                     "opened_version": d.opened_version,
                     "owner_at_opening": d.owner_at_opening,
-                    "rulings": d.rulings,
-                    "appeal": d.appeal,
+                    "rulings": rulings,
+                    "appeal": appeal,
                 }
             )
         )

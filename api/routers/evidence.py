@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Query, Response
 from api import evidence_pdf
 from api.deps import AppDep, Caller, CallerDep
 from api.evidence_views import for_reader
+from api.free_text import reads_notes
 from api.validation import Instant
 from yingke.bootstrap import Container
 from yingke.evidence import build_bundle
@@ -24,7 +25,8 @@ def bundle_for(
     app: Container, caller: Caller, client_id: uuid.UUID, at: datetime | None
 ) -> dict[str, Any]:
     """The bundle as this caller may read it (shared with the auditor's page)."""
-    return for_reader(build_bundle(app, client_id, at), caller)
+    reveal = reads_notes(app, caller, app.clients.client(client_id))
+    return for_reader(build_bundle(app, client_id, at, reveal=reveal), caller)
 
 
 def pdf_response(bundle: dict[str, Any]) -> Response:

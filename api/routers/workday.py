@@ -17,8 +17,10 @@ from fastapi import APIRouter, Query, Request
 
 from api.access import SERVERS
 from api.deps import GLOBAL_ROLES, AppDep, Caller, CallerDep, FreshDep, get_container
+from api.free_text import reads_notes
 from domain.client import Client
-from domain.values import mask_name, zone
+from domain.sealing import SEALED
+from domain.values import ERASED_PHONE_MASK, mask_name, zone
 from projections import people, workday
 from projections.pending_decisions import KINDS
 from projections.queries import team_members
@@ -55,6 +57,12 @@ def _client(app: Container, client_id: str | None) -> Client | None:
     return app.clients.find(uuid.UUID(client_id)) if client_id else None
 
 
+def _mask(client: Client | None) -> str | None:
+    if client is None:
+        return None
+    return ERASED_PHONE_MASK if client.erased else client.phone_masked
+
+
 def _link(action: str, method: str, path: str) -> dict[str, str]:
     return {"action": action, "method": method, "path": path}
 
@@ -85,15 +93,19 @@ def _actions(kind: str, item_id: str, client_id: str | None) -> list[dict[str, s
     ]
 
 
-def _dispute_reason(client: Client | None, kind: str, dispute_id: str) -> str | None:
-    """The claimant's (or appellant's) own words: the ruler reads them to decide."""
-    dispute = client.disputes.get(dispute_id) if client is not None else None
-    if dispute is None:
+def _dispute_reason(
+    app: Container, caller: Caller, client: Client | None, kind: str, dispute_id: str
+) -> str | None:
+    """The claimant's (or appellant's) own words, opened for a reader of the buyer's notes
+    (the ruler reads them to decide), else ``[sealed]`` (ADR 0045)."""
+    if client is None or dispute_id not in client.disputes:
         return None
-    if kind == "appeal" and dispute.appeal is not None:
-        reason: str = dispute.appeal["reason"]
-        return reason
-    return dispute.reason
+    view = app.disputes.dispute(dispute_id, reveal=reads_notes(app, caller, client))
+    place = f"appeal:{dispute_id}" if kind == "appeal" else f"dispute:{dispute_id}"
+    if view.texts is None:
+        return SEALED
+    text = view.texts.get(place)
+    return None if text is None else str(text)
 
 
 @router.get("/v1/inbox")
@@ -132,7 +144,7 @@ def inbox(
         name = app.clients.buyer_name(client) if client is not None else None
         reason, note = row["reason"], None
         if row["kind"] in ("dispute", "appeal"):
-            reason = _dispute_reason(client, row["kind"], row["item_id"])
+            reason = _dispute_reason(app, caller, client, row["kind"], row["item_id"])
         elif row["kind"] == "loss_request" and client is not None and caller.role in SERVERS:
             # The reviewers serve the buyer (their team's, their project's): they may read
             # the notes, as ``GET …/follow-ups`` lets them.
@@ -145,7 +157,7 @@ def inbox(
             "buyer": None
             if client is None
             else {
-                "phone_masked": row["phone_masked"],
+                "phone_masked": _mask(client),
                 "name_masked": mask_name(name) if name else None,
                 "grade": client.grade,
             },
@@ -269,7 +281,7 @@ def my_day(request: Request, app: AppDep, caller: CallerDep, limit: Limit = 100)
                 "id": row["item_id"],
                 "project_id": row["project_id"],
                 "client_id": row["client_id"],
-                "phone_masked": row["phone_masked"],
+                "phone_masked": _mask(_client(app, row["client_id"])),
                 "reason": row["reason"] if row["kind"] == "loss_request" else None,
                 "opened_at": row["opened_at"],
                 "age_hours": int((now - row["opened_at"]).total_seconds() // 3600),
