@@ -32,6 +32,7 @@ from api.routers import (
     status,
     units,
     visits,
+    whatif,
 )
 from api.validation import BodyGuard, check_parameters
 from yingke.bootstrap import Container, build, store_probe
@@ -141,6 +142,7 @@ def _assemble(settings: Settings) -> FastAPI:
         deal_views,
         queries,
         status,
+        whatif,
     ):
         app.include_router(module.router)
     instrument(app)

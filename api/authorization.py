@@ -164,6 +164,10 @@ TABLE: dict[str, Access] = {
     "consultants": Access(STAFF, "team"),
     "protection_board": Access(STAFF, "team"),
     "lost_reasons": Access(BOARD_READERS, "team"),
+    # what-if replays (ADR 0059): auditors and the project's managers; the job carries its
+    # project, checked again when anyone reads it
+    "what_if": Access(_roles("auditor", "manager", "admin"), "project"),
+    "get_job": Access(_roles("auditor", "manager", "admin"), "project"),
     "pool": Access(BOARD_READERS, "team"),
 }
 
