@@ -652,7 +652,7 @@ class CommissionPolicyOut(BaseModel):
 class WhatIfPolicy(Strict):
     overrides: dict[str, Any] = Field(
         default_factory=dict,
-        description="Policy settings to change, e.g. {\"protection\": \"P15D\"}; validated "
+        description='Policy settings to change, e.g. {"protection": "P15D"}; validated '
         "as PUT …/policy validates them. They apply on top of the version in force at each "
         "instant from `from` on.",
     )

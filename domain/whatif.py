@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from eventsourcing.domain import DomainEvent
-
 from domain.client import Client
 from domain.commission import CommissionRules, Payees, Progress, targets
 from domain.custody import Ownership
@@ -37,6 +35,10 @@ from domain.policy import Policy, validate_settings
 from domain.services.deals import consultant_roles
 from domain.values import Actor
 from domain.visits import decide_and_record_visit, file_report_on
+
+# A recorded event: eventsourcing's decoded events, typed loosely (their classes are
+# the aggregates' nested event classes).
+Event = Any
 
 # ------------------------------------------------------------------- the rules in force
 
@@ -133,19 +135,19 @@ DERIVED = frozenset(
 TRANSPLANTED = frozenset({"ClientMigrated", "OwnershipMigrated", "FollowUpMigrated"})
 
 
-def _trace(event: DomainEvent) -> dict[str, Any]:
+def _trace(event: Event) -> dict[str, Any]:
     return {
         "actor": dict(getattr(event, "actor", {"id": "system", "role": "service"})),
         "correlation_id": str(getattr(event, "correlation_id", "what-if")),
     }
 
 
-def _actor(event: DomainEvent) -> Actor:
+def _actor(event: Event) -> Actor:
     actor = getattr(event, "actor", {})
     return Actor(str(actor.get("id", "system")), str(actor.get("role", "service")))
 
 
-def _name(event: DomainEvent) -> str:
+def _name(event: Event) -> str:
     return type(event).__name__
 
 
@@ -172,7 +174,7 @@ class BuyerReplay:
         self,
         timeline: PolicyTimeline,
         window: tuple[datetime, datetime],
-        pools: dict[str, list[DomainEvent]],
+        pools: dict[str, list[Event]],
     ) -> None:
         self.timeline = timeline
         self.since, self.until = window
@@ -181,12 +183,12 @@ class BuyerReplay:
         self.alt: Client | None = None
         self.refused: list[Change] = []
         self.late: list[_Deadline] = []
-        self.alt_events: list[DomainEvent] = []
+        self.alt_events: list[Event] = []
         self.deal_payees: dict[str, Payees] = {}
 
     # ------------------------------------------------------------------ stepping
 
-    def run(self, events: Sequence[DomainEvent]) -> None:
+    def run(self, events: Sequence[Event]) -> None:
         for event in events:
             if event.timestamp >= self.until:
                 break
@@ -203,7 +205,7 @@ class BuyerReplay:
         if self.alt is not None:
             self.alt_events.extend(self.alt.collect_events())
 
-    def execute(self, event: DomainEvent) -> None:
+    def execute(self, event: Event) -> None:
         name = _name(event)
         if name == "ClientRegistered":
             e: Any = event
@@ -229,7 +231,7 @@ class BuyerReplay:
         except DomainError as refused:
             self.refuse(event, str(refused))
 
-    def refuse(self, event: DomainEvent, why: str) -> None:
+    def refuse(self, event: Event, why: str) -> None:
         assert self.alt is not None
         self.refused.append(
             Change(
@@ -242,7 +244,7 @@ class BuyerReplay:
             )
         )
 
-    def transplant(self, event: DomainEvent) -> None:
+    def transplant(self, event: Event) -> None:
         assert self.alt is not None
         moved = dataclasses.replace(event, originator_version=self.alt.version + 1)  # type: ignore[type-var]
         moved.mutate(self.alt)
@@ -275,7 +277,7 @@ class BuyerReplay:
 
     def _last_time(self) -> datetime:
         assert self.alt is not None
-        pending = self.alt._pending_events  # noqa: SLF001 - not yet collected this step
+        pending = self.alt._pending_events
         if pending:
             return pending[-1].timestamp
         return self.alt_events[-1].timestamp if self.alt_events else self.since
@@ -425,30 +427,32 @@ class BuyerReplay:
         alt.disclose_contact(e.principal_id, e.role, e.timestamp, _trace(e))
 
     def on_ReportExpired(self, alt: Client, e: Any, policy: Policy) -> None:
-        if not alt.expire_report(e.report_id, e.timestamp, _trace(e)):
-            report = alt.reports.get(e.report_id)
-            if report is not None and report.status == "accepted":
-                self._postpone("report", e.report_id, e.valid_until, e.timestamp)
+        if alt.expire_report(e.report_id, e.timestamp, _trace(e)):
+            return
+        report = alt.reports.get(e.report_id)
+        if report is not None and report.status == "accepted":
+            self._postpone("report", e.report_id, e.valid_until, e.timestamp)
 
     def on_ProtectionExpired(self, alt: Client, e: Any, policy: Policy) -> None:
-        if not alt.expire_protection(None, policy, e.timestamp, _trace(e)):
-            if alt.owner is not None:
-                self._postpone("protection", "protection", e.protected_until, e.timestamp)
+        fired = alt.expire_protection(None, policy, e.timestamp, _trace(e))
+        if not fired and alt.owner is not None:
+            self._postpone("protection", "protection", e.protected_until, e.timestamp)
 
     def _inactive(self, alt: Client, e: Any, policy: Policy) -> None:
         live_due = getattr(self.live, "inactive_after", None)
-        if not alt.release_inactive(None, policy, e.timestamp, _trace(e)):
-            if alt.owner is not None:
-                self._postpone("inactive", "inactive", live_due, e.timestamp)
+        fired = alt.release_inactive(None, policy, e.timestamp, _trace(e))
+        if not fired and alt.owner is not None:
+            self._postpone("inactive", "inactive", live_due, e.timestamp)
 
     def on_ReleasedToPool(self, alt: Client, e: Any, policy: Policy) -> None:
         # Releases for expiry, loss and rulings come with their own fact; these two are
         # facts themselves: the inactivity deadline, and a departure without successor.
         if e.reason == "inactive":
             self._inactive(alt, e, policy)
-        elif e.reason == "departure":
-            if not alt.depart(e.previous_consultant_id, None, policy, e.timestamp, _trace(e)):
-                raise Conflict(f"{e.previous_consultant_id} does not own the buyer here")
+        elif e.reason == "departure" and not alt.depart(
+            e.previous_consultant_id, None, policy, e.timestamp, _trace(e)
+        ):
+            raise Conflict(f"{e.previous_consultant_id} does not own the buyer here")
 
     def on_OwnershipTransferred(self, alt: Client, e: Any, policy: Policy) -> None:
         if e.basis == "transfer":
@@ -542,7 +546,7 @@ class BuyerReplay:
 # --------------------------------------------------------------------- comparing
 
 
-def _filings(events: Iterable[DomainEvent]) -> dict[str, tuple[bool, str | None]]:
+def _filings(events: Iterable[Event]) -> dict[str, tuple[bool, str | None]]:
     out: dict[str, tuple[bool, str | None]] = {}
     for event in events:
         e: Any = event
@@ -553,7 +557,7 @@ def _filings(events: Iterable[DomainEvent]) -> dict[str, tuple[bool, str | None]
     return out
 
 
-def _moments(events: Iterable[DomainEvent]) -> dict[str, list[datetime]]:
+def _moments(events: Iterable[Event]) -> dict[str, list[datetime]]:
     """When each kind of expiry and release happened, in order."""
     out: dict[str, list[datetime]] = defaultdict(list)
     for event in events:
@@ -576,7 +580,7 @@ def _owner(aggregate: Any) -> tuple[str | None, str | None]:
 
 
 def compare(
-    replay: BuyerReplay, live_events: Sequence[DomainEvent], deals: Sequence[DealFacts]
+    replay: BuyerReplay, live_events: Sequence[Event], deals: Sequence[DealFacts]
 ) -> BuyerOutcome:
     alt = replay.alt
     assert alt is not None
@@ -605,11 +609,11 @@ def compare(
     live_reports = replay.live.reports if replay.live is not None else {}
     for report_id, report in alt.reports.items():
         mirror = live_reports.get(report_id)
-        if mirror is not None and mirror.status != report.status:
-            if live_filed.get(report_id, (None,))[0] == alt_filed.get(report_id, (None,))[0]:
-                changes.append(
-                    Change(cid, "report_outcome", report_id, mirror.status, report.status)
-                )
+        if mirror is None or mirror.status == report.status:
+            continue
+        # A filing that flipped is listed once, as a flip, not again as an outcome.
+        if live_filed.get(report_id, (None,))[0] == alt_filed.get(report_id, (None,))[0]:
+            changes.append(Change(cid, "report_outcome", report_id, mirror.status, report.status))
     live_moments, alt_moments = _moments(recorded), _moments(replay.alt_events)
     for subject in sorted(set(live_moments) | set(alt_moments)):
         was, would = live_moments.get(subject, []), alt_moments.get(subject, [])
@@ -633,17 +637,26 @@ def compare(
         live_amounts = _amounts(deal.rules, deal.payees, deal.progress)
         alt_amounts = _amounts(deal.rules, alt_payees, deal.progress)
         for key in sorted(set(live_amounts) | set(alt_amounts)):
-            a, b = live_amounts.get(key, 0), alt_amounts.get(key, 0)
+            was_paid, would_pay = live_amounts.get(key, 0), alt_amounts.get(key, 0)
             old = commission.get(key, (0, 0))
-            commission[key] = (old[0] + a, old[1] + b)
-            if a != b:
+            commission[key] = (old[0] + was_paid, old[1] + would_pay)
+            if was_paid != would_pay:
                 changes.append(
-                    Change(cid, "commission", f"{key[0]} {key[1]}", str(a), str(b), deal.deal_id)
+                    Change(
+                        cid,
+                        "commission",
+                        f"{key[0]} {key[1]}",
+                        str(was_paid),
+                        str(would_pay),
+                        deal.deal_id,
+                    )
                 )
     return BuyerOutcome(cid, changes, len(recorded), commission)
 
 
-def _amounts(rules: CommissionRules, payees: Payees, progress: Progress) -> dict[tuple[str, str], int]:
+def _amounts(
+    rules: CommissionRules, payees: Payees, progress: Progress
+) -> dict[tuple[str, str], int]:
     out: dict[tuple[str, str], int] = defaultdict(int)
     for (kind, payee, _role, _milestone), target in targets(rules, payees, progress).items():
         out[(kind, payee)] += target.amount
@@ -651,11 +664,11 @@ def _amounts(rules: CommissionRules, payees: Payees, progress: Progress) -> dict
 
 
 def replay_buyer(
-    events: Sequence[DomainEvent],
+    events: Sequence[Event],
     *,
     timeline: PolicyTimeline,
     window: tuple[datetime, datetime],
-    pools: dict[str, list[DomainEvent]],
+    pools: dict[str, list[Event]],
     deals: Sequence[DealFacts] = (),
 ) -> BuyerOutcome | None:
     """Replay one buyer's recorded stream; None if it was not a buyer registered by a
@@ -665,4 +678,3 @@ def replay_buyer(
     if replay.alt is None:
         return None
     return compare(replay, events, deals)
-
