@@ -557,20 +557,22 @@ def _filings(events: Iterable[Event]) -> dict[str, tuple[bool, str | None]]:
     return out
 
 
-def _moments(events: Iterable[Event]) -> dict[str, list[datetime]]:
-    """When each kind of expiry and release happened, in order."""
-    out: dict[str, list[datetime]] = defaultdict(list)
+def _moments(events: Iterable[Event]) -> dict[str, list[tuple[datetime, str]]]:
+    """When each report expired, when protection ran out, and when the buyer left its
+    owner for the pool or the manager (one sequence, whatever the reason: a buyer let go
+    for inactivity instead of expiry is let go earlier or later, not twice)."""
+    out: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
     for event in events:
         e: Any = event
         name = _name(event)
         if name == "ReportExpired":
-            out[f"report {e.report_id} expiry"].append(event.timestamp)
+            out[f"report {e.report_id} expiry"].append((event.timestamp, ""))
         elif name == "ProtectionExpired":
-            out["protection expiry"].append(event.timestamp)
+            out["protection expiry"].append((event.timestamp, ""))
         elif name == "ReleasedToPool":
-            out[f"release to pool ({e.reason})"].append(event.timestamp)
+            out["release"].append((event.timestamp, f"to pool ({e.reason})"))
         elif name == "OwnershipTransferred" and e.basis == "expiry":
-            out[f"move to manager ({e.reason})"].append(event.timestamp)
+            out["release"].append((event.timestamp, f"to manager ({e.reason})"))
     return out
 
 
@@ -617,18 +619,22 @@ def compare(
     live_moments, alt_moments = _moments(recorded), _moments(replay.alt_events)
     for subject in sorted(set(live_moments) | set(alt_moments)):
         was, would = live_moments.get(subject, []), alt_moments.get(subject, [])
-        kind = "release" if subject.startswith(("release", "move")) else "expiry"
+        kind = "release" if subject == "release" else "expiry"
         for i in range(max(len(was), len(would))):
-            a = was[i] if i < len(was) else None
-            b = would[i] if i < len(would) else None
-            if a == b:
+            a, why_a = was[i] if i < len(was) else (None, "")
+            b, why_b = would[i] if i < len(would) else (None, "")
+            if (a, why_a) == (b, why_b):
                 continue
             if a is None:
                 detail = "earlier"  # the live record has none in the window: sooner than that
             elif b is None:
                 detail = "not at all"
+            elif a == b:
+                detail = "same time"
             else:
                 detail = "earlier" if b < a else "later"
+            if why_a != why_b:
+                detail += f" ({why_a or '-'} → {why_b or '-'})" if kind == "release" else ""
             changes.append(Change(cid, kind, subject, _fmt(a), _fmt(b), detail))
     changes.extend(replay.refused)
     commission: dict[tuple[str, str], tuple[int, int]] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -85,42 +85,7 @@ class WhatIf:
                 read(count)
 
     def read(self, project_id: str, read: Callable[[int], None] | None = None) -> ProjectLog:
-        policy_id = ProjectPolicy.create_id(project_id)
-        commission_id = CommissionPolicy.create_id(project_id)
-        streams: dict[uuid.UUID, list[Event]] = defaultdict(list)
-        ours: dict[uuid.UUID, str] = {}  # stream → kind, for the project's streams
-        count = 0
-        for event in self.notifications(read):
-            count += 1
-            oid = event.originator_id
-            kind = ours.get(oid)
-            if kind is None:
-                if event.originator_version != 1:
-                    continue  # a stream of another project, or not one we replay
-                kind = _kind(event, project_id, policy_id, commission_id)
-                if kind is None:
-                    ours[oid] = ""
-                    continue
-                ours[oid] = kind
-            if kind:
-                streams[oid].append(event)
-        clients, pools, deals = {}, {}, defaultdict(list)
-        for oid, events in streams.items():
-            kind = ours[oid]
-            if kind == "client":
-                clients[oid] = events
-            elif kind == "pool":
-                pools[getattr(events[0], "phone_masked")] = events  # noqa: B009
-            elif kind == "deal":
-                deals[getattr(events[0], "client_id")].append(events)  # noqa: B009
-        return ProjectLog(
-            clients,
-            pools,
-            {cid: [e for stream in group for e in stream] for cid, group in deals.items()},
-            _rebuild(streams[policy_id]) if policy_id in streams else None,
-            _rebuild(streams[commission_id]) if commission_id in streams else None,
-            count,
-        )
+        return collect(self.notifications(read), project_id)
 
     def run(
         self,
@@ -161,6 +126,46 @@ class WhatIf:
         if progress is not None and not active:
             progress(0, 0)
         return summarise(project_id, since, until, overrides, outcomes, replayed, log.events)
+
+
+def collect(log: Iterable[Event], project_id: str) -> ProjectLog:
+    """The project's streams out of ``log`` (events in log order, any projects)."""
+    policy_id = ProjectPolicy.create_id(project_id)
+    commission_id = CommissionPolicy.create_id(project_id)
+    streams: dict[uuid.UUID, list[Event]] = defaultdict(list)
+    ours: dict[uuid.UUID, str] = {}  # stream → kind, for the project's streams
+    count = 0
+    for event in log:
+        count += 1
+        oid = event.originator_id
+        kind = ours.get(oid)
+        if kind is None:
+            if event.originator_version != 1:
+                continue  # a stream of another project, or not one we replay
+            kind = _kind(event, project_id, policy_id, commission_id)
+            if kind is None:
+                ours[oid] = ""
+                continue
+            ours[oid] = kind
+        if kind:
+            streams[oid].append(event)
+    clients, pools, deals = {}, {}, defaultdict(list)
+    for oid, events in streams.items():
+        kind = ours[oid]
+        if kind == "client":
+            clients[oid] = events
+        elif kind == "pool":
+            pools[getattr(events[0], "phone_masked")] = events  # noqa: B009
+        elif kind == "deal":
+            deals[getattr(events[0], "client_id")].append(events)  # noqa: B009
+    return ProjectLog(
+        clients,
+        pools,
+        {cid: [e for stream in group for e in stream] for cid, group in deals.items()},
+        _rebuild(streams[policy_id]) if policy_id in streams else None,
+        _rebuild(streams[commission_id]) if commission_id in streams else None,
+        count,
+    )
 
 
 def _kind(
