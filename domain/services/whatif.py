@@ -212,7 +212,11 @@ def summarise(
     for change in changes:
         counts[change["kind"]] += 1
     released_earlier = sorted(
-        {c["client_id"] for c in changes if c["kind"] == "release" and c["detail"] == "earlier"}
+        {
+            c["client_id"]
+            for c in changes
+            if c["kind"] == "release" and c["detail"].startswith("earlier")
+        }
     )
     money: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for outcome in outcomes:
