@@ -185,6 +185,8 @@ class BuyerReplay:
         self.late: list[_Deadline] = []
         self.alt_events: list[Event] = []
         self.deal_payees: dict[str, Payees] = {}
+        # (when, live protected_until, live inactive_after) after each recorded event
+        self.live_clocks: list[tuple[datetime, datetime | None, datetime | None]] = []
 
     # ------------------------------------------------------------------ stepping
 
@@ -196,6 +198,7 @@ class BuyerReplay:
                 self.fire_due(event.timestamp)
             self.execute(event)
             self.live = event.mutate(self.live)
+            self.remember_live(event.timestamp)
             self.collect()
         if self.alt is not None:
             self.fire_due(self.until, final=True)
@@ -295,20 +298,37 @@ class BuyerReplay:
                 found.append((report.valid_until, "report", report.report_id, None))
         owner = alt.owner
         if owner is not None and not alt.in_deal:
-            live_owner = live.owner if live is not None else None
-            live_due = live_owner.protected_until if live_owner is not None else None
-            if owner.protected_until <= now and (
-                live_due is None or owner.protected_until < live_due
-            ):
-                found.append((owner.protected_until, "protection", "protection", None))
-            idle, live_idle = alt.inactive_after, getattr(live, "inactive_after", None)
-            if idle is not None and idle <= now and (live_idle is None or idle < live_idle):
-                found.append((idle, "inactive", "inactive", None))
+            due = owner.protected_until
+            live_due = self._live_at(due)[0]
+            if due <= now and (live_due is None or due < live_due):
+                found.append((due, "protection", "protection", None))
+            idle = alt.inactive_after
+            if idle is not None and idle <= now:
+                live_idle = self._live_at(idle)[1]
+                if live_idle is None or idle < live_idle:
+                    found.append((idle, "inactive", "inactive", None))
         for late in self.late:
             base = self._due_of(late)
             if base is not None and base + late.lateness <= now:
                 found.append((base + late.lateness, late.kind, late.subject, late))
         return min(found, key=lambda f: f[0]) if found else None
+
+    def remember_live(self, at: datetime) -> None:
+        live = self.live
+        owner = getattr(live, "owner", None)
+        if owner is None or live.in_deal:
+            self.live_clocks.append((at, None, None))
+        else:
+            self.live_clocks.append((at, owner.protected_until, live.inactive_after))
+
+    def _live_at(self, moment: datetime) -> tuple[datetime | None, datetime | None]:
+        """The live protection and inactivity deadlines as they stood at ``moment``: an
+        alternative deadline is compared with the live one of its own time, not with
+        what the live buyer became later."""
+        for at, protected, idle in reversed(self.live_clocks):
+            if at <= moment:
+                return protected, idle
+        return None, None
 
     def _due_of(self, late: _Deadline) -> datetime | None:
         alt = self.alt
