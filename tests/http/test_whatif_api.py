@@ -5,8 +5,13 @@ would have released earlier; bad overrides are 422 with the field named."""
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
+import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import openpyxl
@@ -155,3 +160,44 @@ def test_who_may_ask(api: Api) -> None:
     assert api.client.get(job, headers=outsider).status_code == 403
     assert api.client.get("/v1/jobs/nope", headers=manager).status_code == 404
     api.container.job_runner.wait()
+
+
+def test_the_cli_lists_the_same_changes(api: Api, tmp_path: Path) -> None:
+    buyers = scenario(api)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YINGKE_")}
+    env.update(
+        {
+            "YINGKE_DATA_DIR": str(api.container.settings.data_dir),
+            "YINGKE_ADMIN_KEY": "test-admin-key-0123456789",
+            "YINGKE_SECRET": "test-secret-0123456789abcdef",
+        }
+    )
+    start = (api.clock() - timedelta(days=60)).strftime("%Y-%m-%dT%H:%M:%S")
+    end = (api.clock() + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    out = tmp_path / "result.json"
+    sheet = tmp_path / "changes.xlsx"
+    yingke = str(Path(sys.executable).with_name("yingke"))
+    common = ["what-if", "--project", api.project, "--from", start, "--to", end]
+    done = subprocess.run(
+        [yingke, *common, "--set", "protection=P15D", "--output", str(out), "--xlsx", str(sheet)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "2 released earlier" in done.stdout
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert result["released_earlier"] == sorted([buyers["first"], buyers["second"]])
+    book = openpyxl.load_workbook(sheet)
+    assert book.active is not None
+    assert len(list(book.active.values)) - 1 == len(result["changes"])
+    bad = subprocess.run(
+        [yingke, *common, "--set", "protection=P1M"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2
+    assert "policy.overrides.protection" in bad.stderr
