@@ -277,12 +277,11 @@ class BuyerReplay:
                 pass
             if late is not None:
                 self.late.remove(late)
+            self.collect()
 
     def _last_time(self) -> datetime:
-        assert self.alt is not None
-        pending = self.alt._pending_events
-        if pending:
-            return pending[-1].timestamp
+        """When the alternative world last recorded anything: a deadline that came due
+        while a fact was being taken fires after it, never back in time."""
         return self.alt_events[-1].timestamp if self.alt_events else self.since
 
     def _next_due(self, now: datetime) -> tuple[datetime, str, str, _Deadline | None] | None:
