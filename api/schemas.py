@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AwareDatetime,
@@ -29,6 +29,7 @@ from domain.vocabulary import (
     Focus,
     FollowUpMethod,
     Grade,
+    JobStatus,
     JudgeRule,
     LedgerKind,
     LossReason,
@@ -677,7 +678,7 @@ class JobOut(BaseModel):
     project_id: str
     requested_by: str
     params: dict[str, Any]
-    status: Literal["queued", "running", "done", "failed"]
+    status: JobStatus
     progress: JobProgress
     created_at: AwareDatetime
     updated_at: AwareDatetime
