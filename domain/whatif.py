@@ -652,8 +652,10 @@ def compare(
                 detail = "same time"
             else:
                 detail = "earlier" if b < a else "later"
-            if why_a != why_b:
-                detail += f" ({why_a or '-'} → {why_b or '-'})" if kind == "release" else ""
+            if kind == "release":
+                # Where the buyer went: both reasons when they differ, else the one known.
+                both = a is not None and b is not None and why_a != why_b
+                detail += f" ({why_a} → {why_b})" if both else f" ({why_b or why_a})"
             changes.append(Change(cid, kind, subject, _fmt(a), _fmt(b), detail))
     changes.extend(replay.refused)
     commission: dict[tuple[str, str], tuple[int, int]] = {}
