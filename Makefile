@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: serve test lint typecheck pytest bench-report-filing bench-relay bench-rebuild bench-verify bench-sheets install clean
+.PHONY: serve test lint typecheck pytest bench-report-filing bench-relay bench-rebuild bench-verify bench-sheets bench-what-if install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ bench-verify: $(STAMP)
 
 bench-sheets: $(STAMP)
 	$(BIN)/python -m bench.sheets
+
+bench-what-if: $(STAMP)
+	$(BIN)/python -m bench.what_if
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

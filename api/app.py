@@ -37,6 +37,7 @@ from api.routers import (
     status,
     units,
     visits,
+    whatif,
     workday,
 )
 from api.validation import BodyGuard, check_parameters
@@ -81,6 +82,7 @@ ROUTERS = (
     queries,
     workday,
     status,
+    whatif,
 )
 
 

@@ -29,6 +29,7 @@ from domain.vocabulary import (
     Focus,
     FollowUpMethod,
     Grade,
+    JobStatus,
     JudgeRule,
     LedgerKind,
     LossReason,
@@ -683,3 +684,42 @@ class CommissionPolicyOut(BaseModel):
     consultant_split_bp: dict[str, int]
     earn_threshold_bp: int
     payout_stages: list[dict[str, Any]]
+
+
+# ------------------------------------------------------------------ what-if (ADR 0059)
+
+
+class WhatIfPolicy(Strict):
+    overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Policy settings to change, e.g. {"protection": "P15D"}; validated '
+        "as PUT …/policy validates them. They apply on top of the version in force at each "
+        "instant from `from` on.",
+    )
+
+
+class WhatIfIn(Strict):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: AwareDatetime = Field(alias="from", description="Start of the window (inclusive)")
+    to: AwareDatetime = Field(description="End of the window (exclusive)")
+    policy: WhatIfPolicy = Field(default_factory=WhatIfPolicy)
+
+
+class JobProgress(BaseModel):
+    done: int
+    total: int
+
+
+class JobOut(BaseModel):
+    job_id: str
+    kind: str
+    project_id: str
+    requested_by: str
+    params: dict[str, Any]
+    status: JobStatus
+    progress: JobProgress
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    error: dict[str, Any] | None
+    result: dict[str, Any] | None

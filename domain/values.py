@@ -131,12 +131,20 @@ _DURATION = re.compile(
 MAX_DURATION = timedelta(days=3653)
 
 
+# Valid durations already parsed: every decision reads the policy's periods again, and a
+# what-if replay takes hundreds of thousands of decisions. Bounded: texts come from input.
+_PARSED: dict[str, timedelta] = {}
+
+
 def parse_duration(text: str, field: str) -> timedelta:
     """ISO-8601 durations in weeks, days, hours, minutes and seconds.
 
     Months and years are refused: "P1M" is 28 to 31 days depending on the date, and a
     protection period must mean the same thing on every replay.
     """
+    known = _PARSED.get(text) if isinstance(text, str) else None
+    if known is not None:
+        return known
     match = _DURATION.match(text) if isinstance(text, str) else None
     if not match or text in ("P", "PT") or text.endswith("T"):
         raise InvalidInput(
@@ -155,6 +163,8 @@ def parse_duration(text: str, field: str) -> timedelta:
         raise InvalidInput(
             field, "must be at most ten years (P3653D)", code="duration_out_of_range"
         )
+    if len(_PARSED) < 1024:
+        _PARSED[text] = delta
     return delta
 
 

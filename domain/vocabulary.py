@@ -160,3 +160,7 @@ LEDGER_KINDS: tuple[LedgerKind, ...] = get_args(LedgerKind)
 
 PayeeKind = Literal["channel", "consultant"]
 PAYEE_KINDS: tuple[PayeeKind, ...] = get_args(PayeeKind)
+
+# Long runs (what-if replays, ADR 0059) as the jobs table records them.
+JobStatus = Literal["queued", "running", "done", "failed"]
+JOB_STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)

@@ -30,6 +30,7 @@ from domain.services.reports import Reports
 from domain.services.units import Units as UnitService
 from domain.services.uow import UnitOfWork
 from domain.services.visits import Visits
+from domain.services.whatif import WhatIf
 from domain.values import PhoneKeyer
 from projections.channel_performance import ChannelPerformance
 from projections.client_overview import ClientOverview
@@ -54,6 +55,7 @@ from projections.units import Units
 from yingke.chain import POSTGRES_TOPIC, SQLITE_TOPIC, Chained, backfill
 from yingke.deadlines import DeadlineProcessor
 from yingke.guard import StoreGuard, drop_retries
+from yingke.jobs import JobRunner, JobStore
 from yingke.keys import KeyDir
 from yingke.metrics import Metrics
 from yingke.settings import Settings, postgres_params
@@ -136,6 +138,7 @@ class Services:
     disputes: Disputes
     client_import: ClientImport
     contact: BuyerContact
+    whatif: WhatIf
 
     def position(self) -> int:
         return self.uow.position()
@@ -168,6 +171,7 @@ def services(
             uow, clock, keyer, vault, policies, principals, existing_streams(store.recorder)
         ),
         contact=BuyerContact(uow, keyer, vault, clients),
+        whatif=WhatIf(store),
     )
 
 
@@ -188,6 +192,8 @@ class Container(Services):
     keyer: PhoneKeyer = field(kw_only=True)
     loops: list[Loop] = field(default_factory=list, kw_only=True)
     metrics: Metrics = field(default_factory=Metrics, kw_only=True)
+    jobs: JobStore = field(kw_only=True)
+    job_runner: JobRunner = field(kw_only=True)
 
     def __post_init__(self) -> None:
         self.metrics.watch(self)
@@ -216,6 +222,7 @@ class Container(Services):
         self.guard.stop()
         for loop in self.loops:
             loop.stop()
+        self.job_runner.wait()
         self.store.close()
         self.views.close()
         close = getattr(self.keys, "close", None)
@@ -257,6 +264,7 @@ def migrate(settings: Settings) -> None:
         # Keys wrapped before KEK epochs existed move to an epoch that can be destroyed.
         _vault(settings, store).migrate_legacy()
         Follower(events, views, all_views()).migrate()
+        JobStore(views).migrate()
         events.close()
     finally:
         views.close()
@@ -296,6 +304,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         follower=follower,
         deadlines=DeadlineProcessor(parts, views, follower),
         guard=guard,
+        jobs=JobStore(views),
+        job_runner=JobRunner(JobStore(views)),
         key_dir=KeyDir(settings.keys_path),
         vault=vault,
         keyer=keyer,
