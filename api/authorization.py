@@ -202,6 +202,19 @@ TABLE: dict[str, Access] = {
     "commission_entries": allow(**BUYER_READERS, finance="project", channel_agent="partner"),
     "signing_forecast": allow(**BUYER_READERS, finance="project"),
     # read views
+    "list_clients": allow(**BUYER_READERS, channel_agent="partner"),
+    "list_reports": allow(**BUYER_READERS, channel_agent="partner"),
+    "list_tasks": allow(**BUYER_READERS),
+    # Per project, partner and day: no buyer or consultant in a row.
+    "funnel": allow(**READERS, supervisor="project", manager="project", channel_agent="partner"),
+    "channels": allow(**READERS, supervisor="project", manager="project", channel_agent="partner"),
+    "consultants": allow(**BUYER_READERS),
+    "protection_board": allow(**BUYER_READERS),
+    "lost_reasons": allow(**READERS, supervisor="project", manager="project"),
+    "pool": allow(**READERS, supervisor="project", manager="project"),
+    # the working day: an approver's inbox, a consultant's day
+    "inbox": allow(**REVIEWERS),
+    "my_day": allow(**SERVERS),
     # what-if replays (ADR 0059): auditors and the project's managers; the job carries its
     # project, checked again when anyone reads it
     "what_if": allow(auditor="any", manager="project", admin="any"),
