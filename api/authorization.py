@@ -7,8 +7,8 @@ request:
 
 - a role the operation does not list: 403 ``role X may not do this``;
 - an object named in the path (``client_id``, ``deal_id``, ``dispute_id``, ``report_id``,
-  ``consultant_id``, ``project_id`` and ``unit_id``) is loaded and judged before the body
-  is read: one the caller does not relate to answers exactly like a missing one (404), so
+  ``consultant_id``, ``project_id``, ``unit_id`` and ``job_id``) is loaded and judged before
+  the body is read: one the caller does not relate to answers exactly like a missing one (404), so
   ids reveal nothing;
 - lists and views read through the ``Scope`` the caller's relation gives (``ScopeDep``);
 - a route that finds its object in the body asks the same ``Guard`` (``GuardDep``).
@@ -47,6 +47,7 @@ from domain.unit import Unit
 from domain.vocabulary import ROLES, Role
 from projections.queries import Scope, team_members
 from yingke.bootstrap import Container
+from yingke.jobs import Job
 
 
 @dataclass(frozen=True)
@@ -388,6 +389,21 @@ class Guard:
             self.report(params["report_id"])
         if "consultant_id" in params:
             self.consultant(params["consultant_id"])
+        if "job_id" in params:
+            self.job(params["job_id"])
+
+    def job(self, job_id: str) -> Job:
+        """A background job (a what-if replay) belongs to the project it replays."""
+        known = self.seen.get(("job", job_id))
+        if isinstance(known, Job):
+            return known
+        job = self.app.jobs.get(job_id)
+        if job is None:
+            raise _hidden("job")
+        if self.relation != "any" and not self.caller.covers(job.project_id):
+            raise _hidden("job")
+        self.seen[("job", job_id)] = job
+        return job
 
 
 def _as_uuid(value: str | None) -> uuid.UUID | None:

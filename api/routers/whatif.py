@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from api.authorization import GuardDep
 from api.deps import AppDep, CallerDep
 from api.schemas import JobOut, PolicyIn, WhatIfIn
 from api.tabular import TabularDep
@@ -70,16 +71,11 @@ def what_if(project_id: str, body: WhatIfIn, app: AppDep, caller: CallerDep) -> 
         }
     },
 )
-def get_job(
-    job_id: str, request: Request, app: AppDep, caller: CallerDep, tabular: TabularDep
-) -> Any:
+def get_job(job_id: str, guard: GuardDep, tabular: TabularDep) -> Any:
     """A job's status, progress (buyers done / total) and, once done, its result. With
     `Accept: application/vnd.openxmlformats-officedocument.spreadsheetml.sheet` (or
     `text/csv`, or `?format=`), the result's changes as one row each."""
-    job = app.jobs.get(job_id)
-    if job is None or not caller.covers(job.project_id):
-        # Another project's job answers like a missing one: ids reveal nothing.
-        raise HTTPException(404, "job not found")
+    job = guard.job(job_id)  # another project's job answers like a missing one
     if tabular.fmt is None:
         return job.as_dict()
     if job.status != "done" or job.result is None:

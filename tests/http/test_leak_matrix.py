@@ -82,7 +82,7 @@ class Obj:
     """One fact of the scenario, with who it concerns."""
 
     name: str
-    kind: str  # client, deal, report, dispute, consultant, project, unit, partner
+    kind: str  # client, deal, report, dispute, consultant, project, unit, partner, job
     id: str
     project: str | None
     consultants: frozenset[str] = frozenset()
@@ -299,6 +299,13 @@ def build_world(api: Api) -> World:
             )
         )
     w.objects.append(Obj("other project", "project", q, q, markers=(q,)))
+    # A what-if replay of the other project: the job belongs to that project.
+    replay = {"from": "2026-01-01T00:00:00+08:00", "to": "2026-02-01T00:00:00+08:00"}
+    job = client.post(
+        f"/v1/projects/{q}/what-if", json={**replay, "policy": {"overrides": {}}}, headers=admin
+    )
+    job_id = ok(job, 202)["job_id"]
+    w.objects.append(Obj("other project's job", "job", job_id, q, markers=(job_id,)))
     w.objects.append(Obj("other partner", "partner", partner_b, None, markers=(partner_b,)))
     w.objects.append(
         Obj("other project's unit", "unit", w.spare_units[q][0], q, markers=(w.spare_units[q][0],))
@@ -398,6 +405,13 @@ BODIES: dict[str, Body] = {
         "json": {"unit_id": w.spare_units[w.p][0], "reason": "换房"}
     },
     "rename": _json({"buyer_name": "李四", "reason": "更名"}),
+    "what_if": _json(
+        {
+            "from": "2026-01-01T00:00:00+08:00",
+            "to": "2026-02-01T00:00:00+08:00",
+            "policy": {"overrides": {"protection": "P15D"}},
+        }
+    ),
 }
 
 
@@ -418,6 +432,7 @@ class Operation:
             ("{dispute_id}", "dispute"),
             ("{report_id}", "report"),
             ("{consultant_id}", "consultant"),
+            ("{job_id}", "job"),
             ("{unit_id}", "unit"),
             ("{project_id}", "project"),
         ):
@@ -449,7 +464,7 @@ def url_for(w: World, op: Operation, target: str, project: str | None = None) ->
     if op.kind == "unit":
         path = path.replace("{project_id}", project or w.p).replace("{unit_id}", target)
     path = path.replace("{project_id}", target if op.kind == "project" else w.p)
-    for param in ("client_id", "deal_id", "dispute_id", "report_id", "consultant_id"):
+    for param in ("client_id", "deal_id", "dispute_id", "report_id", "consultant_id", "job_id"):
         path = path.replace("{" + param + "}", target)
     path = path.replace("{request_id}", "loss-x").replace("{claim_id}", "claim-x")
     assert "{" not in path, path
