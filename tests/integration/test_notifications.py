@@ -1,0 +1,277 @@
+"""Notifications to people without Kafka: the outbox view planned from events, the sender
+delivering to a real local receiver, on SQLite and PostgreSQL, on an injected clock.
+
+PostgreSQL tests share one database, so every assertion counts only what mentions the
+test's own project (another test's notifications may reach this receiver too)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from itertools import pairwise
+from typing import Any
+
+import pytest
+
+from domain.values import Actor
+from tests.receivers import Post, Receiver, serving
+from tests.support import FakeClock, ctx, register_consultant, register_visit, unique
+from yingke.bootstrap import Container, build
+from yingke.notify import WeComApp
+from yingke.settings import Settings
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with serving() as state:
+        yield state
+
+
+def team(app: Container, project: str) -> tuple[str, str, str]:
+    """A consultant and their supervisor (one team), and a manager of the project."""
+    team_id = unique("team")
+    consultant, supervisor, manager = unique("cons"), unique("sup"), unique("mgr")
+    for pid, role in ((consultant, "consultant"), (supervisor, "supervisor"), (manager, "manager")):
+        app.principals.register_principal(
+            ctx(),
+            pid,
+            role,
+            None,
+            [project],
+            f"key-{uuid.uuid4().hex}",
+            team_id=None if role == "manager" else team_id,
+        )
+    return consultant, supervisor, manager
+
+
+def kinds(posts: list[Post]) -> Counter[str]:
+    return Counter(p.content.split("**")[1] for p in posts)
+
+
+def outbox(app: Container, project: str) -> list[dict[str, Any]]:
+    rows = app.views.query(
+        "SELECT n.notification_id, n.kind, n.recipient_id, n.cancelled, d.status, d.attempts, "
+        "d.channel FROM notifications n LEFT JOIN notification_delivery d "
+        "ON d.notification_id = n.notification_id WHERE n.project_id = %s",
+        (project,),
+    )
+    names = ("id", "kind", "recipient", "cancelled", "status", "attempts", "channel")
+    return [dict(zip(names, r, strict=True)) for r in rows]
+
+
+def test_a_person_is_told_of_the_overdue_follow_up_once_across_worker_restarts(
+    settings: Settings, receiver: Receiver
+) -> None:
+    settings = replace(settings, notify_webhook=f"{receiver.url}/cgi-bin/webhook/send?key=k")
+    clock = FakeClock()
+    app = build(settings, clock=clock)
+    try:
+        project = unique("proj")
+        consultant, supervisor, _ = team(app, project)
+        register_visit(app, project, "13855550001", consultant)
+        app.follower.catch_up()
+        assert app.notifier is not None
+        # the first follow-up is due 24 h after the visit: nothing is due yet
+        app.notifier.run_once()
+        assert receiver.about(project) == []
+        clock.advance(hours=24, minutes=1)
+        app.notifier.run_once()
+        app.notifier.run_once()  # a second sweep finds nothing new
+    finally:
+        app.close()
+    told = receiver.about(project)
+    assert kinds(told) == Counter({"跟进即将到期": 1, "跟进已逾期": 1})
+    assert all(consultant in p.content for p in told)  # the group is told whom it is for
+    assert all("138****0001" in p.content and "13855550001" not in p.content for p in told)
+    assert all(p.body["msgtype"] == "markdown" for p in told)
+
+    # A restarted worker (a new process on the same stores) sends nothing again, and the
+    # escalation comes a day later, to the supervisor.
+    again = build(settings, clock=clock)
+    try:
+        again.follower.catch_up()
+        assert again.notifier is not None
+        again.notifier.run_once()
+        assert len(receiver.about(project)) == 2
+        clock.advance(days=1)
+        again.notifier.run_once()
+    finally:
+        again.close()
+    third = build(settings, clock=clock)
+    try:
+        assert third.notifier is not None
+        third.notifier.run_once()
+        rows = outbox(third, project)
+    finally:
+        third.close()
+    told = receiver.about(project)
+    assert kinds(told) == Counter(
+        {"跟进即将到期": 1, "跟进已逾期": 1, "跟进逾期未处理，请主管介入": 1}
+    )
+    escalated = next(p for p in told if "主管" in p.content)
+    assert supervisor in escalated.content
+    assert all(receiver.delivered[p.notification_id] == 1 for p in told)
+    sent = {r["kind"]: r for r in rows if r["status"] == "sent"}
+    assert set(sent) == {"follow_up_due", "follow_up_overdue", "follow_up_escalated"}
+    assert {r["attempts"] for r in sent.values()} == {1}
+    assert {r["channel"] for r in sent.values()} == {"group"}
+    assert sent["follow_up_escalated"]["recipient"] == supervisor
+
+
+def test_a_failing_receiver_is_retried_with_doubling_backoff_then_given_up(
+    settings: Settings, receiver: Receiver
+) -> None:
+    settings = replace(
+        settings,
+        notify_webhook=f"{receiver.url}/hook",
+        reminder_max_attempts=4,
+        reminder_backoff=30.0,
+    )
+    clock = FakeClock()
+    app = build(settings, clock=clock)
+    try:
+        project = unique("proj")
+        consultant, _, _ = team(app, project)
+        register_visit(app, project, "13855550002", consultant)
+        app.follower.catch_up()
+        sender = app.notifier
+        assert sender is not None
+        # The receiver's clock is the sender's: the test asserts the schedule itself.
+        receiver.now = lambda: clock().timestamp()
+        receiver.answer = lambda post, attempt: (503, {"errcode": -1})
+        clock.advance(hours=23)  # the "due soon" notice (2 h before) only
+        just = timedelta(milliseconds=1).total_seconds()
+        mine = lambda: receiver.about(project)  # noqa: E731
+        sender.run_once()
+        assert len(mine()) == 1
+        for wait in (30.0, 60.0, 120.0):
+            clock.advance(seconds=wait - just)
+            sender.run_once()
+            assert len(mine()) == 1 + [30.0, 60.0, 120.0].index(wait), "retried too early"
+            clock.advance(seconds=just)
+            sender.run_once()
+        clock.advance(minutes=10)
+        sender.run_once()
+        rows = [r for r in outbox(app, project) if r["kind"] == "follow_up_due"]
+    finally:
+        app.close()
+    (post, *_) = mine()
+    attempts = receiver.attempts(post.notification_id)
+    assert [b - a for a, b in pairwise(attempts)] == [30.0, 60.0, 120.0]
+    assert rows[0]["status"] == "failed" and rows[0]["attempts"] == 4
+    assert receiver.delivered[post.notification_id] == 0
+
+
+def test_approvals_are_asked_of_the_supervisor_and_answered_to_the_requester(
+    settings: Settings, receiver: Receiver
+) -> None:
+    settings = replace(settings, notify_webhook=f"{receiver.url}/hook")
+    clock = FakeClock()
+    app = build(settings, clock=clock)
+    try:
+        project = unique("proj")
+        consultant, supervisor, _ = team(app, project)
+        client = uuid.UUID(register_visit(app, project, "13855550003", consultant)["client_id"])
+        asked = app.pool.request_loss(ctx(Actor(consultant, "consultant")), client, "price", "嫌贵")
+        assert asked.outcome is not None
+        app.pool.decide_loss(
+            ctx(Actor(supervisor, "supervisor")),
+            client,
+            asked.outcome.request_id,
+            True,
+            "同意，客户已在别处购房",
+        )
+        app.follower.catch_up()
+        assert app.notifier is not None
+        app.notifier.run_once()
+        rows = outbox(app, project)
+    finally:
+        app.close()
+    by_kind = {r["kind"]: r for r in rows if r["kind"].startswith("approval")}
+    assert by_kind["approval_requested"]["recipient"] == supervisor
+    assert by_kind["approval_decided"]["recipient"] == consultant
+    # released to the pool: the follow-up notices planned at the visit are withdrawn
+    follow_ups = [r for r in rows if r["kind"].startswith("follow_up")]
+    assert follow_ups and all(r["cancelled"] for r in follow_ups)
+    told = receiver.about(project)
+    assert kinds(told) == Counter({"有待审批的申请": 1, "申请已审批": 1})
+    decided = next(p for p in told if "申请已审批" in p.content)
+    assert "战败申请已通过" in decided.content and "同意，客户已在别处购房" in decided.content
+
+
+def test_the_json_format_gives_a_webhook_plain_fields(
+    settings: Settings, receiver: Receiver
+) -> None:
+    settings = replace(
+        settings, notify_webhook=f"{receiver.url}/hook", notify_webhook_format="json"
+    )
+    clock = FakeClock()
+    app = build(settings, clock=clock)
+    try:
+        project = unique("proj")
+        consultant = register_consultant(app, project)
+        register_visit(app, project, "13855550004", consultant)
+        app.follower.catch_up()
+        clock.advance(hours=25)
+        assert app.notifier is not None
+        app.notifier.run_once()
+    finally:
+        app.close()
+    bodies = [p.body for p in receiver.about(project)]
+    assert sorted(b["kind"] for b in bodies) == ["follow_up_due", "follow_up_overdue"]
+    assert all(b["recipient_id"] == consultant and b["project_id"] == project for b in bodies)
+    assert all(json.dumps(b, ensure_ascii=False).count("13855550004") == 0 for b in bodies)
+
+
+def test_a_notice_that_came_due_long_ago_is_recorded_stale_not_sent(
+    settings: Settings, receiver: Receiver
+) -> None:
+    settings = replace(settings, notify_webhook=f"{receiver.url}/hook")
+    clock = FakeClock()
+    app = build(settings, clock=clock)
+    try:
+        project = unique("proj")
+        consultant = register_consultant(app, project)
+        register_visit(app, project, "13855550005", consultant)
+        app.follower.catch_up()
+        clock.advance(days=3)  # the worker was down: due and overdue are two days old
+        assert app.notifier is not None
+        app.notifier.run_once()
+        statuses = {r["kind"]: r["status"] for r in outbox(app, project)}
+    finally:
+        app.close()
+    assert statuses["follow_up_due"] == statuses["follow_up_overdue"] == "stale"
+    assert statuses["follow_up_escalated"] == "sent"  # due a day after: still news
+    assert kinds(receiver.about(project)) == Counter({"跟进逾期未处理，请主管介入": 1})
+
+
+def test_wecom_application_messages_fetch_a_token_once_and_renew_it_when_refused(
+    receiver: Receiver,
+) -> None:
+    clock = FakeClock()
+    refused = {"once": False}
+
+    def answer(post: Post, attempt: int) -> tuple[int, dict[str, Any]]:
+        if post.query.get("access_token") == "token-1" and not refused["once"] and attempt == 2:
+            refused["once"] = True
+            return 200, {"errcode": 42001, "errmsg": "access_token expired"}
+        return 200, {"errcode": 0, "errmsg": "ok", "invaliduser": ""}
+
+    receiver.answer = answer
+    wecom = WeComApp(receiver.url, "corp", "secret", 1000002, clock)
+    wecom.send("zhangsan", "**跟进已逾期**", "n-1")
+    wecom.send("zhangsan", "**跟进已逾期**", "n-1")  # the same token: no second gettoken
+    assert receiver.tokens_issued == 1
+    wecom.send("lisi", "**保护期即将结束**", "n-2")  # expired early: renewed, then sent
+    assert receiver.tokens_issued == 2
+    clock.advance(hours=2)  # past expires_in less the margin: fetched again
+    wecom.send("lisi", "**保护期即将结束**", "n-3")
+    assert receiver.tokens_issued == 3
+    sends = [p for p in receiver.posts if p.path == "/cgi-bin/message/send"]
+    assert [p.body["touser"] for p in sends] == ["zhangsan", "zhangsan", "lisi", "lisi", "lisi"]
+    assert all(p.body["msgtype"] == "markdown" and p.body["agentid"] == 1000002 for p in sends)
+    assert [p.notification_id for p in sends] == ["n-1", "n-1", "n-2", "n-2", "n-3"]
