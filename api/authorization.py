@@ -67,6 +67,9 @@ TABLE: dict[str, Access] = {
     # principals
     "register_principal": Access(ADMIN, "any"),
     "get_principal": Access(ADMIN, "any"),
+    "update_principal": Access(ADMIN, "any"),
+    # The staff directory: a manager sees the principals of the manager's projects.
+    "list_principals": Access(_roles("manager", "admin"), "project"),
     "revoke_principal": Access(ADMIN, "any"),
     # policy and commission policy
     "set_policy": Access(_roles("admin", "manager"), "project"),

@@ -64,10 +64,13 @@ def answer(status: int, present: Callable[[R], Body]) -> Respond:
 def principal(p: Principal) -> Body:
     return {
         "id": p.principal_id,
+        "display_name": p.display_name,
         "role": p.role,
         "partner_id": p.partner_id,
         "project_ids": p.project_ids,
         "team_id": p.team_id,
+        "wecom_user_id": p.wecom_user_id,
+        "notify_webhook": p.notify_webhook,
         "revoked": p.revoked,
         "created_at": p.created_on,
     }

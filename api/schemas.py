@@ -90,19 +90,52 @@ class PrincipalIn(Strict):
         description="Sales team (销售小组) of a consultant or supervisor; a supervisor sees "
         "their team's buyers and tasks",
     )
+    display_name: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The name people read (姓名), e.g. 王芳; defaults to the id",
+    )
+    wecom_user_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="企业微信 userid: notifications go to this person as application messages",
+    )
+    notify_webhook: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="The person's own http(s) webhook for notifications (e.g. a WeCom robot)",
+    )
+
+
+class PrincipalChange(Strict):
+    """Only the fields sent change; ``null`` clears an address (not the name)."""
+
+    display_name: str | None = Field(default=None, max_length=64)
+    wecom_user_id: str | None = Field(default=None, max_length=64)
+    notify_webhook: str | None = Field(default=None, max_length=2048)
 
 
 class PrincipalOut(BaseModel):
     id: str
+    display_name: str
     role: str
     partner_id: str | None
     project_ids: list[str]
     team_id: str | None = None
+    wecom_user_id: str | None = None
+    notify_webhook: str | None = Field(
+        default=None, description="Shown to admins only (a webhook URL carries its key)"
+    )
     revoked: bool
     created_at: AwareDatetime | None = None
     key: str | None = Field(
         default=None, description="The API key, shown once at creation and never again"
     )
+
+
+class PrincipalPage(BaseModel):
+    items: list[PrincipalOut]
+    next_cursor: str | None
 
 
 # ---------------------------------------------------------------------- policy

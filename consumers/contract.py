@@ -90,6 +90,9 @@ PROFILE_KEYS = (
 )
 
 
+_PEOPLE = ("display_name", "wecom_user_id", "notify_webhook")
+
+
 class ContractError(ValueError):
     """A message that does not match the contract, or an event it does not cover."""
 
@@ -192,7 +195,13 @@ PUBLIC: tuple[EventType, ...] = (
     _t(MaskedReportPool.MaskedReportConsumed, "A visit consumed the masked report for a buyer."),
     _t(ProjectPolicy.Opened, "A project's policy stream was opened."),
     _t(ProjectPolicy.PolicyChanged, "A new version of the project's attribution policy."),
-    _t(Principal.PrincipalRegistered, "A principal (staff, channel agent, service) was created."),
+    # A person's name, WeCom id and webhook URL (it carries a key) stay home.
+    _t(
+        Principal.PrincipalRegistered,
+        "A principal (staff, channel agent, service) was created.",
+        *_PEOPLE,
+    ),
+    _t(Principal.ProfileChanged, "A principal's name or notification addresses changed.", *_PEOPLE),
     _t(Principal.PrincipalRevoked, "A principal's key was revoked.", "reason"),
     _t(Departure.DepartureStarted, "A consultant left (离职); their buyers are being moved."),
     _t(Departure.ClientMoved, "One of the leaver's buyers was moved (or skipped)."),

@@ -1,16 +1,20 @@
-"""Principals and their API keys (admin only)."""
+"""Principals and their API keys; the staff directory (员工通讯录)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
 
 from api import bodies
 from api.bodies import answer
-from api.deps import AppDep, CallerDep, ContextDep
+from api.deps import GLOBAL_ROLES, AppDep, CallerDep, ContextDep, FreshDep, get_container
 from api.results import command_response
-from api.schemas import PrincipalIn, PrincipalOut
+from api.schemas import PrincipalChange, PrincipalIn, PrincipalOut, PrincipalPage
 from domain.errors import NotFound
 from domain.principal import new_key
+from domain.vocabulary import Role
+from projections import people
 
 router = APIRouter(prefix="/v1/principals", tags=["principals"])
 
@@ -29,22 +33,80 @@ def register_principal(
         body.project_ids,
         key,
         body.team_id,
+        display_name=body.display_name,
+        wecom_user_id=body.wecom_user_id,
+        notify_webhook=body.notify_webhook,
     )
     return command_response(result)
 
 
+@router.get("", response_model=PrincipalPage, dependencies=[FreshDep])
+def list_principals(
+    request: Request,
+    caller: CallerDep,
+    role: Role | None = None,
+    team_id: Annotated[str | None, Query(max_length=64)] = None,
+    project_id: Annotated[str | None, Query(max_length=64)] = None,
+    revoked: Annotated[bool | None, Query(description="false: active staff only")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Any:
+    """The staff directory, by id: names, roles, teams, projects. A manager sees the
+    principals granted one of the manager's projects; admins see everyone. Webhook URLs
+    (they carry a key) are shown to admins only."""
+    views = get_container(request).views
+    scope = None if caller.role in GLOBAL_ROLES else caller.project_ids
+    result = people.directory(
+        views,
+        scope,
+        role=role,
+        team_id=team_id,
+        project_id=project_id,
+        revoked=revoked,
+        cursor=cursor,
+        limit=limit,
+    )
+    items: list[dict[str, Any]] = []
+    for row in result.items:
+        item = {
+            "id": row["principal_id"],
+            "display_name": row["display_name"],
+            "role": row["role"],
+            "partner_id": row["partner_id"],
+            "project_ids": row["project_ids"],
+            "team_id": row["team_id"],
+            "wecom_user_id": row["wecom_user_id"],
+            "notify_webhook": None,
+            "revoked": bool(row["revoked"]),
+            "created_at": row["registered_at"],
+        }
+        if caller.role == "admin":
+            principal = get_container(request).principals.principal(row["principal_id"])
+            if principal is not None:
+                item["notify_webhook"] = principal.notify_webhook
+        items.append(item)
+    return {"items": items, "next_cursor": result.next_cursor}
+
+
 @router.get("/{principal_id}", response_model=PrincipalOut)
-def get_principal(principal_id: str, app: AppDep, caller: CallerDep) -> PrincipalOut:
+def get_principal(principal_id: str, app: AppDep, caller: CallerDep) -> Any:
     principal = app.principals.principal(principal_id)
     if principal is None:
         raise NotFound("principal not found")
-    return PrincipalOut(
-        id=principal.principal_id,
-        role=principal.role,
-        partner_id=principal.partner_id,
-        project_ids=principal.project_ids,
-        revoked=principal.revoked,
-        created_at=principal.created_on,
+    return bodies.principal(principal)
+
+
+@router.patch("/{principal_id}", response_model=PrincipalOut)
+def update_principal(
+    principal_id: str, body: PrincipalChange, app: AppDep, caller: CallerDep, ctx: ContextDep
+) -> Response:
+    """Change the name, the WeCom userid or the personal webhook: only the fields sent
+    change, ``null`` clears an address. Role, team and projects are not changed here."""
+    changes = {name: getattr(body, name) for name in body.model_fields_set}
+    return command_response(
+        app.principals.change_profile(
+            ctx.answering(answer(200, bodies.principal)), principal_id, changes
+        )
     )
 
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from api.deps import AppDep, CallerDep, FreshDep, ScopeDep, get_container
 from api.tabular import TabularDep
 from api.validation import Instant, Month
-from projections import client_overview, follow_up_tasks, queries, report_log
+from projections import client_overview, follow_up_tasks, people, queries, report_log
 
 router = APIRouter(tags=["views"], dependencies=[FreshDep])
 
@@ -43,22 +43,25 @@ def list_clients(
     their team's, managers their projects', a channel agent its partner's; phones masked."""
     views = get_container(request).views
     return tab.page(
-        lambda at, size: queries.clients(
+        people.named(
             views,
-            scope,
-            project_id=project_id,
-            consultant_id=consultant_id,
-            partner_id=partner_id,
-            status=status,
-            grade=grade,
-            registered_from=registered_from,
-            registered_to=registered_to,
-            cursor=at,
-            limit=size,
+            lambda at, size: queries.clients(
+                views,
+                scope,
+                project_id=project_id,
+                consultant_id=consultant_id,
+                partner_id=partner_id,
+                status=status,
+                grade=grade,
+                registered_from=registered_from,
+                registered_to=registered_to,
+                cursor=at,
+                limit=size,
+            ),
         ),
         cursor,
         limit,
-        list(client_overview.TABLE.columns),
+        people.named_columns(list(client_overview.TABLE.columns)),
     )
 
 
@@ -119,21 +122,24 @@ def list_tasks(
         raise HTTPException(403, "a consultant sees only their own tasks")
     views, now = get_container(request).views, app.clock()
     return tab.page(
-        lambda at, size: queries.tasks(
+        people.named(
             views,
-            scope,
-            now,
-            project_id=project_id,
-            consultant_id=consultant_id,
-            grade=grade,
-            due_before=due_before,
-            escalated=escalated,
-            cursor=at,
-            limit=size,
+            lambda at, size: queries.tasks(
+                views,
+                scope,
+                now,
+                project_id=project_id,
+                consultant_id=consultant_id,
+                grade=grade,
+                due_before=due_before,
+                escalated=escalated,
+                cursor=at,
+                limit=size,
+            ),
         ),
         cursor,
         limit,
-        [*follow_up_tasks.TABLE.columns, "status", "escalated"],
+        people.named_columns([*follow_up_tasks.TABLE.columns, "status", "escalated"]),
     )
 
 
@@ -203,7 +209,7 @@ def consultants(
         day_from=day_from,
         day_to=day_to,
     )
-    return tab.rows(rows)
+    return tab.rows(people.with_names(get_container(request).views, rows))
 
 
 @router.get("/v1/views/protection-board")
@@ -224,7 +230,7 @@ def protection_board(
         project_id=project_id,
         consultant_id=consultant_id,
     )
-    return tab.rows(rows)
+    return tab.rows(people.with_names(get_container(request).views, rows))
 
 
 @router.get("/v1/views/lost-reasons")

@@ -26,13 +26,41 @@ class Principals:
         project_ids: list[str],
         key: str,
         team_id: str | None = None,
+        display_name: str | None = None,
+        wecom_user_id: str | None = None,
+        notify_webhook: str | None = None,
     ) -> Done[Principal]:
         def decide(now: datetime) -> tuple[list[Principal], Principal]:
             if self.principal(principal_id) is not None:
                 raise Conflict(f"principal {principal_id} already exists", code="exists")
             principal = Principal.register(
-                principal_id, role, partner_id, project_ids, key, now, ctx.trace, team_id
+                principal_id,
+                role,
+                partner_id,
+                project_ids,
+                key,
+                now,
+                ctx.trace,
+                team_id,
+                display_name=display_name,
+                wecom_user_id=wecom_user_id,
+                notify_webhook=notify_webhook,
             )
+            return [principal], principal
+
+        return self.uow.run(ctx, decide)
+
+    def change_profile(
+        self, ctx: Context, principal_id: str, changes: dict[str, str | None]
+    ) -> Done[Principal]:
+        """Set the name or notification addresses named in ``changes`` (None clears one)."""
+        unknown = set(changes) - {"display_name", "wecom_user_id", "notify_webhook"}
+        if unknown:
+            raise InvalidInput(sorted(unknown)[0], "cannot be changed here")
+
+        def decide(now: datetime) -> tuple[list[Principal], Principal]:
+            principal = self.uow.get(Principal, principal_uuid(principal_id), "principal")
+            principal.change_profile(now, ctx.trace, **changes)
             return [principal], principal
 
         return self.uow.run(ctx, decide)
