@@ -16,6 +16,8 @@ What is planned, for whom:
   project's managers) and decided (the requester) for losses and pool claims;
 - dispute opened (the project's managers, who rule) and ruled (the opener and the owner
   at opening).
+Free text (review comments, dispute reasons) stays out: the public contract withholds
+it, and a view built from Kafka must equal the one built from the store.
 A deadline that moves withdraws the earlier notification (``cancelled``); one that stays
 where it was keeps its id, so nobody hears the same thing twice. Nobody to address
 (no supervisor, no manager) leaves ``recipient_id`` empty: the group webhook gets it.
@@ -253,7 +255,6 @@ class NotificationOutbox:
                 request="loss",
                 request_id=event.request_id,
                 approved=approved,
-                comment=event.comment,
                 decided_by=_actor(event),
             )
         elif isinstance(event, Client.ClaimRequested):
@@ -277,7 +278,6 @@ class NotificationOutbox:
                 request="claim",
                 request_id=event.claim_id,
                 approved=approved,
-                comment=getattr(event, "reason", ""),
                 decided_by=_actor(event),
             )
         elif isinstance(event, Client.DisputeOpened):

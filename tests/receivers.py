@@ -60,8 +60,8 @@ class Receiver:
 
 
 @contextmanager
-def serving(state: Receiver | None = None) -> Iterator[Receiver]:
-    state = state or Receiver()
+def serving() -> Iterator[Receiver]:
+    state = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
         def _reply(self, status: int, body: dict[str, Any]) -> None:

@@ -275,8 +275,6 @@ def render(row: dict[str, Any], names: Callable[[str | None], str]) -> Message:
         verdict = "已通过" if facts.get("approved") else "未通过"
         lines.append(f"{_REQUESTS.get(facts.get('request', ''), '申请')}{verdict}")
         lines.append(f"审批人：{names(facts.get('decided_by'))}")
-        if facts.get("comment"):
-            lines.append(f"审批意见：{facts['comment']}")
     elif kind == "dispute_opened":
         side = "渠道" if facts.get("claimant_kind") == "channel" else "置业顾问"
         lines.append(f"申诉方：{side} {facts.get('claimant_id') or '—'}")

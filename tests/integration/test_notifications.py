@@ -145,7 +145,10 @@ def test_a_failing_receiver_is_retried_with_doubling_backoff_then_given_up(
         receiver.answer = lambda post, attempt: (503, {"errcode": -1})
         clock.advance(hours=23)  # the "due soon" notice (2 h before) only
         just = timedelta(milliseconds=1).total_seconds()
-        mine = lambda: receiver.about(project)  # noqa: E731
+
+        def mine() -> list[Post]:
+            return receiver.about(project)
+
         sender.run_once()
         assert len(mine()) == 1
         for wait in (30.0, 60.0, 120.0):
@@ -200,7 +203,8 @@ def test_approvals_are_asked_of_the_supervisor_and_answered_to_the_requester(
     told = receiver.about(project)
     assert kinds(told) == Counter({"有待审批的申请": 1, "申请已审批": 1})
     decided = next(p for p in told if "申请已审批" in p.content)
-    assert "战败申请已通过" in decided.content and "同意，客户已在别处购房" in decided.content
+    assert "战败申请已通过" in decided.content and supervisor in decided.content
+    assert "同意" not in decided.content  # free text stays out of notifications
 
 
 def test_the_json_format_gives_a_webhook_plain_fields(
@@ -256,7 +260,7 @@ def test_wecom_application_messages_fetch_a_token_once_and_renew_it_when_refused
     refused = {"once": False}
 
     def answer(post: Post, attempt: int) -> tuple[int, dict[str, Any]]:
-        if post.query.get("access_token") == "token-1" and not refused["once"] and attempt == 2:
+        if post.notification_id == "n-2" and not refused["once"]:
             refused["once"] = True
             return 200, {"errcode": 42001, "errmsg": "access_token expired"}
         return 200, {"errcode": 0, "errmsg": "ok", "invaliduser": ""}
@@ -275,3 +279,66 @@ def test_wecom_application_messages_fetch_a_token_once_and_renew_it_when_refused
     assert [p.body["touser"] for p in sends] == ["zhangsan", "zhangsan", "lisi", "lisi", "lisi"]
     assert all(p.body["msgtype"] == "markdown" and p.body["agentid"] == 1000002 for p in sends)
     assert [p.notification_id for p in sends] == ["n-1", "n-1", "n-2", "n-2", "n-3"]
+
+
+def test_each_person_is_reached_on_their_own_channel_and_the_rest_through_the_group(
+    settings: Settings, receiver: Receiver
+) -> None:
+    settings = replace(
+        settings,
+        notify_webhook=f"{receiver.url}/group",
+        wecom_api_base=receiver.url,
+        wecom_corp_id="ww-corp",
+        wecom_corp_secret="corp-secret",
+        wecom_agent_id=1000002,
+    )
+    clock = FakeClock()
+    app = build(settings, clock=clock)
+    try:
+        project = unique("proj")
+        on_wecom, on_webhook, on_nothing = unique("c"), unique("c"), unique("c")
+        people: list[tuple[str, dict[str, str]]] = [
+            (on_wecom, {"display_name": "王晓", "wecom_user_id": "WangXiao"}),
+            (on_webhook, {"display_name": "李娜", "notify_webhook": f"{receiver.url}/mine"}),
+            (on_nothing, {"display_name": "赵磊"}),
+        ]
+        for pid, profile in people:
+            app.principals.register_principal(
+                ctx(), pid, "consultant", None, [project], f"key-{uuid.uuid4().hex}", **profile
+            )
+        for i, (pid, _) in enumerate(people):
+            register_visit(app, project, f"1385555010{i}", pid)
+        app.follower.catch_up()
+        clock.advance(hours=22, minutes=1)  # "due soon" for all three
+        assert app.notifier is not None
+        app.notifier.run_once()
+        # the webhook person moves to WeCom: the next notice follows the new address
+        app.principals.change_profile(
+            ctx(), on_webhook, {"notify_webhook": None, "wecom_user_id": "LiNa"}
+        )
+        clock.advance(hours=2)
+        app.notifier.run_once()
+        rows = outbox(app, project)
+    finally:
+        app.close()
+    paths = Counter(
+        (p.path, p.body.get("touser")) for p in receiver.posts if p.path != "/cgi-bin/gettoken"
+    )
+    assert paths[("/cgi-bin/message/send", "WangXiao")] == 2
+    assert paths[("/mine", None)] == 1
+    assert paths[("/cgi-bin/message/send", "LiNa")] == 1
+    group = [p for p in receiver.posts if p.path == "/group"]
+    assert len(group) == 2 and all("赵磊" in p.content for p in group)
+    channels = Counter((r["recipient"], r["channel"]) for r in rows if r["status"] == "sent")
+    assert channels == Counter(
+        {
+            (on_wecom, "wecom_app"): 2,
+            (on_webhook, "webhook"): 1,
+            (on_webhook, "wecom_app"): 1,
+            (on_nothing, "group"): 2,
+        }
+    )
+    wecom = [p for p in receiver.posts if p.path == "/cgi-bin/message/send"]
+    assert all("跟进" in p.body["markdown"]["content"] for p in wecom)
+    # one token per two hours (less a margin), whatever the number of messages
+    assert [p.query["access_token"] for p in wecom] == ["token-1", "token-2", "token-2"]
