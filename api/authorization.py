@@ -168,6 +168,9 @@ TABLE: dict[str, Access] = {
     "protection_board": Access(STAFF, "team"),
     "lost_reasons": Access(BOARD_READERS, "team"),
     "pool": Access(BOARD_READERS, "team"),
+    # dashboards: a consultant reads their own funnel, supervisors their team's
+    "conversion": Access(STAFF, "team"),
+    "summary": Access(BOARD_READERS, "team"),
 }
 
 

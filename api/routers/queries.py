@@ -13,7 +13,8 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from api.deps import AppDep, CallerDep, FreshDep, ScopeDep, get_container
 from api.tabular import TabularDep
 from api.validation import Instant, Month
-from projections import client_overview, follow_up_tasks, people, queries, report_log
+from projections import client_overview, dashboards, follow_up_tasks, people, queries, report_log
+from projections.common import day_of
 
 router = APIRouter(tags=["views"], dependencies=[FreshDep])
 
@@ -262,3 +263,62 @@ def pool(
         get_container(request).views, scope, project_id=project_id, day_from=day_from, day_to=day_to
     )
     return tab.rows(rows)
+
+
+Grouping = Literal["project", "channel", "consultant"]
+Period = Literal["day", "week", "month", "all"]
+
+
+@router.get("/v1/views/conversion")
+def conversion(
+    request: Request,
+    caller: CallerDep,
+    scope: ScopeDep,
+    tab: TabularDep,
+    group_by: Annotated[Grouping, Query(description="project, channel (partner) or consultant")],
+    period: Annotated[Period, Query(description="China-time day, ISO week, month, or all")] = (
+        "month"
+    ),
+    project_id: str | None = None,
+    consultant_id: str | None = None,
+    day_from: Since = None,
+    day_to: Until = None,
+) -> Any:
+    """转化率: report (报备) → visit (到访) → subscription (认购) → contract (签约), with
+    the rate of each step, per project, channel or consultant and period. A consultant
+    reads their own funnel (``group_by=consultant``); a supervisor their team's."""
+    if caller.role == "consultant":
+        if group_by != "consultant":
+            raise HTTPException(403, "a consultant reads their own funnel: group_by=consultant")
+        if consultant_id not in (None, caller.id):
+            raise HTTPException(403, "a consultant reads only their own funnel")
+    rows = dashboards.conversion(
+        get_container(request).views,
+        scope,
+        group_by=group_by,
+        period=period,
+        project_id=project_id,
+        consultant_id=consultant_id,
+        day_from=day_of(day_from) if day_from else None,
+        day_to=day_of(day_to) if day_to else None,
+    )
+    if group_by == "consultant":
+        rows = people.with_names(get_container(request).views, rows)
+    return tab.rows(rows)
+
+
+@router.get("/v1/views/summary")
+def summary(
+    request: Request,
+    app: AppDep,
+    caller: CallerDep,
+    scope: ScopeDep,
+    project_id: str | None = None,
+) -> Any:
+    """One page for a manager (经理看板): today, this week and this month in China time
+    (new reports, visits, deals, losses, pool activity), and as of now the overdue and
+    escalated follow-ups, this month's top loss reasons, collections (回款) and the
+    signings coming due."""
+    return dashboards.summary(
+        get_container(request).views, scope, app.clock(), project_id=project_id
+    )
