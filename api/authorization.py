@@ -162,6 +162,7 @@ TABLE: dict[str, Access] = {
     "list_clients": Access(_roles(*STAFF, "channel_agent"), "team"),
     "list_reports": Access(_roles(*STAFF, "channel_agent"), "team"),
     "list_tasks": Access(STAFF, "team"),
+    "list_rule_tasks": Access(STAFF, "team"),
     "funnel": Access(_roles(*BOARD_READERS, "channel_agent"), "team"),
     "channels": Access(_roles(*BOARD_READERS, "channel_agent"), "team"),
     "consultants": Access(STAFF, "team"),

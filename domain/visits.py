@@ -40,7 +40,12 @@ def file_report_on(
         decision = decide_masked_filing(policy, at, partner_id, stream.valid_claims(at))
     else:
         decision = decide_filing(
-            policy, at, partner_id, stream.owner_view(), stream.valid_claims(at)
+            policy,
+            at,
+            partner_id,
+            stream.owner_view(),
+            stream.valid_claims(at),
+            stream.last_visit_at(),
         )
     return stream.record_report(
         report_id=report_id,

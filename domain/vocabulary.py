@@ -90,6 +90,7 @@ NotificationKind = Literal[
     "dispute_opened",  # 申诉待裁决
     "dispute_ruled",  # 申诉裁决结果
     "dormant_buyer",  # 客户待激活
+    "negotiation_escalated",  # 谈判停滞（经理介入）
 ]
 NOTIFICATION_KINDS: tuple[NotificationKind, ...] = get_args(NotificationKind)
 

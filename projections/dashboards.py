@@ -24,8 +24,9 @@ from projections import (
     payment_collection,
     pool_activity,
     report_log,
+    rule_tasks,
 )
-from projections.queries import ESCALATE_AFTER, Scope, Where, scoped, select_rows
+from projections.queries import Scope, Where, scoped, select_rows
 from projections.runtime import ViewDB
 from projections.sql import ts
 
@@ -224,8 +225,11 @@ def summary(
     tasks = base(by_consultant=True)
     tasks.add("due_at IS NOT NULL")
     tasks.add("due_at < %s", ts(db.dialect, now))
-    escalated = base(by_consultant=True)
-    escalated.add("due_at < %s", ts(db.dialect, now - ESCALATE_AFTER))
+    raised: dict[str, int] = {}
+    for kind in ("follow_up_escalated", "wake_up", "negotiation_escalated"):
+        open_tasks = base(by_consultant=True)
+        open_tasks.equal_all(kind=kind, status="open")
+        raised[kind] = _count(db, rule_tasks.TABLE.name, open_tasks)
     month = now.astimezone(CHINA).strftime("%Y-%m")
     losses = Where()
     losses.within("project_id", scope.project_ids)
@@ -249,7 +253,10 @@ def summary(
     late.within("stage", ("deposit_paid", "subscribed"))
     late.add("signing_deadline < %s", ts(db.dialect, now))
     out["overdue_follow_ups"] = _count(db, follow_up_tasks.TABLE.name, tasks)
-    out["escalated_follow_ups"] = _count(db, follow_up_tasks.TABLE.name, escalated)
+    # The rules' open tasks (rule_tasks): escalations per grade, 待激活, stalled deals.
+    out["escalated_follow_ups"] = raised["follow_up_escalated"]
+    out["dormant_buyers"] = raised["wake_up"]
+    out["negotiations_escalated"] = raised["negotiation_escalated"]
     out["top_loss_reasons"] = [
         {"reason": r, "losses": n}
         for r, n in sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:5]

@@ -8,14 +8,18 @@ writes here, so a rebuild of this view cannot make anything be sent twice (the
 notification ids are the same; what was delivered stays delivered).
 
 What is planned, for whom:
-- follow-up due / overdue (the owner) and escalated (the owner's supervisors) from
-  ``ScheduleUpdated``; protection ending (the owner) from every change of owner or
-  protection end. ``due_at`` is the deadline itself: how early to warn is the sender's
-  setting (YINGKE_REMINDER_DUE_LEAD, …), so changing it needs no rebuild.
+- follow-up due / overdue (the owner) from ``ScheduleUpdated``; protection ending (the
+  owner) from every change of owner or protection end. ``due_at`` is the deadline
+  itself: how early to warn is the sender's setting (YINGKE_REMINDER_DUE_LEAD, …), so
+  changing it needs no rebuild.
 - approval requested (supervisors of the requester's team in the project, else the
   project's managers) and decided (the requester) for losses and pool claims;
 - dispute opened (the project's managers, who rule) and ruled (the opener and the owner
-  at opening).
+  at opening);
+- what the policy's rules raise when the deadline processor fires them: a follow-up
+  escalated past its grade's ``escalate_after`` (the owner's supervisors, else the
+  managers), a buyer gone dormant (待激活, the owner), a negotiation stalled without a
+  contract (the project's managers).
 Free text (review comments, dispute reasons) stays out: the public contract withholds
 it, and a view built from Kafka must equal the one built from the store.
 A deadline that moves withdraws the earlier notification (``cancelled``); one that stays
@@ -27,17 +31,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from domain.client import Client
+from domain.deal import Deal
 from domain.principal import Principal
 from projections.runtime import Row, Rows, Table
 
 NAMESPACE = uuid.UUID("a4f0c9d2-6f1e-5b7a-9c3d-2e8b1f4a6c55")
-# Overdue for longer than this, a follow-up goes to the supervisor (as the task board
-# marks it escalated). Per grade once the policy carries ``escalate_after``.
-ESCALATE_AFTER = timedelta(days=1)
 
 NOTIFICATIONS = Table(
     "notifications",
@@ -102,7 +104,7 @@ _GAINS = (
     Client.ClaimedFromPool,
     Client.OwnershipMigrated,
 )
-_FOLLOW_UP = ("follow_up_due", "follow_up_overdue", "follow_up_escalated")
+_FOLLOW_UP = ("follow_up_due", "follow_up_overdue")
 
 
 def notification_id(event_id: str, kind: str, recipient_id: str | None) -> str:
@@ -125,6 +127,7 @@ class NotificationOutbox:
                 Client.ClientRegistered,
                 Principal.PrincipalRegistered,
                 Principal.PrincipalRevoked,
+                Deal.NegotiationEscalated,
             ),
         )
 
@@ -189,6 +192,9 @@ class NotificationOutbox:
         if isinstance(event, (Principal.PrincipalRegistered, Principal.PrincipalRevoked)):
             self._person(rows, event)
             return
+        if isinstance(event, Deal.NegotiationEscalated):
+            self._negotiation(rows, event, position)
+            return
         client_id = str(event.originator_id)
         if isinstance(event, Client.ClientRegistered):
             rows.put(
@@ -224,10 +230,24 @@ class NotificationOutbox:
                     plan.withdraw(kind)
                 return
             owner: list[str | None] = self._owner(subject)
-            approvers = self._approvers(rows, subject["project_id"], subject["consultant_id"])
             plan.deadline("follow_up_due", due, owner)
             plan.deadline("follow_up_overdue", due, owner)
-            plan.deadline("follow_up_escalated", due + ESCALATE_AFTER, approvers or [None])
+        elif isinstance(event, Client.FollowUpEscalated):
+            plan.tell(
+                "follow_up_escalated",
+                self._approvers(rows, subject["project_id"], event.consultant_id) or [None],
+                "supervisor",
+                consultant_id=event.consultant_id,
+                deadline=event.due_at.isoformat(),
+            )
+        elif isinstance(event, Client.ClientWentDormant):
+            plan.tell(
+                "dormant_buyer",
+                [event.consultant_id],
+                "owner",
+                consultant_id=event.consultant_id,
+                last_activity_at=event.last_activity_at.isoformat(),
+            )
         elif isinstance(event, Client.GradeChanged):
             rows.put(SUBJECTS.name, {**subject, "grade": event.grade})
         elif isinstance(event, (Client.ReleasedToPool, Client.ProtectionExpired)):
@@ -303,6 +323,21 @@ class NotificationOutbox:
                 final=event.final,
             )
 
+    def _negotiation(self, rows: Rows, event: Any, position: int) -> None:
+        """A deal in deposit or subscription too long without a contract: the managers."""
+        subject = rows.get(SUBJECTS.name, str(event.client_id))
+        if subject is None:
+            return
+        _Plan(rows, subject, event, position).tell(
+            "negotiation_escalated",
+            self._members(rows, f"managers:{event.project_id}") or [None],
+            "manager",
+            consultant_id=event.consultant_id,
+            deal_id=str(event.originator_id),
+            stage=event.stage,
+            since=event.since.isoformat(),
+        )
+
     @staticmethod
     def _owner(subject: Row) -> list[str | None]:
         return [subject["consultant_id"]] if subject["consultant_id"] else []
@@ -348,7 +383,7 @@ class _Plan:
             "phone_masked": self.subject["phone_masked"],
             "consultant_id": self.subject["consultant_id"],
             "grade": self.subject["grade"],
-            **extra,
+            **{k: v for k, v in extra.items() if v is not None},
         }
         return json.dumps(facts, ensure_ascii=False, sort_keys=True, default=str)
 
@@ -390,7 +425,7 @@ class _Plan:
         self.withdraw(kind)
         if not recipients:
             return
-        audience = "supervisor" if kind == "follow_up_escalated" else "owner"
+        audience = "owner"
         text = self._facts(deadline=due_at.isoformat())
         ids = [self._add(kind, r, audience, due_at, text) for r in recipients]
         self.rows.put(

@@ -48,6 +48,7 @@ from projections.pool_activity import PoolActivity
 from projections.principal_directory import PrincipalDirectory
 from projections.protection_board import ProtectionBoard
 from projections.report_log import ReportLog
+from projections.rule_tasks import RuleTasks
 from projections.runtime import Follower, Loop, PostgresViewDB, SQLiteViewDB, View, ViewDB
 from projections.units import Units
 from yingke.chain import POSTGRES_TOPIC, SQLITE_TOPIC, Chained, backfill
@@ -113,6 +114,7 @@ def all_views() -> list[View]:
         CommissionLedger(),
         ContactDisclosures(),
         LookupAudit(),
+        RuleTasks(),
         NotificationOutbox(),
     ]
 

@@ -228,7 +228,9 @@ TITLES = {
     "dispute_opened": "有新的申诉待裁决",
     "dispute_ruled": "申诉已裁决",
     "dormant_buyer": "客户长期未跟进，已转为待激活",
+    "negotiation_escalated": "谈判停滞未签约，请经理介入",
 }
+_STAGES = {"deposit_paid": "已交定金", "subscribed": "已认购"}
 _REQUESTS = {"loss": "战败申请", "claim": "捞客申请"}
 _OUTCOMES = {"upheld": "申诉成立", "dismissed": "申诉驳回"}
 
@@ -275,6 +277,13 @@ def render(row: dict[str, Any], names: Callable[[str | None], str]) -> Message:
         verdict = "已通过" if facts.get("approved") else "未通过"
         lines.append(f"{_REQUESTS.get(facts.get('request', ''), '申请')}{verdict}")
         lines.append(f"审批人：{names(facts.get('decided_by'))}")
+    elif kind == "dormant_buyer":
+        lines.append(f"最近一次有效联系：{china_time(facts.get('last_activity_at'))}（北京时间）")
+        lines.append("请尽快联系客户，完成唤醒跟进")
+    elif kind == "negotiation_escalated":
+        lines.append(f"置业顾问：{names(facts.get('consultant_id'))}")
+        stage = _STAGES.get(facts.get("stage", ""), facts.get("stage") or "—")
+        lines.append(f"当前阶段：{stage}，自 {china_time(facts.get('since'))}（北京时间）起未签约")
     elif kind == "dispute_opened":
         side = "渠道" if facts.get("claimant_kind") == "channel" else "置业顾问"
         lines.append(f"申诉方：{side} {facts.get('claimant_id') or '—'}")

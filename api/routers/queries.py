@@ -13,7 +13,15 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from api.deps import AppDep, CallerDep, FreshDep, ScopeDep, get_container
 from api.tabular import TabularDep
 from api.validation import Instant, Month
-from projections import client_overview, dashboards, follow_up_tasks, people, queries, report_log
+from projections import (
+    client_overview,
+    dashboards,
+    follow_up_tasks,
+    people,
+    queries,
+    report_log,
+    rule_tasks,
+)
 from projections.common import day_of
 
 router = APIRouter(tags=["views"], dependencies=[FreshDep])
@@ -113,12 +121,20 @@ def list_tasks(
     consultant_id: str | None = None,
     grade: Literal["A", "B", "C"] | None = None,
     due_before: Annotated[Instant | None, Query(description="e.g. end of today")] = None,
-    escalated: Annotated[bool | None, Query(description="Overdue by more than a day")] = None,
+    escalated: Annotated[
+        bool | None,
+        Query(description="Escalated to the supervisor: overdue past the grade's escalate_after"),
+    ] = None,
+    dormant: Annotated[
+        bool | None, Query(description="待激活: no contact with the buyer for dormant_after")
+    ] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Any:
     """Follow-up tasks (跟进任务), due first: by default the caller's own; a supervisor
-    sees the team's and filters ``escalated=true`` for the list that needs them."""
+    sees the team's and filters ``escalated=true`` for the list that needs them. The
+    ``escalated`` and ``dormant`` (待激活) flags are set by the deadline processor under
+    the project's policy (see ``GET /v1/rule-tasks``)."""
     if caller.role == "consultant" and consultant_id not in (None, caller.id):
         raise HTTPException(403, "a consultant sees only their own tasks")
     views, now = get_container(request).views, app.clock()
@@ -134,13 +150,56 @@ def list_tasks(
                 grade=grade,
                 due_before=due_before,
                 escalated=escalated,
+                dormant=dormant,
                 cursor=at,
                 limit=size,
             ),
         ),
         cursor,
         limit,
-        people.named_columns([*follow_up_tasks.TABLE.columns, "status", "escalated"]),
+        people.named_columns([*follow_up_tasks.TABLE.columns, "status", "escalated", "dormant"]),
+    )
+
+
+@router.get("/v1/rule-tasks")
+def list_rule_tasks(
+    request: Request,
+    caller: CallerDep,
+    scope: ScopeDep,
+    tab: TabularDep,
+    project_id: str | None = None,
+    consultant_id: str | None = None,
+    kind: Literal["wake_up", "follow_up_escalated", "negotiation_escalated"] | None = None,
+    status: Annotated[
+        Literal["open", "done", "all"], Query(description="open (default), done or all")
+    ] = "open",
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Any:
+    """Tasks the policy's rules raised, oldest first: ``wake_up`` (待激活, the owner's:
+    no contact for ``dormant_after``), ``follow_up_escalated`` (the supervisor's: a
+    follow-up overdue past its grade's ``escalate_after``) and ``negotiation_escalated``
+    (the manager's: a deal in deposit or subscription without a contract for
+    ``negotiation_escalation``). Each stays open until what it asks for happens.
+    Consultants see their own buyers', supervisors their team's, managers their
+    projects'."""
+    if caller.role == "consultant" and consultant_id not in (None, caller.id):
+        raise HTTPException(403, "a consultant sees only their own tasks")
+    views = get_container(request).views
+    return tab.page(
+        lambda at, size: queries.raised_tasks(
+            views,
+            scope,
+            project_id=project_id,
+            consultant_id=consultant_id,
+            kind=kind,
+            status=None if status == "all" else status,
+            cursor=at,
+            limit=size,
+        ),
+        cursor,
+        limit,
+        list(rule_tasks.TABLE.columns),
     )
 
 

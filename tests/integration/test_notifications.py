@@ -48,6 +48,13 @@ def team(app: Container, project: str) -> tuple[str, str, str]:
     return consultant, supervisor, manager
 
 
+def fire(app: Container) -> None:
+    """One turn of the workers before sending: views follow, deadlines fire, views follow."""
+    app.follower.catch_up()
+    app.deadlines.run_once()
+    app.follower.catch_up()
+
+
 def kinds(posts: list[Post]) -> Counter[str]:
     return Counter(p.content.split("**")[1] for p in posts)
 
@@ -98,6 +105,7 @@ def test_a_person_is_told_of_the_overdue_follow_up_once_across_worker_restarts(
         again.notifier.run_once()
         assert len(receiver.about(project)) == 2
         clock.advance(days=1)
+        fire(again)  # the deadline processor escalates under the policy's escalate_after
         again.notifier.run_once()
     finally:
         again.close()
@@ -243,6 +251,7 @@ def test_a_notice_that_came_due_long_ago_is_recorded_stale_not_sent(
         register_visit(app, project, "13855550005", consultant)
         app.follower.catch_up()
         clock.advance(days=3)  # the worker was down: due and overdue are two days old
+        fire(app)
         assert app.notifier is not None
         app.notifier.run_once()
         statuses = {r["kind"]: r["status"] for r in outbox(app, project)}
@@ -342,3 +351,61 @@ def test_each_person_is_reached_on_their_own_channel_and_the_rest_through_the_gr
     assert all("跟进" in p.body["markdown"]["content"] for p in wecom)
     # one token per two hours (less a margin), whatever the number of messages
     assert [p.query["access_token"] for p in wecom] == ["token-1", "token-2", "token-2"]
+
+
+def test_the_rules_tell_the_owner_of_a_dormant_buyer_and_the_managers_of_a_stalled_deal(
+    settings: Settings, receiver: Receiver
+) -> None:
+    settings = replace(settings, notify_webhook=f"{receiver.url}/hook")
+    clock = FakeClock()
+    app = build(settings, clock=clock)
+    try:
+        project = unique("proj")
+        consultant, _, manager = team(app, project)
+        app.policies.set_policy(
+            ctx(Actor(manager, "manager")),
+            project,
+            {
+                "protection": "P20D",
+                "protection_max": "P30D",
+                "inactivity_release": "P25D",
+                "dormant_after": "P3D",
+                "negotiation_escalation": "P2D",
+            },
+        )
+        register_visit(app, project, "13855550201", consultant)  # nobody calls this one
+        buying = uuid.UUID(register_visit(app, project, "13855550202", consultant)["client_id"])
+        row = {
+            "building": "A",
+            "number": "0201",
+            "rooms": 3,
+            "area": "95.5",
+            "floor": 2,
+            "orientation": "south",
+            "list_price_fen": 300_000_000,
+        }
+        unit = app.units.import_units(ctx(), project, [("line 2", row)]).value.units[0].unit_id
+        seller = ctx(Actor(consultant, "consultant"))
+        deal_id = app.deals.open_deal(seller, buying, unit).value.deal.id
+        app.deals.pay_deposit(
+            seller,
+            deal_id,
+            amount=2_000_000,
+            method="cash",
+            signing_deadline=clock.now + timedelta(days=30),
+        )
+        clock.advance(days=3, minutes=1)
+        fire(app)
+        fire(app)  # the rules fire once however often the processor runs
+        assert app.notifier is not None
+        app.notifier.run_once()
+        rows = outbox(app, project)
+    finally:
+        app.close()
+    raised = Counter((r["kind"], r["recipient"]) for r in rows if r["status"] == "sent")
+    assert raised[("dormant_buyer", consultant)] == 1
+    assert raised[("negotiation_escalated", manager)] == 1
+    told = {p.content.split("**")[1]: p.content for p in receiver.about(project)}
+    assert "138****0201" in told["客户长期未跟进，已转为待激活"]
+    stalled = told["谈判停滞未签约，请经理介入"]
+    assert "138****0202" in stalled and "已交定金" in stalled and consultant in stalled

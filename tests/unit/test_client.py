@@ -179,7 +179,8 @@ def test_once_protection_has_expired_the_next_visit_awards_again() -> None:
     client = new_client()
     visit(client, START, consultant_id="cons-1", policy=Policy(protection="P1D"))
     at = START + timedelta(days=1)  # protection ends exactly now
-    file_report(client, "B", at)
+    # (a window shorter than the day since the visit, or the report would be void)
+    file_report(client, "B", at, Policy(recent_visit_window="PT12H"))
     new_events(client)
 
     visit(client, at + hours(1), consultant_id="cons-2")

@@ -48,6 +48,7 @@ policies = st.fixed_dictionaries(
         "masked_reports": st.sampled_from(["allowed", "allowed", "forbidden"]),
         "report_validity": st.sampled_from(["PT12H", "P1D", "P3D"]),
         "protection": st.sampled_from(["P1D", "P2D", "P10D"]),
+        "recent_visit_window": st.sampled_from(["PT12H", "P3D", "P7D"]),
     }
 )
 DURATIONS = {
@@ -55,6 +56,7 @@ DURATIONS = {
     "P1D": timedelta(days=1),
     "P2D": timedelta(days=2),
     "P3D": timedelta(days=3),
+    "P7D": timedelta(days=7),
     "P10D": timedelta(days=10),
     "P30D": timedelta(days=30),
 }
@@ -73,6 +75,8 @@ class Rules:
     # The owner's own visit extends protection (defaults; the machine never changes them).
     extension: timedelta = timedelta(days=3)
     protection_max: timedelta = timedelta(days=90)
+    # A buyer seen at the office this recently cannot be reported (防截客).
+    recent_visit: timedelta = timedelta(days=7)
 
 
 @dataclass
@@ -113,6 +117,7 @@ class Buyer:
     owner: Owner | None = None
     events: list[str] = field(default_factory=lambda: ["ClientRegistered"])
     passed_over: set[str] = field(default_factory=set)  # masked reports this buyer outranked
+    last_visit: datetime | None = None
 
 
 @dataclass
@@ -188,6 +193,7 @@ class OwnershipMachine(RuleBasedStateMachine):
             masked_reports=policy["masked_reports"],
             validity=DURATIONS[policy["report_validity"]],
             protection=DURATIONS[policy["protection"]],
+            recent_visit=DURATIONS[policy["recent_visit_window"]],
         )
         assert body["version"] == self.policy.version
 
@@ -225,6 +231,8 @@ class OwnershipMachine(RuleBasedStateMachine):
         owner = buyer.owner
         if owner is not None and now < owner.protected_until:
             reason: str | None = "duplicate" if owner.partner == partner else "protected"
+        elif buyer.last_visit is not None and now - buyer.last_visit < rules.recent_visit:
+            reason = "recent_visit"
         elif any(r.partner == partner for r in valid):
             reason = "duplicate"
         elif rules.judge_rule == "report_first" and valid:
@@ -346,6 +354,7 @@ class OwnershipMachine(RuleBasedStateMachine):
         assert {k: body["owner"][k] for k in expected_owner} == expected_owner
         # Only now that the application agreed, move the model on.
         buyer.owner = owner
+        buyer.last_visit = now
         buyer.events += events
         if winner is not None:
             self._settle(phone, buyer, ranked, winner, why)
