@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 
 from domain.client import Client
-from domain.errors import InvalidInput
 from domain.ports import PersonalDataVault
 from domain.quota import ClaimQuota, month_of, quota_id
 from domain.services.clients import Clients
@@ -70,18 +69,10 @@ class Pool:
         def decide(now: datetime) -> tuple[list[Client], LossOutcome]:
             client = self.clients.client(client_id)
             policy = self.policies.policy_for(client.project_id)
-            if policy.loss_review_comment_required and not comment.strip():
-                # The seeds make the supervisor's review (审核意见) part of the record.
-                raise InvalidInput(
-                    "comment",
-                    "is required: the project's policy wants a review comment "
-                    "(审核意见) on every loss decision",
-                    code="comment_required",
-                )
             if approve:
                 client.approve_loss(request_id, comment, policy, now, ctx.trace)
             else:
-                client.reject_loss(request_id, comment, now, ctx.trace)
+                client.reject_loss(request_id, comment, policy, now, ctx.trace)
             return [client], LossOutcome(client, request_id)
 
         return self.uow.run(ctx, decide)
