@@ -398,7 +398,7 @@ class Sender:
             self._failed(row, attempts, str(exc))
             return 1
         if channel is None:
-            log.warning("notification %s (%s) has no channel: logged", nid, row["kind"])
+            log.info("notification %s (%s) has no channel: logged", nid, row["kind"])
             self._finish(nid, "unroutable", attempts, None, "no channel configured")
             return 1
         self._finish(nid, "sent", attempts, channel, None)

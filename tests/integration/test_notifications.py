@@ -7,9 +7,11 @@ test's own project (another test's notifications may reach this receiver too).""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
 from itertools import pairwise
@@ -409,3 +411,38 @@ def test_the_rules_tell_the_owner_of_a_dormant_buyer_and_the_managers_of_a_stall
     assert "138****0201" in told["客户长期未跟进，已转为待激活"]
     stalled = told["谈判停滞未签约，请经理介入"]
     assert "138****0202" in stalled and "已交定金" in stalled and consultant in stalled
+
+
+def test_two_senders_racing_over_the_same_notifications_post_each_once(
+    settings: Settings, receiver: Receiver
+) -> None:
+    settings = replace(settings, notify_webhook=f"{receiver.url}/hook")
+    clock = FakeClock()
+    app = build(settings, clock=clock)
+    other = build(settings, clock=clock)  # a second worker process on the same stores
+    try:
+        project = unique("proj")
+        consultant = register_consultant(app, project)
+        for i in range(6):
+            register_visit(app, project, f"1385555030{i}", consultant)
+        app.follower.catch_up()
+        clock.advance(hours=24, minutes=1)  # twelve notices due: due soon and overdue
+        senders = [app.notifier, other.notifier, app.notifier, other.notifier]
+        barrier = threading.Barrier(len(senders))
+
+        def race(sender: Any) -> int:
+            barrier.wait()
+            return int(sender.run_once())
+
+        with ThreadPoolExecutor(len(senders)) as pool:
+            attempts = sum(pool.map(race, senders))
+        rows = outbox(app, project)
+    finally:
+        other.close()
+        app.close()
+    posted = Counter(p.notification_id for p in receiver.about(project))
+    assert len(posted) == 12 and set(posted.values()) == {1}
+    assert attempts == 12
+    assert Counter(r["status"] for r in rows if not r["cancelled"]) == Counter(
+        {"sent": 12, None: 6}  # protection ending: not yet due, never looked at
+    )
