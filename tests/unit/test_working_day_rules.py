@@ -259,3 +259,28 @@ def test_no_escalation_before_a_deposit_after_a_contract_or_after_cancelling() -
     cancelled = deposited()
     cancelled.cancel("changed mind", "no_fault", RULES, START + days(2), TRACE)
     assert not cancelled.escalate_negotiation(after, 0, START + days(30), TRACE)
+
+
+# ------------------------------------------------------------ the loss review
+
+
+def test_a_loss_decision_needs_a_review_comment_while_the_policy_says_so() -> None:
+    # Given a pending loss request
+    client = owned_client()
+    client.request_loss(OWNER, "loss-1", "price", "sealed", START, TRACE)
+    new_events(client)
+
+    # When a supervisor approves or rejects it with a blank comment
+    for decide in (client.approve_loss, client.reject_loss):
+        with pytest.raises(InvalidInput) as caught:
+            decide("loss-1", " \n", POLICY, START + hours(1), TRACE)  # type: ignore[operator]
+
+        # Then it is refused on the comment field, and nothing is recorded
+        assert (caught.value.field, caught.value.code) == ("comment", "comment_required")
+    assert new_events(client) == []
+
+    # A project that turned the rule off may decide without one
+    client.reject_loss(
+        "loss-1", "", replace(POLICY, loss_review_comment_required=False), START, TRACE
+    )
+    assert of_type(new_events(client), "LossRejected").comment == ""
