@@ -121,22 +121,36 @@ def test_a_buyer_without_contact_for_dormant_after_goes_dormant_once() -> None:
     assert client.dormant
 
 
-def test_contact_wakes_the_buyer_and_the_clock_starts_again_from_it() -> None:
+def test_a_follow_up_wakes_the_buyer_and_the_clock_starts_again_from_it() -> None:
     # Given a dormant buyer
     client = owned_client(policy=RULES_OF_THE_DAY)
     client.go_dormant(None, RULES_OF_THE_DAY, START + days(3), SYSTEM_TRACE)
+    assert client.dormant
 
-    # When the owner reaches them on day 4 (an unanswered call is no contact)
-    follow_up(client, START + days(3.5), effective=False, policy=RULES_OF_THE_DAY)
-    still = client.dormant
-    follow_up(client, START + days(4), policy=RULES_OF_THE_DAY)
+    # When the owner calls on day 4, even unanswered (the owner is working the buyer)
+    follow_up(client, START + days(4), effective=False, policy=RULES_OF_THE_DAY)
 
-    # Then they are awake; they go dormant again only three days after that contact
-    assert still and not client.dormant
+    # Then they are awake; they go dormant again only three days after that follow-up
+    assert not client.dormant
     new_events(client)
     assert not client.go_dormant(None, RULES_OF_THE_DAY, START + days(7) - hours(1), TRACE)
     assert client.go_dormant(None, RULES_OF_THE_DAY, START + days(7), SYSTEM_TRACE)
     assert of_type(new_events(client), "ClientWentDormant").last_activity_at == START + days(4)
+
+
+def test_a_previous_owners_follow_up_does_not_count_for_the_new_owner() -> None:
+    client = owned_client(policy=RULES_OF_THE_DAY)
+    follow_up(client, START + days(1), policy=RULES_OF_THE_DAY)
+    client.transfer(
+        to="cons-2",
+        basis="transfer",
+        reason="reassigned",
+        policy=RULES_OF_THE_DAY,
+        at=START + days(2),
+        trace=TRACE,
+    )
+
+    assert client.last_activity_at() == START + days(2)
 
 
 def test_a_visit_by_the_owned_buyer_counts_as_contact() -> None:
