@@ -186,8 +186,8 @@ class PolicyIn(Strict):
     )
     dormant_after: str = Field(
         default="P7D",
-        description="No contact (effective follow-up or visit) with an owned buyer for this "
-        "long → 待激活 and a wake-up task for the owner",
+        description="No activity (a follow-up logged, reached or not, or a visit) on an owned "
+        "buyer for this long → 待激活 and a wake-up task for the owner",
     )
     negotiation_escalation: str = Field(
         default="P15D",

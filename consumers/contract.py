@@ -193,7 +193,7 @@ PUBLIC: tuple[EventType, ...] = (
     ),
     _t(
         Client.ClientWentDormant,
-        "No contact with the buyer for dormant_after: 待激活, a wake-up task for the owner.",
+        "No follow-up or visit for dormant_after: 待激活, a wake-up task for the owner.",
     ),
     _t(Client.DealMilestoneRecorded, "A step of one of the buyer's deals (成交); amount in fen."),
     _t(MaskedReportPool.PoolOpened, "The first masked report (隐号报备) for a 前三后四 pattern."),

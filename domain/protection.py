@@ -97,8 +97,9 @@ class Protection(Custody):
             aggregate.escalated_due = self.due_at
 
     class ClientWentDormant(Aggregate.Event):
-        """No contact with the buyer since ``last_activity_at`` for ``dormant_after``:
-        the buyer is 待激活 and the owner has a wake-up task, until the next contact."""
+        """No activity on the buyer since ``last_activity_at`` for ``dormant_after``:
+        the buyer is 待激活 and the owner has a wake-up task, until the next follow-up or
+        visit."""
 
         consultant_id: str
         last_activity_at: datetime
@@ -249,17 +250,18 @@ class Protection(Custody):
         return None
 
     def last_activity_at(self) -> datetime | None:
-        """The current owner's last contact with the buyer: ownership start, an
-        effective follow-up (the buyer was reached) or a visit, whichever is latest."""
+        """The current owner's last work on the buyer: ownership start, a follow-up
+        logged (reached or not: 待激活 nudges an owner who stopped trying, not one whose
+        calls go unanswered; a migrated register's last follow-up counts) or a visit."""
         owner = self.owner
         if owner is None:
             return None
-        seen = (owner.since, self.last_effective_follow_up_at, self.last_visit_at())
+        seen = (owner.since, self.last_follow_up_at, self.last_visit_at())
         return max(m for m in seen if m is not None and m >= owner.since)
 
     @property
     def dormant(self) -> bool:
-        """待激活: flagged, and no contact since the stretch it was flagged for."""
+        """待激活: flagged, and no activity since the stretch it was flagged for."""
         last = self.last_activity_at()
         return last is not None and self.dormant_as_of == last
 
@@ -270,7 +272,7 @@ class Protection(Custody):
     def go_dormant(
         self, epoch: int | None, policy: Policy, at: datetime, trace: dict[str, Any]
     ) -> bool:
-        """Flag 待激活 once ``dormant_after`` passed without contact; once per stretch.
+        """Flag 待激活 once ``dormant_after`` passed without activity; once per stretch.
 
         A buyer in a deal is in touch enough (as for the inactivity release): never.
         """

@@ -1,9 +1,9 @@
 """rule_tasks: the work the policy's clock hands to people (issue 13).
 
 One row per subject and kind, open until what it asks for happens:
-- ``wake_up`` (待激活): the owner's buyer went without contact for ``dormant_after``
-  (``ClientWentDormant``); done at the next effective follow-up or visit, or when the
-  buyer changes hands or goes to the pool.
+- ``wake_up`` (待激活): the owner's buyer went without activity (a follow-up logged, a
+  visit) for ``dormant_after`` (``ClientWentDormant``); done at the next follow-up or
+  visit, or when the buyer changes hands or goes to the pool.
 - ``follow_up_escalated``: a follow-up overdue past its grade's ``escalate_after``
   (``FollowUpEscalated``), the supervisor's to chase; done when the schedule moves (a
   follow-up was logged) or the buyer changes hands.
@@ -12,7 +12,7 @@ One row per subject and kind, open until what it asks for happens:
   the contract or the cancellation.
 
 The two side tables are what the deadline processor reads to find the next candidates:
-owned buyers with their last contact and follow-up due time, and deals in negotiation.
+owned buyers with their last activity and follow-up due time, and deals in negotiation.
 The processor re-checks every candidate on its own stream.
 """
 
@@ -39,7 +39,7 @@ TABLE = Table(
         "grade": "text",
         "status": "text",  # open | done
         "raised_at": "ts",
-        "since": "ts",  # last contact (wake_up), follow-up due (escalation), deposit (deal)
+        "since": "ts",  # last activity (wake_up), follow-up due (escalation), deposit (deal)
         "closed_at": "ts",
         "closed_by": "text",  # the event type that settled it
         "policy_version": "int",
@@ -55,8 +55,11 @@ CLIENTS = Table(
         "phone_masked": "text",
         "consultant_id": "text",
         "owner_epoch": "int",
+        "owned_since": "ts",
         "grade": "text",
-        "last_activity_at": "ts",
+        "last_follow_up_at": "ts",  # any owner's, as the stream keeps it
+        "last_visit_at": "ts",
+        "last_activity_at": "ts",  # the current owner's: see Protection.last_activity_at
         "next_follow_up_due": "ts",
         "escalated_due": "ts",
         "dormant_as_of": "ts",
@@ -125,27 +128,31 @@ class RuleTasks:
             client.update(
                 consultant_id=event.consultant_id,
                 owner_epoch=event.originator_version,
-                last_activity_at=event.since,
+                owned_since=event.since,
                 escalated_due=None,
                 dormant_as_of=None,
             )
+            client["last_activity_at"] = _last_activity(client)
             self._close(rows, client_id, _CLIENT_KINDS, at, kind)
         elif isinstance(event, Client.ReleasedToPool):
             client.update(
                 consultant_id=None,
                 owner_epoch=None,
+                owned_since=None,
                 last_activity_at=None,
                 next_follow_up_due=None,
                 escalated_due=None,
                 dormant_as_of=None,
             )
             self._close(rows, client_id, _CLIENT_KINDS, at, kind)
-        elif isinstance(event, (Client.FollowUpLogged, Client.ClientVisited)):
-            contact = isinstance(event, Client.ClientVisited) or event.effective
-            if contact and client["consultant_id"] is not None:
-                last = client["last_activity_at"]
-                client["last_activity_at"] = max(last, at) if last else at
-                self._close(rows, client_id, ("wake_up",), at, kind)
+        elif isinstance(event, (Client.FollowUpLogged, Client.FollowUpMigrated)):
+            moment = getattr(event, "followed_up_at", at)
+            last = client["last_follow_up_at"]
+            client["last_follow_up_at"] = max(last, moment) if last else moment
+            self._active(rows, client, at, kind)
+        elif isinstance(event, Client.ClientVisited):
+            client["last_visit_at"] = at
+            self._active(rows, client, at, kind)
         elif isinstance(event, Client.ScheduleUpdated):
             client["next_follow_up_due"] = event.next_follow_up_due
             if event.next_follow_up_due != client["escalated_due"]:
@@ -161,6 +168,14 @@ class RuleTasks:
         elif isinstance(event, Client.FollowUpEscalated):
             client["escalated_due"] = event.due_at
             self._raise(rows, client, "follow_up_escalated", "supervisor", event, event.due_at)
+
+    def _active(self, rows: Rows, client: dict[str, Any], at: Any, by: str) -> None:
+        """Work on an owned buyer: the dormancy clock restarts, a wake-up is done."""
+        if client["consultant_id"] is None:
+            return
+        client["last_activity_at"] = _last_activity(client)
+        if client["dormant_as_of"] != client["last_activity_at"]:
+            self._close(rows, client["client_id"], ("wake_up",), at, by)
 
     @staticmethod
     def _raise(
@@ -251,3 +266,11 @@ class RuleTasks:
                     "policy_version": event.policy_version,
                 },
             )
+
+
+def _last_activity(client: dict[str, Any]) -> Any:
+    """As ``Protection.last_activity_at``: the latest of ownership start, a follow-up and
+    a visit, counting only those since the current ownership began."""
+    since = client["owned_since"]
+    seen = (since, client["last_follow_up_at"], client["last_visit_at"])
+    return max(m for m in seen if m is not None and m >= since)

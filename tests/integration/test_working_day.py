@@ -5,8 +5,10 @@ processor runs, and the task views show what it raised until the work is done.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -263,3 +265,35 @@ def test_a_loss_decision_without_a_review_comment_is_refused_and_changes_nothing
     )
     app.pool.decide_loss(ctx(SUPERVISOR), client_id, asked.value.request_id, True, comment)
     assert types(app, client_id)["LossApproved"] == 1
+
+
+def test_two_processors_at_once_raise_each_rule_once(
+    container: ContainerFactory, clock: FakeClock, project_id: str
+) -> None:
+    # Given five A buyers nobody followed up, overdue and past dormant_after
+    first = container(clock=clock)
+    second = container(clock=clock)  # another process on the same store
+    consultant = office(first, project_id)
+    buyers = [owned(first, project_id, consultant, f"1360000010{i}") for i in range(5)]
+    for client_id in buyers:
+        first.followups.change_grade(ctx(SUPERVISOR), client_id, "A", "hot")
+    clock.advance(days=3)
+    first.follower.catch_up()
+    second.follower.catch_up()
+
+    # When both processors run at the same instant, twice each
+    barrier = threading.Barrier(4)
+
+    def run(processor: Container) -> int:
+        barrier.wait(timeout=30)
+        return processor.deadlines.run_once()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(run, [first, second, first, second]))
+
+    # Then each buyer went dormant once and was escalated once
+    for client_id in buyers:
+        seen = types(first, client_id)
+        assert (seen["ClientWentDormant"], seen["FollowUpEscalated"]) == (1, 1), client_id
+    fired = Counter(first.deadlines.fired) + Counter(second.deadlines.fired)
+    assert (fired["dormant"], fired["follow_up_escalated"]) == (5, 5)

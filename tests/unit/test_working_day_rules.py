@@ -121,22 +121,36 @@ def test_a_buyer_without_contact_for_dormant_after_goes_dormant_once() -> None:
     assert client.dormant
 
 
-def test_contact_wakes_the_buyer_and_the_clock_starts_again_from_it() -> None:
+def test_a_follow_up_wakes_the_buyer_and_the_clock_starts_again_from_it() -> None:
     # Given a dormant buyer
     client = owned_client(policy=RULES_OF_THE_DAY)
     client.go_dormant(None, RULES_OF_THE_DAY, START + days(3), SYSTEM_TRACE)
+    assert client.dormant
 
-    # When the owner reaches them on day 4 (an unanswered call is no contact)
-    follow_up(client, START + days(3.5), effective=False, policy=RULES_OF_THE_DAY)
-    still = client.dormant
-    follow_up(client, START + days(4), policy=RULES_OF_THE_DAY)
+    # When the owner calls on day 4, even unanswered (the owner is working the buyer)
+    follow_up(client, START + days(4), effective=False, policy=RULES_OF_THE_DAY)
 
-    # Then they are awake; they go dormant again only three days after that contact
-    assert still and not client.dormant
+    # Then they are awake; they go dormant again only three days after that follow-up
+    assert not client.dormant
     new_events(client)
     assert not client.go_dormant(None, RULES_OF_THE_DAY, START + days(7) - hours(1), TRACE)
     assert client.go_dormant(None, RULES_OF_THE_DAY, START + days(7), SYSTEM_TRACE)
     assert of_type(new_events(client), "ClientWentDormant").last_activity_at == START + days(4)
+
+
+def test_a_previous_owners_follow_up_does_not_count_for_the_new_owner() -> None:
+    client = owned_client(policy=RULES_OF_THE_DAY)
+    follow_up(client, START + days(1), policy=RULES_OF_THE_DAY)
+    client.transfer(
+        to="cons-2",
+        basis="transfer",
+        reason="reassigned",
+        policy=RULES_OF_THE_DAY,
+        at=START + days(2),
+        trace=TRACE,
+    )
+
+    assert client.last_activity_at() == START + days(2)
 
 
 def test_a_visit_by_the_owned_buyer_counts_as_contact() -> None:
@@ -259,3 +273,28 @@ def test_no_escalation_before_a_deposit_after_a_contract_or_after_cancelling() -
     cancelled = deposited()
     cancelled.cancel("changed mind", "no_fault", RULES, START + days(2), TRACE)
     assert not cancelled.escalate_negotiation(after, 0, START + days(30), TRACE)
+
+
+# ------------------------------------------------------------ the loss review
+
+
+def test_a_loss_decision_needs_a_review_comment_while_the_policy_says_so() -> None:
+    # Given a pending loss request
+    client = owned_client()
+    client.request_loss(OWNER, "loss-1", "price", "sealed", START, TRACE)
+    new_events(client)
+
+    # When a supervisor approves or rejects it with a blank comment
+    for decide in (client.approve_loss, client.reject_loss):
+        with pytest.raises(InvalidInput) as caught:
+            decide("loss-1", " \n", POLICY, START + hours(1), TRACE)  # type: ignore[operator]
+
+        # Then it is refused on the comment field, and nothing is recorded
+        assert (caught.value.field, caught.value.code) == ("comment", "comment_required")
+    assert new_events(client) == []
+
+    # A project that turned the rule off may decide without one
+    client.reject_loss(
+        "loss-1", "", replace(POLICY, loss_review_comment_required=False), START, TRACE
+    )
+    assert of_type(new_events(client), "LossRejected").comment == ""
