@@ -206,6 +206,8 @@ TABLE: dict[str, Access] = {
     "list_clients": allow(**BUYER_READERS, channel_agent="partner"),
     "list_reports": allow(**BUYER_READERS, channel_agent="partner"),
     "list_tasks": allow(**BUYER_READERS),
+    # 待激活 wake-ups and stalled negotiations (the policy's rules): owner, team, managers
+    "list_rule_tasks": allow(**BUYER_READERS),
     # Per project, partner and day: no buyer or consultant in a row.
     "funnel": allow(**READERS, supervisor="project", manager="project", channel_agent="partner"),
     "channels": allow(**READERS, supervisor="project", manager="project", channel_agent="partner"),
@@ -216,6 +218,10 @@ TABLE: dict[str, Access] = {
     # the working day: an approver's inbox, a consultant's day
     "inbox": allow(**REVIEWERS),
     "my_day": allow(**SERVERS),
+    # dashboards: a consultant reads their own funnel, supervisors and managers the
+    # project's (rates and counts, no buyer in a row)
+    "conversion": allow(**BUYER_READERS),
+    "summary": allow(**READERS, supervisor="project", manager="project"),
     # what-if replays (ADR 0059): auditors and the project's managers; the job carries its
     # project, checked again when anyone reads it
     "what_if": allow(auditor="any", manager="project", admin="any"),

@@ -190,6 +190,30 @@ class PolicyIn(Strict):
     pool_claim_approval: bool = Field(
         default=False, description="Whether a supervisor must approve each pool claim"
     )
+    dormant_after: str = Field(
+        default="P7D",
+        description="No activity (a follow-up logged, reached or not, or a visit) on an owned "
+        "buyer for this long → 待激活 and a wake-up task for the owner",
+    )
+    negotiation_escalation: str = Field(
+        default="P15D",
+        description="A deal in deposit (定金) or subscription (认购) without a contract for "
+        "this long after the deposit → a task for the project manager",
+    )
+    recent_visit_window: str = Field(
+        default="P7D",
+        description="A report for a buyer seen at the office within this long before it is "
+        "rejected recent_visit (the walk-in beats a later report, 防截客)",
+    )
+    escalate_after: dict[str, str] = Field(
+        default_factory=lambda: {"A": "P1D", "B": "P1D", "C": "P1D"},
+        description="Per grade: an overdue follow-up goes to the supervisor this long after "
+        "it was due (ungraded buyers as B)",
+    )
+    loss_review_comment_required: bool = Field(
+        default=True,
+        description="Whether approving or rejecting a loss (战败) needs a review comment",
+    )
 
 
 class PolicyOut(BaseModel):
@@ -210,6 +234,11 @@ class PolicyOut(BaseModel):
     expiry_manager_id: str | None
     pool_claims_per_month: int
     pool_claim_approval: bool
+    dormant_after: str
+    negotiation_escalation: str
+    recent_visit_window: str
+    escalate_after: dict[str, str]
+    loss_review_comment_required: bool
 
 
 # --------------------------------------------------------------------- reports
@@ -250,7 +279,7 @@ class ReportOut(BaseModel):
     status: ReportStatus
     reason: str | None = Field(
         description="Why rejected or closed: protected, duplicate, masked_not_allowed, "
-        "lost_to_earlier_report, lost_to_accompanied_visit, …"
+        "recent_visit, lost_to_earlier_report, lost_to_accompanied_visit, …"
     )
     client_id: str | None = Field(description="null for a masked report until a visit matches it")
     phone_masked: str
@@ -429,7 +458,12 @@ class LossRequestIn(Strict):
 
 
 class DecisionIn(Strict):
-    comment: str = Field(default="", max_length=500)
+    comment: str = Field(
+        default="",
+        max_length=500,
+        description="审核意见; a loss (战败) decision needs one while the project's policy "
+        "sets loss_review_comment_required (the default)",
+    )
 
 
 class ClaimIn(Strict):

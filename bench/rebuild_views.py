@@ -292,7 +292,7 @@ class Buyer:
         if approve:
             client.approve_loss(request_id, "ok", self.policy, self.now, trace("sup", "s"))
         else:
-            client.reject_loss(request_id, "keep trying", self.now, trace("sup", "s"))
+            client.reject_loss(request_id, "keep trying", self.policy, self.now, trace("sup", "s"))
         self.writer.add(client)
 
     def claim(self) -> None:

@@ -186,6 +186,15 @@ PUBLIC: tuple[EventType, ...] = (
         Client.OwnershipMigrated,
         "The register's owner since the sheet's date; protection from the import.",
     ),
+    _t(
+        Client.FollowUpEscalated,
+        "A follow-up is overdue past its grade's escalate_after: the owner's supervisor "
+        "is asked to step in.",
+    ),
+    _t(
+        Client.ClientWentDormant,
+        "No follow-up or visit for dormant_after: 待激活, a wake-up task for the owner.",
+    ),
     _t(Client.DealMilestoneRecorded, "A step of one of the buyer's deals (成交); amount in fen."),
     _t(MaskedReportPool.PoolOpened, "The first masked report (隐号报备) for a 前三后四 pattern."),
     _t(MaskedReportPool.ReportFiled, "A channel filed a masked report into the pattern's pool."),
@@ -227,6 +236,10 @@ PUBLIC: tuple[EventType, ...] = (
         Deal.BuyerRenamed,
         "The buyer on the deal was renamed (更名); nothing else leaves.",
         "reason",
+    ),
+    _t(
+        Deal.NegotiationEscalated,
+        "No contract for negotiation_escalation after the deposit: the manager steps in.",
     ),
     _t(Deal.DealReattributed, "A dispute ruling moved the deal's attribution."),
     _t(Deal.CommissionAccrued, "A commission (佣金) entry was booked; reason is a code."),

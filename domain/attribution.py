@@ -60,12 +60,20 @@ def decide_filing(
     partner_id: str,
     owner: OwnerView | None,
     valid_claims: list[Claim],
+    last_visit_at: datetime | None,
 ) -> FilingDecision:
-    """May ``partner_id`` report this buyer now?"""
+    """May ``partner_id`` report this buyer now?
+
+    A buyer seen at the office within ``recent_visit_window`` before the report cannot be
+    reported (防截客: the walk-in beats a later report), even once nobody owns them any
+    more; the reason says only that, never who served the buyer.
+    """
     if is_protected(owner, now):
         assert owner is not None
         same = owner.partner_id == partner_id
         return FilingDecision(False, "duplicate" if same else "protected")
+    if last_visit_at is not None and now - last_visit_at < policy.delta("recent_visit_window"):
+        return FilingDecision(False, "recent_visit")
     if any(c.partner_id == partner_id for c in valid_claims):
         return FilingDecision(False, "duplicate")
     if policy.judge_rule == "report_first" and valid_claims:

@@ -185,6 +185,9 @@ class Client(ClientMigration, PublicPool, Disputes):
             **trace,
         )
 
+    def last_visit_at(self) -> datetime | None:
+        return self.visits[-1].at if self.visits else None
+
     def owner_view(self) -> OwnerView | None:
         return self.owner.view() if self.owner else None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from domain.policy import Policy
+from domain.values import parse_duration
 
 # A buyer nobody has graded yet is followed up at the B cadence: weekly is the middle
 # road between losing a hot buyer and pestering a cold one.
@@ -49,3 +50,15 @@ def next_follow_up_due(
 
 def inactive_after(policy: Policy, last_activity: datetime) -> datetime:
     return last_activity + policy.delta("inactivity_release")
+
+
+def escalates_at(policy: Policy, grade: str | None, due: datetime) -> datetime:
+    """When an overdue follow-up goes to the supervisor: the grade's ``escalate_after``
+    past its due time (ungraded buyers escalate as they are followed up, at B)."""
+    key = grade or UNGRADED_CADENCE
+    return due + parse_duration(policy.escalate_after[key], f"escalate_after.{key}")
+
+
+def dormant_from(policy: Policy, last_activity: datetime) -> datetime:
+    """When a buyer with no activity since ``last_activity`` becomes 待激活."""
+    return last_activity + policy.delta("dormant_after")

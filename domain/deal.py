@@ -275,6 +275,21 @@ class Deal(CommissionLedger):
             assert isinstance(aggregate, Deal)
             aggregate.buyer_pii = self.pii
 
+    class NegotiationEscalated(Aggregate.Event):
+        """The deal sat in deposit or subscription (谈判) without a contract for the
+        policy's ``negotiation_escalation``: the project manager is asked to step in."""
+
+        client_id: uuid.UUID
+        project_id: str
+        consultant_id: str
+        stage: str
+        since: datetime
+        policy_version: int
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Deal)
+            aggregate.negotiation_escalated = True
+
     class DealReattributed(Aggregate.Event):
         """A dispute ruling moved the client's attribution; commission follows it."""
 
@@ -345,6 +360,7 @@ class Deal(CommissionLedger):
         self.buyer_pii: str | None = None
         # Free text as vault tokens by place ("cancellation", "swap:<n>"); domain.sealing.
         self.sealed_texts: dict[str, str] = {}
+        self.negotiation_escalated = False
         super().__init__()  # the commission ledger
 
     def keep_sealed(self, place: str, token: str) -> None:
@@ -407,6 +423,33 @@ class Deal(CommissionLedger):
     def signing_overdue(self, now: datetime) -> bool:
         deadline = self.signing_deadline
         return self.stage in AWAITING_SIGNATURE and deadline is not None and now > deadline
+
+    @property
+    def negotiation_since(self) -> datetime | None:
+        """When negotiation began: the deposit (定金); a swap does not restart it."""
+        return next((m["at"] for m in self.milestones if m["stage"] == "deposit_paid"), None)
+
+    def escalate_negotiation(
+        self, after: timedelta, policy_version: int, at: datetime, trace: dict[str, Any]
+    ) -> bool:
+        """Ask the manager in, once per deal, when no contract came ``after`` the deposit."""
+        since = self.negotiation_since
+        if self.stage not in AWAITING_SIGNATURE or since is None or self.negotiation_escalated:
+            return False
+        if at < since + after:
+            return False
+        self.trigger_event(
+            self.NegotiationEscalated,
+            client_id=self.client_id,
+            project_id=self.project_id,
+            consultant_id=self.attribution.consultant_id,
+            stage=self.stage,
+            since=since,
+            policy_version=policy_version,
+            timestamp=at,
+            **trace,
+        )
+        return True
 
     def progress(self) -> Progress:
         return Progress(

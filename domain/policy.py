@@ -25,12 +25,21 @@ DURATION_SETTINGS = (
     "protection_max",
     "inactivity_release",
     "first_follow_up",
+    "dormant_after",
+    "negotiation_escalation",
+    "recent_visit_window",
 )
 
 
 def _default_cadence() -> dict[str, str]:
     # Seeds: A-grade buyers every 3 days, B weekly, C monthly.
     return {"A": "P3D", "B": "P7D", "C": "P30D"}
+
+
+def _default_escalation() -> dict[str, str]:
+    # An overdue follow-up goes to the supervisor a day later whatever the grade: the
+    # fixed rule before escalation became a policy field, so old projects keep it.
+    return {"A": "P1D", "B": "P1D", "C": "P1D"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,15 @@ class Policy:
     expiry_manager_id: str | None = None
     pool_claims_per_month: int = 5
     pool_claim_approval: bool = False
+    # The seeds' rules of the working day (domain.md): 7 days without activity → 待激活;
+    # negotiation over 15 days → the manager steps in; a report is void when the buyer
+    # was seen at the office in the prior 7 days; overdue follow-ups escalate per grade;
+    # a supervisor's loss review states its reasons.
+    dormant_after: str = "P7D"
+    negotiation_escalation: str = "P15D"
+    recent_visit_window: str = "P7D"
+    escalate_after: dict[str, str] = field(default_factory=_default_escalation)
+    loss_review_comment_required: bool = True
 
     def delta(self, name: str) -> timedelta:
         value = getattr(self, name)
@@ -112,6 +130,12 @@ def validate_settings(settings: dict[str, Any]) -> dict[str, Any]:
     merged["cadence"] = {**_default_cadence(), **cadence}
     for grade, value in merged["cadence"].items():
         parse_duration(value, f"cadence.{grade}")
+    escalation = merged["escalate_after"]
+    if not isinstance(escalation, dict) or set(escalation) - set(GRADES):
+        raise InvalidInput("escalate_after", "must map grades A, B and C to ISO-8601 durations")
+    merged["escalate_after"] = {**_default_escalation(), **escalation}
+    for grade, value in merged["escalate_after"].items():
+        parse_duration(value, f"escalate_after.{grade}")
     if merged["on_expiry"] not in ON_EXPIRY:
         raise InvalidInput("on_expiry", f"must be one of {', '.join(ON_EXPIRY)}")
     if merged["on_expiry"] == "manager":
@@ -125,6 +149,8 @@ def validate_settings(settings: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput("pool_claims_per_month", "must be a whole number from 0 to 10000")
     if not isinstance(merged["pool_claim_approval"], bool):
         raise InvalidInput("pool_claim_approval", "must be true or false")
+    if not isinstance(merged["loss_review_comment_required"], bool):
+        raise InvalidInput("loss_review_comment_required", "must be true or false")
     return merged
 
 

@@ -11,7 +11,12 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate
 
-from domain.clock_rules import extended_protection, next_follow_up_due
+from domain.clock_rules import (
+    dormant_from,
+    escalates_at,
+    extended_protection,
+    next_follow_up_due,
+)
 from domain.custody import Custody
 from domain.errors import InvalidInput
 from domain.policy import Policy
@@ -84,6 +89,32 @@ class Protection(Custody):
         protected_until: datetime
         policy_version: int
 
+    class FollowUpEscalated(Aggregate.Event):
+        """The follow-up due at ``due_at`` is overdue past the grade's ``escalate_after``:
+        the owner's supervisor is asked to step in (a task for the supervisor)."""
+
+        consultant_id: str
+        due_at: datetime
+        grade: str | None
+        policy_version: int
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Protection)
+            aggregate.escalated_due = self.due_at
+
+    class ClientWentDormant(Aggregate.Event):
+        """No activity on the buyer since ``last_activity_at`` for ``dormant_after``:
+        the buyer is 待激活 and the owner has a wake-up task, until the next follow-up or
+        visit."""
+
+        consultant_id: str
+        last_activity_at: datetime
+        policy_version: int
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Protection)
+            aggregate.dormant_as_of = self.last_activity_at
+
     # ------------------------------------------------------------------- state
 
     def __init__(self) -> None:
@@ -95,6 +126,8 @@ class Protection(Custody):
         self.last_follow_up_at: datetime | None = None
         self.requested_next_contact: datetime | None = None
         self.last_effective_follow_up_at: datetime | None = None
+        self.escalated_due: datetime | None = None  # the follow-up due time escalated
+        self.dormant_as_of: datetime | None = None  # the last activity it went dormant after
 
     # ---------------------------------------------------------------- protection
 
@@ -226,6 +259,77 @@ class Protection(Custody):
         self.trigger_event(
             self.ContactDisclosed, principal_id=principal_id, role=role, timestamp=at, **trace
         )
+
+    # ------------------------------------------------------------- the working day
+
+    def last_visit_at(self) -> datetime | None:
+        """The buyer's last visit to the office (the Client keeps the visits)."""
+        return None
+
+    def last_activity_at(self) -> datetime | None:
+        """The current owner's last work on the buyer: ownership start, a follow-up
+        logged (reached or not: 待激活 nudges an owner who stopped trying, not one whose
+        calls go unanswered; a migrated register's last follow-up counts) or a visit."""
+        owner = self.owner
+        if owner is None:
+            return None
+        seen = (owner.since, self.last_follow_up_at, self.last_visit_at())
+        return max(m for m in seen if m is not None and m >= owner.since)
+
+    @property
+    def dormant(self) -> bool:
+        """待激活: flagged, and no activity since the stretch it was flagged for."""
+        last = self.last_activity_at()
+        return last is not None and self.dormant_as_of == last
+
+    def _same_epoch(self, epoch: int | None) -> bool:
+        owner = self.owner
+        return owner is not None and (epoch is None or owner.decided_version == epoch)
+
+    def go_dormant(
+        self, epoch: int | None, policy: Policy, at: datetime, trace: dict[str, Any]
+    ) -> bool:
+        """Flag 待激活 once ``dormant_after`` passed without activity; once per stretch.
+
+        A buyer in a deal is in touch enough (as for the inactivity release): never.
+        """
+        last = self.last_activity_at()
+        if not self._same_epoch(epoch) or last is None or self.in_deal:
+            return False
+        if self.dormant_as_of == last or at < dormant_from(policy, last):
+            return False
+        assert self.owner is not None
+        self.trigger_event(
+            self.ClientWentDormant,
+            consultant_id=self.owner.consultant_id,
+            last_activity_at=last,
+            policy_version=policy.version,
+            timestamp=at,
+            **trace,
+        )
+        return True
+
+    def escalate_follow_up(
+        self, epoch: int | None, policy: Policy, at: datetime, trace: dict[str, Any]
+    ) -> bool:
+        """Escalate the follow-up due now, once, when it is overdue past the grade's
+        ``escalate_after`` (the policy in force when the deadline fires)."""
+        due = self.next_follow_up_due
+        if not self._same_epoch(epoch) or due is None or self.escalated_due == due:
+            return False
+        if at < escalates_at(policy, self.grade, due):
+            return False
+        assert self.owner is not None
+        self.trigger_event(
+            self.FollowUpEscalated,
+            consultant_id=self.owner.consultant_id,
+            due_at=due,
+            grade=self.grade,
+            policy_version=policy.version,
+            timestamp=at,
+            **trace,
+        )
+        return True
 
     # ---------------------------------------------------------------- running out
 

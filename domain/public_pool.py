@@ -156,6 +156,17 @@ class PublicPool(Custody):
             raise Conflict(f"the loss request is already {request.status}", code="decided")
         return request
 
+    @staticmethod
+    def _check_review(comment: str, policy: Policy) -> None:
+        if policy.loss_review_comment_required and not comment.strip():
+            # The seeds make the supervisor's review (审核意见) part of the record.
+            raise InvalidInput(
+                "comment",
+                "is required: the project's policy wants a review comment (审核意见) on "
+                "every loss decision",
+                code="comment_required",
+            )
+
     def approve_loss(
         self,
         request_id: str,
@@ -166,11 +177,12 @@ class PublicPool(Custody):
         sealed: str = "",
     ) -> None:
         request = self._pending_loss(request_id)
+        self._check_review(comment, policy)
         self.trigger_event(
             self.LossApproved,
             request_id=request_id,
             loss_reason=request.reason,
-            comment=comment,
+            comment="" if sealed else comment,
             sealed=sealed,
             timestamp=at,
             **trace,
@@ -182,15 +194,17 @@ class PublicPool(Custody):
         self,
         request_id: str,
         comment: str,
+        policy: Policy,
         at: datetime,
         trace: dict[str, Any],
         sealed: str = "",
     ) -> None:
         self._pending_loss(request_id)
+        self._check_review(comment, policy)
         self.trigger_event(
             self.LossRejected,
             request_id=request_id,
-            comment=comment,
+            comment="" if sealed else comment,
             sealed=sealed,
             timestamp=at,
             **trace,

@@ -9,6 +9,7 @@ and choosing ids stay with the caller.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -40,7 +41,12 @@ def file_report_on(
         decision = decide_masked_filing(policy, at, partner_id, stream.valid_claims(at))
     else:
         decision = decide_filing(
-            policy, at, partner_id, stream.owner_view(), stream.valid_claims(at)
+            policy,
+            at,
+            partner_id,
+            stream.owner_view(),
+            stream.valid_claims(at),
+            stream.last_visit_at(),
         )
     return stream.record_report(
         report_id=report_id,
@@ -80,8 +86,16 @@ def decide_and_record_visit(
     personal data re-sealed under the buyer's key by ``reseal``.
     """
     pooled = pool.valid_claims(at) if pool is not None else []
-    claims = client.valid_claims(at) + [c for c in pooled if c.report_id not in client.passed_over]
+    fresh = [c for c in pooled if c.report_id not in client.passed_over]
+    # A masked report could not know its buyer when filed: the recent-visit rule that
+    # voids a full-number report at filing judges it here, against this buyer's visits.
+    void = [c for c in fresh if _seen_lately(client, c.filed_at, policy)]
+    claims = client.valid_claims(at) + [c for c in fresh if c not in void]
     decision = decide_visit(policy, at, client.owner_view(), claims, partner_id)
+    if void and decision.kind != "protected":
+        decision = replace(
+            decision, losers=decision.losers + tuple((c, "recent_visit") for c in void)
+        )
     touched: list[Client | MaskedReportPool] = [client]
     masked_winner = None
     if decision.winner is not None and decision.winner.masked:
@@ -114,3 +128,9 @@ def decide_and_record_visit(
         trace=trace,
     )
     return decision, touched
+
+
+def _seen_lately(client: Client, moment: datetime, policy: Policy) -> bool:
+    """Was the buyer at the office within ``recent_visit_window`` before ``moment``?"""
+    before = [v.at for v in client.visits if v.at <= moment]
+    return bool(before) and moment - max(before) < policy.delta("recent_visit_window")

@@ -77,6 +77,30 @@ CLAIMANT_KINDS: tuple[ClaimantKind, ...] = get_args(ClaimantKind)
 DisputeOutcome = Literal["upheld", "dismissed"]
 DISPUTE_OUTCOMES: tuple[DisputeOutcome, ...] = get_args(DisputeOutcome)
 
+# ------------------------------------------------------------------ notifications
+
+# What a person is told (projections.notification_outbox, yingke.notify).
+NotificationKind = Literal[
+    "follow_up_due",  # 跟进即将到期
+    "follow_up_overdue",  # 跟进已逾期
+    "follow_up_escalated",  # 跟进逾期升级（主管介入）
+    "protection_expiring",  # 保护期即将结束
+    "approval_requested",  # 待审批（战败申请、捞客申请）
+    "approval_decided",  # 审批结果
+    "dispute_opened",  # 申诉待裁决
+    "dispute_ruled",  # 申诉裁决结果
+    "dormant_buyer",  # 客户待激活
+    "negotiation_escalated",  # 谈判停滞（经理介入）
+]
+NOTIFICATION_KINDS: tuple[NotificationKind, ...] = get_args(NotificationKind)
+
+# A notification's delivery: waiting or being tried, delivered, given up after the last
+# attempt, too old when first tried, no channel to reach anyone, or withdrawn.
+NotificationStatus = Literal[
+    "pending", "sending", "sent", "failed", "stale", "unroutable", "cancelled"
+]
+NOTIFICATION_STATUSES: tuple[NotificationStatus, ...] = get_args(NotificationStatus)
+
 # The demand profile (客户画像): kept as the buyer's own words, checked only at the edge.
 FloorPreference = Literal["low", "middle", "high", "any"]
 Purpose = Literal["self_use", "investment", "both"]

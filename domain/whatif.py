@@ -32,6 +32,7 @@ from domain.custody import Ownership
 from domain.errors import Conflict, DomainError
 from domain.masked_pool import MaskedReportPool
 from domain.policy import Policy, validate_settings
+from domain.sealing import SEALED
 from domain.services.deals import consultant_roles
 from domain.values import Actor
 from domain.visits import decide_and_record_visit, file_report_on
@@ -133,6 +134,13 @@ DERIVED = frozenset(
 )
 # Facts that come from outside the rules (an office's register): applied as recorded.
 TRANSPLANTED = frozenset({"ClientMigrated", "OwnershipMigrated", "FollowUpMigrated"})
+
+
+def _review(e: Any) -> tuple[str, str]:
+    """A loss review's comment as the rules see it: a sealed comment was written (ADR
+    0045), so it counts as present without being opened."""
+    sealed: str = getattr(e, "sealed", "")
+    return (e.comment or (SEALED if sealed else "")), sealed
 
 
 def _trace(event: Event) -> dict[str, Any]:
@@ -495,10 +503,12 @@ class BuyerReplay:
         alt.request_loss(_actor(e), e.request_id, e.reason, e.pii, e.timestamp, _trace(e))
 
     def on_LossApproved(self, alt: Client, e: Any, policy: Policy) -> None:
-        alt.approve_loss(e.request_id, e.comment, policy, e.timestamp, _trace(e))
+        comment, sealed = _review(e)
+        alt.approve_loss(e.request_id, comment, policy, e.timestamp, _trace(e), sealed)
 
     def on_LossRejected(self, alt: Client, e: Any, policy: Policy) -> None:
-        alt.reject_loss(e.request_id, e.comment, e.timestamp, _trace(e))
+        comment, sealed = _review(e)
+        alt.reject_loss(e.request_id, comment, policy, e.timestamp, _trace(e), sealed)
 
     def on_ClaimRequested(self, alt: Client, e: Any, policy: Policy) -> None:
         alt.request_claim(e.claim_id, e.consultant_id, e.timestamp, _trace(e))

@@ -69,3 +69,61 @@ def owned_count(db: ViewDB, consultant_id: str) -> int:
         (consultant_id,),
     )
     return int(rows[0][0])
+
+
+# ------------------------------------------------ the working day's rules (rule_tasks)
+
+_OWNED = "rule_tasks__clients"
+_IN_DEAL = (
+    "EXISTS (SELECT 1 FROM deal_pipeline d WHERE d.client_id = c.client_id "
+    "AND d.status <> 'cancelled')"
+)
+
+
+def rule_projects(db: ViewDB) -> list[str]:
+    """Projects with an owned buyer or a deal in negotiation: where the rules can fire."""
+    rows = db.query(
+        f"SELECT project_id FROM {_OWNED} WHERE consultant_id IS NOT NULL "
+        "UNION SELECT project_id FROM rule_tasks__negotiations WHERE since IS NOT NULL "
+        "AND NOT escalated"
+    )
+    return sorted(str(r[0]) for r in rows)
+
+
+def dormant(db: ViewDB, project_id: str, cutoff: datetime, limit: int) -> list[tuple[str, int]]:
+    """(client_id, owner_epoch) of owned buyers without contact since ``cutoff``, not
+    flagged for that stretch yet; buyers in a deal stay out (the stream refuses them)."""
+    rows = db.query(
+        f"SELECT client_id, owner_epoch FROM {_OWNED} c WHERE project_id = %s "
+        "AND consultant_id IS NOT NULL AND last_activity_at <= %s "
+        "AND (dormant_as_of IS NULL OR dormant_as_of <> last_activity_at) "
+        f"AND NOT {_IN_DEAL} ORDER BY last_activity_at LIMIT %s",
+        (project_id, ts(db.dialect, cutoff), limit),
+    )
+    return [(str(c), int(e)) for c, e in rows]
+
+
+def escalation_due(
+    db: ViewDB, project_id: str, grade: str, cutoff: datetime, limit: int, *, ungraded: bool
+) -> list[tuple[str, int]]:
+    """(client_id, owner_epoch) of owned buyers of ``grade`` (and the ungraded, with
+    ``ungraded``) whose follow-up was due by ``cutoff`` and is not escalated yet."""
+    graded = "(grade = %s OR grade IS NULL)" if ungraded else "grade = %s"
+    rows = db.query(
+        f"SELECT client_id, owner_epoch FROM {_OWNED} WHERE project_id = %s AND {graded} "
+        "AND consultant_id IS NOT NULL AND next_follow_up_due <= %s "
+        "AND (escalated_due IS NULL OR escalated_due <> next_follow_up_due) "
+        "ORDER BY next_follow_up_due LIMIT %s",
+        (project_id, grade, ts(db.dialect, cutoff), limit),
+    )
+    return [(str(c), int(e)) for c, e in rows]
+
+
+def negotiations_due(db: ViewDB, project_id: str, cutoff: datetime, limit: int) -> list[str]:
+    """Deals whose deposit was paid by ``cutoff`` with no contract and no escalation."""
+    rows = db.query(
+        "SELECT deal_id FROM rule_tasks__negotiations WHERE project_id = %s "
+        "AND since IS NOT NULL AND since <= %s AND NOT escalated ORDER BY since LIMIT %s",
+        (project_id, ts(db.dialect, cutoff), limit),
+    )
+    return [str(r[0]) for r in rows]

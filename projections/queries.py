@@ -20,12 +20,11 @@ from projections import (
     pool_activity,
     protection_board,
     report_log,
+    rule_tasks,
 )
 from projections.common import day_of
 from projections.runtime import Table, ViewDB
 from projections.sql import read_ts, ts
-
-ESCALATE_AFTER = timedelta(days=1)
 
 
 class BadCursor(ValueError):
@@ -240,6 +239,31 @@ def reports(
     return page(db, report_log.TABLE, where, ("filed_at", "report_id"), cursor, limit)
 
 
+def _open_rule_task(kind: str, subject: str) -> str:
+    """SQL: the row of ``subject`` (a qualified column) has an open rule task of ``kind``
+    (kinds are this module's constants, never caller input)."""
+    return (
+        f"EXISTS (SELECT 1 FROM {rule_tasks.TABLE.name} r WHERE r.subject_id = {subject} "
+        f"AND r.kind = '{kind}' AND r.status = 'open')"
+    )
+
+
+def open_rule_tasks(db: ViewDB, subject_ids: Sequence[str]) -> dict[str, set[str]]:
+    """subject id → the kinds of its open rule tasks (待激活, escalations)."""
+    if not subject_ids:
+        return {}
+    marks = ", ".join(["%s"] * len(subject_ids))
+    rows = db.query(
+        f"SELECT subject_id, kind FROM {rule_tasks.TABLE.name} "
+        f"WHERE status = 'open' AND subject_id IN ({marks})",
+        tuple(subject_ids),
+    )
+    found: dict[str, set[str]] = {}
+    for subject, kind in rows:
+        found.setdefault(str(subject), set()).add(str(kind))
+    return found
+
+
 def tasks(
     db: ViewDB,
     scope: Scope,
@@ -250,31 +274,52 @@ def tasks(
     grade: str | None = None,
     due_before: datetime | None = None,
     escalated: bool | None = None,
+    dormant: bool | None = None,
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page:
+    """Follow-up tasks; ``escalated`` and ``dormant`` (待激活) are the open rule tasks the
+    deadline processor raised under the project's policy (``escalate_after`` per grade,
+    ``dormant_after``), not a fixed age computed here."""
     where = scoped(scope, partner_column=None)
     where.add("due_at IS NOT NULL")
     where.equal_all(project_id=project_id, consultant_id=consultant_id, grade=grade)
     if due_before is not None:
         where.add("due_at < %s", ts(db.dialect, due_before))
-    if escalated is True:
-        where.add("due_at < %s", ts(db.dialect, now - ESCALATE_AFTER))
-    elif escalated is False:
-        where.add("due_at >= %s", ts(db.dialect, now - ESCALATE_AFTER))
+    subject = f"{follow_up_tasks.TABLE.name}.client_id"
+    for flag, kind in ((escalated, "follow_up_escalated"), (dormant, "wake_up")):
+        if flag is not None:
+            where.add(("" if flag else "NOT ") + _open_rule_task(kind, subject))
     result = page(db, follow_up_tasks.TABLE, where, ("due_at", "client_id"), cursor, limit)
+    flags = open_rule_tasks(db, [item["client_id"] for item in result.items])
     for item in result.items:
+        kinds = flags.get(item["client_id"], set())
         item.update(task_status(item["due_at"], now))
+        item.update(escalated="follow_up_escalated" in kinds, dormant="wake_up" in kinds)
     return result
 
 
 def task_status(due_at: datetime, now: datetime) -> dict[str, Any]:
-    """A task is due until its time passes, then overdue; escalated a day after that."""
-    overdue = due_at <= now
-    return {
-        "status": "overdue" if overdue else "due",
-        "escalated": overdue and now - due_at > ESCALATE_AFTER,
-    }
+    """A task is due until its time passes, then overdue (escalation is a rule task)."""
+    return {"status": "overdue" if due_at <= now else "due"}
+
+
+def raised_tasks(
+    db: ViewDB,
+    scope: Scope,
+    *,
+    project_id: str | None = None,
+    consultant_id: str | None = None,
+    kind: str | None = None,
+    status: str | None = "open",
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page:
+    """The tasks the policy's rules raised (rule_tasks), oldest first."""
+    where = scoped(scope, partner_column=None)
+    where.equal_all(project_id=project_id, consultant_id=consultant_id, kind=kind, status=status)
+    order = ("raised_at", "subject_id", "kind")
+    return page(db, rule_tasks.TABLE, where, order, cursor, limit)
 
 
 def daily(
@@ -370,7 +415,8 @@ def protection(
     project_id: str | None = None,
     consultant_id: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Per consultant (and team): owned buyers whose protection ends within 3 and 7 days."""
+    """Per consultant (and team): owned buyers whose protection ends within 3 and 7 days,
+    and how many of those are dormant (待激活)."""
     where = scoped(scope, partner_column=None)
     where.equal_all(project_id=project_id, consultant_id=consultant_id)
     where.add("protected_until >= %s", ts(db.dialect, now))
@@ -380,7 +426,8 @@ def protection(
     rows = db.query(
         "SELECT b.project_id, b.consultant_id, d.team_id, "
         "SUM(CASE WHEN b.protected_until < %s THEN 1 ELSE 0 END), COUNT(*), "
-        f"MIN(b.protected_until) FROM (SELECT * FROM {table}{where.sql()}) b "
+        f"MIN(b.protected_until), SUM(CASE WHEN {_open_rule_task('wake_up', 'b.client_id')} "
+        f"THEN 1 ELSE 0 END) FROM (SELECT * FROM {table}{where.sql()}) b "
         "LEFT JOIN principal_directory d ON d.principal_id = b.consultant_id "
         "GROUP BY b.project_id, b.consultant_id, d.team_id "
         "ORDER BY b.project_id, b.consultant_id",
@@ -394,8 +441,10 @@ def protection(
             "ending_within_3_days": int(n3),
             "ending_within_7_days": int(n7),
             "first_ending_at": read_ts(first),
+            # Of those, 待激活: nobody reached them for dormant_after — the ones to save.
+            "dormant": int(asleep or 0),
         }
-        for p, c, t, n3, n7, first in rows
+        for p, c, t, n3, n7, first, asleep in rows
     ]
 
 

@@ -44,12 +44,14 @@ from projections.follow_up_tasks import FollowUpTasks
 from projections.funnel_daily import FunnelDaily
 from projections.lookup_audit import LookupAudit
 from projections.lost_reasons import LostReasons
+from projections.notification_outbox import NotificationOutbox
 from projections.payment_collection import PaymentCollection
 from projections.pending_decisions import PendingDecisions
 from projections.pool_activity import PoolActivity
 from projections.principal_directory import PrincipalDirectory
 from projections.protection_board import ProtectionBoard
 from projections.report_log import ReportLog
+from projections.rule_tasks import RuleTasks
 from projections.runtime import Follower, Loop, PostgresViewDB, SQLiteViewDB, View, ViewDB
 from projections.units import Units
 from yingke.chain import POSTGRES_TOPIC, SQLITE_TOPIC, Chained, backfill
@@ -58,6 +60,9 @@ from yingke.guard import StoreGuard, drop_retries
 from yingke.jobs import JobRunner, JobStore
 from yingke.keys import KeyDir
 from yingke.metrics import Metrics
+from yingke.notify import PrincipalDirectory as Contacts
+from yingke.notify import Sender, sender_from
+from yingke.notify import migrate as migrate_delivery
 from yingke.settings import Settings, postgres_params
 from yingke.streams import existing_streams
 from yingke.vault import KeyStore, PostgresKeyStore, SQLiteKeyStore, Vault
@@ -115,6 +120,8 @@ def all_views() -> list[View]:
         CommissionLedger(),
         ContactDisclosures(),
         LookupAudit(),
+        RuleTasks(),
+        NotificationOutbox(),
     ]
 
 
@@ -194,9 +201,16 @@ class Container(Services):
     metrics: Metrics = field(default_factory=Metrics, kw_only=True)
     jobs: JobStore = field(kw_only=True)
     job_runner: JobRunner = field(kw_only=True)
+    notifier: Sender | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         self.metrics.watch(self)
+        if self.notifier is None:
+            # Delivery reads each person's contact from their own stream (ADR 0052).
+            directory = Contacts(self.principals.principal)
+            self.notifier = sender_from(
+                self.settings, self.views, directory, self.clock, self.metrics
+            )
 
     def deadlines_step(self) -> int:
         """Fire deadlines, and retire KEK epochs whose erasure delay has passed."""
@@ -215,6 +229,11 @@ class Container(Services):
                 self.metrics,
             ),
         ]
+        if self.notifier is not None:
+            # Without Kafka, notifications are delivered from here (the embedded default).
+            self.loops.append(
+                Loop("notify", self.notifier.run_once, self.settings.reminder_tick, self.metrics)
+            )
         for loop in self.loops:
             loop.start()
 
@@ -265,6 +284,7 @@ def migrate(settings: Settings) -> None:
         _vault(settings, store).migrate_legacy()
         Follower(events, views, all_views()).migrate()
         JobStore(views).migrate()
+        migrate_delivery(views)
         events.close()
     finally:
         views.close()

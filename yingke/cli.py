@@ -180,7 +180,8 @@ def _rebuild(name: str | None) -> None:
 
 @app.command()
 def deadlines(metrics_port: MetricsPort = None) -> None:
-    """Fire report, protection (保护期) and inactivity deadlines; retire due KEK epochs."""
+    """Fire report, protection (保护期), inactivity, dormancy (待激活) and escalation
+    deadlines; retire due KEK epochs."""
     _run_loop("deadlines", metrics_port)
 
 

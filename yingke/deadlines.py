@@ -4,6 +4,10 @@ It reads what is due from the views and issues commands; each command re-checks 
 client's own stream before acting, so a deadline that a newer event moved is left
 alone, a second processor (or a second run) changes nothing, and a restart misses
 nothing because the views remember what is due.
+
+Besides reports, protection, inactivity and departures it runs the policy's working-day
+rules per project (``rule_tasks``): buyers going dormant (待激活), overdue follow-ups
+escalated per grade, and negotiations past ``negotiation_escalation``.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+from domain.clock_rules import UNGRADED_CADENCE
 from domain.services.uow import Context
-from domain.values import SYSTEM
+from domain.values import SYSTEM, parse_duration
+from domain.vocabulary import GRADES
 from projections import due
 from projections.runtime import Follower, ViewDB
 
@@ -36,6 +43,9 @@ class DeadlineProcessor:
             "protection_expired": 0,
             "inactive_released": 0,
             "departure_moves": 0,
+            "dormant": 0,
+            "follow_up_escalated": 0,
+            "negotiation_escalated": 0,
         }
     )
 
@@ -60,6 +70,34 @@ class DeadlineProcessor:
             moved = continue_departure(self.services, self.db, self.follower, consultant_id)
             self.fired["departure_moves"] += moved
             acted += moved
+        for project_id in due.rule_projects(self.db):
+            acted += self._working_day(project_id, now, limit)
+        return acted
+
+    def _working_day(self, project_id: str, now: datetime, limit: int) -> int:
+        """The policy's working-day rules for one project, with its current policy: the
+        durations differ per project (and per grade), so the cut-offs do too."""
+        policy = self.services.policies.policy_for(project_id)
+        followups, acted = self.services.followups, 0
+        cutoff = now - policy.delta("dormant_after")
+        for client_id, epoch in due.dormant(self.db, project_id, cutoff, limit):
+            acted += self._count("dormant", followups.go_dormant(uuid.UUID(client_id), epoch))
+        for grade in GRADES:
+            wait = parse_duration(policy.escalate_after[grade], f"escalate_after.{grade}")
+            candidates = due.escalation_due(
+                self.db, project_id, grade, now - wait, limit, ungraded=grade == UNGRADED_CADENCE
+            )
+            for client_id, epoch in candidates:
+                acted += self._count(
+                    "follow_up_escalated",
+                    followups.escalate_follow_up(uuid.UUID(client_id), epoch),
+                )
+        cutoff = now - policy.delta("negotiation_escalation")
+        for deal_id in due.negotiations_due(self.db, project_id, cutoff, limit):
+            acted += self._count(
+                "negotiation_escalated",
+                self.services.deals.escalate_negotiation(uuid.UUID(deal_id)),
+            )
         return acted
 
     def _count(self, kind: str, acted: bool) -> int:

@@ -35,6 +35,8 @@ def _var(default: Any, expects: str, **bounds: Any) -> Any:
 _POSITIVE_INT = "a positive integer"
 _SECONDS = "a non-negative number of seconds"
 _INTERVAL = "a positive number of seconds"
+_URL = "an http:// or https:// URL"
+_URL_PATTERN = r"^https?://[^/\s]+\S*$"
 _DURATION = "an ISO-8601 duration in weeks, days, hours, minutes or seconds, e.g. PT2H or P3D"
 
 
@@ -80,9 +82,20 @@ class Environment(BaseSettings):
     relay_interval: float = _var(0.2, _INTERVAL, gt=0, allow_inf_nan=False)
     consumer_batch_size: int = _var(1000, _POSITIVE_INT, gt=0)
     # Reminders (consumers/reminders.py): a WeCom group robot URL, or any JSON webhook.
-    reminder_webhook: str | None = _var(
-        None, "an http:// or https:// URL", pattern=r"^https?://[^/\s]+\S*$"
-    )
+    # The old name of YINGKE_NOTIFY_WEBHOOK, still read when that one is unset.
+    reminder_webhook: str | None = _var(None, _URL, pattern=_URL_PATTERN)
+    # Notifications to people (yingke/notify.py, ADR 0052): the group webhook that gets
+    # what no person can be reached for, and the body it and personal webhooks get.
+    notify_webhook: str | None = _var(None, _URL, pattern=_URL_PATTERN)
+    notify_webhook_format: Literal["wecom", "json"] = _var("wecom", "one of wecom, json")
+    # A notification first tried longer than this after it came due is not sent.
+    notify_max_age: str = _var("P1D", _DURATION)
+    # WeCom application messages (应用消息) to a person's wecom_user_id: all three of
+    # corp id, secret and agent id, or none (then personal webhooks and the group).
+    wecom_api_base: str = _var("https://qyapi.weixin.qq.com", _URL, pattern=_URL_PATTERN)
+    wecom_corp_id: str | None = _var(None, "a WeCom corp id", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    wecom_corp_secret: str | None = _var(None, "a WeCom application secret", repr=False)
+    wecom_agent_id: int | None = _var(None, _POSITIVE_INT, gt=0)
     reminder_max_attempts: int = _var(5, _POSITIVE_INT, gt=0)
     reminder_backoff: float = _var(2.0, _SECONDS, ge=0, allow_inf_nan=False)
     reminder_dead_letter_topic: str = _var(
@@ -111,7 +124,7 @@ class Environment(BaseSettings):
             postgres_params(value)
         return value
 
-    @field_validator("reminder_due_lead", "reminder_protection_lead")
+    @field_validator("reminder_due_lead", "reminder_protection_lead", "notify_max_age")
     @classmethod
     def _duration(cls, value: str) -> str:
         from domain.errors import InvalidInput
@@ -211,6 +224,13 @@ class Settings:
     relay_interval: float
     consumer_batch_size: int
     reminder_webhook: str | None
+    notify_webhook: str | None
+    notify_webhook_format: str
+    notify_max_age: str
+    wecom_api_base: str
+    wecom_corp_id: str | None
+    wecom_corp_secret: str | None = field(repr=False)
+    wecom_agent_id: int | None
     reminder_max_attempts: int
     reminder_backoff: float
     reminder_dead_letter_topic: str
@@ -320,6 +340,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         admin_key=admin_key,
         secret=secret.encode(),
         kafka_fast_join=env.kafka_fast_join == "1",
+        notify_webhook=env.notify_webhook or env.reminder_webhook,
         key_dir=env.key_dir.resolve() if env.key_dir is not None else None,
     )
     return Settings(**values)

@@ -11,7 +11,7 @@ from api.authorization import ScopeDep
 from api.deps import AppDep, FreshDep, get_container
 from api.tabular import TabularDep
 from api.validation import Month
-from projections import commission_ledger, deal_queries
+from projections import commission_ledger, dashboards, deal_queries
 
 router = APIRouter(prefix="/v1/views", tags=["views"], dependencies=[FreshDep])
 
@@ -117,9 +117,13 @@ def signing_forecast(
     days: Annotated[int, Query(ge=1, le=31)] = deal_queries.FORECAST_DAYS,
 ) -> Any:
     """Contracts (签约) expected in the next ``days`` (14): deals holding a deposit or a
-    subscription whose signing deadline falls in the window, per day and deal by deal."""
+    subscription whose signing deadline falls in the window, per day and deal by deal;
+    ``pipeline`` counts the deals in progress and the owned A-grade buyers without a deal."""
+    views = get_container(request).views
     forecast = deal_queries.signing_forecast(
-        get_container(request).views, scope, app.clock(), project_id=project_id, days=days
+        views, scope, app.clock(), project_id=project_id, days=days
     )
+    # Beyond the deadlines in the window: what else may sign (deals, A-grade buyers).
+    forecast["pipeline"] = dashboards.pipeline(views, scope, project_id=project_id)
     # As a sheet, the forecast is its deals, one row each; JSON keeps the per-day summary.
     return forecast if tab.fmt is None else tab.download(forecast["deals"])

@@ -8,13 +8,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 
 from api.authorization import ScopeDep
-from api.deps import AppDep, FreshDep, get_container
+from api.deps import AppDep, CallerDep, FreshDep, get_container
 from api.tabular import TabularDep
 from api.validation import Instant, Month
-from projections import client_overview, follow_up_tasks, people, queries, report_log, workday
+from projections import (
+    client_overview,
+    dashboards,
+    follow_up_tasks,
+    people,
+    queries,
+    report_log,
+    rule_tasks,
+    workday,
+)
+from projections.common import day_of
 from projections.queries import Scope
 
 router = APIRouter(tags=["views"], dependencies=[FreshDep])
@@ -120,12 +130,20 @@ def list_tasks(
     consultant_id: str | None = None,
     grade: Literal["A", "B", "C"] | None = None,
     due_before: Annotated[Instant | None, Query(description="e.g. end of today")] = None,
-    escalated: Annotated[bool | None, Query(description="Overdue by more than a day")] = None,
+    escalated: Annotated[
+        bool | None,
+        Query(description="Escalated to the supervisor: overdue past the grade's escalate_after"),
+    ] = None,
+    dormant: Annotated[
+        bool | None, Query(description="待激活: no contact with the buyer for dormant_after")
+    ] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Any:
     """Follow-up tasks (跟进任务), due first: by default the caller's own; a supervisor
-    sees the team's and filters ``escalated=true`` for the list that needs them."""
+    sees the team's and filters ``escalated=true`` for the list that needs them. The
+    ``escalated`` and ``dormant`` (待激活) flags are set by the deadline processor under
+    the project's policy (see ``GET /v1/rule-tasks``)."""
     views, now = get_container(request).views, app.clock()
     return tab.page(
         people.named(
@@ -139,13 +157,54 @@ def list_tasks(
                 grade=grade,
                 due_before=due_before,
                 escalated=escalated,
+                dormant=dormant,
                 cursor=at,
                 limit=size,
             ),
         ),
         cursor,
         limit,
-        people.named_columns([*follow_up_tasks.TABLE.columns, "status", "escalated"]),
+        people.named_columns([*follow_up_tasks.TABLE.columns, "status", "escalated", "dormant"]),
+    )
+
+
+@router.get("/v1/rule-tasks")
+def list_rule_tasks(
+    request: Request,
+    caller: CallerDep,
+    scope: ScopeDep,
+    tab: TabularDep,
+    project_id: str | None = None,
+    consultant_id: str | None = None,
+    kind: Literal["wake_up", "follow_up_escalated", "negotiation_escalated"] | None = None,
+    status: Annotated[
+        Literal["open", "done", "all"], Query(description="open (default), done or all")
+    ] = "open",
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Any:
+    """Tasks the policy's rules raised, oldest first: ``wake_up`` (待激活, the owner's:
+    no contact for ``dormant_after``), ``follow_up_escalated`` (the supervisor's: a
+    follow-up overdue past its grade's ``escalate_after``) and ``negotiation_escalated``
+    (the manager's: a deal in deposit or subscription without a contract for
+    ``negotiation_escalation``). Each stays open until what it asks for happens.
+    Consultants see their own buyers', supervisors their team's, managers their
+    projects' (another's ``consultant_id`` gives an empty page)."""
+    views = get_container(request).views
+    return tab.page(
+        lambda at, size: queries.raised_tasks(
+            views,
+            scope,
+            project_id=project_id,
+            consultant_id=consultant_id,
+            kind=kind,
+            status=None if status == "all" else status,
+            cursor=at,
+            limit=size,
+        ),
+        cursor,
+        limit,
+        list(rule_tasks.TABLE.columns),
     )
 
 
@@ -262,3 +321,62 @@ def pool(
         get_container(request).views, scope, project_id=project_id, day_from=day_from, day_to=day_to
     )
     return tab.rows(rows)
+
+
+Grouping = Literal["project", "channel", "consultant"]
+Period = Literal["day", "week", "month", "all"]
+
+
+@router.get("/v1/views/conversion")
+def conversion(
+    request: Request,
+    caller: CallerDep,
+    scope: ScopeDep,
+    tab: TabularDep,
+    group_by: Annotated[Grouping, Query(description="project, channel (partner) or consultant")],
+    period: Annotated[Period, Query(description="China-time day, ISO week, month, or all")] = (
+        "month"
+    ),
+    project_id: str | None = None,
+    consultant_id: str | None = None,
+    day_from: Since = None,
+    day_to: Until = None,
+) -> Any:
+    """转化率: report (报备) → visit (到访) → subscription (认购) → contract (签约), with
+    the rate of each step, per project, channel or consultant and period. A consultant
+    reads their own funnel (``group_by=consultant``); a supervisor their team's."""
+    if caller.role == "consultant":
+        if group_by != "consultant":
+            raise HTTPException(403, "a consultant reads their own funnel: group_by=consultant")
+        if consultant_id not in (None, caller.id):
+            raise HTTPException(403, "a consultant reads only their own funnel")
+    rows = dashboards.conversion(
+        get_container(request).views,
+        scope,
+        group_by=group_by,
+        period=period,
+        project_id=project_id,
+        consultant_id=consultant_id,
+        day_from=day_of(day_from) if day_from else None,
+        day_to=day_of(day_to) if day_to else None,
+    )
+    if group_by == "consultant":
+        rows = people.with_names(get_container(request).views, rows)
+    return tab.rows(rows)
+
+
+@router.get("/v1/views/summary")
+def summary(
+    request: Request,
+    app: AppDep,
+    caller: CallerDep,
+    scope: ScopeDep,
+    project_id: str | None = None,
+) -> Any:
+    """One page for a manager (经理看板): today, this week and this month in China time
+    (new reports, visits, deals, losses, pool activity), and as of now the overdue and
+    escalated follow-ups, this month's top loss reasons, collections (回款) and the
+    signings coming due."""
+    return dashboards.summary(
+        get_container(request).views, scope, app.clock(), project_id=project_id
+    )

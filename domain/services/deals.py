@@ -27,7 +27,7 @@ from domain.services.clients import Clients
 from domain.services.policies import Policies
 from domain.services.uow import Context, Done, UnitOfWork
 from domain.unit import Unit
-from domain.values import Actor, mask_name
+from domain.values import SYSTEM, Actor, mask_name
 
 Step = Callable[[Deal, CommissionRules, datetime], tuple[list[Aggregate], int | None]]
 
@@ -181,6 +181,22 @@ class Deals:
             return [deal, unit, client], self._view(deal, now)
 
         return self.uow.run(ctx, decide)
+
+    def escalate_negotiation(self, deal_id: uuid.UUID) -> bool:
+        """A deadline: negotiation (定金/认购 without 签约) past the project's
+        ``negotiation_escalation`` becomes the manager's task, once per deal."""
+        ctx = Context(SYSTEM, f"deadline:negotiation:{deal_id}")
+
+        def decide(now: datetime) -> tuple[list[Any], bool]:
+            deal = self.uow.find(Deal, deal_id)
+            if deal is None:
+                return [], False
+            policy = self.policies.policy_for(deal.project_id)
+            after = policy.delta("negotiation_escalation")
+            acted = deal.escalate_negotiation(after, policy.version, now, ctx.trace)
+            return ([deal] if acted else []), acted
+
+        return bool(self.uow.run(ctx, decide).outcome)
 
     def _step(self, ctx: Context, deal_id: uuid.UUID, milestone: str, act: Step) -> Done[DealView]:
         """Load the deal and its buyer, take one step, record it in the buyer's history."""

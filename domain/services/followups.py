@@ -1,5 +1,6 @@
 """Follow-up and protection: 跟进, grades, profile, transfers, and the deadlines that end
-a protection or release an inactive buyer."""
+a protection, release an inactive buyer, flag a dormant one (待激活) or escalate an
+overdue follow-up to the supervisor."""
 
 from __future__ import annotations
 
@@ -138,6 +139,34 @@ class FollowUps:
                 return [], False
             policy = self.policies.policy_for(client.project_id)
             acted = client.release_inactive(epoch, policy, now, ctx.trace)
+            return ([client] if acted else []), acted
+
+        return bool(self.uow.run(ctx, decide).outcome)
+
+    def go_dormant(self, client_id: uuid.UUID, epoch: int | None) -> bool:
+        """待激活: ``dormant_after`` without contact; a wake-up task for the owner."""
+        ctx = Context(SYSTEM, f"deadline:dormant:{client_id}:{epoch}")
+
+        def decide(now: datetime) -> tuple[list[Client], bool]:
+            client = self.clients.find(client_id)
+            if client is None:
+                return [], False
+            policy = self.policies.policy_for(client.project_id)
+            acted = client.go_dormant(epoch, policy, now, ctx.trace)
+            return ([client] if acted else []), acted
+
+        return bool(self.uow.run(ctx, decide).outcome)
+
+    def escalate_follow_up(self, client_id: uuid.UUID, epoch: int | None) -> bool:
+        """An overdue follow-up past its grade's ``escalate_after``: the supervisor's task."""
+        ctx = Context(SYSTEM, f"deadline:escalation:{client_id}:{epoch}")
+
+        def decide(now: datetime) -> tuple[list[Client], bool]:
+            client = self.clients.find(client_id)
+            if client is None:
+                return [], False
+            policy = self.policies.policy_for(client.project_id)
+            acted = client.escalate_follow_up(epoch, policy, now, ctx.trace)
             return ([client] if acted else []), acted
 
         return bool(self.uow.run(ctx, decide).outcome)

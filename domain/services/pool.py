@@ -69,12 +69,14 @@ class Pool:
     ) -> Done[LossOutcome]:
         def decide(now: datetime) -> tuple[list[Client], LossOutcome]:
             client = self.clients.client(client_id)
+            # The clear comment goes in only for the policy's check (a review comment may
+            # be required); the event keeps it sealed under the buyer's key (ADR 0045).
             sealed = seal_text(self.vault, client.id, comment=comment)
+            policy = self.policies.policy_for(client.project_id)
             if approve:
-                policy = self.policies.policy_for(client.project_id)
-                client.approve_loss(request_id, "", policy, now, ctx.trace, sealed)
+                client.approve_loss(request_id, comment, policy, now, ctx.trace, sealed)
             else:
-                client.reject_loss(request_id, "", now, ctx.trace, sealed)
+                client.reject_loss(request_id, comment, policy, now, ctx.trace, sealed)
             return [client], LossOutcome(client, request_id)
 
         return self.uow.run(ctx, decide)

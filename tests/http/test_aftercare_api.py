@@ -78,7 +78,7 @@ def lose(api: Api, client_id: str, owner: Headers, reviewer: Headers) -> None:
     assert asked.status_code == 201, asked.text
     approved = api.client.post(
         f"/v1/clients/{client_id}/loss-requests/{asked.json()['request_id']}/approve",
-        json={},
+        json={"comment": "确认战败"},
         headers=reviewer,
     )
     assert approved.status_code == 200, approved.text

@@ -53,7 +53,16 @@ def report(api: Api, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    "setting", ["report_validity", "protection_max", "inactivity_release", "first_follow_up"]
+    "setting",
+    [
+        "report_validity",
+        "protection_max",
+        "inactivity_release",
+        "first_follow_up",
+        "dormant_after",
+        "negotiation_escalation",
+        "recent_visit_window",
+    ],
 )
 @pytest.mark.parametrize("value", ["P99999999D", "P99999999999999999999D", "P3654D"])
 def test_policy_durations_past_ten_years_are_refused(
@@ -69,6 +78,18 @@ def test_policy_durations_past_ten_years_are_refused(
     assert current.json()["version"] == 0
     filed = api.client.post("/v1/reports", json=report(api), headers=api.admin)
     assert filed.status_code == 201, filed.text
+
+
+def test_a_grade_escalation_past_ten_years_is_refused_naming_the_grade(any_api: Api) -> None:
+    api = any_api
+    response = api.client.put(
+        f"/v1/projects/{api.project}/policy",
+        json={"escalate_after": {"C": "P3654D"}},
+        headers=api.admin,
+    )
+    assert_problem(response, 422, "escalate_after.C")
+    current = api.client.get(f"/v1/projects/{api.project}/policy", headers=api.admin)
+    assert current.json()["version"] == 0
 
 
 @pytest.mark.parametrize(

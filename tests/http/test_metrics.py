@@ -37,7 +37,7 @@ def test_api_metrics_count_requests_by_route_template_and_show_the_loops(api: Ap
         if all(loop["last_success"] for loop in loops.values()):
             break
         time.sleep(0.05)
-    assert sorted(loops) == ["deadlines", "views"]
+    assert sorted(loops) == ["deadlines", "notify", "views"]
     assert all(loop["last_error"] is None for loop in loops.values())
     assert all(loop["last_success"] for loop in loops.values())
 

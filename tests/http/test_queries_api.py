@@ -217,11 +217,27 @@ def test_a_supervisor_sees_the_team_and_the_escalated_list(api: Api) -> None:
         as_="c1",
     )
     api.clock.advance(days=2, minutes=1)  # first follow-ups were due a day after the visit
+    # The deadline processor escalates them (a day past due, the default for every grade);
+    # a turn of it here, then read after everything it wrote.
+    api.container.deadlines_step()
+    office.head = api.container.uow.position()
 
     escalated = office.ok("/v1/tasks", "sup", escalated="true")["items"]
     assert {t["client_id"] for t in escalated} == office.named("a2", "w1")
     assert all((t["status"], t["escalated"]) == ("overdue", True) for t in escalated)
     assert office.task_ids("sup", escalated="false") == office.named("a1")
+
+    # The escalations are rule tasks, each role seeing its own scope of them
+    def escalations(as_: str) -> set[str]:
+        items = office.ok("/v1/rule-tasks", as_, kind="follow_up_escalated")["items"]
+        assert all((t["assignee_role"], t["status"]) == ("supervisor", "open") for t in items)
+        return {t["client_id"] for t in items}
+
+    assert escalations("sup") == office.named("a2", "w1")
+    assert escalations("c1") == office.named("w1")
+    assert escalations("mgr1") == office.named("a2", "w1", "b1")
+    assert escalations("mgr2") == office.named("a4")  # the other project's
+    assert office.get("/v1/rule-tasks", "c1", consultant_id="c2").status_code == 403
     assert [t["client_id"] for t in office.ok("/v1/tasks", "c1")["items"]] == [
         office.clients["w1"],  # due first
         office.clients["a1"],

@@ -84,7 +84,7 @@ def pooled_clients(app: Container, project: str, count: int) -> list[uuid.UUID]:
         visited = register_visit(app, project, f"1360000{i:04d}", owner)
         client_id = uuid.UUID(visited["client_id"])
         asked = app.pool.request_loss(ctx(Actor(owner, "consultant")), client_id, "price", "")
-        app.pool.decide_loss(ctx(SUPERVISOR), client_id, asked.value.request_id, True, "")
+        app.pool.decide_loss(ctx(SUPERVISOR), client_id, asked.value.request_id, True, "ok")
         clients.append(client_id)
     return clients
 

@@ -234,7 +234,10 @@ def deal_season(c: Container, clock: FakeClock, project: str) -> dict[str, uuid.
     app.deals.sign_contract(who, swap, contract_no="HT-2026-000732", price=PRICE)
     app.deals.cancel_deal(finance, swap, reason="买家资金断了", fault="no_fault")
 
-    # lapse: the signing deadline passed long ago; the deposit is forfeited.
+    # lapse: no contract 43 days after the deposit, so the manager was asked in (the
+    # deadline processor's command); the signing deadline passed long ago, the deposit
+    # is forfeited.
+    assert app.deals.escalate_negotiation(deals["lapse"])
     app.deals.cancel_deal(
         finance, deals["lapse"], reason="错过签约期限", fault="buyer_missed_deadline"
     )

@@ -1,16 +1,15 @@
-"""Reminders reach a real local webhook once each, with retries, backoff and dead letters."""
+"""`consume reminders`: the outbox built from Kafka, delivered to a real local webhook once
+each, with retries on the sender's clock and dead letters."""
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import pairwise
 from typing import Any
 
@@ -18,58 +17,21 @@ import pytest
 
 from consumers.broker import KafkaPublisher, Stopper, ensure_topics, group_consumer, run_group
 from consumers.relay import PostgresRelayState, Relay
-from consumers.reminders import HttpWebhook, Reminders, Sender, Timer, migrate
+from consumers.reminders import DeadLetters, Timer, outbox_consumer
 from tests.kafka.conftest import ContainerFactory, read_topic
+from tests.receivers import Post, Receiver, serving
 from tests.support import FakeClock, file_report, register_consultant, register_visit, unique
 from yingke.bootstrap import Container, conninfo
+from yingke.notify import PrincipalDirectory, Sender
 from yingke.settings import Settings
 
 pytestmark = pytest.mark.postgres
 
 
-@dataclass
-class Receiver:
-    """A webhook that records every POST and answers what ``answer`` says."""
-
-    answer: Callable[[str, int], int] = lambda nid, attempt: 200
-    now: Callable[[], float] = time.monotonic  # what each POST is stamped with
-    posts: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)
-    delivered: Counter[str] = field(default_factory=Counter)
-    url: str = ""
-
-    def attempts(self, nid: str) -> list[float]:
-        return [at for at, n, _ in self.posts if n == nid]
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            nid = self.headers["X-Yingke-Notification-Id"]
-            with lock:
-                state.posts.append((state.now(), nid, body))
-                status = state.answer(nid, len(state.attempts(nid)))
-                if status == 200:
-                    state.delivered[nid] += 1
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(b'{"errcode":0,"errmsg":"ok"}')
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/cgi-bin/webhook/send?key=test"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serving() as state:
+        yield state
 
 
 def owned_buyers(app: Container, clock: FakeClock, phones: list[str]) -> str:
@@ -94,15 +56,12 @@ def relay_all(settings: Settings, app: Container) -> None:
     relay.state.release()
 
 
-def sender(
-    settings: Settings, db: Any, url: str, clock: Callable[[], datetime], **kw: Any
-) -> Sender:
+def sender(container: Container, url: str, clock: Callable[[], datetime], **kw: Any) -> Sender:
     return Sender(
-        db,
-        HttpWebhook(url, timeout=10),
-        KafkaPublisher(settings.kafka_bootstrap),
-        settings.reminder_dead_letter_topic,
+        container.views,
+        PrincipalDirectory(container.principals.principal),
         clock,
+        group_webhook=url,
         **kw,
     )
 
@@ -123,7 +82,7 @@ def run_reminders(settings: Settings, db: Any, group: str, send: Sender) -> None
     try:
         run_group(
             consumer,
-            Reminders(db).apply,
+            outbox_consumer(db).apply,
             Stopper(),
             idle=idle,
             until=lambda: runs[0] >= 3 or time.monotonic() > deadline,
@@ -133,36 +92,39 @@ def run_reminders(settings: Settings, db: Any, group: str, send: Sender) -> None
     assert runs[0] >= 3, "the reminders consumer did not drain its partition within 120 s"
 
 
-def test_due_follow_ups_and_ending_protection_reach_the_webhook_once_across_restarts(
+def test_due_and_overdue_follow_ups_reach_the_webhook_once_across_restarts(
     settings: Settings, containers: ContainerFactory, receiver: Receiver
 ) -> None:
     container = containers(FakeClock())
     clock: FakeClock = container.clock  # type: ignore[assignment]
     project = owned_buyers(container, clock, ["13822220001", "13822220002"])
-    migrate(container.views)
     relay_all(settings, container)
     group = f"reminders-{uuid.uuid4().hex[:6]}"
-    # past every follow-up deadline, 2 days before the end of the 30-day protection
-    clock_28_days_on = FakeClock(clock.now + timedelta(days=28))
+    # just past the first follow-up's deadline (24 h after each visit)
+    a_day_on = FakeClock(clock.now + timedelta(hours=24, minutes=1))
 
-    db, url = container.views, receiver.url
-    run_reminders(settings, db, group, sender(settings, db, url, clock_28_days_on))
-    assert sum(receiver.delivered.values()) == 8
-    run_reminders(settings, db, group, sender(settings, db, url, clock_28_days_on))  # restart
+    db, url = container.views, f"{receiver.url}/cgi-bin/webhook/send?key=test"
+    run_reminders(settings, db, group, sender(container, url, a_day_on))
+    assert len(receiver.about(project)) == 4
+    run_reminders(settings, db, group, sender(container, url, a_day_on))  # restart
     # A brand-new group re-reads everything from the start: still nothing twice.
-    run_reminders(settings, db, group + "-again", sender(settings, db, url, clock_28_days_on))
+    run_reminders(settings, db, group + "-again", sender(container, url, a_day_on))
 
     kinds: Counter[str] = Counter()
-    for _, _, body in receiver.posts:
-        content = body["markdown"]["content"]
-        assert body["msgtype"] == "markdown"
-        assert "138****000" in content and "1382222000" not in content
-        assert project in content
-        kinds[content.split("**")[1]] += 1
-    assert sorted(receiver.delivered.values()) == [1] * 8  # 2 buyers × 4 kinds, once each
-    assert sorted(kinds.values()) == [2, 2, 2, 2]  # four kinds, one per buyer each
-    ledger = dict(container.views.query("SELECT notification_id, outcome FROM reminders_sent"))
-    assert {ledger[nid] for nid in receiver.delivered} == {"delivered"}
+    told = receiver.about(project)
+    for post in told:
+        assert post.body["msgtype"] == "markdown"
+        assert "138****000" in post.content and "1382222000" not in post.content
+        kinds[post.content.split("**")[1]] += 1
+    assert [receiver.delivered[p.notification_id] for p in told] == [1] * 4
+    assert kinds == Counter({"跟进即将到期": 2, "跟进已逾期": 2})  # one of each per buyer
+    ids = [p.notification_id for p in told]
+    marks = ", ".join(["%s"] * len(ids))
+    ledger = container.views.query(
+        f"SELECT status, attempts FROM notification_delivery WHERE notification_id IN ({marks})",
+        ids,
+    )
+    assert sorted(ledger) == [("sent", 1)] * 4
 
 
 def test_a_failing_webhook_is_retried_with_backoff_then_dead_lettered(
@@ -171,43 +133,60 @@ def test_a_failing_webhook_is_retried_with_backoff_then_dead_lettered(
     container = containers(FakeClock())
     clock: FakeClock = container.clock  # type: ignore[assignment]
     settings = replace(settings, reminder_dead_letter_topic=f"{settings.kafka_topic}.dead")
-    owned_buyers(container, clock, ["13833330001"])
-    migrate(container.views)
+    project = owned_buyers(container, clock, ["13833330001", "13833330002"])
     relay_all(settings, container)
     ensure_topics(settings.kafka_bootstrap, [settings.reminder_dead_letter_topic])
-    reminders = Reminders(container.views)
-    reminders.apply(read_topic(settings.kafka_bootstrap, settings.kafka_topic))  # handle alone
+    outbox_consumer(container.views).apply(
+        read_topic(settings.kafka_bootstrap, settings.kafka_topic)
+    )
     flaky: set[str] = set()
 
-    def answer(nid: str, attempt: int) -> int:
-        if nid not in flaky and len(flaky) < 1:
-            flaky.add(nid)  # the first notification recovers on its third attempt
-        if nid in flaky:
-            return 500 if attempt < 3 else 200
-        return 503  # every other one keeps failing
+    def answer(post: Post, attempt: int) -> tuple[int, dict[str, Any]]:
+        if project not in post.content:
+            return 200, {"errcode": 0}  # another test's notification
+        if post.notification_id not in flaky and not flaky:
+            flaky.add(post.notification_id)  # the first one recovers on its third attempt
+        if post.notification_id in flaky:
+            return (500, {}) if attempt < 3 else (200, {"errcode": 0})
+        return 503, {}  # every other one keeps failing
 
     receiver.answer = answer
     # The sender's own clock decides when a retry is due, so the test moves that clock
     # and asserts the schedule itself, whatever the machine's speed.
-    now = FakeClock(clock.now + timedelta(days=28))
+    now = FakeClock(clock.now + timedelta(hours=24, minutes=1))
     receiver.now = lambda: now().timestamp()
     backoff = 30.0
-    send = sender(settings, container.views, receiver.url, now, max_attempts=3, backoff=backoff)
+    dead = DeadLetters(
+        KafkaPublisher(settings.kafka_bootstrap), settings.reminder_dead_letter_topic, now
+    )
+    send = sender(
+        container, f"{receiver.url}/hook", now, max_attempts=3, backoff=backoff, on_failed=dead
+    )
     just = timedelta(milliseconds=1)
 
-    assert send.run_once() == 4  # four reminders due: each tried once, each failed
+    def mine() -> list[Post]:
+        return receiver.about(project)
+
+    send.run_once()
+    assert len(mine()) == 4  # due and overdue for two buyers: each tried once, each failed
     for wait in (backoff, 2 * backoff):  # doubling backoff
         now.advance(seconds=wait - just.total_seconds())
-        assert send.run_once() == 0, f"retried before its {wait} s backoff"
+        before = len(mine())
+        send.run_once()
+        assert len(mine()) == before, f"retried before its {wait} s backoff"
         now.advance(seconds=just.total_seconds())
-        assert send.run_once() == 4, f"not retried once its {wait} s backoff passed"
-    now.advance(days=7)
-    assert send.run_once() == 0  # nothing is tried again once delivered or dead
+        send.run_once()
+        assert len(mine()) == before + 4, f"not retried once its {wait} s backoff passed"
+    now.advance(hours=3)
+    send.run_once()
+    assert len(mine()) == 12  # nothing is tried again once delivered or dead
 
     (recovered,) = flaky
-    assert receiver.delivered == Counter({recovered: 1})
-    assert send.dead_lettered == 3
-    for nid in {n for _, n, _ in receiver.posts}:
+    assert {
+        n: c for n, c in receiver.delivered.items() if n in {p.notification_id for p in mine()}
+    } == {recovered: 1}
+    assert send.failed == 3
+    for nid in {p.notification_id for p in mine()}:
         at = receiver.attempts(nid)
         assert [b - a for a, b in pairwise(at)] == [backoff, 2 * backoff]
     letters = [
@@ -217,4 +196,3 @@ def test_a_failing_webhook_is_retried_with_backoff_then_dead_lettered(
     assert sorted(letter["attempts"] for letter in letters) == [3, 3, 3]
     assert {letter["notification_id"] for letter in letters}.isdisjoint({recovered})
     assert all("503" in letter["last_error"] for letter in letters)
-    assert len(receiver.posts) == 12  # 4 reminders × 3 attempts, never a fourth

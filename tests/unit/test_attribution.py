@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from domain.attribution import (
@@ -47,14 +48,14 @@ def owner(partner_id: str | None, protected_until: datetime) -> OwnerView:
 
 
 def test_a_first_report_for_an_unknown_buyer_is_accepted() -> None:
-    decision = decide_filing(REPORT_FIRST, NOW, "A", None, [])
+    decision = decide_filing(REPORT_FIRST, NOW, "A", None, [], None)
 
     assert decision.accepted
     assert decision.reason is None
 
 
 def test_second_report_for_a_reported_client_from_another_channel_is_rejected_protected() -> None:
-    decision = decide_filing(REPORT_FIRST, NOW, "B", None, [claim("r1", "A", 2)])
+    decision = decide_filing(REPORT_FIRST, NOW, "B", None, [claim("r1", "A", 2)], None)
 
     assert not decision.accepted
     assert decision.reason == "protected"
@@ -62,14 +63,14 @@ def test_second_report_for_a_reported_client_from_another_channel_is_rejected_pr
 
 def test_the_same_channel_reporting_again_is_a_duplicate() -> None:
     for policy in (REPORT_FIRST, VISIT_FIRST):
-        decision = decide_filing(policy, NOW, "A", None, [claim("r1", "A", 2)])
+        decision = decide_filing(policy, NOW, "A", None, [claim("r1", "A", 2)], None)
 
         assert (decision.accepted, decision.reason) == (False, "duplicate")
 
 
 def test_under_visit_first_several_channels_may_hold_valid_reports() -> None:
     decision = decide_filing(
-        VISIT_FIRST, NOW, "C", None, [claim("r1", "A", 3), claim("r2", "B", 2)]
+        VISIT_FIRST, NOW, "C", None, [claim("r1", "A", 3), claim("r2", "B", 2)], None
     )
 
     assert decision.accepted
@@ -79,14 +80,14 @@ def test_second_report_for_a_protected_client_is_rejected() -> None:
     protected = owner("A", NOW + timedelta(days=1))
 
     for policy in (REPORT_FIRST, VISIT_FIRST):
-        assert decide_filing(policy, NOW, "B", protected, []).reason == "protected"
-        assert decide_filing(policy, NOW, "A", protected, []).reason == "duplicate"
+        assert decide_filing(policy, NOW, "B", protected, [], None).reason == "protected"
+        assert decide_filing(policy, NOW, "A", protected, [], None).reason == "duplicate"
 
 
 def test_a_buyer_owned_by_walk_in_is_protected_from_every_channel() -> None:
     walk_in_owner = owner(None, NOW + timedelta(days=1))
 
-    decision = decide_filing(VISIT_FIRST, NOW, "A", walk_in_owner, [])
+    decision = decide_filing(VISIT_FIRST, NOW, "A", walk_in_owner, [], None)
 
     assert (decision.accepted, decision.reason) == (False, "protected")
 
@@ -94,9 +95,39 @@ def test_a_buyer_owned_by_walk_in_is_protected_from_every_channel() -> None:
 def test_a_report_is_accepted_once_protection_has_ended() -> None:
     lapsed = owner("A", NOW)  # protection ends at this very instant
 
-    decision = decide_filing(REPORT_FIRST, NOW, "B", lapsed, [])
+    decision = decide_filing(REPORT_FIRST, NOW, "B", lapsed, [], None)
 
     assert decision.accepted
+
+
+def test_a_buyer_seen_at_the_office_within_the_window_cannot_be_reported() -> None:
+    # Given the buyer visited six days ago and nobody protects them any more
+    lapsed = owner(None, NOW - timedelta(hours=1))
+    seen = NOW - timedelta(days=6)
+
+    # When a channel reports them (the default window is seven days)
+    for policy in (REPORT_FIRST, VISIT_FIRST):
+        decision = decide_filing(policy, NOW, "B", lapsed, [], seen)
+
+        # Then the report is void: the walk-in beats a later report (防截客)
+        assert (decision.accepted, decision.reason) == (False, "recent_visit")
+
+
+def test_the_recent_visit_window_ends_exactly_at_its_length_and_is_a_policy_field() -> None:
+    seen = NOW - timedelta(days=7)
+    assert decide_filing(REPORT_FIRST, NOW, "B", None, [], seen).accepted
+    assert not decide_filing(REPORT_FIRST, NOW - timedelta(seconds=1), "B", None, [], seen).accepted
+    short = replace(REPORT_FIRST, recent_visit_window="PT12H")
+    assert decide_filing(short, NOW, "B", None, [], NOW - timedelta(hours=12)).accepted
+    assert not decide_filing(short, NOW, "B", None, [], NOW - timedelta(hours=11)).accepted
+
+
+def test_a_running_protection_still_answers_first_so_the_owning_channel_hears_duplicate() -> None:
+    protected = owner("A", NOW + timedelta(days=1))
+    seen = NOW - timedelta(days=1)
+
+    assert decide_filing(REPORT_FIRST, NOW, "A", protected, [], seen).reason == "duplicate"
+    assert decide_filing(REPORT_FIRST, NOW, "B", protected, [], seen).reason == "protected"
 
 
 def test_masked_reports_are_refused_when_the_policy_forbids_them() -> None:

@@ -179,7 +179,8 @@ def test_once_protection_has_expired_the_next_visit_awards_again() -> None:
     client = new_client()
     visit(client, START, consultant_id="cons-1", policy=Policy(protection="P1D"))
     at = START + timedelta(days=1)  # protection ends exactly now
-    file_report(client, "B", at)
+    # (a window shorter than the day since the visit, or the report would be void)
+    file_report(client, "B", at, Policy(recent_visit_window="PT12H"))
     new_events(client)
 
     visit(client, at + hours(1), consultant_id="cons-2")
@@ -286,6 +287,40 @@ def test_a_masked_report_that_lost_a_buyer_cannot_win_that_buyer_later() -> None
     # Then A's report, which already lost this buyer, must not win it now
     assert client.owner is not None
     assert client.owner.report_id != masked.report_id
+
+
+def test_a_masked_report_filed_right_after_the_buyers_visit_never_wins_that_buyer() -> None:
+    # Given the buyer walked in (protection of an hour only), and half a day later, with
+    # nobody protecting them, channel A filed a masked report that fits them
+    short = Policy(version=3, protection="PT1H")
+    pool, client = new_pool(), new_client()
+    visit(client, START, policy=short)
+    masked = file_masked_report(pool, "A", START + hours(12), short)
+    assert masked.status == "accepted"  # the pattern alone cannot tell who it is
+    new_events(client)
+
+    # When A brings the buyer the next day, inside the seven-day window
+    decision = visit(client, START + hours(30), partner_id="A", policy=short, pool=pool)
+
+    # Then the report is passed over as recent_visit: the walk-in beats a later report
+    assert decision.kind == "walk_in"
+    events = [e for e in new_events(client) if type(e).__name__ != "ScheduleUpdated"]
+    assert types(events) == ["ClientVisited", "MaskedReportPassedOver", "OwnershipAwarded"]
+    assert (events[1].report_id, events[1].reason) == (masked.report_id, "recent_visit")
+    assert client.owner is not None and client.owner.report_id is None
+    assert masked.report_id in client.passed_over
+    assert pool.reports[masked.report_id].status == "accepted"  # open for other buyers
+
+
+def test_a_masked_report_filed_after_the_window_counts_again() -> None:
+    short = Policy(version=3, protection="PT1H", recent_visit_window="PT6H")
+    pool, client = new_pool(), new_client()
+    visit(client, START, policy=short)
+    masked = file_masked_report(pool, "A", START + hours(6), short)
+
+    decision = visit(client, START + hours(30), partner_id="A", policy=short, pool=pool)
+
+    assert decision.winner is not None and decision.winner.report_id == masked.report_id
 
 
 def test_a_confirmed_report_cannot_win_a_later_visit() -> None:

@@ -203,7 +203,7 @@ def test_a_rejected_loss_keeps_the_owner_and_a_new_request_may_follow() -> None:
     client = owned_client()
     client.request_loss(OWNER, "loss-1", "price", "sealed", START + days(1), TRACE)
 
-    client.reject_loss("loss-1", "call them again", START + days(2), TRACE)
+    client.reject_loss("loss-1", "call them again", POLICY, START + days(2), TRACE)
 
     events = new_events(client)
     assert types(events) == ["LossRequested", "LossRejected"]
@@ -239,7 +239,7 @@ def test_another_consultant_may_not_ask_to_lose_someone_elses_buyer() -> None:
 def test_a_decided_loss_cannot_be_decided_again_and_an_unknown_one_is_not_found() -> None:
     client = owned_client()
     client.request_loss(OWNER, "loss-1", "price", "sealed", START, TRACE)
-    client.reject_loss("loss-1", "no", START, TRACE)
+    client.reject_loss("loss-1", "no", POLICY, START, TRACE)
 
     with pytest.raises(Conflict) as error:
         client.approve_loss("loss-1", "yes after all", POLICY, START, TRACE)

@@ -48,6 +48,7 @@ policies = st.fixed_dictionaries(
         "masked_reports": st.sampled_from(["allowed", "allowed", "forbidden"]),
         "report_validity": st.sampled_from(["PT12H", "P1D", "P3D"]),
         "protection": st.sampled_from(["P1D", "P2D", "P10D"]),
+        "recent_visit_window": st.sampled_from(["PT12H", "P3D", "P7D"]),
     }
 )
 DURATIONS = {
@@ -55,6 +56,7 @@ DURATIONS = {
     "P1D": timedelta(days=1),
     "P2D": timedelta(days=2),
     "P3D": timedelta(days=3),
+    "P7D": timedelta(days=7),
     "P10D": timedelta(days=10),
     "P30D": timedelta(days=30),
 }
@@ -73,6 +75,8 @@ class Rules:
     # The owner's own visit extends protection (defaults; the machine never changes them).
     extension: timedelta = timedelta(days=3)
     protection_max: timedelta = timedelta(days=90)
+    # A buyer seen at the office this recently cannot be reported (防截客).
+    recent_visit: timedelta = timedelta(days=7)
 
 
 @dataclass
@@ -113,6 +117,7 @@ class Buyer:
     owner: Owner | None = None
     events: list[str] = field(default_factory=lambda: ["ClientRegistered"])
     passed_over: set[str] = field(default_factory=set)  # masked reports this buyer outranked
+    visits: list[datetime] = field(default_factory=list)
 
 
 @dataclass
@@ -188,6 +193,7 @@ class OwnershipMachine(RuleBasedStateMachine):
             masked_reports=policy["masked_reports"],
             validity=DURATIONS[policy["report_validity"]],
             protection=DURATIONS[policy["protection"]],
+            recent_visit=DURATIONS[policy["recent_visit_window"]],
         )
         assert body["version"] == self.policy.version
 
@@ -225,6 +231,8 @@ class OwnershipMachine(RuleBasedStateMachine):
         owner = buyer.owner
         if owner is not None and now < owner.protected_until:
             reason: str | None = "duplicate" if owner.partner == partner else "protected"
+        elif self._seen_lately(buyer, now):
+            reason = "recent_visit"
         elif any(r.partner == partner for r in valid):
             reason = "duplicate"
         elif rules.judge_rule == "report_first" and valid:
@@ -271,11 +279,15 @@ class OwnershipMachine(RuleBasedStateMachine):
         buyer = self.buyers.setdefault(phone, Buyer())
         pool = self.pools.get(pattern_of(phone), Pool())
         events = ["ClientVisited"]
-        candidates = [
+        open_claims = [
             self.reports[r]
             for r in buyer.reports + pool.reports
             if self.reports[r].valid(now) and r not in buyer.passed_over
         ]
+        # A masked report filed while the buyer had been at the office within the window
+        # never counts for this buyer (the full-number ones were refused when filed).
+        void = [r for r in open_claims if r.masked and self._seen_lately(buyer, r.filed_at)]
+        candidates = [r for r in open_claims if r not in void]
         ranked = sorted(candidates, key=lambda r: (r.filed_at, r.masked, r.order))
         owner = buyer.owner
         winner: Report | None = None
@@ -308,6 +320,7 @@ class OwnershipMachine(RuleBasedStateMachine):
                 if r is not winner
             ]
         if outcome != "protected":
+            events += ["MaskedReportPassedOver"] * len(void)
             owner = Owner(
                 consultant=consultant,
                 partner=winner.partner if winner else None,
@@ -346,6 +359,9 @@ class OwnershipMachine(RuleBasedStateMachine):
         assert {k: body["owner"][k] for k in expected_owner} == expected_owner
         # Only now that the application agreed, move the model on.
         buyer.owner = owner
+        buyer.visits.append(now)
+        if outcome != "protected":
+            buyer.passed_over.update(r.report_id for r in void)
         buyer.events += events
         if winner is not None:
             self._settle(phone, buyer, ranked, winner, why)
@@ -428,6 +444,10 @@ class OwnershipMachine(RuleBasedStateMachine):
             reason=reason,
             valid_until=valid_until,
         )
+
+    def _seen_lately(self, buyer: Buyer, moment: datetime) -> bool:
+        before = [t for t in buyer.visits if t <= moment]
+        return bool(before) and moment - max(before) < self.policy.recent_visit
 
     def client_id(self, phone: str) -> uuid.UUID:
         return self.app.clients.keyer.client_id(PROJECT, phone)

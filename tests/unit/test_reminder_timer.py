@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from consumers.reminders import Sender, Timer
+from consumers.reminders import Timer
+from yingke.notify import Sender
 
 
 class Runs:

@@ -214,6 +214,9 @@ def _views() -> dict[str, Callable[..., Iterable[dict[str, Any]]]]:
         "clients": paged(lambda db, p, **k: queries.clients(db, everyone, project_id=p, **k)),
         "reports": paged(lambda db, p, **k: queries.reports(db, everyone, project_id=p, **k)),
         "tasks": paged(lambda db, p, **k: queries.tasks(db, everyone, now(), project_id=p, **k)),
+        "rule-tasks": paged(
+            lambda db, p, **k: queries.raised_tasks(db, everyone, project_id=p, status=None, **k)
+        ),
         "deals": paged(
             lambda db, p, **k: deal_queries.deals(db, everyone, now(), project_id=p, **k)
         ),
@@ -234,7 +237,7 @@ def _views() -> dict[str, Callable[..., Iterable[dict[str, Any]]]]:
 
 
 VIEW_NAMES = (
-    "clients, reports, tasks, deals, units, commission-entries, funnel, channels, "
+    "clients, reports, tasks, rule-tasks, deals, units, commission-entries, funnel, channels, "
     "consultants, protection-board, lost-reasons, pool, deal-pipeline, payments, commissions"
 )
 

@@ -98,6 +98,14 @@ ZH_HEADERS = {
     "ending_within_3_days": "3天内到期",
     "ending_within_7_days": "7天内到期",
     "first_ending_at": "最早到期",
+    "dormant": "待激活",
+    "kind": "任务类型",
+    "assignee_role": "处理角色",
+    "raised_at": "触发时间",
+    "since": "起算时间",
+    "closed_at": "完成时间",
+    "closed_by": "完成事件",
+    "policy_version": "规则版本",
 }
 
 
