@@ -37,6 +37,7 @@ from typing import Any
 from domain.client import Client
 from domain.deal import Deal
 from domain.principal import Principal
+from domain.values import ERASED_PHONE_MASK
 from projections.runtime import Row, Rows, Table
 
 NAMESPACE = uuid.UUID("a4f0c9d2-6f1e-5b7a-9c3d-2e8b1f4a6c55")
@@ -125,6 +126,7 @@ class NotificationOutbox:
             (
                 Client.Event,
                 Client.ClientRegistered,
+                Client.PersonalDataErased,
                 Principal.PrincipalRegistered,
                 Principal.PrincipalRevoked,
                 Deal.NegotiationEscalated,
@@ -196,6 +198,9 @@ class NotificationOutbox:
             self._negotiation(rows, event, position)
             return
         client_id = str(event.originator_id)
+        if isinstance(event, Client.PersonalDataErased):
+            rows.forget_phone(client_id, ERASED_PHONE_MASK)
+            return
         if isinstance(event, Client.ClientRegistered):
             rows.put(
                 SUBJECTS.name,

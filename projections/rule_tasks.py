@@ -22,6 +22,7 @@ from typing import Any
 
 from domain.client import Client
 from domain.deal import Deal
+from domain.values import ERASED_PHONE_MASK
 from projections.runtime import Rows, Table
 
 TABLE = Table(
@@ -101,13 +102,19 @@ class RuleTasks:
     tables: tuple[Table, ...] = (TABLE, CLIENTS, NEGOTIATIONS)
 
     def handles(self, event: Any) -> bool:
-        return isinstance(event, (Client.Event, Client.ClientRegistered, *_DEAL_EVENTS))
+        return isinstance(
+            event,
+            (Client.Event, Client.ClientRegistered, Client.PersonalDataErased, *_DEAL_EVENTS),
+        )
 
     def apply(self, rows: Rows, event: Any, position: int) -> None:
         if isinstance(event, _DEAL_EVENTS):
             self._deal(rows, event)
             return
         client_id = str(event.originator_id)
+        if isinstance(event, Client.PersonalDataErased):
+            rows.forget_phone(client_id, ERASED_PHONE_MASK)
+            return
         if isinstance(event, Client.ClientRegistered):
             rows.put(
                 CLIENTS.name,

@@ -16,6 +16,7 @@ follower no sooner than a short poll does, so both backends poll the log.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sqlite3
 import threading
@@ -203,8 +204,45 @@ class Rows:
                 )
             keys.clear()
 
+    def forget_phone(self, client_id: str, mask: str) -> None:
+        """After an erasure, no row of this view keeps the buyer's 前三后四: every table
+        with a ``client_id`` has its ``phone_masked`` (and a ``facts`` JSON's) replaced.
+        One mechanism for every view, so a new table cannot forget it."""
+        for name, table in self.tables.items():
+            if "client_id" not in table.columns:
+                continue
+            if "phone_masked" not in table.columns and "facts" not in table.columns:
+                continue
+            keys = {k for k, r in self.cache[name].items() if r and r["client_id"] == client_id}
+            if self.tx is not None:
+                self.flush()
+                self.tx.execute(
+                    f"SELECT {', '.join(table.key)} FROM {name}{self.suffix} WHERE client_id = %s",
+                    (client_id,),
+                )
+                keys |= {_stored_key(table, found) for found in self.tx.fetchall()}
+            for key in keys:
+                row = self.get(name, *key)
+                if row is None:
+                    continue
+                if "phone_masked" in row and row["phone_masked"] is not None:
+                    row["phone_masked"] = mask
+                if row.get("facts"):
+                    facts = json.loads(row["facts"])
+                    if facts.get("phone_masked") is not None:
+                        facts["phone_masked"] = mask
+                        row["facts"] = json.dumps(
+                            facts, ensure_ascii=False, sort_keys=True, default=str
+                        )
+                self.put(name, row)
+
     def all_rows(self, table: str) -> list[Row]:
         return [r for r in self.cache[table].values() if r is not None]
+
+
+def _stored_key(table: Table, values: Sequence[Any]) -> Key:
+    kinds = [table.columns[k] for k in table.key]
+    return tuple(read_ts(v) if kind == "ts" else v for v, kind in zip(values, kinds, strict=True))
 
 
 def _upsert_sql(table: Table, target: str) -> str:

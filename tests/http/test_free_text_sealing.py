@@ -160,11 +160,23 @@ def view_tables(api: Api) -> dict[str, str]:
 def every_get(o: Office) -> dict[str, str]:
     """Every GET operation of the API, its ids filled in, as every role: the bodies."""
     paths = o.api.client.app.openapi()["paths"]  # type: ignore[attr-defined]
+    # A what-if replay of the project over the buyer's life: its result is read too.
+    now = o.api.clock()
+    window = {"from": (now - timedelta(days=400)).isoformat(), "to": now.isoformat()}
+    replay = o.call(
+        "POST",
+        f"/v1/projects/{o.api.project}/what-if",
+        o.manager,
+        202,
+        json={**window, "policy": {"overrides": {"protection": "P15D"}}},
+    )
+    o.api.container.job_runner.wait()
     fill = {
         **o.ids,
         "project_id": o.api.project,
         "principal_id": o.owner_id,
         "consultant_id": o.owner_id,
+        "job_id": replay.json()["job_id"],
     }
     seen: dict[str, str] = {}
     for path, operations in paths.items():
