@@ -212,6 +212,9 @@ class Container(Services):
         self.guard.stop()
         for loop in self.loops:
             loop.stop()
+        close_writer = getattr(self.store.recorder, "close_writer", None)
+        if close_writer is not None:
+            close_writer()
         self.store.close()
         self.views.close()
         close = getattr(self.keys, "close", None)

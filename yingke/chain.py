@@ -36,6 +36,8 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
+from yingke.group_commit import Batch, GroupWriter, partition, refuse
+
 GENESIS = b"\x00" * 32
 CHAIN_TABLE = "yingke_event_chain"
 CHECKPOINT_TABLE = "yingke_checkpoints"
@@ -510,16 +512,70 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         self.sql_create_statements.extend(postgres_ddl(self.datastore.schema))
+        table = Identifier(self.datastore.schema, self.events_table_name)
+        self._taken_statement = SQL(
+            "SELECT e.originator_id, e.originator_version FROM {} e "
+            "JOIN unnest(%s::uuid[], %s::bigint[]) AS k(id, v) "
+            "ON e.originator_id = k.id AND e.originator_version = k.v"
+        ).format(table)
+        self._append_statement = SQL(
+            "INSERT INTO {} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
+            "RETURNING notification_id, originator_id, originator_version"
+        ).format(table)
+        self.writer = GroupWriter(self._write_batch)
 
-    def _fetch_ids_after_insert_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        assert ids is not None
-        # Still inside the transaction that holds the EXCLUSIVE lock on the events table,
-        # so no other appender can move the log head between this read and the commit.
-        self._append_chain(_PostgresOps(curs, self.datastore.schema), stored_events, ids)
-        return ids
+        """Append through the process's group-commit writer (ADR 0054)."""
+        if not stored_events:
+            return []
+        return self.writer.submit(stored_events)
+
+    def close_writer(self) -> None:
+        self.writer.close()
+
+    def _write_batch(self, batch: Batch) -> None:
+        """One transaction for every request in ``batch``; refused ones get IntegrityError."""
+        keys = [k for request in batch for k in request.stream_versions()]
+        with self.datastore.get_connection() as conn:
+            with conn.pipeline(), conn.transaction(), conn.cursor() as curs:
+                self._lock_table(curs)
+                self._notify_channel(curs)
+                # Under the lock nobody else appends: what is stored now stays stored
+                # until this transaction commits, so the check below is exact.
+                curs.execute(self._taken_statement, ([k[0] for k in keys], [k[1] for k in keys]))
+                stored = {
+                    (_uuid(r["originator_id"]), int(r["originator_version"]))
+                    for r in curs.fetchall()
+                }
+                accepted, refused = partition(batch, stored)
+                for request in refused:
+                    refuse(request)
+                events = [e for request in accepted for e in request.events]
+                if not events:
+                    return
+                curs.execute(
+                    self._append_statement,
+                    (
+                        [_uuid(e.originator_id) for e in events],
+                        [e.originator_version for e in events],
+                        [e.topic for e in events],
+                        [e.state for e in events],
+                    ),
+                )
+                ids = {
+                    (_uuid(r["originator_id"]), int(r["originator_version"])): int(
+                        r["notification_id"]
+                    )
+                    for r in curs.fetchall()
+                }
+                positions = [ids[(_uuid(e.originator_id), e.originator_version)] for e in events]
+                self._append_chain(_PostgresOps(curs, self.datastore.schema), events, positions)
+            # Committed: only now may the callers hear their ids.
+            for request in accepted:
+                request.ids = [ids[k] for k in request.stream_versions()]
 
     def select_events(
         self,
