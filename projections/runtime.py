@@ -310,15 +310,21 @@ class SQLiteViewDB(ViewDB):
 class PostgresViewDB(ViewDB):
     dialect = "postgres"
 
-    def __init__(self, conninfo: str, max_size: int = 5, timeout: float = 5) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        max_size: int = 5,
+        timeout: float = 5,
+        check: Callable[[psycopg.Connection[Any]], None] = ConnectionPool.check_connection,
+    ) -> None:
         self._pool = ConnectionPool(
             conninfo,
             min_size=1,
             max_size=max_size,
             open=True,
             timeout=timeout,
-            # After an outage, pooled connections are dead: test each before use.
-            check=ConnectionPool.check_connection,
+            # After an outage, pooled connections are dead: test them before use.
+            check=check,
         )
 
     @contextlib.contextmanager

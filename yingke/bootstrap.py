@@ -54,6 +54,7 @@ from yingke.deadlines import DeadlineProcessor
 from yingke.guard import StoreGuard, drop_retries
 from yingke.keys import KeyDir
 from yingke.metrics import Metrics
+from yingke.pools import check_if_idle, ping_only_idle
 from yingke.settings import Settings, postgres_params
 from yingke.streams import existing_streams
 from yingke.vault import KeyStore, PostgresKeyStore, SQLiteKeyStore, Vault
@@ -87,7 +88,9 @@ def view_db(settings: Settings) -> ViewDB:
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         return SQLiteViewDB(settings.views_path)
-    return PostgresViewDB(conninfo(settings), timeout=settings.pg_connect_timeout)
+    return PostgresViewDB(
+        conninfo(settings), timeout=settings.pg_connect_timeout, check=check_if_idle
+    )
 
 
 def all_views() -> list[View]:
@@ -285,6 +288,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
     guard = StoreGuard(lambda: None)
     if not settings.embedded:
         drop_retries(store.recorder)
+        ping_only_idle(getattr(store.recorder, "datastore", None))
         guard = StoreGuard(store_probe(settings))
         guard.start()
     return Container(

@@ -590,45 +590,44 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
         bounds, params = _select_bounds(gt, lte, desc, limit, "%s")
         events = Identifier(self.datastore.schema, self.events_table_name)
         chain_table = Identifier(self.datastore.schema, CHAIN_TABLE)
-        with self.datastore.transaction(commit=False) as curs:
-            # Both reads must see one snapshot, or an append committing between them
-            # would look like a chained event gone missing.
-            curs.execute(_REPEATABLE_READ)
-            curs.execute(
-                SQL(
-                    "SELECT notification_id, originator_version, topic, state FROM {} "
-                    "WHERE originator_id = %s" + bounds
-                ).format(events),
-                [stream, *params],
+        # One statement sees one snapshot, so the events and their chain entries are read
+        # together in a single round trip (no REPEATABLE READ transaction around two
+        # reads). The chain is read from just below the lowest version returned.
+        statement = SQL(
+            "WITH ev AS (SELECT notification_id, originator_version, topic, state FROM {} "
+            "WHERE originator_id = %s" + bounds + ") "
+            "SELECT 0 AS kind, notification_id AS position, originator_version, topic, state, "
+            "NULL::bytea AS prev_hash, NULL::bytea AS hash FROM ev "
+            "UNION ALL "
+            "SELECT 1, position, originator_version, NULL, NULL, prev_hash, hash FROM {} "
+            "WHERE originator_id = %s AND originator_version >= "
+            "(SELECT COALESCE(MIN(originator_version), %s) - 1 FROM ev)"
+        ).format(events, chain_table)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, [stream, *params, stream, (gt or 0) + 1], prepare=True)
+            found = curs.fetchall()
+        rows = [
+            (
+                int(r["position"]),
+                StoredEvent(
+                    originator_id=stream,
+                    originator_version=int(r["originator_version"]),
+                    topic=r["topic"],
+                    state=bytes(r["state"]),
+                ),
             )
-            rows = [
-                (
-                    int(r["notification_id"]),
-                    StoredEvent(
-                        originator_id=stream,
-                        originator_version=int(r["originator_version"]),
-                        topic=r["topic"],
-                        state=bytes(r["state"]),
-                    ),
-                )
-                for r in curs.fetchall()
-            ]
-            low = min((e.originator_version for _, e in rows), default=(gt or 0) + 1) - 1
-            curs.execute(
-                SQL(
-                    "SELECT originator_version, position, prev_hash, hash FROM {} "
-                    "WHERE originator_id = %s AND originator_version >= %s"
-                ).format(chain_table),
-                (stream, low),
+            for r in found
+            if r["kind"] == 0
+        ]
+        chain = {
+            int(r["originator_version"]): (
+                int(r["position"]),
+                bytes(r["prev_hash"]),
+                bytes(r["hash"]),
             )
-            chain = {
-                int(r["originator_version"]): (
-                    int(r["position"]),
-                    bytes(r["prev_hash"]),
-                    bytes(r["hash"]),
-                )
-                for r in curs.fetchall()
-            }
+            for r in found
+            if r["kind"] == 1
+        }
         if lte is not None:
             chain = {v: row for v, row in chain.items() if v <= lte}
         return self._verified(stream, rows, chain, gt=gt, lte=lte, desc=desc, limit=limit)

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from psycopg_pool import ConnectionPool
 
 from yingke.keys import KeyDir
+from yingke.pools import check_if_idle
 
 MAGIC = b"YKE1"
 
@@ -165,7 +166,7 @@ class PostgresKeyStore(KeyStore):
             timeout=timeout,
             kwargs={"autocommit": True},
             # After an outage, pooled connections are dead: test each before use.
-            check=ConnectionPool.check_connection,
+            check=check_if_idle,
         )
 
     def create_table(self) -> None:
@@ -181,13 +182,18 @@ class PostgresKeyStore(KeyStore):
 
     def put_if_absent(self, subject: str, wrapped: bytes) -> bytes:
         with self._pool.connection() as conn:
-            conn.execute(
-                f"INSERT INTO {TABLE} (subject, wrapped) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                (subject, wrapped),
-            )
+            # One round trip: the row this statement inserted, or the one already there.
             row = conn.execute(
-                f"SELECT wrapped FROM {TABLE} WHERE subject = %s", (subject,)
+                f"WITH ins AS (INSERT INTO {TABLE} (subject, wrapped) VALUES (%s, %s) "
+                "ON CONFLICT DO NOTHING RETURNING wrapped) "
+                f"SELECT wrapped FROM ins UNION ALL SELECT wrapped FROM {TABLE} WHERE subject = %s",
+                (subject, wrapped, subject),
             ).fetchone()
+            if row is None:
+                # The row that conflicted committed after this statement's snapshot.
+                row = conn.execute(
+                    f"SELECT wrapped FROM {TABLE} WHERE subject = %s", (subject,)
+                ).fetchone()
         assert row is not None
         return bytes(row[0])
 
@@ -287,10 +293,11 @@ class Vault:
     def _subject_key(self, subject: uuid.UUID, create: bool) -> AESGCM | None:
         name = str(subject)
         for _ in range(100):
-            wrapped = self._store.get(name)
+            wrapped = None if create else self._store.get(name)
             if wrapped is None:
                 if not create:
                     return None
+                # Get-or-create in one call: a fresh key is cheap, a round trip is not.
                 raw = AESGCM.generate_key(256)
                 mine = self._wrap(name, raw)
                 wrapped = self._store.put_if_absent(name, mine)
