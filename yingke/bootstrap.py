@@ -15,7 +15,10 @@ from datetime import UTC, datetime
 import psycopg
 
 from domain.application import EventStore
+from domain.commission import CommissionPolicy
+from domain.policy import ProjectPolicy
 from domain.ports import Clock, PersonalDataVault
+from domain.principal import Principal
 from domain.services.client_import import ClientImport
 from domain.services.clients import Clients
 from domain.services.contact import BuyerContact
@@ -30,6 +33,7 @@ from domain.services.reports import Reports
 from domain.services.units import Units as UnitService
 from domain.services.uow import UnitOfWork
 from domain.services.visits import Visits
+from domain.services.watched import WatchedStreams
 from domain.values import PhoneKeyer
 from projections.channel_performance import ChannelPerformance
 from projections.client_overview import ClientOverview
@@ -144,8 +148,10 @@ def services(
     store: EventStore, clock: Clock, keyer: PhoneKeyer, vault: PersonalDataVault
 ) -> Services:
     uow = UnitOfWork(store, clock)
-    principals = Principals(uow)
-    policies = Policies(uow)
+    # One watcher of the log for the small hot streams every request reads.
+    watched = WatchedStreams(uow, [Principal, ProjectPolicy, CommissionPolicy])
+    principals = Principals(uow, watched)
+    policies = Policies(uow, watched)
     clients = Clients(uow, clock, keyer, vault)
     deals = Deals(uow, clock, vault, policies, clients)
     return Services(
