@@ -183,7 +183,7 @@ def operation_of(request: Request) -> str | None:
     return name
 
 
-def enforce_roles(request: Request) -> None:
+async def enforce_roles(request: Request) -> None:
     """Refuse a caller whose role the table does not list for this operation."""
     operation = operation_of(request)
     if operation is None:
@@ -191,7 +191,7 @@ def enforce_roles(request: Request) -> None:
     entry = access(operation)
     if entry.roles is None:
         return
-    caller: Caller = get_caller(request, request.headers.get("authorization"))
-    # The endpoint's own ``CallerDep`` reuses this, rather than authenticating twice.
-    request.state.caller = caller
+    # The endpoint's own ``CallerDep`` reuses this (kept on request.state), rather than
+    # authenticating twice.
+    caller: Caller = await get_caller(request, request.headers.get("authorization"))
     caller.require(*entry.roles)
