@@ -12,7 +12,7 @@ from api import bodies
 from api.access import SERVERS, AccessDep, may
 from api.bodies import answer, jsonable
 from api.deps import AppDep, Caller, CallerDep, ContextDep
-from api.integrity import integrity
+from api.integrity import integrity, read_integrity
 from api.results import command_response
 from api.schemas import ClientOut, ErasureOut, HistoryOut, LookupIn, LookupOut, OwnershipOut
 from api.validation import Instant
@@ -77,10 +77,14 @@ def ownership(
     at: Annotated[Instant | None, Query(description="Instant to judge, ISO-8601 with zone")] = None,
 ) -> dict[str, Any]:
     """Who owned the buyer at ``at`` (default now), by replaying the stream up to then."""
-    visible_client(app, caller, client_id)
     moment: datetime = at if at is not None else app.clock()
-    owner = app.clients.ownership_as_of(client_id, moment)
-    return {**owner, "integrity": integrity(app, client_id)}
+    # One chain-checked read and one replay serve the visibility check, the judgement
+    # and the integrity field.
+    client, owner = app.clients.ownership_read(client_id, moment)
+    if not caller.covers(client.project_id):
+        raise HTTPException(404, "client not found")
+    version = owner.pop("stream_version")
+    return {**owner, "integrity": read_integrity(app, client_id, version)}
 
 
 @router.post("/{client_id}/erasure", response_model=ErasureOut)
