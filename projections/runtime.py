@@ -533,6 +533,11 @@ def rebuild(
             for statement in table.ddl(db.dialect)[1:]:
                 tx.execute(statement)
         set_position(tx, view.name, positions[view.name])
+    # Fresh tables carry no statistics until autovacuum gets round to them; meanwhile the
+    # planner guesses, and picked the wrong index for /v1/tasks (9.7 ms instead of 0.14).
+    with db.transaction() as tx:
+        for table in view.tables:
+            tx.execute(f"ANALYZE {table.name}")
     counts = {t.name: len(memory.all_rows(t.name)) for t in view.tables}
     return RebuildReport(
         view.name, events, time.perf_counter() - started, positions[view.name], counts
