@@ -525,13 +525,30 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
         ).format(table)
         self.writer = GroupWriter(self._write_batch)
 
+    # False: each save appends in its own transaction, as eventsourcing does (kept so the
+    # benchmark can compare both in one run).
+    group_commit = True
+
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """Append through the process's group-commit writer (ADR 0054)."""
         if not stored_events:
             return []
+        if not self.group_commit:
+            ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            return ids
         return self.writer.submit(stored_events)
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        assert ids is not None
+        # Still inside the transaction that holds the EXCLUSIVE lock on the events table,
+        # so no other appender can move the log head between this read and the commit.
+        self._append_chain(_PostgresOps(curs, self.datastore.schema), stored_events, ids)
+        return ids
 
     def close_writer(self) -> None:
         self.writer.close()
