@@ -7,16 +7,36 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
-from yingke.bootstrap import Container, build, conninfo
+from tests.conftest import TEST_ADMIN_KEY, TEST_SECRET
+from tests.integrity.conftest import _pg_database
+from yingke.bootstrap import Container, build, conninfo, migrate
 from yingke.chain import ChainedPostgresRecorder, verify_log
-from yingke.settings import Settings
+from yingke.settings import Settings, load_settings
 
 pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def pg_settings(tmp_path: Path) -> Iterator[Settings]:
+    """A database of this test's own: its synthetic events decode in no other test's
+    follower (the shared session database is read by every view)."""
+    for url in _pg_database():
+        settings = load_settings(
+            {
+                "YINGKE_DATA_DIR": str(tmp_path),
+                "YINGKE_DATABASE_URL": url,
+                "YINGKE_SECRET": TEST_SECRET,
+                "YINGKE_ADMIN_KEY": TEST_ADMIN_KEY,
+            }
+        )
+        migrate(settings)
+        yield settings
 
 
 @pytest.fixture
@@ -79,8 +99,8 @@ def test_queued_saves_commit_together_and_a_conflict_is_refused_alone(
     flat = [n for i in ids if isinstance(i, list) for n in i]
     assert flat == sorted(flat) and len(set(flat)) == 6
     assert [e.originator_version for e in recorder.select_events(third)] == [1, 2]
-    report = verify_log(recorder, pg_app.key_dir)
-    assert report.head_position == max(flat)
+    report = verify_log(recorder, pg_app.key_dir, start=min(flat))
+    assert report.head_position == max(flat) and report.events == len(flat)
 
 
 def test_a_save_that_collides_with_a_stored_event_is_refused(pg_app: Container) -> None:
