@@ -24,7 +24,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -157,18 +156,6 @@ class SQLiteKeyStore(KeyStore):
         self._conn.close()
 
 
-# New keys are written with asynchronous commit: no key is of any use before the events
-# sealed with it commit, and that commit (synchronous, later in the one WAL) flushes the
-# key's record too; a key lost in a crash before then sealed nothing acknowledged. That
-# saves a WAL flush per new buyer outside the group commit (ADR 0054). Erasing and
-# re-wrapping must be durable on their own, so they switch synchronous commit back on.
-_DURABLE = "SET LOCAL synchronous_commit = on"
-
-
-def _asynchronous_commits(conn: psycopg.Connection[Any]) -> None:
-    conn.execute("SET synchronous_commit = off")
-
-
 class PostgresKeyStore(KeyStore):
     def __init__(self, conninfo: str, max_size: int = 10, timeout: float = 5) -> None:
         self._pool = ConnectionPool(
@@ -180,7 +167,6 @@ class PostgresKeyStore(KeyStore):
             kwargs={"autocommit": True},
             # After an outage, pooled connections are dead: test them before use.
             check=check_if_idle,
-            configure=_asynchronous_commits,
         )
 
     def create_table(self) -> None:
@@ -212,8 +198,7 @@ class PostgresKeyStore(KeyStore):
         return bytes(row[0])
 
     def delete(self, subject: str) -> None:
-        with self._pool.connection() as conn, conn.transaction():
-            conn.execute(_DURABLE)
+        with self._pool.connection() as conn:
             conn.execute(f"DELETE FROM {TABLE} WHERE subject = %s", (subject,))
 
     def rows(self) -> list[tuple[str, bytes]]:
@@ -222,8 +207,7 @@ class PostgresKeyStore(KeyStore):
         return [(str(r[0]), bytes(r[1])) for r in found]
 
     def replace(self, subject: str, old: bytes, new: bytes) -> bool:
-        with self._pool.connection() as conn, conn.transaction():
-            conn.execute(_DURABLE)
+        with self._pool.connection() as conn:
             cur = conn.execute(
                 f"UPDATE {TABLE} SET wrapped = %s WHERE subject = %s AND wrapped = %s",
                 (new, subject, old),
@@ -238,7 +222,6 @@ class PostgresKeyStore(KeyStore):
         if not full:
             return
         with self._pool.connection() as conn, conn.transaction():
-            conn.execute(_DURABLE)
             conn.execute(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE")
             conn.execute(f"DROP TABLE IF EXISTS {TABLE}_fresh")
             conn.execute(f"CREATE TABLE {TABLE}_fresh (LIKE {TABLE} INCLUDING ALL)")
@@ -310,11 +293,10 @@ class Vault:
     def _subject_key(self, subject: uuid.UUID, create: bool) -> AESGCM | None:
         name = str(subject)
         for _ in range(100):
-            wrapped = None if create else self._store.get(name)
+            wrapped = self._store.get(name)
             if wrapped is None:
                 if not create:
                     return None
-                # Get-or-create in one call: a fresh key is cheap, a round trip is not.
                 raw = AESGCM.generate_key(256)
                 mine = self._wrap(name, raw)
                 wrapped = self._store.put_if_absent(name, mine)

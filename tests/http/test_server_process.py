@@ -150,4 +150,8 @@ def test_serve_with_several_workers_on_postgresql_files_and_reads_back(
                 assert read.status_code == 200, read.text
     finally:
         process.terminate()
-        process.wait(timeout=20)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
