@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: serve test lint typecheck pytest bench-report-filing bench-relay bench-rebuild bench-verify bench-sheets bench-what-if install clean
+.PHONY: serve test lint typecheck pytest bench-report-filing bench-http bench-relay bench-rebuild bench-verify bench-sheets bench-what-if install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ typecheck: $(STAMP)
 ## Benchmarks (need PostgreSQL on 127.0.0.1:5432); not part of the test suite.
 bench-report-filing: $(STAMP)
 	$(BIN)/python -m bench.report_filing
+
+bench-http: $(STAMP)
+	$(BIN)/python -m bench.http_load
 
 bench-relay: $(STAMP)
 	$(BIN)/python -m bench.relay_throughput

@@ -6,12 +6,13 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from importlib.resources import files
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import integrity, openapi, problems
 from api.authorization import enforce_access
@@ -150,21 +151,7 @@ def _assemble(settings: Settings) -> FastAPI:
         import_limit=settings.max_import_body,
     )
 
-    @app.middleware("http")
-    async def request_id(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        given = request.headers.get("x-request-id", "")
-        request.state.request_id = given if _REQUEST_ID.match(given) else str(uuid.uuid4())
-        guard: StoreGuard = request.app.state.guard
-        if not guard.available and not request.url.path.startswith(STORELESS):
-            # The store is known to be down: answer now instead of waiting for the pool.
-            response: Response = problems.store_unavailable(request)
-        else:
-            response = await call_next(request)
-        response.headers["X-Request-ID"] = request.state.request_id
-        return response
-
+    app.add_middleware(RequestId)
     for module in ROUTERS:
         app.include_router(module.router)
     app.include_router(audit.router)
@@ -174,6 +161,55 @@ def _assemble(settings: Settings) -> FastAPI:
     return app
 
 
+class RequestId:
+    """Pure ASGI middleware: the request id, and a 503 at once while the store is down.
+
+    (Starlette's ``BaseHTTPMiddleware`` runs every request through an extra task and
+    memory streams: on the report path that was a large share of the event loop's time.)
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+                break
+        request_id = given if _REQUEST_ID.match(given) else str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode("latin-1"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    *(h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"),
+                    header,
+                ]
+            await send(message)
+
+        guard: StoreGuard = scope["app"].state.guard
+        if not guard.available and not scope["path"].startswith(STORELESS):
+            # The store is known to be down: answer now instead of waiting for the pool.
+            response = problems.store_unavailable(Request(scope, receive))
+            await response(scope, receive, send_with_id)
+            return
+        await self.app(scope, receive, send_with_id)
+
+
 def create_app_from_env() -> FastAPI:
-    """For ``uvicorn --factory api.app:create_app_from_env`` (one container per process)."""
-    return create_app(build(load_settings()))
+    """For ``uvicorn --factory api.app:create_app_from_env`` (one container per process;
+    ``yingke serve --workers N`` starts N of them). A store that is down at start gives
+    the waiting app, as ``serve`` does."""
+    from yingke.guard import STORE_ERRORS
+
+    settings = load_settings()
+    try:
+        return create_app(build(settings))
+    except STORE_ERRORS:
+        log.exception("event store unreachable at start; serving 503 until it answers")
+        return create_waiting_app(settings, lambda: build(settings))

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 
 from api.access import (
     SERVERS,
@@ -412,6 +413,18 @@ class Guard:
         return job
 
 
+# The path parameters that name an object ``Guard.check_path`` judges.
+PATH_OBJECTS = (
+    "project_id",
+    "client_id",
+    "deal_id",
+    "dispute_id",
+    "report_id",
+    "consultant_id",
+    "job_id",
+)
+
+
 def _as_uuid(value: str | None) -> uuid.UUID | None:
     """A malformed id is left to request validation (422, whoever asks)."""
     if value is None:
@@ -422,7 +435,7 @@ def _as_uuid(value: str | None) -> uuid.UUID | None:
         return None
 
 
-def enforce_access(request: Request) -> None:
+async def enforce_access(request: Request) -> None:
     """Apply the table: the caller's role, then its relation to the objects in the path."""
     operation = operation_of(request)
     if operation is None:
@@ -430,18 +443,20 @@ def enforce_access(request: Request) -> None:
     entry = access(operation)
     if entry.public:
         return
-    caller: Caller = get_caller(request, request.headers.get("authorization"))
-    # The endpoint's own ``CallerDep`` reuses this, rather than authenticating twice.
-    request.state.caller = caller
+    # The endpoint's own ``CallerDep`` reuses this (kept on request.state), rather than
+    # authenticating twice.
+    caller: Caller = await get_caller(request, request.headers.get("authorization"))
     relation = entry.relation(caller.role)
     if relation is None:
         raise HTTPException(403, f"role {caller.role} may not do this")
     guard = Guard(caller, relation, get_container(request))
     request.state.guard = guard
-    guard.check_path(request.path_params)
+    if any(name in request.path_params for name in PATH_OBJECTS):
+        # Loading the objects reads the store: off the event loop.
+        await run_in_threadpool(guard.check_path, request.path_params)
 
 
-def get_guard(request: Request, caller: Annotated[Caller, Depends(get_caller)]) -> Guard:
+async def get_guard(request: Request, caller: Annotated[Caller, Depends(get_caller)]) -> Guard:
     """The request's guard; depending on ``get_caller`` documents the bearer scheme."""
     guard: Guard | None = getattr(request.state, "guard", None)
     if guard is None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from domain.errors import InvalidInput
 from domain.services.uow import Context, Idempotency
@@ -49,7 +50,7 @@ def get_container(request: Request) -> Container:
     return container
 
 
-def get_caller(
+async def get_caller(
     request: Request,
     authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
 ) -> Caller:
@@ -62,17 +63,21 @@ def get_caller(
     key = authorization[7:].strip()
     container = get_container(request)
     if secrets.compare_digest(key.encode(), container.settings.admin_key.encode()):
-        return Caller("admin", "admin")
-    principal = container.principals.authenticate(key)
-    if principal is None:
-        raise HTTPException(401, "unknown or revoked API key", headers=challenge)
-    return Caller(
-        principal.principal_id,
-        principal.role,
-        principal.partner_id,
-        tuple(principal.project_ids),
-        principal.team_id,
-    )
+        caller = Caller("admin", "admin")
+    else:
+        # The only part that may wait on the store runs on a worker thread.
+        principal = await run_in_threadpool(container.principals.authenticate, key)
+        if principal is None:
+            raise HTTPException(401, "unknown or revoked API key", headers=challenge)
+        caller = Caller(
+            principal.principal_id,
+            principal.role,
+            principal.partner_id,
+            tuple(principal.project_ids),
+            principal.team_id,
+        )
+    request.state.caller = caller
+    return caller
 
 
 async def get_context(
@@ -99,8 +104,13 @@ async def get_context(
     return Context(caller.actor, request.state.request_id, idempotency)
 
 
+async def container_dependency(request: Request) -> Container:
+    """``get_container`` as a dependency that needs no worker thread."""
+    return get_container(request)
+
+
 # The services, built once by the composition root (``yingke.bootstrap``).
-AppDep = Annotated[Container, Depends(get_container)]
+AppDep = Annotated[Container, Depends(container_dependency)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 ContextDep = Annotated[Context, Depends(get_context)]
 

@@ -3,35 +3,48 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from yingke.metrics import Metrics
 
 
-def instrument(app: FastAPI) -> None:
-    """Observe into the container's registry; a ``serve`` waiting for its store has none yet."""
+class Observe:
+    """Pure ASGI middleware; a ``serve`` waiting for its store has no registry yet."""
 
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
         status = 500  # what the client sees if the handler raises past every handler
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, send_status)
         finally:
             # The template, not the path: a label per client id would grow without bound.
-            container = request.app.state.container
+            container = scope["app"].state.container
             metrics: Metrics | None = container.metrics if container is not None else None
-            route: BaseRoute | None = request.scope.get("route")
+            route: BaseRoute | None = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             if metrics is not None:
-                metrics.requests.labels(request.method, template, str(status)).inc()
-                metrics.request_seconds.labels(request.method, template).observe(
+                method = scope["method"]
+                metrics.requests.labels(method, template, str(status)).inc()
+                metrics.request_seconds.labels(method, template).observe(
                     time.perf_counter() - started
                 )
+
+
+def instrument(app: FastAPI) -> None:
+    app.add_middleware(Observe)

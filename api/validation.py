@@ -104,7 +104,7 @@ def _invalid(where: str, name: str, message: str, code: str) -> RequestValidatio
     return RequestValidationError([{"loc": (where, name), "msg": message, "type": code}])
 
 
-def check_parameters(request: Request) -> None:
+async def check_parameters(request: Request) -> None:
     """App-wide dependency: path and query values are clean text and sane integers.
 
     It runs after routing (so path parameters have names) and before the route's own

@@ -433,6 +433,9 @@ def server(settings_env: dict[str, str]) -> Iterator[tuple[str, int]]:
         str(port),
         "--log-level",
         "warning",
+        # One process, as before --workers existed (bench.http_load measures several).
+        "--workers",
+        "1",
     ]
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, **settings_env}
@@ -604,11 +607,15 @@ def run_all(dbname: str, size: int, seed: int) -> list[Run]:
     container = build(settings)
     meter = SaveMeter(container.store)
     try:
-        for workers in (1, THREADS):
-            workload, warmup = workloads(f"app-{workers}")
+        recorder = container.store.recorder
+        for workers, grouped in ((1, True), (THREADS, False), (THREADS, True)):
+            recorder.group_commit = grouped  # type: ignore[attr-defined]
+            workload, warmup = workloads(f"app-{workers}-{grouped}")
             mark = EventMark(dbname, table, meter)
+            writer = recorder.writer  # type: ignore[attr-defined]
+            batches, requests = writer.batches, writer.requests
             run = drive(
-                f"app layer, {workers} thr",
+                f"app layer, {workers} thr" + ("" if grouped else ", no group commit"),
                 workers,
                 workload,
                 warmup,
@@ -619,6 +626,10 @@ def run_all(dbname: str, size: int, seed: int) -> list[Run]:
             run.notes["events/report"] = f"{mark.events() / run.reports:.2f}"
             run.notes["time in save()"] = f"{meter.seconds / sum(run.latencies):.0%}"
             run.notes["conflicting saves"] = str(meter.conflicts)
+            if writer.batches > batches:
+                run.notes["saves per batch"] = (
+                    f"{(writer.requests - requests) / (writer.batches - batches):.1f}"
+                )
             report(run)
         meter.restore()
 

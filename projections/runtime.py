@@ -348,15 +348,21 @@ class SQLiteViewDB(ViewDB):
 class PostgresViewDB(ViewDB):
     dialect = "postgres"
 
-    def __init__(self, conninfo: str, max_size: int = 5, timeout: float = 5) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        max_size: int = 5,
+        timeout: float = 5,
+        check: Callable[[psycopg.Connection[Any]], None] = ConnectionPool.check_connection,
+    ) -> None:
         self._pool = ConnectionPool(
             conninfo,
             min_size=1,
             max_size=max_size,
             open=True,
             timeout=timeout,
-            # After an outage, pooled connections are dead: test each before use.
-            check=ConnectionPool.check_connection,
+            # After an outage, pooled connections are dead: test them before use.
+            check=check,
         )
 
     @contextlib.contextmanager
@@ -586,6 +592,11 @@ def rebuild(
             for statement in table.ddl(db.dialect)[1:]:
                 tx.execute(statement)
         set_position(tx, view.name, positions[view.name])
+    # Fresh tables carry no statistics until autovacuum gets round to them; meanwhile the
+    # planner guesses, and picked the wrong index for /v1/tasks (9.7 ms instead of 0.14).
+    with db.transaction() as tx:
+        for table in view.tables:
+            tx.execute(f"ANALYZE {table.name}")
     counts = {t.name: len(memory.all_rows(t.name)) for t in view.tables}
     return RebuildReport(
         view.name, events, time.perf_counter() - started, positions[view.name], counts

@@ -15,7 +15,10 @@ from datetime import UTC, datetime
 import psycopg
 
 from domain.application import EventStore
+from domain.commission import CommissionPolicy
+from domain.policy import ProjectPolicy
 from domain.ports import Clock, PersonalDataVault
+from domain.principal import Principal
 from domain.services.client_import import ClientImport
 from domain.services.clients import Clients
 from domain.services.contact import BuyerContact
@@ -30,6 +33,7 @@ from domain.services.reports import Reports
 from domain.services.units import Units as UnitService
 from domain.services.uow import UnitOfWork
 from domain.services.visits import Visits
+from domain.services.watched import WatchedStreams
 from domain.services.whatif import WhatIf
 from domain.values import PhoneKeyer
 from projections.channel_performance import ChannelPerformance
@@ -63,6 +67,7 @@ from yingke.metrics import Metrics
 from yingke.notify import PrincipalDirectory as Contacts
 from yingke.notify import Sender, sender_from
 from yingke.notify import migrate as migrate_delivery
+from yingke.pools import check_if_idle, ping_only_idle
 from yingke.settings import Settings, postgres_params
 from yingke.streams import existing_streams
 from yingke.vault import KeyStore, PostgresKeyStore, SQLiteKeyStore, Vault
@@ -96,7 +101,9 @@ def view_db(settings: Settings) -> ViewDB:
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         return SQLiteViewDB(settings.views_path)
-    return PostgresViewDB(conninfo(settings), timeout=settings.pg_connect_timeout)
+    return PostgresViewDB(
+        conninfo(settings), timeout=settings.pg_connect_timeout, check=check_if_idle
+    )
 
 
 def all_views() -> list[View]:
@@ -155,8 +162,10 @@ def services(
     store: EventStore, clock: Clock, keyer: PhoneKeyer, vault: PersonalDataVault
 ) -> Services:
     uow = UnitOfWork(store, clock)
-    principals = Principals(uow)
-    policies = Policies(uow)
+    # One watcher of the log for the small hot streams every request reads.
+    watched = WatchedStreams(uow, [Principal, ProjectPolicy, CommissionPolicy])
+    principals = Principals(uow, watched)
+    policies = Policies(uow, watched)
     clients = Clients(uow, clock, keyer, vault)
     deals = Deals(uow, clock, vault, policies, clients)
     return Services(
@@ -242,6 +251,9 @@ class Container(Services):
         for loop in self.loops:
             loop.stop()
         self.job_runner.wait()
+        close_writer = getattr(self.store.recorder, "close_writer", None)
+        if close_writer is not None:
+            close_writer()
         self.store.close()
         self.views.close()
         close = getattr(self.keys, "close", None)
@@ -314,6 +326,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
     guard = StoreGuard(lambda: None)
     if not settings.embedded:
         drop_retries(store.recorder)
+        ping_only_idle(getattr(store.recorder, "datastore", None))
         guard = StoreGuard(store_probe(settings))
         guard.start()
     return Container(

@@ -36,6 +36,8 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
+from yingke.group_commit import Batch, GroupWriter, partition, refuse
+
 GENESIS = b"\x00" * 32
 CHAIN_TABLE = "yingke_event_chain"
 CHECKPOINT_TABLE = "yingke_checkpoints"
@@ -510,6 +512,33 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         self.sql_create_statements.extend(postgres_ddl(self.datastore.schema))
+        table = Identifier(self.datastore.schema, self.events_table_name)
+        self._taken_statement = SQL(
+            "SELECT e.originator_id, e.originator_version FROM {} e "
+            "JOIN unnest(%s::uuid[], %s::bigint[]) AS k(id, v) "
+            "ON e.originator_id = k.id AND e.originator_version = k.v"
+        ).format(table)
+        self._append_statement = SQL(
+            "INSERT INTO {} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
+            "RETURNING notification_id, originator_id, originator_version"
+        ).format(table)
+        self.writer = GroupWriter(self._write_batch)
+
+    # False: each save appends in its own transaction, as eventsourcing does (kept so the
+    # benchmark can compare both in one run).
+    group_commit = True
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Append through the process's group-commit writer (ADR 0054)."""
+        if not stored_events:
+            return []
+        if not self.group_commit:
+            ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            return ids
+        return self.writer.submit(stored_events)
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -520,6 +549,50 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
         # so no other appender can move the log head between this read and the commit.
         self._append_chain(_PostgresOps(curs, self.datastore.schema), stored_events, ids)
         return ids
+
+    def close_writer(self) -> None:
+        self.writer.close()
+
+    def _write_batch(self, batch: Batch) -> None:
+        """One transaction for every request in ``batch``; refused ones get IntegrityError."""
+        keys = [k for request in batch for k in request.stream_versions()]
+        with self.datastore.get_connection() as conn:
+            with conn.pipeline(), conn.transaction(), conn.cursor() as curs:
+                self._lock_table(curs)
+                self._notify_channel(curs)
+                # Under the lock nobody else appends: what is stored now stays stored
+                # until this transaction commits, so the check below is exact.
+                curs.execute(self._taken_statement, ([k[0] for k in keys], [k[1] for k in keys]))
+                stored = {
+                    (_uuid(r["originator_id"]), int(r["originator_version"]))
+                    for r in curs.fetchall()
+                }
+                accepted, refused = partition(batch, stored)
+                for request in refused:
+                    refuse(request)
+                events = [e for request in accepted for e in request.events]
+                if not events:
+                    return
+                curs.execute(
+                    self._append_statement,
+                    (
+                        [_uuid(e.originator_id) for e in events],
+                        [e.originator_version for e in events],
+                        [e.topic for e in events],
+                        [e.state for e in events],
+                    ),
+                )
+                ids = {
+                    (_uuid(r["originator_id"]), int(r["originator_version"])): int(
+                        r["notification_id"]
+                    )
+                    for r in curs.fetchall()
+                }
+                positions = [ids[(_uuid(e.originator_id), e.originator_version)] for e in events]
+                self._append_chain(_PostgresOps(curs, self.datastore.schema), events, positions)
+            # Committed: only now may the callers hear their ids.
+            for request in accepted:
+                request.ids = [ids[k] for k in request.stream_versions()]
 
     def select_events(
         self,
@@ -534,45 +607,44 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
         bounds, params = _select_bounds(gt, lte, desc, limit, "%s")
         events = Identifier(self.datastore.schema, self.events_table_name)
         chain_table = Identifier(self.datastore.schema, CHAIN_TABLE)
-        with self.datastore.transaction(commit=False) as curs:
-            # Both reads must see one snapshot, or an append committing between them
-            # would look like a chained event gone missing.
-            curs.execute(_REPEATABLE_READ)
-            curs.execute(
-                SQL(
-                    "SELECT notification_id, originator_version, topic, state FROM {} "
-                    "WHERE originator_id = %s" + bounds
-                ).format(events),
-                [stream, *params],
+        # One statement sees one snapshot, so the events and their chain entries are read
+        # together in a single round trip (no REPEATABLE READ transaction around two
+        # reads). The chain is read from just below the lowest version returned.
+        statement = SQL(
+            "WITH ev AS (SELECT notification_id, originator_version, topic, state FROM {} "
+            "WHERE originator_id = %s" + bounds + ") "
+            "SELECT 0 AS kind, notification_id AS position, originator_version, topic, state, "
+            "NULL::bytea AS prev_hash, NULL::bytea AS hash FROM ev "
+            "UNION ALL "
+            "SELECT 1, position, originator_version, NULL, NULL, prev_hash, hash FROM {} "
+            "WHERE originator_id = %s AND originator_version >= "
+            "(SELECT COALESCE(MIN(originator_version), %s) - 1 FROM ev)"
+        ).format(events, chain_table)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, [stream, *params, stream, (gt or 0) + 1], prepare=True)
+            found = curs.fetchall()
+        rows = [
+            (
+                int(r["position"]),
+                StoredEvent(
+                    originator_id=stream,
+                    originator_version=int(r["originator_version"]),
+                    topic=r["topic"],
+                    state=bytes(r["state"]),
+                ),
             )
-            rows = [
-                (
-                    int(r["notification_id"]),
-                    StoredEvent(
-                        originator_id=stream,
-                        originator_version=int(r["originator_version"]),
-                        topic=r["topic"],
-                        state=bytes(r["state"]),
-                    ),
-                )
-                for r in curs.fetchall()
-            ]
-            low = min((e.originator_version for _, e in rows), default=(gt or 0) + 1) - 1
-            curs.execute(
-                SQL(
-                    "SELECT originator_version, position, prev_hash, hash FROM {} "
-                    "WHERE originator_id = %s AND originator_version >= %s"
-                ).format(chain_table),
-                (stream, low),
+            for r in found
+            if r["kind"] == 0
+        ]
+        chain = {
+            int(r["originator_version"]): (
+                int(r["position"]),
+                bytes(r["prev_hash"]),
+                bytes(r["hash"]),
             )
-            chain = {
-                int(r["originator_version"]): (
-                    int(r["position"]),
-                    bytes(r["prev_hash"]),
-                    bytes(r["hash"]),
-                )
-                for r in curs.fetchall()
-            }
+            for r in found
+            if r["kind"] == 1
+        }
         if lte is not None:
             chain = {v: row for v, row in chain.items() if v <= lte}
         return self._verified(stream, rows, chain, gt=gt, lte=lte, desc=desc, limit=limit)

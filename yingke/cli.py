@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -36,6 +37,14 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Overrides YINGKE_HOST")] = None,
     port: Annotated[int | None, typer.Option(help="Overrides YINGKE_PORT")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="HTTP processes, each with its own connections and event writer "
+            "(default: the number of cores on PostgreSQL; always 1 on SQLite)",
+        ),
+    ] = None,
 ) -> None:
     """Run the HTTP API (服务); embedded default: SQLite under ./var."""
     import uvicorn
@@ -47,6 +56,9 @@ def serve(
     settings = load_settings()
     host = host or settings.host
     port = port or settings.port
+    processes = workers or (1 if settings.embedded else os.cpu_count() or 1)
+    if processes > 1 and settings.embedded:
+        raise typer.BadParameter("more than one worker needs PostgreSQL: one process owns SQLite")
     try:
         container: Container | None = build(settings)
     except STORE_ERRORS as exc:
@@ -74,6 +86,25 @@ def serve(
             f"{where}/v1/projects/demo/policy",
             flush=True,
         )
+    if processes > 1:
+        # This process keeps the in-process workers (follower, deadlines) and supervises;
+        # each HTTP process builds its own container and serves requests only.
+        print(f"  {processes} HTTP processes", flush=True)
+        os.environ["YINGKE_WORKERS"] = "none"
+        try:
+            uvicorn.run(
+                "api.app:create_app_from_env",
+                factory=True,
+                host=host,
+                port=port,
+                log_level=log_level,
+                workers=processes,
+            )
+        finally:
+            api.state.guard.stop()
+            if api.state.container is not None:
+                api.state.container.close()
+        return
     try:
         uvicorn.run(api, host=host, port=port, log_level=log_level)
     finally:

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from psycopg_pool import ConnectionPool
 
 from yingke.keys import KeyDir
+from yingke.pools import check_if_idle
 
 MAGIC = b"YKE1"
 
@@ -164,8 +165,8 @@ class PostgresKeyStore(KeyStore):
             open=True,
             timeout=timeout,
             kwargs={"autocommit": True},
-            # After an outage, pooled connections are dead: test each before use.
-            check=ConnectionPool.check_connection,
+            # After an outage, pooled connections are dead: test them before use.
+            check=check_if_idle,
         )
 
     def create_table(self) -> None:
@@ -181,13 +182,18 @@ class PostgresKeyStore(KeyStore):
 
     def put_if_absent(self, subject: str, wrapped: bytes) -> bytes:
         with self._pool.connection() as conn:
-            conn.execute(
-                f"INSERT INTO {TABLE} (subject, wrapped) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                (subject, wrapped),
-            )
+            # One round trip: the row this statement inserted, or the one already there.
             row = conn.execute(
-                f"SELECT wrapped FROM {TABLE} WHERE subject = %s", (subject,)
+                f"WITH ins AS (INSERT INTO {TABLE} (subject, wrapped) VALUES (%s, %s) "
+                "ON CONFLICT DO NOTHING RETURNING wrapped) "
+                f"SELECT wrapped FROM ins UNION ALL SELECT wrapped FROM {TABLE} WHERE subject = %s",
+                (subject, wrapped, subject),
             ).fetchone()
+            if row is None:
+                # The row that conflicted committed after this statement's snapshot.
+                row = conn.execute(
+                    f"SELECT wrapped FROM {TABLE} WHERE subject = %s", (subject,)
+                ).fetchone()
         assert row is not None
         return bytes(row[0])
 

@@ -149,13 +149,13 @@ def sign_in_form(next: str | None = None) -> Response:
 
 
 @router.post("/sign-in")
-def sign_in(
+async def sign_in(
     request: Request,
     key: Annotated[str, Form(max_length=512)],
     next: Annotated[str | None, Form(max_length=2048)] = None,
 ) -> Response:
     try:
-        caller = get_caller(request, f"Bearer {key}")
+        caller = await get_caller(request, f"Bearer {key}")
     except HTTPException:
         return _page("sign_in.html", 401, next=_safe_next(next), error="密钥无效或已吊销")
     app = get_container(request)

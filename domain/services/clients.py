@@ -181,12 +181,28 @@ class Clients:
         self, client_id: uuid.UUID, at: datetime, reveal: bool = False
     ) -> dict[str, Any]:
         """Replay the client's stream up to ``at`` and judge the owner at that instant."""
+        owner = self.ownership_read(client_id, at, reveal)[1]
+        del owner["stream_version"]
+        return owner
+
+    def ownership_read(
+        self, client_id: uuid.UUID, at: datetime, reveal: bool = False
+    ) -> tuple[Client, dict[str, Any]]:
+        """The buyer (as of ``at``, or as registered if ``at`` is earlier) and the owner
+        at ``at``, from one read of the stream and one replay of it up to ``at``.
+
+        (Loading the aggregate, then the events, then the aggregate again at a version
+        read and replayed the stream three times: a long stream made that the cost.)
+        """
         events = self.uow.events(client_id)
         if not events:
             raise NotFound("client not found")
         upto = [e for e in events if e.timestamp <= at]
+        state = replay(upto or events[:1])
+        if not isinstance(state, Client):
+            raise NotFound("client not found")
         if not upto:
-            return plain_dict(
+            return state, plain_dict(
                 {
                     "client_id": client_id,
                     "at": at,
@@ -194,12 +210,10 @@ class Clients:
                     "decided_by": None,
                     "policy_version": None,
                     "replayed_to_version": 0,
+                    "stream_version": events[-1].originator_version,
                 }
             )
         version = upto[-1].originator_version
-        state = self.uow.find(Client, client_id, version=version)
-        if state is None:
-            raise NotFound("client not found")
         owner = state.ownership_at(at)
         decided_by = None
         if owner["decided_by_version"] is not None:
@@ -207,7 +221,7 @@ class Clients:
             decided_by = self.describe(
                 client_id, events[owner["decided_by_version"] - 1], reveal=reveal, erased=erased
             )
-        return plain_dict(
+        return state, plain_dict(
             {
                 "client_id": client_id,
                 "at": at,
@@ -215,8 +229,17 @@ class Clients:
                 "decided_by": decided_by,
                 "policy_version": owner["policy_version"],
                 "replayed_to_version": version,
+                "stream_version": events[-1].originator_version,
             }
         )
+
+
+def replay(events: list[Any]) -> Any:
+    """Fold events into their aggregate, as the library's repository does for a load."""
+    state = None
+    for event in events:
+        state = event.mutate(state)
+    return state
 
 
 def plain_dict(value: dict[str, Any]) -> dict[str, Any]:

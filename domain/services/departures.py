@@ -9,7 +9,7 @@ from typing import Any
 
 from domain.departure import Departure, departure_id
 from domain.errors import Conflict, InvalidInput, NotFound
-from domain.principal import Principal
+from domain.principal import Principal, principal_uuid
 from domain.services.clients import Clients
 from domain.services.policies import Policies
 from domain.services.principals import VISIT_ROLES, Principals
@@ -37,7 +37,8 @@ class Departures:
         """Revoke the leaver's key and open the move, atomically; a repeat resumes."""
 
         def decide(now: datetime) -> tuple[list[Any], Departure]:
-            leaver: Principal | None = self.principals.principal(consultant_id)
+            # Loaded afresh, not the shared copy: this command revokes the leaver.
+            leaver = self.uow.find(Principal, principal_uuid(consultant_id))
             if leaver is None or leaver.role not in VISIT_ROLES:
                 raise NotFound(f"no consultant {consultant_id}")
             existing = self.uow.find(Departure, departure_id(consultant_id))

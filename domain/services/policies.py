@@ -14,6 +14,7 @@ from domain.commission import CommissionPolicy, CommissionRules
 from domain.errors import Conflict
 from domain.policy import Policy, ProjectPolicy
 from domain.services.uow import Context, Done, UnitOfWork
+from domain.services.watched import WatchedStreams
 from domain.values import check_identifier
 from domain.versioned import S, VersionedSettings
 
@@ -28,13 +29,15 @@ class SettingsVersion(Generic[S]):
 
 
 class Policies:
-    def __init__(self, uow: UnitOfWork) -> None:
+    def __init__(self, uow: UnitOfWork, watched: WatchedStreams | None = None) -> None:
         self.uow = uow
+        # Every report reads its project's policy: a copy kept current from the log.
+        self.watched = watched or WatchedStreams(uow, [ProjectPolicy, CommissionPolicy])
 
     # ----------------------------------------------------- attribution policy
 
     def policy_for(self, project_id: str) -> Policy:
-        stream = self.uow.find(ProjectPolicy, ProjectPolicy.create_id(project_id))
+        stream = self.watched.find(ProjectPolicy, ProjectPolicy.create_id(project_id))
         return stream.current if stream else Policy()
 
     def policy_version(self, project_id: str, version: int | None) -> SettingsVersion[Policy]:
@@ -74,7 +77,7 @@ class Policies:
         self, cls: type[VersionedSettings[S]], project_id: str, version: int | None
     ) -> SettingsVersion[S]:
         """The version in force (or ``version``) and when it took effect."""
-        stream = self.uow.find(cls, cls.create_id(project_id))
+        stream = self.watched.find(cls, cls.create_id(project_id))
         if stream is None:
             if version not in (None, 0):
                 raise cls.missing(version)

@@ -7,6 +7,7 @@ from datetime import datetime
 from domain.errors import Conflict, InvalidInput
 from domain.principal import Principal, principal_id_from_key, principal_uuid
 from domain.services.uow import Context, Done, UnitOfWork
+from domain.services.watched import WatchedStreams
 from domain.values import check_identifier
 
 # The roles that receive buyers: visits, transfers, pool claims and successors name one.
@@ -14,8 +15,10 @@ VISIT_ROLES = ("consultant", "supervisor", "manager")
 
 
 class Principals:
-    def __init__(self, uow: UnitOfWork) -> None:
+    def __init__(self, uow: UnitOfWork, watched: WatchedStreams | None = None) -> None:
         self.uow = uow
+        # Authentication and checks read a copy kept current from the log.
+        self.watched = watched or WatchedStreams(uow, [Principal])
 
     def register_principal(
         self,
@@ -74,7 +77,8 @@ class Principals:
         return self.uow.run(ctx, decide)
 
     def principal(self, principal_id: str) -> Principal | None:
-        return self.uow.find(Principal, principal_uuid(principal_id))
+        """The principal as of now: a shared copy, never to be changed by the caller."""
+        return self.watched.find(Principal, principal_uuid(principal_id))
 
     def authenticate(self, key: str) -> Principal | None:
         principal_id = principal_id_from_key(key)

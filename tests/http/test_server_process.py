@@ -6,13 +6,16 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import wait_for_server
+from tests.conftest import TEST_ADMIN_KEY, TEST_SECRET
+from tests.support import SERVER_START_BOUND, wait_for_server
+from yingke.settings import Settings
 
 pytestmark = pytest.mark.slow
 
@@ -70,3 +73,77 @@ def test_serve_prints_where_it_listens_and_the_admin_key_it_generated(
     process.terminate()
     output = process.communicate(timeout=10)[0]
     assert base in output and admin_key in output
+
+
+@pytest.mark.postgres
+def test_serve_with_several_workers_on_postgresql_files_and_reads_back(
+    pg_settings: Settings, tmp_path: Path
+) -> None:
+    """`serve --workers 2`: two HTTP processes on one port, one event writer each; a
+    report filed through one is read back (the follower runs in the supervisor)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YINGKE_")}
+    env.update(
+        {
+            "YINGKE_DATABASE_URL": str(pg_settings.database_url),
+            "YINGKE_DATA_DIR": str(tmp_path / "var"),
+            "YINGKE_SECRET": TEST_SECRET,
+            "YINGKE_ADMIN_KEY": TEST_ADMIN_KEY,
+            "YINGKE_PORT": str(port),
+            "YINGKE_PG_POOL_SIZE": "2",
+        }
+    )
+    yingke = Path(sys.executable).with_name("yingke")
+    process = subprocess.Popen(
+        [str(yingke), "serve", "--workers", "2", "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_BOUND
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        else:
+            process.kill()
+            pytest.fail(f"server did not start: {process.communicate()[0]}")
+        admin = {"Authorization": f"Bearer {TEST_ADMIN_KEY}"}
+        with httpx.Client(base_url=base, timeout=30) as client:
+            made = client.post(
+                "/v1/principals",
+                json={"id": "agent-w", "role": "channel_agent", "partner_id": "partner-w"},
+                headers=admin,
+            )
+            assert made.status_code == 201, made.text
+            agent = {"Authorization": f"Bearer {made.json()['key']}"}
+            # Several requests: with keep-alive off they spread over both processes.
+            for n in range(4):
+                filed = client.post(
+                    "/v1/reports",
+                    json={
+                        "project_id": "proj-workers",
+                        "partner_id": "partner-w",
+                        "agent_id": "agent-w",
+                        "client_name": "张三",
+                        "phone": f"1381234000{n}",
+                    },
+                    headers={**agent, "Connection": "close"},
+                )
+                assert filed.status_code == 201, filed.text
+                assert filed.json()["status"] == "accepted"
+                read = client.get(f"/v1/reports/{filed.json()['report_id']}", headers=agent)
+                assert read.status_code == 200, read.text
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise

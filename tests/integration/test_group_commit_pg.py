@@ -1,0 +1,114 @@
+"""Group commit on PostgreSQL: saves queued behind a batch share one transaction, a
+conflicting save alone is refused, and the hash chain covers every event of a batch."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from eventsourcing.persistence import IntegrityError, StoredEvent
+
+from tests.conftest import TEST_ADMIN_KEY, TEST_SECRET
+from tests.integrity.conftest import _pg_database
+from yingke.bootstrap import Container, build, conninfo, migrate
+from yingke.chain import ChainedPostgresRecorder, verify_log
+from yingke.settings import Settings, load_settings
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def pg_settings(tmp_path: Path) -> Iterator[Settings]:
+    """A database of this test's own: its synthetic events decode in no other test's
+    follower (the shared session database is read by every view)."""
+    for url in _pg_database():
+        settings = load_settings(
+            {
+                "YINGKE_DATA_DIR": str(tmp_path),
+                "YINGKE_DATABASE_URL": url,
+                "YINGKE_SECRET": TEST_SECRET,
+                "YINGKE_ADMIN_KEY": TEST_ADMIN_KEY,
+            }
+        )
+        migrate(settings)
+        yield settings
+
+
+@pytest.fixture
+def pg_app(pg_settings: Settings) -> Iterator[Container]:
+    container = build(pg_settings)
+    yield container
+    container.close()
+
+
+def events(stream: uuid.UUID, first: int, count: int = 2) -> list[StoredEvent]:
+    return [
+        StoredEvent(stream, version, "bench.synthetic:Event", f"{stream}-{version}".encode())
+        for version in range(first, first + count)
+    ]
+
+
+def test_queued_saves_commit_together_and_a_conflict_is_refused_alone(
+    pg_app: Container, pg_settings: Settings
+) -> None:
+    recorder = pg_app.store.recorder
+    assert isinstance(recorder, ChainedPostgresRecorder)
+    writer = recorder.writer
+    first, second, third = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    results: dict[str, object] = {}
+
+    def save(name: str, stored: list[StoredEvent]) -> None:
+        try:
+            results[name] = list(recorder.insert_events(stored) or [])
+        except IntegrityError as exc:
+            results[name] = exc
+
+    # Hold the table lock from outside, so the writer's first batch waits on it and the
+    # next saves pile up behind it: they must then go in as one second batch.
+    blocker = psycopg.connect(conninfo(pg_settings))
+    table = f"{recorder.datastore.schema}.{recorder.events_table_name}"
+    blocker.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+    batches_before = writer.batches
+    threads = [threading.Thread(target=save, args=("a", events(first, 1)))]
+    threads[0].start()
+    time.sleep(0.3)
+    queued = [
+        ("b", events(second, 1)),
+        ("c", events(third, 1)),
+        ("c-again", events(third, 1, 3)),  # decided on the same state as "c": a conflict
+    ]
+    for name, stored in queued:
+        thread = threading.Thread(target=save, args=(name, stored))
+        thread.start()
+        threads.append(thread)
+        time.sleep(0.05)
+    assert not results, "nothing is acknowledged before its batch commits"
+    blocker.rollback()
+    blocker.close()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert writer.batches - batches_before == 2
+    assert isinstance(results["c-again"], IntegrityError)
+    ids = [results[name] for name in ("a", "b", "c")]
+    flat = [n for i in ids if isinstance(i, list) for n in i]
+    assert flat == sorted(flat) and len(set(flat)) == 6
+    assert [e.originator_version for e in recorder.select_events(third)] == [1, 2]
+    report = verify_log(recorder, pg_app.key_dir, start=min(flat))
+    assert report.head_position == max(flat) and report.events == len(flat)
+
+
+def test_a_save_that_collides_with_a_stored_event_is_refused(pg_app: Container) -> None:
+    recorder = pg_app.store.recorder
+    stream = uuid.uuid4()
+    recorder.insert_events(events(stream, 1))
+    with pytest.raises(IntegrityError):
+        recorder.insert_events(events(stream, 2))
+    assert [e.originator_version for e in recorder.select_events(stream)] == [1, 2]
+    recorder.insert_events(events(stream, 3))
+    assert [e.originator_version for e in recorder.select_events(stream)] == [1, 2, 3, 4]
