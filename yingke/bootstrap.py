@@ -55,7 +55,7 @@ from yingke.guard import StoreGuard, drop_retries
 from yingke.keys import KeyDir
 from yingke.metrics import Metrics
 from yingke.settings import Settings, postgres_params
-from yingke.streams import existing_streams
+from yingke.streams import stream_heads
 from yingke.vault import KeyStore, PostgresKeyStore, SQLiteKeyStore, Vault
 
 
@@ -161,7 +161,7 @@ def services(
         deals=deals,
         disputes=Disputes(uow, clock, policies, principals, clients, deals),
         client_import=ClientImport(
-            uow, clock, keyer, vault, policies, principals, existing_streams(store.recorder)
+            uow, clock, keyer, vault, policies, principals, stream_heads(store)
         ),
         contact=BuyerContact(uow, keyer, vault, clients),
     )
