@@ -60,6 +60,16 @@ def make_register(path: Path, rows: int) -> None:
 
 
 def peak_mb() -> float:
+    """This process's own peak RSS. Not ru_maxrss: on Linux it keeps the high-water mark
+    of the forked parent from before exec, so every child would report at least the
+    parent's size (which grows as the parent seeds the views)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
