@@ -69,7 +69,7 @@ from yingke.notify import Sender, sender_from
 from yingke.notify import migrate as migrate_delivery
 from yingke.pools import check_if_idle, ping_only_idle
 from yingke.settings import Settings, postgres_params
-from yingke.streams import existing_streams
+from yingke.streams import stream_heads
 from yingke.vault import KeyStore, PostgresKeyStore, SQLiteKeyStore, Vault
 
 
@@ -184,7 +184,7 @@ def services(
         deals=deals,
         disputes=Disputes(uow, clock, vault, policies, principals, clients, deals),
         client_import=ClientImport(
-            uow, clock, keyer, vault, policies, principals, existing_streams(store.recorder)
+            uow, clock, keyer, vault, policies, principals, stream_heads(store)
         ),
         contact=BuyerContact(uow, keyer, vault, clients),
         whatif=WhatIf(store),

@@ -268,10 +268,15 @@ class Vault:
         material = (held or {}).get(epoch) or self._keys.kek(epoch)
         return AESGCM(material) if material else None
 
-    def _wrap(self, name: str, raw: bytes) -> bytes:
-        epoch = self._keys.current_epoch()
-        kek = self._kek(epoch)
-        assert kek is not None
+    def _wrap(self, name: str, raw: bytes, current: tuple[int, AESGCM] | None = None) -> bytes:
+        """``current``: the epoch and KEK to wrap with, when the caller wraps many keys
+        (reading the key directory once per key would dominate an import)."""
+        if current is None:
+            epoch = self._keys.current_epoch()
+            found = self._kek(epoch)
+            assert found is not None
+            current = (epoch, found)
+        epoch, kek = current
         nonce = os.urandom(12)
         head = MAGIC + struct.pack(">I", epoch)
         return head + nonce + kek.encrypt(nonce, raw, head + name.encode())
@@ -327,12 +332,17 @@ class Vault:
         transaction (a subject that has a key already keeps it)."""
         names = {str(subject) for subject, _ in items}
         raws = {n: AESGCM.generate_key(256) for n in names}
-        fresh = {n: self._wrap(n, raws[n]) for n in names}
+        epoch = self._keys.current_epoch()
+        kek = self._kek(epoch)
+        assert kek is not None
+        fresh = {n: self._wrap(n, raws[n], (epoch, kek)) for n in names}
         stored = self._store.put_many_if_absent(fresh)
+        # Checked once, after every key is stored: the epoch is the same for the batch.
+        destroyed = self._keys.kek(epoch) is None
         keys: dict[str, AESGCM] = {}
         for name in names:
             if stored[name] == fresh[name]:
-                if self._keys.kek(self.epoch_of(fresh[name])) is None:
+                if destroyed:
                     # A rotation destroyed the epoch while these keys were stored; its
                     # scan may have missed them, so re-wrap under the current epoch.
                     self._store.replace(name, fresh[name], self._wrap(name, raws[name]))
