@@ -34,7 +34,7 @@ def day(office: Office) -> Day:
         "client_name": "李四",
         "phone": SECOND,
     }
-    agent_id = office.call("GET", "/v1/reports", office.agent).json()["items"][0]["agent_id"]
+    agent_id = office.view("/v1/reports", office.agent)["items"][0]["agent_id"]
     office.call("POST", "/v1/reports", office.agent, 201, json={**report, "agent_id": agent_id})
     visit = {
         "project_id": p,
