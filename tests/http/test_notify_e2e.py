@@ -15,7 +15,7 @@ import pytest
 
 from tests.http.test_deadlines_e2e import free_port
 from tests.receivers import Receiver, serving
-from tests.support import wait_until
+from tests.support import wait_for_server, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -47,16 +47,7 @@ def serve(data_dir: Path, webhook: str) -> Iterator[httpx.Client]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-
-        def up() -> bool:
-            if process.poll() is not None:
-                pytest.fail(f"server exited: {process.communicate()[0]}")
-            try:
-                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(up, timeout=60, message="yingke serve to answer /healthz", interval=0.2)
+        wait_for_server(process, base)
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
         with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
             yield http
