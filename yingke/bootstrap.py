@@ -187,7 +187,7 @@ def services(
             uow, clock, keyer, vault, policies, principals, stream_heads(store)
         ),
         contact=BuyerContact(uow, keyer, vault, clients),
-        whatif=WhatIf(store),
+        whatif=WhatIf(store, clock),
     )
 
 

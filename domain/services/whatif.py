@@ -20,6 +20,7 @@ from domain.commission import CommissionPolicy, CommissionRules
 from domain.deal import Deal
 from domain.errors import InvalidInput
 from domain.policy import ProjectPolicy, validate_settings
+from domain.ports import Clock
 from domain.whatif import BuyerOutcome, DealFacts, Event, PolicyTimeline, replay_buyer
 
 Progress = Callable[[int, int], None]  # (buyers done, buyers in the window)
@@ -62,8 +63,11 @@ def _rebuild(events: list[Event]) -> Any:
 
 
 class WhatIf:
-    def __init__(self, store: Application) -> None:  # type: ignore[type-arg]
+    def __init__(self, store: Application, clock: Clock | None = None) -> None:  # type: ignore[type-arg]
         self.store = store
+        # A window reaching past now is replayed only up to now: the future has no
+        # recorded facts, and a deadline still ahead in the live record has not moved.
+        self.clock = clock
 
     def notifications(self, read: Callable[[int], None] | None = None) -> Iterator[Event]:
         """Every event of the log in log order (the whole log: one sequential read);
@@ -98,6 +102,8 @@ class WhatIf:
     ) -> dict[str, Any]:
         check_window(since, until)
         check_overrides(overrides)
+        if self.clock is not None:
+            until = max(since, min(until, self.clock()))
         # While the log is read, a job still beats (0 of 0 buyers) so it is seen alive.
         log = log or self.read(project_id, (lambda _: progress(0, 0)) if progress else None)
         versions = log.policy.versions if log.policy is not None else []

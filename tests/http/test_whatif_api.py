@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +53,13 @@ def settle(api: Api) -> None:
     container.follower.wait_for(container.position(), 30)
 
 
-def run(api: Api, headers: dict[str, str], overrides: dict[str, Any]) -> dict[str, Any]:
+def run(
+    api: Api, headers: dict[str, str], overrides: dict[str, Any], ahead: timedelta = timedelta()
+) -> dict[str, Any]:
     start = api.clock() - timedelta(days=60)
     body = {
         "from": start.isoformat(),
-        "to": api.clock().isoformat(),
+        "to": (api.clock() + ahead).isoformat(),
         "policy": {"overrides": overrides},
     }
     accepted = api.client.post(f"/v1/projects/{api.project}/what-if", json=body, headers=headers)
@@ -120,6 +122,25 @@ def test_what_if_replays_without_touching_the_record(api: Api) -> None:
     rows = list(book.active.values)
     assert rows[0][:6] == ("client_id", "kind", "subject", "live", "alternative", "detail")
     assert len(rows) - 1 == len(shorter["changes"])
+
+
+def test_a_window_into_the_future_moves_no_deadline_still_ahead(api: Api) -> None:
+    """A buyer owned for 10 days under a 30-day protection: asking up to 60 days from now
+    under 15 days must not release them "earlier" at a time that has not come."""
+    _, manager = api.principal("manager", project_ids=[api.project])
+    consultant_id, consultant = api.principal("consultant", project_ids=[api.project])
+    visit = {
+        "project_id": api.project,
+        "phone": "13912340077",
+        "client_name": "钱七",
+        "consultant_id": consultant_id,
+    }
+    assert api.client.post("/v1/visits", json=visit, headers=consultant).status_code == 201
+    api.clock.advance(days=10)
+    settle(api)
+    result = run(api, manager, {"protection": "P15D"}, ahead=timedelta(days=60))
+    assert result["released_earlier"] == [] and result["buyers_changed"] == 0
+    assert datetime.fromisoformat(result["to"]) == api.clock()  # replayed up to now
 
 
 def test_bad_overrides_are_422_with_the_field(api: Api) -> None:
