@@ -65,7 +65,7 @@ def body_of(done: Done[Any]) -> dict[str, Any]:
 
 def wait_until(
     predicate: Callable[[], object],
-    timeout: float = 30.0,
+    timeout: float = 120.0,
     message: str | Callable[[], str] = "the condition",
     interval: float = 0.01,
 ) -> None:

@@ -102,6 +102,12 @@ class GroupWriter:
         assert request.ids is not None
         return request.ids
 
+    @property
+    def queued(self) -> int:
+        """Saves waiting for the next batch (the one being written is not counted)."""
+        with self._cond:
+            return len(self._queue)
+
     def close(self) -> None:
         with self._cond:
             self._closed = True

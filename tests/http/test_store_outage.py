@@ -51,7 +51,7 @@ def timed(call: Callable[[], Any]) -> tuple[Any, float]:
     return result, time.monotonic() - started
 
 
-def eventually(condition: Callable[[], bool], within: float = 20.0) -> float:
+def eventually(condition: Callable[[], bool], within: float = 120.0) -> float:
     started = time.monotonic()
     while not condition():
         assert time.monotonic() - started < within, "the condition never held"

@@ -4,9 +4,9 @@ conflicting save alone is refused, and the hash chain covers every event of a ba
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -15,8 +15,10 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from tests.conftest import TEST_ADMIN_KEY, TEST_SECRET
 from tests.integrity.conftest import _pg_database
+from tests.support import wait_until
 from yingke.bootstrap import Container, build, conninfo, migrate
 from yingke.chain import ChainedPostgresRecorder, verify_log
+from yingke.group_commit import GroupWriter
 from yingke.settings import Settings, load_settings
 
 pytestmark = pytest.mark.postgres
@@ -53,6 +55,20 @@ def events(stream: uuid.UUID, first: int, count: int = 2) -> list[StoredEvent]:
     ]
 
 
+def queued_are(writer: GroupWriter, count: int) -> bool:
+    return writer.queued == count
+
+
+def waiting_on_lock(settings: Settings) -> int:
+    """Backends of this test's database blocked on a heavyweight lock."""
+    with psycopg.connect(conninfo(settings)) as probe:
+        row = probe.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def test_queued_saves_commit_together_and_a_conflict_is_refused_alone(
     pg_app: Container, pg_settings: Settings
 ) -> None:
@@ -76,17 +92,22 @@ def test_queued_saves_commit_together_and_a_conflict_is_refused_alone(
     batches_before = writer.batches
     threads = [threading.Thread(target=save, args=("a", events(first, 1)))]
     threads[0].start()
-    time.sleep(0.3)
+    # "a" is in flight once its batch's statement waits on the lock held above.
+    wait_until(
+        lambda: waiting_on_lock(pg_settings) >= 1 and writer.queued == 0,
+        message="the first batch to wait on the table lock",
+    )
     queued = [
         ("b", events(second, 1)),
         ("c", events(third, 1)),
         ("c-again", events(third, 1, 3)),  # decided on the same state as "c": a conflict
     ]
-    for name, stored in queued:
+    for count, (name, stored) in enumerate(queued, start=1):
         thread = threading.Thread(target=save, args=(name, stored))
         thread.start()
         threads.append(thread)
-        time.sleep(0.05)
+        # Queued in this order, so "c" is ahead of its conflicting twin in the batch.
+        wait_until(partial(queued_are, writer, count), message=f"{name} to be queued")
     assert not results, "nothing is acknowledged before its batch commits"
     blocker.rollback()
     blocker.close()

@@ -22,7 +22,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from api import bodies
 from api.bodies import answer
 from tests.integrity.conftest import Store
-from tests.support import ctx, file_report, register_consultant, register_visit
+from tests.support import (
+    ctx,
+    file_report,
+    register_consultant,
+    register_visit,
+    wait_until,
+)
 from yingke.bootstrap import build, migrate
 from yingke.chain import verify_log
 from yingke.cli import main
@@ -175,11 +181,15 @@ def test_rotation_with_writers_running_loses_no_key(store: Store) -> None:
         thread = threading.Thread(target=writer)
         thread.start()
         epochs = []
-        for _ in range(3):
-            time.sleep(0.1)
-            epochs.append(vault.rotate())
-        stop.set()
-        thread.join()
+        try:
+            for _ in range(3):
+                # Reports land between rotations, counted rather than timed.
+                wanted = len(filed) + 2
+                wait_until(lambda: len(filed) >= wanted, 120, "two more reports")  # noqa: B023
+                epochs.append(vault.rotate())
+        finally:
+            stop.set()
+            thread.join()
         assert store.container.key_dir.epochs() == [epochs[-1]]
         assert len(filed) > 3
         for client_id in filed:

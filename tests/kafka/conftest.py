@@ -70,7 +70,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     except OSError as exc:
         _unavailable(f"the Tansu broker did not start: {exc}")
     bootstrap = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 120
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -158,7 +158,7 @@ def containers(settings: Settings) -> Iterator[ContainerFactory]:
         made.close()
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 10.0) -> list[Any]:
+def read_topic(bootstrap: str, topic: str, timeout: float = 120.0) -> list[Any]:
     """Every record on the topic's partitions, from the start to the current end."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
