@@ -14,6 +14,7 @@ import api
 import domain
 from api import schemas
 from domain import vocabulary
+from projections import pending_decisions
 
 ROOT = Path(__file__).resolve().parents[2]
 VOCABULARIES = {
@@ -43,6 +44,46 @@ def test_the_schemas_write_no_word_list_of_their_own() -> None:
         and node.value.id == "Literal"
     ]
     assert literals == [], f"use a Literal from domain.vocabulary (api/schemas.py:{literals})"
+
+
+def spelled_out_literals(*folders: str) -> list[tuple[str, int, frozenset[str]]]:
+    """Every ``Literal["a", "b", ...]`` written out in the folders' modules."""
+    found = []
+    for folder in folders:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if not (
+                    isinstance(node, ast.Subscript)
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id == "Literal"
+                ):
+                    continue
+                items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+                words = [
+                    i.value
+                    for i in items
+                    if isinstance(i, ast.Constant) and isinstance(i.value, str)
+                ]
+                if len(words) > 1 and len(words) == len(items):
+                    found.append((str(path.relative_to(ROOT)), node.lineno, frozenset(words)))
+    return found
+
+
+def test_no_route_or_view_spells_out_a_vocabulary_again() -> None:
+    # Query parameters (``?grade=A``) are vocabularies too: a router that writes the
+    # words out drifts from the domain the day a word is added there.
+    known = {
+        frozenset(words): ("domain/vocabulary.py", name) for name, words in VOCABULARIES.items()
+    }
+    # The read side's own vocabulary, defined once in its view.
+    known[frozenset(pending_decisions.KINDS)] = ("projections/pending_decisions.py", "KINDS")
+    copies = [
+        f"{path}:{line} spells out {known[words][1]} of {known[words][0]}"
+        for path, line, words in spelled_out_literals("api", "projections", "yingke")
+        if words in known and path != known[words][0]
+    ]
+    assert copies == []
 
 
 def test_the_schemas_offer_exactly_the_words_the_domain_checks() -> None:
