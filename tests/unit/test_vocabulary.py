@@ -135,3 +135,42 @@ def test_every_vocabulary_tuple_is_its_literal_in_order_without_repeats() -> Non
     for name, words in VOCABULARIES.items():
         assert len(set(words)) == len(words), name
         assert words in aliases.values(), name
+
+
+ROLES = vocabulary.ROLES
+# Who may do what over HTTP is the authorization table's; api.deps keeps the roles that
+# see every project because the table's module imports it.
+API_ROLE_LISTS = ("api/authorization.py", "api/deps.py")
+
+
+def role_lists(folder: str) -> list[tuple[str, int, frozenset[str]]]:
+    """Every tuple, list or set of two or more role names written out under ``folder``."""
+    found = []
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Tuple | ast.List | ast.Set):
+                words = [
+                    e.value
+                    for e in node.elts
+                    if isinstance(e, ast.Constant) and isinstance(e.value, str)
+                ]
+                if len(words) > 1 and len(words) == len(node.elts) and set(words) <= set(ROLES):
+                    found.append((str(path.relative_to(ROOT)), node.lineno, frozenset(words)))
+    return found
+
+
+def test_the_api_lists_roles_only_in_the_authorization_table() -> None:
+    strays = [f"{p}:{line}" for p, line, _ in role_lists("api") if p not in API_ROLE_LISTS]
+    assert strays == [], "name the roles in api/authorization.py and import them"
+
+
+def test_the_domain_names_each_list_of_roles_once() -> None:
+    seen: dict[frozenset[str], str] = {}
+    twice = []
+    for path, line, words in role_lists("domain"):
+        if path == "domain/vocabulary.py":
+            continue
+        if words in seen:
+            twice.append(f"{path}:{line} repeats {seen[words]}")
+        seen.setdefault(words, f"{path}:{line}")
+    assert twice == []
