@@ -26,6 +26,7 @@ from projections import (
     workday,
 )
 from projections.common import day_of
+from projections.dashboards import Grouping, Period
 from projections.queries import Scope
 
 router = APIRouter(tags=["views"], dependencies=[FreshDep])
@@ -322,10 +323,6 @@ def pool(
         get_container(request).views, scope, project_id=project_id, day_from=day_from, day_to=day_to
     )
     return tab.rows(rows)
-
-
-Grouping = Literal["project", "channel", "consultant"]
-Period = Literal["day", "week", "month", "all"]
 
 
 @router.get("/v1/views/conversion")

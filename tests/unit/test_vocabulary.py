@@ -14,7 +14,7 @@ import api
 import domain
 from api import schemas
 from domain import vocabulary
-from projections import pending_decisions
+from projections import dashboards, pending_decisions
 
 ROOT = Path(__file__).resolve().parents[2]
 VOCABULARIES = {
@@ -78,6 +78,8 @@ def test_no_route_or_view_spells_out_a_vocabulary_again() -> None:
     }
     # The read side's own vocabulary, defined once in its view.
     known[frozenset(pending_decisions.KINDS)] = ("projections/pending_decisions.py", "KINDS")
+    known[frozenset(dashboards.GROUPINGS)] = ("projections/dashboards.py", "GROUPINGS")
+    known[frozenset(dashboards.PERIODS)] = ("projections/dashboards.py", "PERIODS")
     copies = [
         f"{path}:{line} spells out {known[words][1]} of {known[words][0]}"
         for path, line, words in spelled_out_literals("api", "projections", "yingke")
@@ -174,3 +176,34 @@ def test_the_domain_names_each_list_of_roles_once() -> None:
             twice.append(f"{path}:{line} repeats {seen[words]}")
         seen.setdefault(words, f"{path}:{line}")
     assert twice == []
+
+
+def test_the_read_side_uses_the_domains_named_word_lists() -> None:
+    # A view that writes out "the stages waiting for a signature" again would judge a
+    # deal overdue by other words than the Deal does, the day a stage is added.
+    named: dict[frozenset[str], str] = {}
+    for info in pkgutil.walk_packages(domain.__path__, "domain."):
+        for name, value in vars(importlib.import_module(info.name)).items():
+            if (
+                name.isupper()
+                and isinstance(value, tuple)
+                and len(value) > 1
+                and all(isinstance(word, str) for word in value)
+            ):
+                named.setdefault(frozenset(value), f"{info.name}.{name}")
+    copies = []
+    for folder in ("api", "projections", "yingke", "consumers"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Tuple | ast.List | ast.Set):
+                    words = [
+                        e.value
+                        for e in node.elts
+                        if isinstance(e, ast.Constant) and isinstance(e.value, str)
+                    ]
+                    if len(words) > 1 and len(words) == len(node.elts):
+                        found = named.get(frozenset(words))
+                        if found is not None:
+                            where = path.relative_to(ROOT)
+                            copies.append(f"{where}:{node.lineno} writes out {found}")
+    assert copies == []
