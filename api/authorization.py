@@ -231,6 +231,9 @@ TABLE: dict[str, Access] = {
 
 # Parts of an answer, not whole operations: who sees them inside what they may read.
 SEES_DISCLOSURES: tuple[Role, ...] = ("manager", "auditor", "admin")  # ContactDisclosed
+# A buyer's evidence bundle whole (a manager's only within the manager's projects); the
+# other roles the ``evidence`` entry allows see it only as a party to a dispute.
+SEES_WHOLE_BUNDLE: tuple[Role, ...] = ("auditor", "admin", "manager")
 SEES_WHOLE_DISPUTE: tuple[Role, ...] = ("supervisor", "manager", "auditor", "service", "admin")
 # These roles act only as themselves: a consultant for itself, a channel agent as itself
 # for its own partner. The others may file for someone (a manager for a consultant).

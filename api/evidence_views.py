@@ -15,11 +15,10 @@ from typing import Any
 
 from fastapi import HTTPException
 
+from api.authorization import SEES_DISCLOSURES, SEES_WHOLE_BUNDLE
 from api.deps import Caller
 from api.dispute_views import for_caller
 
-FULL_READERS = ("auditor", "admin", "manager")
-DISCLOSURE_READERS = ("manager", "auditor", "admin")
 # Fields that name a person, a channel or a report: redacted unless the caller's own.
 _IDENTITY = re.compile(r"(consultant|partner|agent|claimant|manager)_id$|^report_id$|_by$")
 _PRIVATE = ("profile", "fields")  # the demand profile is for the people serving the buyer
@@ -42,9 +41,8 @@ def party_ids(bundle: dict[str, Any], caller: Caller) -> set[str] | None:
 
 def for_reader(bundle: dict[str, Any], caller: Caller) -> dict[str, Any]:
     """The bundle this caller may read; 404 (not 403) so a bundle's existence is not told."""
-    if caller.role in ("auditor", "admin"):
-        return {**bundle, "view": "full"}
-    if caller.role == "manager":
+    if caller.role in SEES_WHOLE_BUNDLE:
+        # Auditors and admins cover every project; a manager only the granted ones.
         if not caller.covers(bundle["project_id"]):
             raise HTTPException(404, "client not found")
         return {**bundle, "view": "full"}
@@ -62,7 +60,7 @@ def _party_view(bundle: dict[str, Any], caller: Caller, own: set[str]) -> dict[s
     claimants = {d["dispute_id"]: d.get("claimant_id") for d in bundle["disputes"]}
     timeline = []
     for entry in bundle["timeline"]:
-        if entry["type"] == "ContactDisclosed" and caller.role not in DISCLOSURE_READERS:
+        if entry["type"] == "ContactDisclosed" and caller.role not in SEES_DISCLOSURES:
             continue
         data = _redact(entry["data"], mine)
         if entry["type"] == "DisputeRuled":

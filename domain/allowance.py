@@ -64,7 +64,7 @@ class Allowance(Aggregate):
             aggregate.used += 1
 
     class LookupLimited(Aggregate.Event):
-        """A phone lookup refused (429): the hour's allowance was used up. On the record
+        """A phone lookup refused: the hour's allowance was used up. On the record
         like the others, so a principal hammering past the cap shows in the audit; it
         does not count, and records nothing of what the lookup would have found."""
 
@@ -126,7 +126,7 @@ class Allowance(Aggregate):
         trace: dict[str, Any],
     ) -> RateLimited | None:
         """Count and record the lookup; past the cap, record the refusal and return it
-        (the caller saves the record, then answers 429)."""
+        (the caller saves the record, then answers the refusal)."""
         refusal = self._refusal(cap, at)
         if refusal is not None:
             self.trigger_event(

@@ -16,28 +16,18 @@ in one part per capability, each readable alone (ADR 0020):
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from eventsourcing.domain import Aggregate
 
 from domain.attribution import Claim, OwnerView, VisitDecision
+from domain.custody import Visit
 from domain.disputes import Disputes
 from domain.migration import ClientMigration
 from domain.policy import Policy
 from domain.public_pool import PublicPool
 from domain.reports import ReportState
-
-
-@dataclass
-class Visit:
-    visit_id: str
-    at: datetime
-    consultant_id: str
-    partner_id: str | None
-    agent_id: str | None
-    version: int
 
 
 class Client(ClientMigration, PublicPool, Disputes):
@@ -158,7 +148,6 @@ class Client(ClientMigration, PublicPool, Disputes):
         self.phone_masked = phone_masked
         self.phone_hash = phone_hash
         self.pii = pii
-        self.visits: list[Visit] = []
         self.erased = False
         self.passed_over: set[str] = set()
 
@@ -184,9 +173,6 @@ class Client(ClientMigration, PublicPool, Disputes):
             timestamp=at,
             **trace,
         )
-
-    def last_visit_at(self) -> datetime | None:
-        return self.visits[-1].at if self.visits else None
 
     def owner_view(self) -> OwnerView | None:
         return self.owner.view() if self.owner else None

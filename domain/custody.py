@@ -1,10 +1,11 @@
 """Who holds the buyer after the deciding visit, and on what clock.
 
 The core every other part of the Client builds on: the owner and their protection
-period (保护期), the follow-up schedule, the buyer's deals (成交, which keep them with
-their consultant), and the two ways custody moves — a transfer to another consultant and
-a release to the public pool (公海池). Guards raise domain errors; every change is an
-event with actor and request.
+period (保护期), the follow-up schedule, the buyer's visits to the office (recorded by
+the Client's deciding visit, read by filing and by the working-day rules), the buyer's
+deals (成交, which keep them with their consultant), and the two ways custody moves — a
+transfer to another consultant and a release to the public pool (公海池). Guards raise
+domain errors; every change is an event with actor and request.
 """
 
 from __future__ import annotations
@@ -40,6 +41,16 @@ class Ownership:
 
     def view(self) -> OwnerView:
         return OwnerView(self.consultant_id, self.partner_id, self.protected_until)
+
+
+@dataclass
+class Visit:
+    visit_id: str
+    at: datetime
+    consultant_id: str
+    partner_id: str | None
+    agent_id: str | None
+    version: int
 
 
 class Custody(ReportBook):
@@ -112,6 +123,9 @@ class Custody(ReportBook):
     def __init__(self) -> None:
         super().__init__()
         self.owner: Ownership | None = None
+        # The buyer's visits to the office, in order: the Client records them (the
+        # deciding visit); filing and the working-day rules read the last one.
+        self.visits: list[Visit] = []
         self.next_follow_up_due: datetime | None = None
         self.follow_up_basis: str | None = None
         self.inactive_after: datetime | None = None
@@ -149,6 +163,9 @@ class Custody(ReportBook):
         if self.owner is not None:
             return "owned"
         return "pool" if self.in_pool else "unowned"
+
+    def last_visit_at(self) -> datetime | None:
+        return self.visits[-1].at if self.visits else None
 
     @property
     def in_deal(self) -> bool:

@@ -1,4 +1,4 @@
-"""Domain errors. The API maps each family to one HTTP status in one place."""
+"""Domain errors. The API maps each family to its answer in one place (api/problems.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class DomainError(Exception):
 
 
 class InvalidInput(DomainError):
-    """A value broke a business rule about its shape (422, with the field named)."""
+    """A value broke a business rule about its shape, with the field named."""
 
     code = "invalid_input"
 
@@ -24,7 +24,7 @@ class InvalidInput(DomainError):
         self.field = field
 
     def details(self) -> list[dict[str, str]]:
-        """The field-level ``errors`` of the 422 answer."""
+        """The field-level ``errors``: one per field that broke a rule."""
         return [{"field": self.field, "message": str(self), "code": self.code}]
 
 
@@ -51,13 +51,13 @@ class NotFound(DomainError):
 
 
 class Conflict(DomainError):
-    """The command is well formed but the current state refuses it (409)."""
+    """The command is well formed but the current state refuses it."""
 
     code = "conflict"
 
 
 class Forbidden(DomainError):
-    """The actor may not do this to this object (403)."""
+    """The actor may not do this to this object."""
 
     code = "forbidden"
 
@@ -69,13 +69,13 @@ class IdempotencyKeyReused(DomainError):
 
 
 class TooMuchContention(DomainError):
-    """Optimistic retries ran out; the caller may safely try again (503)."""
+    """Optimistic retries ran out; the caller may safely try again."""
 
     code = "contention"
 
 
 class RateLimited(DomainError):
-    """A per-principal allowance is used up (429); ``retry_after`` seconds until it renews."""
+    """A per-principal allowance is used up; ``retry_after`` seconds until it renews."""
 
     code = "rate_limited"
 

@@ -262,10 +262,6 @@ class Protection(Custody):
 
     # ------------------------------------------------------------- the working day
 
-    def last_visit_at(self) -> datetime | None:
-        """The buyer's last visit to the office (the Client keeps the visits)."""
-        return None
-
     def last_activity_at(self) -> datetime | None:
         """The current owner's last work on the buyer: ownership start, a follow-up
         logged (reached or not: 待激活 nudges an owner who stopped trying, not one whose

@@ -3,6 +3,8 @@
 Each vocabulary is a ``Literal`` type, which api/schemas.py uses so that OpenAPI shows
 the same enum the domain checks, and a tuple of its values for the domain's own checks
 and messages. Changing a word here changes both; stored events keep whatever they hold.
+Words only the read side knows (the inbox's kinds, the dashboards' groupings and
+periods) are Literals in their view's module, which the routers import the same way.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal, get_args
 
+from domain.deal import AWAITING_SIGNATURE, BEFORE_CONTRACT
 from domain.quota import CHINA
 from projections import (
     client_overview,
@@ -30,12 +31,14 @@ from projections.queries import Scope, Where, scoped, select_rows
 from projections.runtime import ViewDB
 from projections.sql import ts
 
-GROUPINGS = ("project", "channel", "consultant")
-PERIODS = ("day", "week", "month", "all")
+Grouping = Literal["project", "channel", "consultant"]
+GROUPINGS: tuple[Grouping, ...] = get_args(Grouping)
+Period = Literal["day", "week", "month", "all"]
+PERIODS: tuple[Period, ...] = get_args(Period)
 # Stages a deal has passed subscription (认购) and contract (签约) by.
 SUBSCRIBED_OR_LATER = ("subscribed", "contracted", "filed", "delivered", "certified")
 CONTRACTED_OR_LATER = ("contracted", "filed", "delivered", "certified")
-IN_PROGRESS = ("opened", "deposit_paid", "subscribed")
+IN_PROGRESS = BEFORE_CONTRACT  # opened, deposit paid (定金), subscribed (认购)
 
 
 def period_of(day: str, period: str) -> str:
@@ -246,11 +249,11 @@ def summary(
         money,
     )
     signing = base(by_consultant=True)
-    signing.within("stage", ("deposit_paid", "subscribed"))
+    signing.within("stage", AWAITING_SIGNATURE)
     signing.add("signing_deadline >= %s", ts(db.dialect, now))
     signing.add("signing_deadline < %s", ts(db.dialect, now + timedelta(days=7)))
     late = base(by_consultant=True)
-    late.within("stage", ("deposit_paid", "subscribed"))
+    late.within("stage", AWAITING_SIGNATURE)
     late.add("signing_deadline < %s", ts(db.dialect, now))
     out["overdue_follow_ups"] = _count(db, follow_up_tasks.TABLE.name, tasks)
     # The rules' open tasks (rule_tasks): escalations per grade, 待激活, stalled deals.

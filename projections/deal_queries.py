@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from domain.deal import AWAITING_SIGNATURE
 from projections import commission_ledger, deal_pipeline, payment_collection, units
 from projections.common import day_of
 from projections.queries import Page, Scope, Where, page, scoped, select_rows
 from projections.runtime import ViewDB
 from projections.sql import read_ts, ts
 
-AWAITING_SIGNATURE = ("deposit_paid", "subscribed")
 FORECAST_DAYS = 14
 
 

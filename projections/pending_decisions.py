@@ -11,13 +11,14 @@ inbox shows the mask from the buyer's stream, so an erasure leaves nothing of it
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 from domain.client import Client
 from domain.departure import Departure
 from projections.runtime import Rows, Table
 
-KINDS = ("loss_request", "claim", "dispute", "appeal", "departure")
+PendingKind = Literal["loss_request", "claim", "dispute", "appeal", "departure"]
+KINDS: tuple[PendingKind, ...] = get_args(PendingKind)
 TABLE = Table(
     "pending_decisions",
     ("kind", "item_id", "project_id"),

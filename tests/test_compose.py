@@ -43,6 +43,22 @@ def test_the_topology_has_its_infrastructure_and_health_checks() -> None:
     assert services["migrate"]["restart"] == "no"
 
 
+def test_every_worker_serves_its_metrics_to_the_compose_network() -> None:
+    services = compose()["services"]
+    workers = [
+        name
+        for name, spec in services.items()
+        if spec.get("image") == "yingke:local"
+        and spec.get("command", [None])[0] in ("relay", "consume", "projections", "deadlines")
+    ]
+    assert {"relay", "views", "projections", "deadlines", "reminders"} <= set(workers)
+    for name in workers:
+        env = services[name]["environment"]
+        assert str(env.get("YINGKE_METRICS_PORT", "")).isdigit(), name
+        # 127.0.0.1 (the default) would answer only inside the container itself.
+        assert env.get("YINGKE_METRICS_HOST") == "0.0.0.0", name
+
+
 def test_docker_compose_config_accepts_the_file() -> None:
     tool = shutil.which("docker-compose")
     if tool is None:

@@ -90,6 +90,12 @@ def serve(
         # This process keeps the in-process workers (follower, deadlines) and supervises;
         # each HTTP process builds its own container and serves requests only.
         print(f"  {processes} HTTP processes", flush=True)
+        if container is not None:
+            # The loops run here, where no HTTP process can see them: like any worker
+            # process, this one shows them on YINGKE_METRICS_PORT when it is set.
+            from yingke import metrics
+
+            metrics.serve(container.metrics, settings, "serve")
         os.environ["YINGKE_WORKERS"] = "none"
         try:
             uvicorn.run(

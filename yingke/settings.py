@@ -316,9 +316,26 @@ def _kept_secret(path: Path, make: str) -> str:
     return make
 
 
+def _directory(path: Path, variable: str) -> None:
+    """Make a directory the process keeps files in: one it cannot make is a bad setting,
+    answered in one line rather than a traceback from deep inside start-up."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{variable} must be a directory this process can create ({path}: "
+            f"{exc.strerror or exc})"
+        ) from None
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = read_environment(environ)
     data_dir = env.data_dir.resolve()
+    # The embedded store and, unless YINGKE_KEY_DIR moves them, the keys live here.
+    if env.database_url is None or env.key_dir is None:
+        _directory(data_dir, env_name("data_dir"))
+    if env.key_dir is not None:
+        _directory(env.key_dir.resolve(), env_name("key_dir"))
     secret, admin_key = env.secret, env.admin_key
     if env.database_url is None:
         secret = secret or _kept_secret(data_dir / "secret.key", secrets.token_hex(32))

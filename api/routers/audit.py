@@ -27,10 +27,10 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from api.authorization import access
+from api.authorization import SEES_WHOLE_BUNDLE, access
 from api.deps import Caller, get_caller, get_container
-from api.evidence_views import FULL_READERS, party_ids
 from api.evidence_views import _redact as redact
+from api.evidence_views import party_ids
 from api.routers.evidence import bundle_for, pdf_response
 from api.validation import Instant
 from domain.errors import NotFound
@@ -244,7 +244,7 @@ def _owner_at(
 ) -> dict[str, Any]:
     """``ownership?at=`` (the same replay), with the policy it applied, as this caller may
     see it: a party sees its own side only."""
-    full = caller.role in FULL_READERS and caller.covers(bundle["project_id"])
+    full = caller.role in SEES_WHOLE_BUNDLE and caller.covers(bundle["project_id"])
     own = None if full else party_ids(bundle, caller)
     if not full and own is None:
         raise NotFound("client not found")

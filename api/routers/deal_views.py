@@ -3,7 +3,7 @@ ledger (佣金) and the signing forecast. ``?after=<Yingke-Position>`` reads you
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
@@ -11,6 +11,7 @@ from api.authorization import ScopeDep
 from api.deps import AppDep, FreshDep, get_container
 from api.tabular import TabularDep
 from api.validation import Month
+from domain.vocabulary import PayeeKind
 from projections import commission_ledger, dashboards, deal_queries
 
 router = APIRouter(prefix="/v1/views", tags=["views"], dependencies=[FreshDep])
@@ -59,7 +60,7 @@ def commissions(
     scope: ScopeDep,
     tab: TabularDep,
     project_id: str | None = None,
-    payee_kind: Literal["channel", "consultant"] | None = None,
+    payee_kind: PayeeKind | None = None,
     payee_id: str | None = None,
 ) -> Any:
     """commission_ledger: accrued, reversed and payable (accrued − reversed) per project
@@ -81,7 +82,7 @@ def commission_entries(
     tab: TabularDep,
     project_id: str | None = None,
     deal_id: str | None = None,
-    payee_kind: Literal["channel", "consultant"] | None = None,
+    payee_kind: PayeeKind | None = None,
     payee_id: str | None = None,
     month: MonthQuery = None,
     cursor: str | None = None,

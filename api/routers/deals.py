@@ -7,7 +7,7 @@ One POST per step. A step out of order answers 409 with a code (``out_of_order``
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
@@ -34,6 +34,7 @@ from api.schemas import (
     SwapIn,
 )
 from api.tabular import TabularDep
+from domain.vocabulary import DealStatus
 from projections import deal_pipeline, deal_queries, people
 
 router = APIRouter(prefix="/v1/deals", tags=["deals"])
@@ -60,7 +61,7 @@ def list_deals(
     tab: TabularDep,
     project_id: str | None = None,
     stage: str | None = None,
-    status: Literal["open", "completed", "cancelled"] | None = None,
+    status: DealStatus | None = None,
     consultant_id: str | None = None,
     partner_id: str | None = None,
     client_id: str | None = None,

@@ -14,6 +14,7 @@ from api.authorization import ScopeDep
 from api.deps import AppDep, CallerDep, FreshDep, get_container
 from api.tabular import TabularDep
 from api.validation import Instant, Month
+from domain.vocabulary import Grade, ReportStatus
 from projections import (
     client_overview,
     dashboards,
@@ -25,6 +26,7 @@ from projections import (
     workday,
 )
 from projections.common import day_of
+from projections.dashboards import Grouping, Period
 from projections.queries import Scope
 
 router = APIRouter(tags=["views"], dependencies=[FreshDep])
@@ -44,7 +46,7 @@ def list_clients(
     consultant_id: str | None = None,
     partner_id: str | None = None,
     status: Literal["unowned", "owned", "pool"] | None = None,
-    grade: Literal["A", "B", "C"] | None = None,
+    grade: Grade | None = None,
     registered_from: Since = None,
     registered_to: Until = None,
     cursor: Cursor = None,
@@ -92,7 +94,7 @@ def list_reports(
     tab: TabularDep,
     project_id: str | None = None,
     partner_id: str | None = None,
-    status: Literal["accepted", "rejected", "confirmed", "closed", "expired"] | None = None,
+    status: ReportStatus | None = None,
     client_id: str | None = None,
     filed_from: Since = None,
     filed_to: Until = None,
@@ -128,7 +130,7 @@ def list_tasks(
     tab: TabularDep,
     project_id: str | None = None,
     consultant_id: str | None = None,
-    grade: Literal["A", "B", "C"] | None = None,
+    grade: Grade | None = None,
     due_before: Annotated[Instant | None, Query(description="e.g. end of today")] = None,
     escalated: Annotated[
         bool | None,
@@ -321,10 +323,6 @@ def pool(
         get_container(request).views, scope, project_id=project_id, day_from=day_from, day_to=day_to
     )
     return tab.rows(rows)
-
-
-Grouping = Literal["project", "channel", "consultant"]
-Period = Literal["day", "week", "month", "all"]
 
 
 @router.get("/v1/views/conversion")

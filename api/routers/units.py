@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
@@ -19,6 +19,7 @@ from api.schemas import MAX_FEN
 from api.tabular import TabularDep
 from api.uploads import UploadDep, file_body
 from domain.errors import InvalidInput, InvalidRows
+from domain.vocabulary import UnitStatus
 from projections import deal_queries
 from projections import units as units_view
 from yingke.sheets.reading import UnreadableFile, decode_text, read_sheet
@@ -171,7 +172,7 @@ def list_units(
     request: Request,
     tab: TabularDep,
     building: str | None = None,
-    status: Literal["available", "held", "subscribed", "signed", "sold"] | None = None,
+    status: UnitStatus | None = None,
     rooms: Annotated[int | None, Query(ge=0, le=20)] = None,
     orientation: str | None = None,
     floor_from: Annotated[int | None, Query(ge=-10, le=300)] = None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, tzinfo
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
@@ -22,13 +22,12 @@ from domain.client import Client
 from domain.sealing import SEALED
 from domain.values import ERASED_PHONE_MASK, mask_name, zone
 from projections import people, workday
-from projections.pending_decisions import KINDS
+from projections.pending_decisions import KINDS, PendingKind
 from projections.queries import team_members
 from yingke.bootstrap import Container
 
 router = APIRouter(tags=["workday"], dependencies=[FreshDep])
 
-Kind = Literal["loss_request", "claim", "dispute", "appeal", "departure"]
 Limit = Annotated[int, Query(ge=1, le=500, description="At most this many items per list")]
 
 
@@ -113,7 +112,7 @@ def inbox(
     request: Request,
     app: AppDep,
     caller: CallerDep,
-    kind: Kind | None = None,
+    kind: PendingKind | None = None,
     project_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Limit = 100,
 ) -> dict[str, Any]:

@@ -25,14 +25,13 @@ from domain.migration import MigratedBuyer, SheetRow
 from domain.policy import Policy
 from domain.ports import Clock, PersonalDataVault
 from domain.services.policies import Policies
-from domain.services.principals import Principals
+from domain.services.principals import VISIT_ROLES, Principals
 from domain.services.uow import Context, Done, UnitOfWork
 from domain.values import PhoneKeyer, check_identifier, mask_phone
 
 MAX_ROWS = 200_000
 BATCH = 500
 MIGRATED_VERSION = 2  # ClientRegistered, then ClientMigrated
-OWNER_ROLES = ("consultant", "supervisor", "manager")
 
 Problem = tuple[str, str, str]
 Progress = Callable[[int], None]
@@ -214,7 +213,7 @@ class ClientImport:
             principal = self.principals.principal(consultant)
             if principal is None or principal.revoked:
                 cache[consultant] = f"置业顾问 {consultant} is not an active principal"
-            elif principal.role not in OWNER_ROLES:
+            elif principal.role not in VISIT_ROLES:
                 cache[consultant] = f"{consultant} is a {principal.role}, not a consultant"
             elif project_id not in principal.project_ids:
                 cache[consultant] = f"{consultant} is not granted project {project_id}"

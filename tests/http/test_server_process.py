@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -80,8 +81,9 @@ def test_serve_with_several_workers_on_postgresql_files_and_reads_back(
     pg_settings: Settings, tmp_path: Path
 ) -> None:
     """`serve --workers 2`: two HTTP processes on one port, one event writer each; a
-    report filed through one is read back (the follower runs in the supervisor)."""
-    port = free_port()
+    report filed through one is read back (the follower runs in the supervisor, whose
+    loops show on the metrics port)."""
+    port, metrics_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("YINGKE_")}
     env.update(
         {
@@ -91,6 +93,7 @@ def test_serve_with_several_workers_on_postgresql_files_and_reads_back(
             "YINGKE_ADMIN_KEY": TEST_ADMIN_KEY,
             "YINGKE_PORT": str(port),
             "YINGKE_PG_POOL_SIZE": "2",
+            "YINGKE_METRICS_PORT": str(metrics_port),
         }
     )
     yingke = Path(sys.executable).with_name("yingke")
@@ -140,6 +143,17 @@ def test_serve_with_several_workers_on_postgresql_files_and_reads_back(
                 assert filed.json()["status"] == "accepted"
                 read = client.get(f"/v1/reports/{filed.json()['report_id']}", headers=agent)
                 assert read.status_code == 200, read.text
+        # No HTTP process runs a loop; the supervisor's are on its own metrics port.
+        views = 'yingke_loop_runs_total{loop="views"}'
+        deadlines = 'yingke_loop_runs_total{loop="deadlines"}'
+        text = ""
+        deadline = time.monotonic() + SERVER_START_BOUND
+        while not (_sample(text, views) >= 1 and _sample(text, deadlines) >= 1):
+            assert time.monotonic() < deadline, text
+            with contextlib.suppress(httpx.TransportError):
+                text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+            time.sleep(0.2)
+        assert _sample(text, 'yingke_view_position{view="report_log"}') >= 1
     finally:
         process.terminate()
         try:
@@ -147,3 +161,10 @@ def test_serve_with_several_workers_on_postgresql_files_and_reads_back(
         except subprocess.TimeoutExpired:
             process.kill()
             raise
+
+
+def _sample(text: str, sample: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

@@ -137,17 +137,49 @@ def test_the_shell_environment_is_not_read_when_a_mapping_is_given(
         load_settings()
 
 
+@pytest.mark.parametrize("name", ["YINGKE_DATA_DIR", "YINGKE_KEY_DIR"])
+def test_a_directory_that_cannot_be_made_is_one_line_naming_the_variable(
+    tmp_path: Path, name: str
+) -> None:
+    taken = tmp_path / "a-file"
+    taken.write_text("not a directory")
+    env = {"YINGKE_DATA_DIR": str(tmp_path / "var"), name: str(taken / "sub")}
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(env)
+    message = str(caught.value)
+    assert message.startswith(f"{name} must be a directory this process can create")
+    assert str(taken / "sub") in message and "\n" not in message
+
+
 def test_every_variable_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     missing = [env_name(f) for f in Environment.model_fields if env_name(f) not in readme]
     assert missing == []
 
 
-def test_the_cli_answers_a_bad_value_with_one_line_and_exit_code_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("bad", "line"),
+    [
+        (
+            {"YINGKE_PG_POOL_SIZE": "ten"},
+            "yingke: YINGKE_PG_POOL_SIZE must be a positive integer (got 'ten')",
+        ),
+        (
+            {"YINGKE_DATA_DIR": "{file}/var"},
+            "yingke: YINGKE_DATA_DIR must be a directory this process can create "
+            "({file}/var: Not a directory)",
+        ),
+    ],
+)
+def test_the_cli_answers_a_bad_value_with_one_line_and_exit_code_2(
+    tmp_path: Path, bad: dict[str, str], line: str
+) -> None:
+    taken = tmp_path / "a-file"
+    taken.write_text("not a directory")
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("YINGKE_")},
         "YINGKE_DATA_DIR": str(tmp_path),
-        "YINGKE_PG_POOL_SIZE": "ten",
+        **{k: v.format(file=taken) for k, v in bad.items()},
     }
     done = subprocess.run(
         [sys.executable, "-m", "yingke.cli", "deadlines"],
@@ -158,6 +190,4 @@ def test_the_cli_answers_a_bad_value_with_one_line_and_exit_code_2(tmp_path: Pat
     )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
-    assert (
-        done.stderr.strip() == "yingke: YINGKE_PG_POOL_SIZE must be a positive integer (got 'ten')"
-    )
+    assert done.stderr.strip() == line.format(file=taken)

@@ -35,10 +35,10 @@ from hypothesis.stateful import (
     rule,
 )
 
-from domain.attribution import decide_visit
 from domain.client import Client
 from domain.policy import Policy
 from domain.values import Actor, parse_duration
+from domain.visits import decide_and_record_visit
 from projections.follow_up_tasks import TABLE, FollowUpTasks
 from projections.runtime import Rows
 from tests.support import START
@@ -149,16 +149,17 @@ class Run:
         if kind == "wait":
             self.now += timedelta(minutes=op[1])
         elif kind == "visit":
-            decision = decide_visit(policy, self.now, client.owner_view(), [], None)
-            client.record_visit(
+            # The application's visit (gather the claims, decide, record), not a copy.
+            decision, _ = decide_and_record_visit(
+                client,
+                None,
+                policy,
                 visit_id=str(uuid.uuid4()),
                 consultant_id=op[1],
                 partner_id=None,
                 agent_id=None,
                 pii="sealed",
-                decision=decision,
-                masked_winner=None,
-                policy=policy,
+                reseal=lambda report: "resealed",
                 at=self.now,
                 trace=TRACE,
             )
