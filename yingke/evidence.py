@@ -147,12 +147,12 @@ def verification() -> dict[str, Any]:
     """How anyone checks a bundle; printed on the PDF too."""
     return {
         "keys": "/v1/receipts/keys",
-        "command": "yingke verify",
+        "command": "yingke verify --bundle <本文件>",
         "steps": [
-            "运行 `yingke verify`（或 `yingke verify --from <位置>`）：重新计算每条事件的哈希链、"
-            "日志链与每个签名检查点；退出码 0 表示完整无篡改。",
-            "核对本证据包中每条事件的 hash 与 position：它们就是 yingke_event_chain 表中"
-            "经 `yingke verify` 重新计算确认的值。",
+            "在服务器上运行 `yingke verify --bundle <本证据包的 PDF 或 JSON 文件>`：先重新计算"
+            "每条事件的哈希链、日志链与每个签名检查点，再逐条核对本证据包印出的 position、hash、"
+            "prev 正是经重新计算确认的链上记录（版本 1 至 n，无遗漏），并用密钥目录验证检查点签名；"
+            "退出码 0 表示一致，1 表示不一致并指出首个不符之处。",
             "用 GET /v1/receipts/keys 公布的 Ed25519 公钥（按 key_id 查找）验证检查点签名："
             "签名对象为 message 字段（十六进制）= b'yingke-checkpoint-v1' ‖ 位置(8 字节大端) "
             "‖ log_hash。",
