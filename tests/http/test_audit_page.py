@@ -222,3 +222,19 @@ def test_sessions_are_signed_expire_and_end_with_the_key(api: Api) -> None:
     refused = api.client.get(page)
     assert refused.status_code == 403
     api.client.cookies.clear()
+
+
+def test_the_page_prints_chinese_as_chinese(api: Api) -> None:
+    """The event contents on the page read 韩**, not their JSON escapes (\\u97e9**)."""
+    d = disputed_buyer(api)
+    _, auditor = api.principal("auditor")
+    key = auditor["Authorization"].removeprefix("Bearer ")
+    signed = api.client.post("/audit/sign-in", data={"key": key}, follow_redirects=False)
+    assert signed.status_code == 303
+
+    page = api.client.get(f"/audit/clients/{d.client_id}")
+
+    assert page.status_code == 200
+    assert "韩**" in page.text
+    assert "\\u97e9" not in page.text
+    api.client.cookies.clear()
