@@ -57,7 +57,10 @@ def for_reader(bundle: dict[str, Any], caller: Caller) -> dict[str, Any]:
 def _party_view(bundle: dict[str, Any], caller: Caller, own: set[str]) -> dict[str, Any]:
     reports = [r for r in bundle["reports"] if r["partner_id"] in own]
     own_reports = {r["report_id"] for r in reports}
-    mine = own | own_reports
+    # A channel's own agents (the caller, and whoever filed its reports) are its side too,
+    # not "the other side's" people.
+    own_agents = {r["agent_id"] for r in reports if r["agent_id"]} | {caller.id}
+    mine = own | own_reports | own_agents
 
     claimants = {d["dispute_id"]: d.get("claimant_id") for d in bundle["disputes"]}
     timeline = []

@@ -65,7 +65,7 @@ def build_bundle(
     timeline: list[dict[str, Any]] = []
     decisions: list[dict[str, Any]] = []
     state: Any = None
-    previous = no_owner()
+    owners: list[dict[str, Any]] = []
     for event in events:
         state = event.mutate(state)
         entry = app.clients.describe(client_id, event, reveal=reveal, erased=erased)
@@ -75,10 +75,25 @@ def build_bundle(
         entry["chain"] = _link(links.get(event.originator_version))
         timeline.append(entry)
         assert isinstance(state, Client)
-        owner = plain_dict(state.ownership_at(event.timestamp))
+        owners.append(plain_dict(state.ownership_at(event.timestamp)))
+    # One command records several events at one instant (a visit: the report confirmed,
+    # then the buyer awarded); an owner seen only between two of them never held at any
+    # instant, so it is no decision.
+    settled = list(owners)
+    for index in range(len(events) - 2, -1, -1):
+        if _same_command(events[index], events[index + 1]):
+            settled[index] = settled[index + 1]
+
+    previous = no_owner()
+    for event, owner, final in zip(events, owners, settled, strict=True):
         kind = type(event).__name__
         if kind == "MaskedReportPassedOver":
             passed_over[event.report_id] = event.reason
+        transient = any(owner[f] != final[f] for f in _OWNER_FIELDS)
+        if transient:
+            # A ruling or a rejection in the middle of its command decided without moving
+            # the buyer yet: it stands with the owner the command found.
+            owner = previous
         changed = any(owner[f] != previous[f] for f in _OWNER_FIELDS)
         if changed or kind in _ALWAYS_DECISIONS:
             version = owner["policy_version"]
@@ -95,7 +110,7 @@ def build_bundle(
                     "owner_changed": changed,
                 }
             )
-        previous = owner
+            previous = owner
 
     client: Client | None = state if isinstance(state, Client) else None
     used = sorted({d["policy_version"] for d in decisions} | _report_policies(client))
@@ -160,6 +175,14 @@ def verification() -> dict[str, Any]:
             "覆盖了本证据包的全部事件。",
         ],
     }
+
+
+def _same_command(event: Any, following: Any) -> bool:
+    return bool(
+        event.timestamp == following.timestamp
+        and getattr(event, "correlation_id", None) is not None
+        and getattr(event, "correlation_id", None) == getattr(following, "correlation_id", None)
+    )
 
 
 def _link(row: ChainRow | None) -> dict[str, Any] | None:

@@ -229,3 +229,36 @@ def test_a_party_pdf_hides_the_other_side_too(api: Api) -> None:
     text = _pdf_text(response.content)
     assert "partner-b" in text
     assert "partner-a" not in text and d.owner_id not in text
+
+
+def test_decisions_never_show_an_owner_the_buyer_did_not_have(api: Api) -> None:
+    """A visit confirms the report and awards the buyer in one command: between those two
+    events of one instant nobody owned the buyer, and no decision may say so."""
+    d = disputed_buyer(api)
+    bundle = _bundle(api, d, api.admin)
+
+    statuses = [(x["type"], x["owner"]["status"]) for x in bundle["decisions"]]
+    assert ("ReportConfirmed", "none") not in statuses
+    assert all(status != "none" for _, status in statuses), statuses
+    awarded = [x for x in bundle["decisions"] if x["type"] == "OwnershipAwarded"]
+    assert awarded and awarded[0]["owner_changed"] is True
+
+
+def test_a_channel_party_sees_its_own_agent_as_its_own(api: Api) -> None:
+    d = disputed_buyer(api)
+    full = _bundle(api, d, api.admin)
+    (own_agent,) = {r["agent_id"] for r in full["reports"] if r["partner_id"] == "partner-a"}
+
+    body = _bundle(api, d, d.partner_a)
+
+    assert body["view"] == "party"
+    assert [r["agent_id"] for r in body["reports"]] == [own_agent]
+    filed = [
+        e
+        for e in body["timeline"]
+        if e["type"] in ("ReportFiled", "ReportAccepted") and e["data"]["report_id"] == d.report_a
+    ]
+    assert len(filed) == 2 and all(e["actor"]["id"] == own_agent for e in filed)
+    assert filed[0]["data"]["agent_id"] == own_agent
+    # Still nothing of the competitor: not its partner, agent or report.
+    assert "partner-b" not in str(body) and d.report_b not in str(body)
