@@ -262,3 +262,42 @@ def test_a_channel_party_sees_its_own_agent_as_its_own(api: Api) -> None:
     assert filed[0]["data"]["agent_id"] == own_agent
     # Still nothing of the competitor: not its partner, agent or report.
     assert "partner-b" not in str(body) and d.report_b not in str(body)
+
+
+def test_the_pdf_carries_its_chinese_font(api: Api) -> None:
+    """The Chinese glyphs travel inside the PDF (a subset of a Debian TrueType CJK font),
+    so a reader without Adobe-GB1 support or CJK fonts of its own still shows them."""
+    from api import evidence_pdf
+
+    if evidence_pdf.cjk_font() == evidence_pdf.BUILTIN_CJK:
+        message = "no CJK TrueType font: apt-get install fonts-wqy-microhei"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    d = disputed_buyer(api)
+    response = api.client.get(f"/v1/clients/{d.client_id}/evidence", headers={**api.admin, **PDF})
+    assert response.status_code == 200
+
+    reader = PdfReader(io.BytesIO(response.content))
+    resources: Any = reader.pages[0]["/Resources"]
+    fonts: list[Any] = [f.get_object() for f in resources["/Font"].values()]
+    embedded = [
+        f["/BaseFont"]
+        for f in fonts
+        if "/FontDescriptor" in f and "/FontFile2" in f["/FontDescriptor"]
+    ]
+    assert embedded and all("WenQuanYi" in str(name) for name in embedded), fonts
+    assert not any(str(f["/BaseFont"]) == "/STSong-Light" for f in fonts)
+    text = _pdf_text(response.content)
+    for words in ("证据包", "时间线", "如何验证", "韩**", d.client_id):
+        assert words in text, words
+
+
+def test_without_a_font_file_the_pdf_falls_back_to_the_builtin_cid_font(tmp_path: Path) -> None:
+    from api import evidence_pdf
+
+    not_a_font = tmp_path / "broken.ttf"
+    not_a_font.write_bytes(b"not a font")
+    assert evidence_pdf.cjk_font(()) == evidence_pdf.BUILTIN_CJK
+    assert evidence_pdf.cjk_font([("Missing", str(tmp_path / "none.ttf"))]) == "STSong-Light"
+    assert evidence_pdf.cjk_font([("Broken", str(not_a_font))]) == "STSong-Light"
