@@ -40,15 +40,21 @@ def party_ids(bundle: dict[str, Any], caller: Caller) -> set[str] | None:
     return None
 
 
-def for_reader(bundle: dict[str, Any], caller: Caller) -> dict[str, Any]:
-    """The bundle this caller may read; 404 (not 403) so a bundle's existence is not told."""
+def for_reader(
+    bundle: dict[str, Any], caller: Caller, standing: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The bundle this caller may read; 404 (not 403) so a bundle's existence is not told.
+
+    ``standing`` holds the disputes of the record now (``{"disputes": [...]}``): who is a
+    party is judged on them, since a bundle as of an earlier instant may predate the
+    dispute it is wanted for."""
     if caller.role in ("auditor", "admin"):
         return {**bundle, "view": "full"}
     if caller.role == "manager":
         if not caller.covers(bundle["project_id"]):
             raise HTTPException(404, "client not found")
         return {**bundle, "view": "full"}
-    own = party_ids(bundle, caller)
+    own = party_ids(standing or bundle, caller)
     if own is None:
         raise HTTPException(404, "client not found")
     return _party_view(bundle, caller, own)

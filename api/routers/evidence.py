@@ -25,8 +25,15 @@ def bundle_for(
     app: Container, caller: Caller, client_id: uuid.UUID, at: datetime | None
 ) -> dict[str, Any]:
     """The bundle as this caller may read it (shared with the auditor's page)."""
-    reveal = reads_notes(app, caller, app.clients.client(client_id))
-    return for_reader(build_bundle(app, client_id, at, reveal=reveal), caller)
+    client = app.clients.client(client_id)
+    reveal = reads_notes(app, caller, client)
+    standing = {
+        "disputes": [
+            {"claimant_id": d.claimant_id, "owner_at_opening": d.owner_at_opening}
+            for d in client.disputes.values()
+        ]
+    }
+    return for_reader(build_bundle(app, client_id, at, reveal=reveal), caller, standing)
 
 
 def pdf_response(bundle: dict[str, Any]) -> Response:

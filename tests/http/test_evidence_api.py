@@ -301,3 +301,24 @@ def test_without_a_font_file_the_pdf_falls_back_to_the_builtin_cid_font(tmp_path
     assert evidence_pdf.cjk_font(()) == evidence_pdf.BUILTIN_CJK
     assert evidence_pdf.cjk_font([("Missing", str(tmp_path / "none.ttf"))]) == "STSong-Light"
     assert evidence_pdf.cjk_font([("Broken", str(not_a_font))]) == "STSong-Light"
+
+
+def test_a_party_reads_the_evidence_as_of_before_its_dispute(api: Api) -> None:
+    """What a dispute is about happened before it was opened: a party's standing is
+    judged on the record now, not at ``at`` (the auditor's page already does so)."""
+    d = disputed_buyer(api)
+    full = _bundle(api, d, api.admin)
+    visited = next(e for e in full["timeline"] if e["type"] == "ClientVisited")["occurred_at"]
+
+    for party in (d.partner_b, d.partner_a, d.owner):
+        body = _bundle(api, d, party, at=visited)
+        assert body["view"] == "party"
+        assert body["disputes"] == []  # none yet at that instant
+    claimant = _bundle(api, d, d.partner_b, at=visited)
+    assert "partner-a" not in str(claimant) and d.report_a not in str(claimant)
+    assert d.owner_id not in str(claimant)
+    _, outsider = agent(api, "partner-c")
+    response = api.client.get(
+        f"/v1/clients/{d.client_id}/evidence", params={"at": visited}, headers=outsider
+    )
+    assert response.status_code == 404
