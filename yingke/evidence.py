@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,10 +50,17 @@ REPORT_OUTCOMES = {
 
 
 def build_bundle(
-    app: Container, client_id: uuid.UUID, at: datetime | None = None, *, reveal: bool = False
+    app: Container,
+    client_id: uuid.UUID,
+    at: datetime | None = None,
+    *,
+    reveal: bool = False,
+    claims: Collection[str] = (),
 ) -> dict[str, Any]:
     """The bundle as of ``at`` (default now): events recorded up to that instant; free
-    text opened when ``reveal`` (a reader of notes, ADR 0045), else ``[sealed]``."""
+    text opened when ``reveal`` (a reader of notes, ADR 0045), else ``[sealed]``, except
+    the claim of each dispute in ``claims``, opened for its own claimant (as
+    ``GET /v1/disputes/{id}`` opens it), and nothing else of that dispute."""
     moment = at if at is not None else app.clock()
     current = app.clients.client(client_id)  # NotFound for an unknown buyer
     # Erasure is judged now, not at ``at``: an erased buyer's mask never leaves again.
@@ -145,7 +153,7 @@ def build_bundle(
         "decisions": decisions,
         "policies": [_policy_text(policies, v) for v in used],
         "reports": _reports(client, moment, passed_over) if client else [],
-        "disputes": _disputes(app, client, reveal) if client else [],
+        "disputes": _disputes(app, client, reveal, claims, timeline) if client else [],
         "chain": {
             "stream": str(client_id),
             "events": len(timeline),
@@ -272,14 +280,30 @@ def _reports(client: Client, moment: datetime, passed_over: dict[str, str]) -> l
     return out
 
 
-def _disputes(app: Container, client: Client, reveal: bool) -> list[dict[str, Any]]:
-    """Each dispute with its words opened for a reader of notes, else ``[sealed]``."""
+def _disputes(
+    app: Container,
+    client: Client,
+    reveal: bool,
+    claims: Collection[str],
+    timeline: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Each dispute with its words opened for a reader of notes, else ``[sealed]``; a
+    claim in ``claims`` opened alone, here and in the timeline's DisputeOpened."""
     found: list[dict[str, Any]] = []
     for d in client.disputes.values():
         texts = app.disputes.dispute(d.dispute_id, reveal).texts
+        if texts is None and d.dispute_id in claims:
+            place = f"dispute:{d.dispute_id}"
+            opened = app.disputes.dispute(d.dispute_id, reveal=True).texts or {}
+            texts = {place: opened.get(place)}  # the claim only: no ruling, no appeal
+            for entry in timeline:
+                if entry["type"] == "DisputeOpened" and entry["data"].get("dispute_id") == (
+                    d.dispute_id
+                ):
+                    entry["data"]["reason"] = texts[place]
 
         def text(place: str, texts: dict[str, Any] | None = texts) -> Any:
-            return SEALED if texts is None else texts.get(place)
+            return SEALED if texts is None else texts.get(place, SEALED)
 
         rulings = [{**r, "reason": text(f"ruling:{r['version']}")} for r in d.rulings]
         appeal = d.appeal

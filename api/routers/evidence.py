@@ -33,7 +33,11 @@ def bundle_for(
             for d in client.disputes.values()
         ]
     }
-    return for_reader(build_bundle(app, client_id, at, reveal=reveal), caller, standing)
+    own = {caller.id} | ({caller.partner_id} if caller.role == "channel_agent" else set())
+    # A claimant reads its own claim, as `GET /v1/disputes/{id}` shows it.
+    claims = [d.dispute_id for d in client.disputes.values() if d.claimant_id in own]
+    bundle = build_bundle(app, client_id, at, reveal=reveal, claims=claims)
+    return for_reader(bundle, caller, standing)
 
 
 def pdf_response(bundle: dict[str, Any]) -> Response:

@@ -322,3 +322,19 @@ def test_a_party_reads_the_evidence_as_of_before_its_dispute(api: Api) -> None:
         f"/v1/clients/{d.client_id}/evidence", params={"at": visited}, headers=outsider
     )
     assert response.status_code == 404
+
+
+def test_the_claimant_reads_its_own_claim_in_its_bundle(api: Api) -> None:
+    """As `GET /v1/disputes/{id}` shows it: the claimant's own words, not [sealed]."""
+    d = disputed_buyer(api)
+    own = api.client.get(f"/v1/disputes/{d.dispute_id}", headers=d.partner_b).json()
+    assert own["reason"] == "我们更早带看"
+
+    body = _bundle(api, d, d.partner_b)
+
+    assert body["disputes"][0]["reason"] == "我们更早带看"
+    opened = next(e for e in body["timeline"] if e["type"] == "DisputeOpened")
+    assert opened["data"]["reason"] == "我们更早带看"
+    assert "带看记录在先" not in str(body)  # still no ruling's reasoning
+    other_side = api.client.get(f"/v1/clients/{d.client_id}/evidence", headers=d.partner_a)
+    assert "我们更早带看" not in other_side.text
