@@ -112,7 +112,10 @@ def test_an_auditor_signs_in_and_moves_the_instant_across_the_ruling(
     assert "/audit/sign-in" in browser.current_url
     browser.find_element(By.ID, "key").send_keys("not-a-key")
     browser.find_element(By.ID, "sign-in").click()
-    assert "密钥无效" in _text(browser, "error")
+    # The click submits the form; on a loaded machine the answer page may not be in yet.
+    WebDriverWait(browser, 30).until(
+        lambda b: b.find_elements(By.ID, "error") and "密钥无效" in _text(b, "error")
+    )
     browser.find_element(By.ID, "key").send_keys(key)
     browser.find_element(By.ID, "sign-in").click()
     WebDriverWait(browser, 30).until(lambda b: b.current_url == page)
