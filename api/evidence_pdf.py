@@ -142,6 +142,10 @@ def _head(story: list[Any], b: dict[str, Any]) -> None:
 
 def _timeline(story: list[Any], b: dict[str, Any]) -> None:
     _p(story, f"一、时间线（共 {len(b['timeline'])} 条事件，个人信息已脱敏）", _HEADING)
+    withheld = b.get("withheld_versions") or []
+    if withheld:
+        listed = ", ".join(f"v{v}" for v in withheld)
+        _p(story, f"本视图按访问权限未列出的事件版本：{listed}")
     for e in b["timeline"]:
         actor = e.get("actor") or {}
         who = f"{actor.get('role', '')}:{actor.get('id', '')}" if actor else "-"

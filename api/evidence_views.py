@@ -70,8 +70,10 @@ def _party_view(bundle: dict[str, Any], caller: Caller, own: set[str]) -> dict[s
 
     claimants = {d["dispute_id"]: d.get("claimant_id") for d in bundle["disputes"]}
     timeline = []
+    withheld = []  # declared, so `yingke verify --bundle` tells a gap it may accept
     for entry in bundle["timeline"]:
         if entry["type"] == "ContactDisclosed" and caller.role not in DISCLOSURE_READERS:
+            withheld.append(entry["version"])
             continue
         data = _redact(entry["data"], mine)
         if entry["type"] == "DisputeRuled":
@@ -88,6 +90,7 @@ def _party_view(bundle: dict[str, Any], caller: Caller, own: set[str]) -> dict[s
         **bundle,
         "view": "party",
         "timeline": timeline,
+        "withheld_versions": withheld,
         "decisions": decisions,
         "owner_at": owner_at,
         "reports": reports,

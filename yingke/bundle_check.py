@@ -50,6 +50,7 @@ class PrintedBundle:
     events: int  # how many events the bundle says it holds
     links: list[PrintedLink]
     checkpoint: PrintedCheckpoint | None
+    withheld: tuple[int, ...] = ()  # versions the bundle declares it leaves out
 
 
 def read_bundle(path: Path) -> PrintedBundle:
@@ -82,6 +83,7 @@ def _from_json(data: dict[str, Any]) -> PrintedBundle:
         else PrintedCheckpoint(
             int(cp["position"]), cp["log_hash"], cp["key_id"], cp["signature"], cp["message"]
         ),
+        tuple(int(v) for v in data.get("withheld_versions") or ()),
     )
 
 
@@ -121,7 +123,15 @@ def _from_pdf(raw: bytes) -> PrintedBundle:
             field("signature") or "",
             field("message") or "",
         )
-    return PrintedBundle(uuid.UUID(stream.group(1)), int(events.group(1)), links, checkpoint)
+    withheld = re.search(r"本视图按访问权限未列出的事件版本：(.*)", text)
+    versions = re.findall(r"v(\d+)", withheld.group(1)) if withheld else []
+    return PrintedBundle(
+        uuid.UUID(stream.group(1)),
+        int(events.group(1)),
+        links,
+        checkpoint,
+        tuple(int(v) for v in versions),
+    )
 
 
 def check_bundle(recorder: Any, signer: Signer, printed: PrintedBundle) -> str:
@@ -150,13 +160,29 @@ def check_bundle(recorder: Any, signer: Signer, printed: PrintedBundle) -> str:
                     f"{name} {shown}, the verified chain has {kept.hex()}"
                 )
         versions.append(row.version)
-    for expected, version in enumerate(versions, start=1):
+    # Versions 1..n, each either printed or declared withheld by the reader's view.
+    withheld = set(printed.withheld)
+    skipped: set[int] = set()
+    expected = 1
+    for version in [*versions, None]:  # None: the withheld ones may also come last
+        while expected in withheld and expected != version:
+            skipped.add(expected)
+            expected += 1
+        if version is None:
+            break
         if version != expected:
             raise BundleMismatch(
                 f"version {expected} of stream {printed.stream} is missing from the bundle "
                 f"(it goes on with version {version})"
             )
-    return f"{len(versions)} events of stream {printed.stream} (v1..v{versions[-1]}) " + (
+        expected += 1
+    unused = sorted(withheld - skipped)
+    if unused:
+        raise BundleMismatch(f"versions {unused} are declared withheld but do not fit the gaps")
+    note = ""
+    if withheld:
+        note = f" ({', '.join(f'v{v}' for v in sorted(withheld))} withheld from this view)"
+    return f"{len(versions)} events of stream {printed.stream} (v1..v{versions[-1]}){note} " + (
         _check_checkpoint(recorder, signer, printed.checkpoint, printed.links[-1].position)
     )
 

@@ -150,6 +150,7 @@ def build_bundle(
             "policy_version": owner_at["policy_version"],
         },
         "timeline": timeline,
+        "withheld_versions": [],  # versions a reader's view leaves out (api.evidence_views)
         "decisions": decisions,
         "policies": [_policy_text(policies, v) for v in used],
         "reports": _reports(client, moment, passed_over) if client else [],

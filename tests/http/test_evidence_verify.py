@@ -126,3 +126,42 @@ def test_a_file_that_is_no_bundle_is_refused(api: Api, tmp_path: Path) -> None:
 
     assert done.returncode == 1, done.stdout + done.stderr
     assert "BUNDLE: not an evidence bundle" in done.stdout
+
+
+def test_a_party_bundle_without_the_contact_disclosures_still_verifies(
+    api: Api, tmp_path: Path
+) -> None:
+    """A party's view leaves out ContactDisclosed events (managers' and auditors' only):
+    it says which versions it withholds, and verify accepts exactly those gaps."""
+    d = disputed_buyer(api)
+    disclosed = api.client.get(f"/v1/clients/{d.client_id}/contact", headers=d.owner)
+    assert disclosed.status_code == 200, disclosed.text
+    followed = api.client.post(
+        f"/v1/clients/{d.client_id}/follow-ups",
+        json={"method": "call", "summary": "约了复访", "effective": True},
+        headers=d.owner,
+    )
+    assert followed.status_code == 201, followed.text  # the disclosure is no longer last
+    response = api.client.get(f"/v1/clients/{d.client_id}/evidence", headers=d.partner_b)
+    body = response.json()
+    assert body["view"] == "party"
+    assert "ContactDisclosed" not in [e["type"] for e in body["timeline"]]
+    (withheld,) = body["withheld_versions"]
+
+    as_json = tmp_path / "party.json"
+    as_json.write_text(response.text)
+    as_pdf = tmp_path / "party.pdf"
+    pdf = api.client.get(
+        f"/v1/clients/{d.client_id}/evidence", headers={**d.partner_b, **PDF}
+    ).content
+    as_pdf.write_bytes(pdf)
+    for path in (as_json, as_pdf):
+        done = _verify(api, path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"v{withheld} withheld from this view" in done.stdout
+
+    # Withholding is declared, not assumed: a gap the bundle does not declare is refused.
+    body["withheld_versions"] = []
+    as_json.write_text(json.dumps(body))
+    refused = _verify(api, as_json)
+    assert refused.returncode == 1 and f"version {withheld}" in refused.stdout
