@@ -1,16 +1,23 @@
 """The evidence bundle as a printable PDF (ADR 0057).
 
-Chinese text is set in ReportLab's built-in CID font STSong-Light: the PDF names the font
-and its Adobe-GB1 character collection instead of embedding glyphs, so no font file ships
-with the service and every conforming reader (Acrobat, pdf.js, poppler, pypdf) has it.
-Hashes, signatures and ids are set in Courier, each on a line of its own, so that what a
-reader copies out of the PDF is exactly what ``yingke verify`` recomputes.
+Chinese text is set in a CJK TrueType font from a Debian package (WenQuanYi Micro Hei,
+``fonts-wqy-microhei``), embedded as a subset: the glyphs travel inside the PDF, so it
+shows and prints the same on any reader. A reader relying on ReportLab's built-in CID
+font STSong-Light instead (which names the font and its Adobe-GB1 collection, with no
+glyphs) shows empty boxes wherever no Adobe-GB1 font is installed, e.g. poppler on a
+server without poppler-data and a CJK font. STSong-Light remains the fallback when no
+font file is found. Hashes, signatures and ids are set in Courier, each on a line of its
+own, so that what a reader copies out of the PDF is exactly what ``yingke verify``
+recomputes (and ``yingke verify --bundle`` reads back).
 """
 
 from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -19,10 +26,40 @@ from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+from reportlab.pdfbase.ttfonts import TTFError, TTFont
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
 
-CJK = "STSong-Light"
-pdfmetrics.registerFont(UnicodeCIDFont(CJK))
+BUILTIN_CJK = "STSong-Light"
+# TrueType CJK fonts with Latin glyphs too (ReportLab embeds TrueType outlines only, so
+# not Noto CJK's CFF), in order of preference; the Dockerfile and .ci/run install the first.
+CJK_FONT_FILES: tuple[tuple[str, str], ...] = (
+    ("WenQuanYiMicroHei", "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),
+    ("WenQuanYiZenHei", "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"),
+)
+pdfmetrics.registerFont(UnicodeCIDFont(BUILTIN_CJK))
+CJK = BUILTIN_CJK  # the styles' font until the first render picks the embedded one
+
+
+def cjk_font(candidates: Sequence[tuple[str, str]] = CJK_FONT_FILES) -> str:
+    """The first candidate font file that loads, registered; else the built-in CID font."""
+    for name, path in candidates:
+        if name in pdfmetrics.getRegisteredFontNames():
+            return name
+        if not Path(path).is_file():
+            continue
+        try:
+            pdfmetrics.registerFont(TTFont(name, path, subfontIndex=0))
+        except (TTFError, OSError):  # a damaged or foreign file: try the next
+            continue
+        return name
+    return BUILTIN_CJK
+
+
+@cache
+def _font() -> str:
+    """Chosen once per process: parsing a CJK font file takes about half a second."""
+    return cjk_font()
+
 
 _BODY = ParagraphStyle("body", fontName=CJK, fontSize=9, leading=13, wordWrap="CJK")
 _SMALL = ParagraphStyle("small", parent=_BODY, fontSize=8, leading=11)
@@ -37,6 +74,9 @@ _STATUS = {"owned": "已归属", "reported": "报备保护中", "pool": "公海�
 
 
 def render(bundle: dict[str, Any]) -> bytes:
+    font = _font()
+    for style in (_BODY, _SMALL, _TITLE, _HEADING):
+        style.fontName = font  # the same value every time: safe from any thread
     out = io.BytesIO()
     doc = SimpleDocTemplate(
         out,
@@ -102,6 +142,10 @@ def _head(story: list[Any], b: dict[str, Any]) -> None:
 
 def _timeline(story: list[Any], b: dict[str, Any]) -> None:
     _p(story, f"一、时间线（共 {len(b['timeline'])} 条事件，个人信息已脱敏）", _HEADING)
+    withheld = b.get("withheld_versions") or []
+    if withheld:
+        listed = ", ".join(f"v{v}" for v in withheld)
+        _p(story, f"本视图按访问权限未列出的事件版本：{listed}")
     for e in b["timeline"]:
         actor = e.get("actor") or {}
         who = f"{actor.get('role', '')}:{actor.get('id', '')}" if actor else "-"
@@ -196,6 +240,6 @@ def _verification(story: list[Any], b: dict[str, Any]) -> None:
 
 def _footer(canvas: Any, doc: Any) -> None:
     canvas.saveState()
-    canvas.setFont(CJK, 7)
+    canvas.setFont(_font(), 7)
     canvas.drawString(15 * mm, 8 * mm, f"赢客 Yingke 证据包 · 第 {doc.page} 页")
     canvas.restoreState()

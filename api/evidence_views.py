@@ -39,14 +39,20 @@ def party_ids(bundle: dict[str, Any], caller: Caller) -> set[str] | None:
     return None
 
 
-def for_reader(bundle: dict[str, Any], caller: Caller) -> dict[str, Any]:
-    """The bundle this caller may read; 404 (not 403) so a bundle's existence is not told."""
+def for_reader(
+    bundle: dict[str, Any], caller: Caller, standing: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The bundle this caller may read; 404 (not 403) so a bundle's existence is not told.
+
+    ``standing`` holds the disputes of the record now (``{"disputes": [...]}``): who is a
+    party is judged on them, since a bundle as of an earlier instant may predate the
+    dispute it is wanted for."""
     if caller.role in SEES_WHOLE_BUNDLE:
         # Auditors and admins cover every project; a manager only the granted ones.
         if not caller.covers(bundle["project_id"]):
             raise HTTPException(404, "client not found")
         return {**bundle, "view": "full"}
-    own = party_ids(bundle, caller)
+    own = party_ids(standing or bundle, caller)
     if own is None:
         raise HTTPException(404, "client not found")
     return _party_view(bundle, caller, own)
@@ -55,12 +61,17 @@ def for_reader(bundle: dict[str, Any], caller: Caller) -> dict[str, Any]:
 def _party_view(bundle: dict[str, Any], caller: Caller, own: set[str]) -> dict[str, Any]:
     reports = [r for r in bundle["reports"] if r["partner_id"] in own]
     own_reports = {r["report_id"] for r in reports}
-    mine = own | own_reports
+    # A channel's own agents (the caller, and whoever filed its reports) are its side too,
+    # not "the other side's" people.
+    own_agents = {r["agent_id"] for r in reports if r["agent_id"]} | {caller.id}
+    mine = own | own_reports | own_agents
 
     claimants = {d["dispute_id"]: d.get("claimant_id") for d in bundle["disputes"]}
     timeline = []
+    withheld = []  # declared, so `yingke verify --bundle` tells a gap it may accept
     for entry in bundle["timeline"]:
         if entry["type"] == "ContactDisclosed" and caller.role not in SEES_DISCLOSURES:
+            withheld.append(entry["version"])
             continue
         data = _redact(entry["data"], mine)
         if entry["type"] == "DisputeRuled":
@@ -77,6 +88,7 @@ def _party_view(bundle: dict[str, Any], caller: Caller, own: set[str]) -> dict[s
         **bundle,
         "view": "party",
         "timeline": timeline,
+        "withheld_versions": withheld,
         "decisions": decisions,
         "owner_at": owner_at,
         "reports": reports,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,10 +50,17 @@ REPORT_OUTCOMES = {
 
 
 def build_bundle(
-    app: Container, client_id: uuid.UUID, at: datetime | None = None, *, reveal: bool = False
+    app: Container,
+    client_id: uuid.UUID,
+    at: datetime | None = None,
+    *,
+    reveal: bool = False,
+    claims: Collection[str] = (),
 ) -> dict[str, Any]:
     """The bundle as of ``at`` (default now): events recorded up to that instant; free
-    text opened when ``reveal`` (a reader of notes, ADR 0045), else ``[sealed]``."""
+    text opened when ``reveal`` (a reader of notes, ADR 0045), else ``[sealed]``, except
+    the claim of each dispute in ``claims``, opened for its own claimant (as
+    ``GET /v1/disputes/{id}`` opens it), and nothing else of that dispute."""
     moment = at if at is not None else app.clock()
     current = app.clients.client(client_id)  # NotFound for an unknown buyer
     # Erasure is judged now, not at ``at``: an erased buyer's mask never leaves again.
@@ -65,7 +73,7 @@ def build_bundle(
     timeline: list[dict[str, Any]] = []
     decisions: list[dict[str, Any]] = []
     state: Any = None
-    previous = no_owner()
+    owners: list[dict[str, Any]] = []
     for event in events:
         state = event.mutate(state)
         entry = app.clients.describe(client_id, event, reveal=reveal, erased=erased)
@@ -75,10 +83,25 @@ def build_bundle(
         entry["chain"] = _link(links.get(event.originator_version))
         timeline.append(entry)
         assert isinstance(state, Client)
-        owner = plain_dict(state.ownership_at(event.timestamp))
+        owners.append(plain_dict(state.ownership_at(event.timestamp)))
+    # One command records several events at one instant (a visit: the report confirmed,
+    # then the buyer awarded); an owner seen only between two of them never held at any
+    # instant, so it is no decision.
+    settled = list(owners)
+    for index in range(len(events) - 2, -1, -1):
+        if _same_command(events[index], events[index + 1]):
+            settled[index] = settled[index + 1]
+
+    previous = no_owner()
+    for event, owner, final in zip(events, owners, settled, strict=True):
         kind = type(event).__name__
         if kind == "MaskedReportPassedOver":
             passed_over[event.report_id] = event.reason
+        transient = any(owner[f] != final[f] for f in _OWNER_FIELDS)
+        if transient:
+            # A ruling or a rejection in the middle of its command decided without moving
+            # the buyer yet: it stands with the owner the command found.
+            owner = previous
         changed = any(owner[f] != previous[f] for f in _OWNER_FIELDS)
         if changed or kind in _ALWAYS_DECISIONS:
             version = owner["policy_version"]
@@ -95,7 +118,7 @@ def build_bundle(
                     "owner_changed": changed,
                 }
             )
-        previous = owner
+            previous = owner
 
     client: Client | None = state if isinstance(state, Client) else None
     used = sorted({d["policy_version"] for d in decisions} | _report_policies(client))
@@ -127,10 +150,11 @@ def build_bundle(
             "policy_version": owner_at["policy_version"],
         },
         "timeline": timeline,
+        "withheld_versions": [],  # versions a reader's view leaves out (api.evidence_views)
         "decisions": decisions,
         "policies": [_policy_text(policies, v) for v in used],
         "reports": _reports(client, moment, passed_over) if client else [],
-        "disputes": _disputes(app, client, reveal) if client else [],
+        "disputes": _disputes(app, client, reveal, claims, timeline) if client else [],
         "chain": {
             "stream": str(client_id),
             "events": len(timeline),
@@ -147,12 +171,12 @@ def verification() -> dict[str, Any]:
     """How anyone checks a bundle; printed on the PDF too."""
     return {
         "keys": "/v1/receipts/keys",
-        "command": "yingke verify",
+        "command": "yingke verify --bundle <本文件>",
         "steps": [
-            "运行 `yingke verify`（或 `yingke verify --from <位置>`）：重新计算每条事件的哈希链、"
-            "日志链与每个签名检查点；退出码 0 表示完整无篡改。",
-            "核对本证据包中每条事件的 hash 与 position：它们就是 yingke_event_chain 表中"
-            "经 `yingke verify` 重新计算确认的值。",
+            "在服务器上运行 `yingke verify --bundle <本证据包的 PDF 或 JSON 文件>`：先重新计算"
+            "每条事件的哈希链、日志链与每个签名检查点，再逐条核对本证据包印出的 position、hash、"
+            "prev 正是经重新计算确认的链上记录（版本 1 至 n，无遗漏），并用密钥目录验证检查点签名；"
+            "退出码 0 表示一致，1 表示不一致并指出首个不符之处。",
             "用 GET /v1/receipts/keys 公布的 Ed25519 公钥（按 key_id 查找）验证检查点签名："
             "签名对象为 message 字段（十六进制）= b'yingke-checkpoint-v1' ‖ 位置(8 字节大端) "
             "‖ log_hash。",
@@ -160,6 +184,14 @@ def verification() -> dict[str, Any]:
             "覆盖了本证据包的全部事件。",
         ],
     }
+
+
+def _same_command(event: Any, following: Any) -> bool:
+    return bool(
+        event.timestamp == following.timestamp
+        and getattr(event, "correlation_id", None) is not None
+        and getattr(event, "correlation_id", None) == getattr(following, "correlation_id", None)
+    )
 
 
 def _link(row: ChainRow | None) -> dict[str, Any] | None:
@@ -249,14 +281,30 @@ def _reports(client: Client, moment: datetime, passed_over: dict[str, str]) -> l
     return out
 
 
-def _disputes(app: Container, client: Client, reveal: bool) -> list[dict[str, Any]]:
-    """Each dispute with its words opened for a reader of notes, else ``[sealed]``."""
+def _disputes(
+    app: Container,
+    client: Client,
+    reveal: bool,
+    claims: Collection[str],
+    timeline: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Each dispute with its words opened for a reader of notes, else ``[sealed]``; a
+    claim in ``claims`` opened alone, here and in the timeline's DisputeOpened."""
     found: list[dict[str, Any]] = []
     for d in client.disputes.values():
         texts = app.disputes.dispute(d.dispute_id, reveal).texts
+        if texts is None and d.dispute_id in claims:
+            place = f"dispute:{d.dispute_id}"
+            opened = app.disputes.dispute(d.dispute_id, reveal=True).texts or {}
+            texts = {place: opened.get(place)}  # the claim only: no ruling, no appeal
+            for entry in timeline:
+                if entry["type"] == "DisputeOpened" and entry["data"].get("dispute_id") == (
+                    d.dispute_id
+                ):
+                    entry["data"]["reason"] = texts[place]
 
         def text(place: str, texts: dict[str, Any] | None = texts) -> Any:
-            return SEALED if texts is None else texts.get(place)
+            return SEALED if texts is None else texts.get(place, SEALED)
 
         rulings = [{**r, "reason": text(f"ruling:{r['version']}")} for r in d.rulings]
         appeal = d.appeal

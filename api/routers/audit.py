@@ -51,6 +51,9 @@ _templates = Environment(
     loader=FileSystemLoader(str(files("api") / "templates")),
     autoescape=select_autoescape(["html"]),
 )
+# `tojson` prints an event's contents: Chinese as Chinese, not as \uXXXX escapes (it still
+# escapes <, >, & and ' for HTML).
+_templates.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": False}
 
 
 # ---------------------------------------------------------------- sessions

@@ -25,8 +25,19 @@ def bundle_for(
     app: Container, caller: Caller, client_id: uuid.UUID, at: datetime | None
 ) -> dict[str, Any]:
     """The bundle as this caller may read it (shared with the auditor's page)."""
-    reveal = reads_notes(app, caller, app.clients.client(client_id))
-    return for_reader(build_bundle(app, client_id, at, reveal=reveal), caller)
+    client = app.clients.client(client_id)
+    reveal = reads_notes(app, caller, client)
+    standing = {
+        "disputes": [
+            {"claimant_id": d.claimant_id, "owner_at_opening": d.owner_at_opening}
+            for d in client.disputes.values()
+        ]
+    }
+    own = {caller.id} | ({caller.partner_id} if caller.role == "channel_agent" else set())
+    # A claimant reads its own claim, as `GET /v1/disputes/{id}` shows it.
+    claims = [d.dispute_id for d in client.disputes.values() if d.claimant_id in own]
+    bundle = build_bundle(app, client_id, at, reveal=reveal, claims=claims)
+    return for_reader(bundle, caller, standing)
 
 
 def pdf_response(bundle: dict[str, Any]) -> Response:

@@ -112,7 +112,10 @@ def test_an_auditor_signs_in_and_moves_the_instant_across_the_ruling(
     assert "/audit/sign-in" in browser.current_url
     browser.find_element(By.ID, "key").send_keys("not-a-key")
     browser.find_element(By.ID, "sign-in").click()
-    assert "密钥无效" in _text(browser, "error")
+    # The click submits the form; on a loaded machine the answer page may not be in yet.
+    WebDriverWait(browser, 30).until(
+        lambda b: b.find_elements(By.ID, "error") and "密钥无效" in _text(b, "error")
+    )
     browser.find_element(By.ID, "key").send_keys(key)
     browser.find_element(By.ID, "sign-in").click()
     WebDriverWait(browser, 30).until(lambda b: b.current_url == page)
@@ -221,4 +224,20 @@ def test_sessions_are_signed_expire_and_end_with_the_key(api: Api) -> None:
     assert signed.status_code == 303
     refused = api.client.get(page)
     assert refused.status_code == 403
+    api.client.cookies.clear()
+
+
+def test_the_page_prints_chinese_as_chinese(api: Api) -> None:
+    """The event contents on the page read 韩**, not their JSON escapes (\\u97e9**)."""
+    d = disputed_buyer(api)
+    _, auditor = api.principal("auditor")
+    key = auditor["Authorization"].removeprefix("Bearer ")
+    signed = api.client.post("/audit/sign-in", data={"key": key}, follow_redirects=False)
+    assert signed.status_code == 303
+
+    page = api.client.get(f"/audit/clients/{d.client_id}")
+
+    assert page.status_code == 200
+    assert "韩**" in page.text
+    assert "\\u97e9" not in page.text
     api.client.cookies.clear()

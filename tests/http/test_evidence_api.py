@@ -229,3 +229,112 @@ def test_a_party_pdf_hides_the_other_side_too(api: Api) -> None:
     text = _pdf_text(response.content)
     assert "partner-b" in text
     assert "partner-a" not in text and d.owner_id not in text
+
+
+def test_decisions_never_show_an_owner_the_buyer_did_not_have(api: Api) -> None:
+    """A visit confirms the report and awards the buyer in one command: between those two
+    events of one instant nobody owned the buyer, and no decision may say so."""
+    d = disputed_buyer(api)
+    bundle = _bundle(api, d, api.admin)
+
+    statuses = [(x["type"], x["owner"]["status"]) for x in bundle["decisions"]]
+    assert ("ReportConfirmed", "none") not in statuses
+    assert all(status != "none" for _, status in statuses), statuses
+    awarded = [x for x in bundle["decisions"] if x["type"] == "OwnershipAwarded"]
+    assert awarded and awarded[0]["owner_changed"] is True
+
+
+def test_a_channel_party_sees_its_own_agent_as_its_own(api: Api) -> None:
+    d = disputed_buyer(api)
+    full = _bundle(api, d, api.admin)
+    (own_agent,) = {r["agent_id"] for r in full["reports"] if r["partner_id"] == "partner-a"}
+
+    body = _bundle(api, d, d.partner_a)
+
+    assert body["view"] == "party"
+    assert [r["agent_id"] for r in body["reports"]] == [own_agent]
+    filed = [
+        e
+        for e in body["timeline"]
+        if e["type"] in ("ReportFiled", "ReportAccepted") and e["data"]["report_id"] == d.report_a
+    ]
+    assert len(filed) == 2 and all(e["actor"]["id"] == own_agent for e in filed)
+    assert filed[0]["data"]["agent_id"] == own_agent
+    # Still nothing of the competitor: not its partner, agent or report.
+    assert "partner-b" not in str(body) and d.report_b not in str(body)
+
+
+def test_the_pdf_carries_its_chinese_font(api: Api) -> None:
+    """The Chinese glyphs travel inside the PDF (a subset of a Debian TrueType CJK font),
+    so a reader without Adobe-GB1 support or CJK fonts of its own still shows them."""
+    from api import evidence_pdf
+
+    if evidence_pdf.cjk_font() == evidence_pdf.BUILTIN_CJK:
+        message = "no CJK TrueType font: apt-get install fonts-wqy-microhei"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    d = disputed_buyer(api)
+    response = api.client.get(f"/v1/clients/{d.client_id}/evidence", headers={**api.admin, **PDF})
+    assert response.status_code == 200
+
+    reader = PdfReader(io.BytesIO(response.content))
+    resources: Any = reader.pages[0]["/Resources"]
+    fonts: list[Any] = [f.get_object() for f in resources["/Font"].values()]
+    embedded = [
+        f["/BaseFont"]
+        for f in fonts
+        if "/FontDescriptor" in f and "/FontFile2" in f["/FontDescriptor"]
+    ]
+    assert embedded and all("WenQuanYi" in str(name) for name in embedded), fonts
+    assert not any(str(f["/BaseFont"]) == "/STSong-Light" for f in fonts)
+    text = _pdf_text(response.content)
+    for words in ("证据包", "时间线", "如何验证", "韩**", d.client_id):
+        assert words in text, words
+
+
+def test_without_a_font_file_the_pdf_falls_back_to_the_builtin_cid_font(tmp_path: Path) -> None:
+    from api import evidence_pdf
+
+    not_a_font = tmp_path / "broken.ttf"
+    not_a_font.write_bytes(b"not a font")
+    assert evidence_pdf.cjk_font(()) == evidence_pdf.BUILTIN_CJK
+    assert evidence_pdf.cjk_font([("Missing", str(tmp_path / "none.ttf"))]) == "STSong-Light"
+    assert evidence_pdf.cjk_font([("Broken", str(not_a_font))]) == "STSong-Light"
+
+
+def test_a_party_reads_the_evidence_as_of_before_its_dispute(api: Api) -> None:
+    """What a dispute is about happened before it was opened: a party's standing is
+    judged on the record now, not at ``at`` (the auditor's page already does so)."""
+    d = disputed_buyer(api)
+    full = _bundle(api, d, api.admin)
+    visited = next(e for e in full["timeline"] if e["type"] == "ClientVisited")["occurred_at"]
+
+    for party in (d.partner_b, d.partner_a, d.owner):
+        body = _bundle(api, d, party, at=visited)
+        assert body["view"] == "party"
+        assert body["disputes"] == []  # none yet at that instant
+    claimant = _bundle(api, d, d.partner_b, at=visited)
+    assert "partner-a" not in str(claimant) and d.report_a not in str(claimant)
+    assert d.owner_id not in str(claimant)
+    _, outsider = agent(api, "partner-c")
+    response = api.client.get(
+        f"/v1/clients/{d.client_id}/evidence", params={"at": visited}, headers=outsider
+    )
+    assert response.status_code == 404
+
+
+def test_the_claimant_reads_its_own_claim_in_its_bundle(api: Api) -> None:
+    """As `GET /v1/disputes/{id}` shows it: the claimant's own words, not [sealed]."""
+    d = disputed_buyer(api)
+    own = api.client.get(f"/v1/disputes/{d.dispute_id}", headers=d.partner_b).json()
+    assert own["reason"] == "我们更早带看"
+
+    body = _bundle(api, d, d.partner_b)
+
+    assert body["disputes"][0]["reason"] == "我们更早带看"
+    opened = next(e for e in body["timeline"] if e["type"] == "DisputeOpened")
+    assert opened["data"]["reason"] == "我们更早带看"
+    assert "带看记录在先" not in str(body)  # still no ruling's reasoning
+    other_side = api.client.get(f"/v1/clients/{d.client_id}/evidence", headers=d.partner_a)
+    assert "我们更早带看" not in other_side.text
