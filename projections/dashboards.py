@@ -85,7 +85,8 @@ def conversion(
 ) -> list[dict[str, Any]]:
     """Report → visit → subscription → contract, per project, channel or consultant and
     period. For channels and projects the stages are counted on the day each happened
-    (funnel_daily: reports filed, first visits, subscriptions, contracts). For a
+    (funnel_daily: reports accepted, first visits, subscriptions, contracts); a walk-in's
+    first visit is also their lead (channel ``natural``). For a
     consultant the leads are the buyers who became theirs and the visits their visits
     (consultant_activity); subscriptions and contracts are the deals they opened in the
     period that have reached that stage (deal_pipeline), so a period's rates settle as
@@ -107,6 +108,10 @@ def conversion(
             counts = bucket(row["project_id"], key, row["day"])
             counts["leads"] += row["reported"] or 0
             counts["visited"] += row["visited"] or 0
+            if not row["partner_id"]:
+                # A walk-in (自然到访) has no report: they become a lead by visiting, so a
+                # project's rate counts them on both sides and never passes 100%.
+                counts["leads"] += row["visited"] or 0
             counts["subscribed"] += row["subscribed"] or 0
             counts["signed"] += row["signed"] or 0
     else:

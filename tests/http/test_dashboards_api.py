@@ -85,14 +85,22 @@ def test_conversion_rates_per_channel_project_and_consultant(day: Day) -> None:
         "subscription_to_contract": 1.0,
         "lead_to_contract": 0.5,
     }
-    assert channels["natural"]["visited"] == 1 and channels["natural"]["lead_to_visit"] is None
+    # A walk-in (自然到访) is a lead the day they walk in: they entered by visiting.
+    natural = channels["natural"]
+    assert (natural["leads"], natural["visited"], natural["lead_to_visit"]) == (1, 1, 1.0)
     (project,) = conversion(o, o.manager, group_by="project")
     assert (project["leads"], project["visited"], project["subscribed"], project["signed"]) == (
-        2,
+        3,
         2,
         1,
         1,
     )
+    # Two reported buyers and one walk-in, two of them seen: never "100%" or more.
+    assert project["lead_to_visit"] == 0.6667
+    for group_by in ("project", "channel", "consultant"):
+        for row in conversion(o, o.manager, group_by=group_by):
+            rates = ("lead_to_visit", "visit_to_subscription", "subscription_to_contract")
+            assert all(row[r] is None or 0 <= row[r] <= 1 for r in rates), row
     assert "partner_id" not in project
     months = conversion(o, o.manager, group_by="project", period="month")
     assert [m["period"] for m in months] == ["2026-03"]

@@ -94,3 +94,10 @@ def test_every_vocabulary_tuple_is_its_literal_in_order_without_repeats() -> Non
     for name, words in VOCABULARIES.items():
         assert len(set(words)) == len(words), name
         assert words in aliases.values(), name
+
+
+def test_every_loss_reason_has_its_chinese_word_for_people() -> None:
+    labels = vocabulary.LOSS_REASON_LABELS
+    assert tuple(labels) == vocabulary.LOSS_REASONS
+    assert len(set(labels.values())) == len(labels)
+    assert all(word and not word.isascii() for word in labels.values())
