@@ -100,6 +100,7 @@ NotificationKind = Literal[
     "approval_requested",  # 待审批（战败申请、捞客申请）
     "approval_decided",  # 审批结果
     "dispute_opened",  # 申诉待裁决
+    "appeal_opened",  # 复议待裁决
     "dispute_ruled",  # 申诉裁决结果
     "dormant_buyer",  # 客户待激活
     "negotiation_escalated",  # 谈判停滞（经理介入）

@@ -14,8 +14,8 @@ What is planned, for whom:
   changing it needs no rebuild.
 - approval requested (supervisors of the requester's team in the project, else the
   project's managers) and decided (the requester) for losses and pool claims;
-- dispute opened (the project's managers, who rule) and ruled (the opener and the owner
-  at opening);
+- dispute opened and appealed (the project's managers, who rule) and ruled (the opener
+  and the owner at opening);
 - what the policy's rules raise when the deadline processor fires them: a follow-up
   escalated past its grade's ``escalate_after`` (the owner's supervisors, else the
   managers), a buyer gone dormant (待激活, the owner), a negotiation stalled without a
@@ -300,6 +300,15 @@ class NotificationOutbox:
                 dispute_id=event.dispute_id,
                 claimant_kind=event.claimant_kind,
                 claimant_id=event.claimant_id,
+            )
+        elif isinstance(event, Client.DisputeAppealed):
+            # The appeal (复议) is ruled again, finally, by the project's managers.
+            plan.tell(
+                "appeal_opened",
+                self._members(rows, f"managers:{subject['project_id']}") or [None],
+                "manager",
+                dispute_id=event.dispute_id,
+                appellant_id=_actor(event),
             )
         elif isinstance(event, Client.DisputeRuled):
             asked = rows.get(REQUESTS.name, client_id, event.dispute_id)

@@ -227,6 +227,7 @@ TITLES = {
     "approval_requested": "有待审批的申请",
     "approval_decided": "申请已审批",
     "dispute_opened": "有新的申诉待裁决",
+    "appeal_opened": "申诉人已申请复议，待裁决",
     "dispute_ruled": "申诉已裁决",
     "dormant_buyer": "客户长期未跟进，已转为待激活",
     "negotiation_escalated": "谈判停滞未签约，请经理介入",
@@ -293,6 +294,9 @@ def render(row: dict[str, Any], names: Callable[[str | None], str]) -> Message:
             lines.append(f"申诉方：渠道 {claimant}")
         else:
             lines.append(f"申诉方：置业顾问 {names(facts.get('claimant_id'))}")
+    elif kind == "appeal_opened":
+        lines.append(f"复议人：{names(facts.get('appellant_id'))}")
+        lines.append("复议后的裁决为终局裁决")
     elif kind == "dispute_ruled":
         lines.append(f"裁决：{_OUTCOMES.get(facts.get('outcome', ''), facts.get('outcome'))}")
         lines.append("终局裁决" if facts.get("final") else "可在规定期限内复议一次")

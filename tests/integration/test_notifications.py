@@ -279,6 +279,55 @@ def test_a_pool_claim_approved_is_told_to_the_claimant_and_messages_speak_chines
     assert "申诉方：置业顾问 陈明" in opened and claimant not in opened
 
 
+def test_an_appeal_asks_the_managers_to_rule_again_and_the_final_ruling_reaches_the_parties(
+    settings: Settings, receiver: Receiver
+) -> None:
+    """An appeal (复议) waits in the managers' inbox; they hear of it as of the dispute."""
+    settings = replace(settings, notify_webhook=f"{receiver.url}/hook")
+    clock = FakeClock()
+    app = build(settings, clock=clock)
+    try:
+        project = unique("proj")
+        consultant, _, manager = team(app, project)
+        claimant = register_consultant(app, project)
+        client = uuid.UUID(register_visit(app, project, "13855550008", consultant)["client_id"])
+        opened = app.disputes.open_dispute(
+            ctx(Actor(claimant, "consultant")),
+            client,
+            claimant_kind="consultant",
+            claimant_id=claimant,
+            reason="我先接待的",
+            evidence_versions=[1],
+            report_id=None,
+        )
+        assert opened.outcome is not None
+        dispute_id = opened.outcome.dispute.dispute_id
+
+        def rule() -> None:
+            app.disputes.rule_dispute(
+                ctx(Actor(manager, "manager")),
+                dispute_id,
+                outcome="dismissed",
+                reason="到访在先",
+                evidence_versions=[1],
+            )
+
+        rule()
+        app.disputes.appeal_dispute(ctx(Actor(claimant, "consultant")), dispute_id, "有新证据")
+        rule()
+        app.follower.catch_up()
+        assert app.notifier is not None
+        app.notifier.run_once()
+        rows = outbox(app, project)
+    finally:
+        app.close()
+    told = Counter((r["kind"], r["recipient"]) for r in rows if r["status"] == "sent")
+    assert told[("appeal_opened", manager)] == 1
+    assert told[("dispute_ruled", claimant)] == told[("dispute_ruled", consultant)] == 2
+    appeal = [p.content for p in receiver.about(project) if "申诉人已申请复议" in p.content]
+    assert len(appeal) == 1 and "有新证据" not in appeal[0]  # the reason stays sealed
+
+
 def test_the_json_format_gives_a_webhook_plain_fields(
     settings: Settings, receiver: Receiver
 ) -> None:
