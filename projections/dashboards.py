@@ -212,13 +212,20 @@ def summary(
         pool = base()
         _day_bounds(pool, "day", *days)
         flows = _sum(db, pool_activity.TABLE.name, (*released, "claimed"), pool)
+        # Buyers first known in the period (by a report or a visit); a supervisor counts
+        # those their team owns now.
+        registered = base(by_consultant=True)
+        registered.add("registered_at >= %s", ts(db.dialect, start))
+        registered.add("registered_at < %s", ts(db.dialect, end))
         out[name] = {
             "from": start,
             "until": end,
             "new_reports": _count(db, report_log.TABLE.name, reports),
             "first_visits": stages["visited"],
             "visits": work["visits"],
-            "new_clients": work["new_clients"],
+            "new_clients": _count(db, client_overview.TABLE.name, registered),
+            # Buyers who became a consultant's: visits, claims, transfers, departures.
+            "assignments": work["new_clients"],
             "follow_ups": work["follow_ups"],
             "deals_opened": _count(db, deal_pipeline.TABLE.name, opened),
             "subscriptions": stages["subscribed"],

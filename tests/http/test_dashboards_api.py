@@ -135,6 +135,8 @@ def test_the_summary_answers_a_manager_in_one_call(day: Day) -> None:
     assert page["this_week"]["from"].startswith("2026-03-02T00:00")  # Monday
     assert page["this_month"]["from"].startswith("2026-03-01T00:00")
     assert (today["new_reports"], today["visits"], today["first_visits"]) == (2, 2, 2)
+    # Three buyers are new (two reported, one walked in); two became a consultant's.
+    assert (today["new_clients"], today["assignments"]) == (3, 2)
     assert (today["deals_opened"], today["subscriptions"], today["contracts"]) == (1, 1, 1)
     assert page["overdue_follow_ups"] == 0
     assert page["payments"]["month"] == "2026-03"
@@ -147,6 +149,7 @@ def test_the_summary_answers_a_manager_in_one_call(day: Day) -> None:
     assert later["this_week"]["new_reports"] == 2
     assert later["overdue_follow_ups"] == 2
     assert later["escalated_follow_ups"] == 0
+    assert (later["today"]["new_clients"], later["this_week"]["new_clients"]) == (0, 3)
 
 
 def test_the_forecast_counts_deals_in_progress_and_a_grade_buyers(day: Day) -> None:
