@@ -72,6 +72,18 @@ LossReason = Literal[  # 战败原因
     "other",
 ]
 LOSS_REASONS: tuple[LossReason, ...] = get_args(LossReason)
+# How people read them (notifications): the standard 战败原因 words.
+LOSS_REASON_LABELS: dict[str, str] = {
+    "price": "价格",
+    "location": "位置",
+    "layout_area": "户型面积",
+    "school_district": "学区",
+    "bought_elsewhere": "已购他处",
+    "loan_refused": "贷款被拒",
+    "unreachable": "无法联系",
+    "no_longer_buying": "不再购房",
+    "other": "其他",
+}
 
 ClaimantKind = Literal["consultant", "channel"]  # who may open a dispute (判定)
 CLAIMANT_KINDS: tuple[ClaimantKind, ...] = get_args(ClaimantKind)
@@ -90,6 +102,7 @@ NotificationKind = Literal[
     "approval_requested",  # 待审批（战败申请、捞客申请）
     "approval_decided",  # 审批结果
     "dispute_opened",  # 申诉待裁决
+    "appeal_opened",  # 复议待裁决
     "dispute_ruled",  # 申诉裁决结果
     "dormant_buyer",  # 客户待激活
     "negotiation_escalated",  # 谈判停滞（经理介入）

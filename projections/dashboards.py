@@ -88,7 +88,8 @@ def conversion(
 ) -> list[dict[str, Any]]:
     """Report → visit → subscription → contract, per project, channel or consultant and
     period. For channels and projects the stages are counted on the day each happened
-    (funnel_daily: reports filed, first visits, subscriptions, contracts). For a
+    (funnel_daily: reports accepted, first visits, subscriptions, contracts); a walk-in's
+    first visit is also their lead (channel ``natural``). For a
     consultant the leads are the buyers who became theirs and the visits their visits
     (consultant_activity); subscriptions and contracts are the deals they opened in the
     period that have reached that stage (deal_pipeline), so a period's rates settle as
@@ -110,6 +111,10 @@ def conversion(
             counts = bucket(row["project_id"], key, row["day"])
             counts["leads"] += row["reported"] or 0
             counts["visited"] += row["visited"] or 0
+            if not row["partner_id"]:
+                # A walk-in (自然到访) has no report: they become a lead by visiting, so a
+                # project's rate counts them on both sides and never passes 100%.
+                counts["leads"] += row["visited"] or 0
             counts["subscribed"] += row["subscribed"] or 0
             counts["signed"] += row["signed"] or 0
     else:
@@ -210,13 +215,20 @@ def summary(
         pool = base()
         _day_bounds(pool, "day", *days)
         flows = _sum(db, pool_activity.TABLE.name, (*released, "claimed"), pool)
+        # Buyers first known in the period (by a report or a visit); a supervisor counts
+        # those their team owns now.
+        registered = base(by_consultant=True)
+        registered.add("registered_at >= %s", ts(db.dialect, start))
+        registered.add("registered_at < %s", ts(db.dialect, end))
         out[name] = {
             "from": start,
             "until": end,
             "new_reports": _count(db, report_log.TABLE.name, reports),
             "first_visits": stages["visited"],
             "visits": work["visits"],
-            "new_clients": work["new_clients"],
+            "new_clients": _count(db, client_overview.TABLE.name, registered),
+            # Buyers who became a consultant's: visits, claims, transfers, departures.
+            "assignments": work["new_clients"],
             "follow_ups": work["follow_ups"],
             "deals_opened": _count(db, deal_pipeline.TABLE.name, opened),
             "subscriptions": stages["subscribed"],

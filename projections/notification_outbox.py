@@ -14,8 +14,8 @@ What is planned, for whom:
   changing it needs no rebuild.
 - approval requested (supervisors of the requester's team in the project, else the
   project's managers) and decided (the requester) for losses and pool claims;
-- dispute opened (the project's managers, who rule) and ruled (the opener and the owner
-  at opening);
+- dispute opened and appealed (the project's managers, who rule) and ruled (the opener
+  and the owner at opening);
 - what the policy's rules raise when the deadline processor fires them: a follow-up
   escalated past its grade's ``escalate_after`` (the owner's supervisors, else the
   managers), a buyer gone dormant (待激活, the owner), a negotiation stalled without a
@@ -224,6 +224,10 @@ class NotificationOutbox:
             rows.put(SUBJECTS.name, subject)
             gainer: list[str | None] = [event.consultant_id]
             plan.deadline("protection_expiring", event.protected_until, gainer)
+            if isinstance(event, Client.ClaimedFromPool) and event.approved_by:
+                # A claim that waited for approval: its claimant hears it passed. (A gain,
+                # so this branch sees it first; the decided branch below only rejects.)
+                self._decided(plan, rows, client_id, "claim", event.claim_id, True, event)
         elif isinstance(event, Client.ProtectionExtended):
             subject["protected_until"] = event.protected_until
             rows.put(SUBJECTS.name, subject)
@@ -273,15 +277,7 @@ class NotificationOutbox:
             )
         elif isinstance(event, (Client.LossApproved, Client.LossRejected)):
             approved = isinstance(event, Client.LossApproved)
-            plan.tell(
-                "approval_decided",
-                [self._requester(rows, client_id, event.request_id)],
-                "requester",
-                request="loss",
-                request_id=event.request_id,
-                approved=approved,
-                decided_by=_actor(event),
-            )
+            self._decided(plan, rows, client_id, "loss", event.request_id, approved, event)
         elif isinstance(event, Client.ClaimRequested):
             self._asked(rows, client_id, event.claim_id, event.consultant_id)
             plan.tell(
@@ -292,19 +288,8 @@ class NotificationOutbox:
                 request_id=event.claim_id,
                 requester_id=event.consultant_id,
             )
-        elif isinstance(event, Client.ClaimRejected) or (
-            isinstance(event, Client.ClaimedFromPool) and event.approved_by
-        ):
-            approved = isinstance(event, Client.ClaimedFromPool)
-            plan.tell(
-                "approval_decided",
-                [self._requester(rows, client_id, event.claim_id)],
-                "requester",
-                request="claim",
-                request_id=event.claim_id,
-                approved=approved,
-                decided_by=_actor(event),
-            )
+        elif isinstance(event, Client.ClaimRejected):
+            self._decided(plan, rows, client_id, "claim", event.claim_id, False, event)
         elif isinstance(event, Client.DisputeOpened):
             respondent = event.owner_at_opening.get("consultant_id")
             self._asked(rows, client_id, event.dispute_id, _actor(event), respondent)
@@ -315,6 +300,15 @@ class NotificationOutbox:
                 dispute_id=event.dispute_id,
                 claimant_kind=event.claimant_kind,
                 claimant_id=event.claimant_id,
+            )
+        elif isinstance(event, Client.DisputeAppealed):
+            # The appeal (复议) is ruled again, finally, by the project's managers.
+            plan.tell(
+                "appeal_opened",
+                self._members(rows, f"managers:{subject['project_id']}") or [None],
+                "manager",
+                dispute_id=event.dispute_id,
+                appellant_id=_actor(event),
             )
         elif isinstance(event, Client.DisputeRuled):
             asked = rows.get(REQUESTS.name, client_id, event.dispute_id)
@@ -341,6 +335,27 @@ class NotificationOutbox:
             deal_id=str(event.originator_id),
             stage=event.stage,
             since=event.since.isoformat(),
+        )
+
+    def _decided(
+        self,
+        plan: _Plan,
+        rows: Rows,
+        client_id: str,
+        request: str,
+        request_id: str,
+        approved: bool,
+        event: Any,
+    ) -> None:
+        """A loss request or pool claim decided: tell whoever asked."""
+        plan.tell(
+            "approval_decided",
+            [self._requester(rows, client_id, request_id)],
+            "requester",
+            request=request,
+            request_id=request_id,
+            approved=approved,
+            decided_by=_actor(event),
         )
 
     @staticmethod

@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from domain.quota import CHINA
+from domain.vocabulary import LOSS_REASON_LABELS
 from projections.notification_outbox import NOTIFICATIONS
 from projections.runtime import Tx, ViewDB
 from projections.sql import ts
@@ -226,6 +227,7 @@ TITLES = {
     "approval_requested": "有待审批的申请",
     "approval_decided": "申请已审批",
     "dispute_opened": "有新的申诉待裁决",
+    "appeal_opened": "申诉人已申请复议，待裁决",
     "dispute_ruled": "申诉已裁决",
     "dormant_buyer": "客户长期未跟进，已转为待激活",
     "negotiation_escalated": "谈判停滞未签约，请经理介入",
@@ -272,7 +274,8 @@ def render(row: dict[str, Any], names: Callable[[str | None], str]) -> Message:
         lines.append(f"申请：{_REQUESTS.get(facts.get('request', ''), '申请')}")
         lines.append(f"申请人：{names(facts.get('requester_id'))}")
         if facts.get("reason"):
-            lines.append(f"原因：{facts['reason']}")
+            reason = str(facts["reason"])
+            lines.append(f"原因：{LOSS_REASON_LABELS.get(reason, reason)}")
     elif kind == "approval_decided":
         verdict = "已通过" if facts.get("approved") else "未通过"
         lines.append(f"{_REQUESTS.get(facts.get('request', ''), '申请')}{verdict}")
@@ -285,8 +288,15 @@ def render(row: dict[str, Any], names: Callable[[str | None], str]) -> Message:
         stage = _STAGES.get(facts.get("stage", ""), facts.get("stage") or "—")
         lines.append(f"当前阶段：{stage}，自 {china_time(facts.get('since'))}（北京时间）起未签约")
     elif kind == "dispute_opened":
-        side = "渠道" if facts.get("claimant_kind") == "channel" else "置业顾问"
-        lines.append(f"申诉方：{side} {facts.get('claimant_id') or '—'}")
+        # A consultant by name; a channel by its partner id (partners are no principals).
+        claimant = facts.get("claimant_id") or "—"
+        if facts.get("claimant_kind") == "channel":
+            lines.append(f"申诉方：渠道 {claimant}")
+        else:
+            lines.append(f"申诉方：置业顾问 {names(facts.get('claimant_id'))}")
+    elif kind == "appeal_opened":
+        lines.append(f"复议人：{names(facts.get('appellant_id'))}")
+        lines.append("复议后的裁决为终局裁决")
     elif kind == "dispute_ruled":
         lines.append(f"裁决：{_OUTCOMES.get(facts.get('outcome', ''), facts.get('outcome'))}")
         lines.append("终局裁决" if facts.get("final") else "可在规定期限内复议一次")

@@ -11,7 +11,7 @@ from api.bodies import answer, jsonable
 from api.deps import AppDep, ContextDep, get_container
 from api.schemas import DepartureIn
 from domain.errors import InvalidInput
-from projections import due
+from projections import due, people
 from yingke.bootstrap import Container
 from yingke.deadlines import continue_departure
 
@@ -43,6 +43,8 @@ def depart(
 def _status(app: Container, container: Container, consultant_id: str) -> dict[str, Any]:
     status: dict[str, Any] = jsonable(bodies.departure(app.departures.departure(consultant_id)))
     status["remaining"] = due.owned_count(container.views, consultant_id)
+    # The leaver and the successor by name too (people.with_names adds <id>_name).
+    people.with_names(container.views, [status])
     return status
 
 

@@ -194,19 +194,22 @@ def list_rule_tasks(
     projects' (another's ``consultant_id`` gives an empty page)."""
     views = get_container(request).views
     return tab.page(
-        lambda at, size: queries.raised_tasks(
+        people.named(
             views,
-            scope,
-            project_id=project_id,
-            consultant_id=consultant_id,
-            kind=kind,
-            status=None if status == "all" else status,
-            cursor=at,
-            limit=size,
+            lambda at, size: queries.raised_tasks(
+                views,
+                scope,
+                project_id=project_id,
+                consultant_id=consultant_id,
+                kind=kind,
+                status=None if status == "all" else status,
+                cursor=at,
+                limit=size,
+            ),
         ),
         cursor,
         limit,
-        list(rule_tasks.TABLE.columns),
+        people.named_columns(list(rule_tasks.TABLE.columns)),
     )
 
 

@@ -399,6 +399,9 @@ def test_a_departure_revokes_the_key_at_once_and_moves_every_buyer(api: Api) -> 
     _, manager = staff(api, "manager")
     clients = [visit(api, leaver_id, leaver, f"1391234500{i}") for i in range(3)]
     path = f"/v1/consultants/{leaver_id}/departure"
+    for pid, name in ((leaver_id, "王晓"), (successor_id, "李娜")):
+        named = {"display_name": name}
+        assert api.client.patch(f"/v1/principals/{pid}", json=named, headers=api.admin).is_success
 
     by_leaver = api.client.post(path, json={"to_pool": True}, headers=leaver)
     both = api.client.post(
@@ -411,6 +414,10 @@ def test_a_departure_revokes_the_key_at_once_and_moves_every_buyer(api: Api) -> 
     assert departed.status_code == 200, departed.text
     assert departed.json()["status"] == "completed"
     assert (departed.json()["moved"], departed.json()["remaining"]) == (3, 0)
+    # The manager reads people, not ids (the directory keeps a leaver's name)
+    status = api.client.get(path, params={"after": api.container.position()}, headers=manager)
+    names = (status.json()["consultant_name"], status.json()["successor_name"])
+    assert names == ("王晓", "李娜"), status.text
     assert follow_up(api, clients[0], leaver).status_code == 401
     for client_id in clients:
         owner = owner_at(api, client_id)

@@ -85,14 +85,22 @@ def test_conversion_rates_per_channel_project_and_consultant(day: Day) -> None:
         "subscription_to_contract": 1.0,
         "lead_to_contract": 0.5,
     }
-    assert channels["natural"]["visited"] == 1 and channels["natural"]["lead_to_visit"] is None
+    # A walk-in (自然到访) is a lead the day they walk in: they entered by visiting.
+    natural = channels["natural"]
+    assert (natural["leads"], natural["visited"], natural["lead_to_visit"]) == (1, 1, 1.0)
     (project,) = conversion(o, o.manager, group_by="project")
     assert (project["leads"], project["visited"], project["subscribed"], project["signed"]) == (
-        2,
+        3,
         2,
         1,
         1,
     )
+    # Two reported buyers and one walk-in, two of them seen: never "100%" or more.
+    assert project["lead_to_visit"] == 0.6667
+    for group_by in ("project", "channel", "consultant"):
+        for row in conversion(o, o.manager, group_by=group_by):
+            rates = ("lead_to_visit", "visit_to_subscription", "subscription_to_contract")
+            assert all(row[r] is None or 0 <= row[r] <= 1 for r in rates), row
     assert "partner_id" not in project
     months = conversion(o, o.manager, group_by="project", period="month")
     assert [m["period"] for m in months] == ["2026-03"]
@@ -127,6 +135,8 @@ def test_the_summary_answers_a_manager_in_one_call(day: Day) -> None:
     assert page["this_week"]["from"].startswith("2026-03-02T00:00")  # Monday
     assert page["this_month"]["from"].startswith("2026-03-01T00:00")
     assert (today["new_reports"], today["visits"], today["first_visits"]) == (2, 2, 2)
+    # Three buyers are new (two reported, one walked in); two became a consultant's.
+    assert (today["new_clients"], today["assignments"]) == (3, 2)
     assert (today["deals_opened"], today["subscriptions"], today["contracts"]) == (1, 1, 1)
     assert page["overdue_follow_ups"] == 0
     assert page["payments"]["month"] == "2026-03"
@@ -139,6 +149,7 @@ def test_the_summary_answers_a_manager_in_one_call(day: Day) -> None:
     assert later["this_week"]["new_reports"] == 2
     assert later["overdue_follow_ups"] == 2
     assert later["escalated_follow_ups"] == 0
+    assert (later["today"]["new_clients"], later["this_week"]["new_clients"]) == (0, 3)
 
 
 def test_the_forecast_counts_deals_in_progress_and_a_grade_buyers(day: Day) -> None:

@@ -176,3 +176,25 @@ def test_names_stand_beside_consultant_ids_in_tasks_lists_and_boards(api: Api) -
     assert board["consultant_name"] == "王芳"
     csv = api.client.get("/v1/tasks", params={**after, "format": "csv"}, headers=manager)
     assert "consultant_name" in csv.text.splitlines()[0] and "王芳" in csv.text
+
+
+def test_the_rules_tasks_name_the_consultant_too(api: Api) -> None:
+    """A supervisor reading the escalations (/v1/rule-tasks) sees who, not only an id."""
+    from tests.http.test_aftercare_api import visit
+
+    pid = unique("c")
+    created = register(
+        api, id=pid, role="consultant", project_ids=[api.project], display_name="王芳"
+    )
+    visit(api, pid, api.auth(created.json()["key"]))
+    _, manager = api.principal("manager", [api.project])
+    # The deadline processor finds what is due in the views: let them reach the visit.
+    seen = api.client.get("/v1/tasks", params={"after": api.container.position()}, headers=manager)
+    assert len(seen.json()["items"]) == 1, seen.text
+    api.clock.advance(days=2, minutes=1)  # the first follow-up, due after a day, escalates
+    api.container.deadlines_step()
+    after = {"after": api.container.position(), "kind": "follow_up_escalated"}
+    (task,) = api.client.get("/v1/rule-tasks", params=after, headers=manager).json()["items"]
+    assert (task["consultant_id"], task["consultant_name"]) == (pid, "王芳")
+    csv = api.client.get("/v1/rule-tasks", params={**after, "format": "csv"}, headers=manager)
+    assert "consultant_name" in csv.text.splitlines()[0] and "王芳" in csv.text

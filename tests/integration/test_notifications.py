@@ -217,6 +217,117 @@ def test_approvals_are_asked_of_the_supervisor_and_answered_to_the_requester(
     assert "同意" not in decided.content  # free text stays out of notifications
 
 
+def test_a_pool_claim_approved_is_told_to_the_claimant_and_messages_speak_chinese_names(
+    settings: Settings, receiver: Receiver
+) -> None:
+    """The claimant hears that their claim (捞客) passed; the loss reason reads as a word
+    (价格, not ``price``) and the claimant of a dispute by name, like every other person."""
+    settings = replace(settings, notify_webhook=f"{receiver.url}/hook")
+    clock = FakeClock()
+    app = build(settings, clock=clock)
+    try:
+        project = unique("proj")
+        consultant, supervisor, manager = team(app, project)
+        claimant = unique("cons")
+        colleague = app.principals.principal(consultant)
+        assert colleague is not None
+        app.principals.register_principal(
+            ctx(),
+            claimant,
+            "consultant",
+            None,
+            [project],
+            f"key-{uuid.uuid4().hex}",
+            team_id=colleague.team_id,
+            display_name="陈明",
+        )
+        app.policies.set_policy(
+            ctx(Actor(manager, "manager")), project, {"pool_claim_approval": True}
+        )
+        lost = uuid.UUID(register_visit(app, project, "13855550006", consultant)["client_id"])
+        kept = uuid.UUID(register_visit(app, project, "13855550007", consultant)["client_id"])
+        asked = app.pool.request_loss(ctx(Actor(consultant, "consultant")), lost, "price", "")
+        assert asked.outcome is not None
+        supervising = ctx(Actor(supervisor, "supervisor"))
+        app.pool.decide_loss(supervising, lost, asked.outcome.request_id, True, "同意")
+        claim = app.pool.claim_from_pool(ctx(Actor(claimant, "consultant")), lost, claimant)
+        assert claim.outcome is not None and claim.outcome.status == "pending"
+        app.pool.decide_claim(supervising, lost, claim.outcome.claim_id, True, "")
+        app.disputes.open_dispute(
+            ctx(Actor(claimant, "consultant")),
+            kept,
+            claimant_kind="consultant",
+            claimant_id=claimant,
+            reason="我先接待的",
+            evidence_versions=[1],
+            report_id=None,
+        )
+        app.follower.catch_up()
+        assert app.notifier is not None
+        app.notifier.run_once()
+        rows = outbox(app, project)
+    finally:
+        app.close()
+    decided = Counter(r["recipient"] for r in rows if r["kind"] == "approval_decided")
+    assert decided == Counter({consultant: 1, claimant: 1})
+    told = receiver.about(project)
+    passed = [p.content for p in told if "捞客申请已通过" in p.content]
+    assert len(passed) == 1 and "陈明" in passed[0]  # the group names the person told
+    asked_loss = next(p.content for p in told if "申请：战败申请" in p.content)
+    assert "原因：价格" in asked_loss and "price" not in asked_loss
+    opened = next(p.content for p in told if "有新的申诉待裁决" in p.content)
+    assert "申诉方：置业顾问 陈明" in opened and claimant not in opened
+
+
+def test_an_appeal_asks_the_managers_to_rule_again_and_the_final_ruling_reaches_the_parties(
+    settings: Settings, receiver: Receiver
+) -> None:
+    """An appeal (复议) waits in the managers' inbox; they hear of it as of the dispute."""
+    settings = replace(settings, notify_webhook=f"{receiver.url}/hook")
+    clock = FakeClock()
+    app = build(settings, clock=clock)
+    try:
+        project = unique("proj")
+        consultant, _, manager = team(app, project)
+        claimant = register_consultant(app, project)
+        client = uuid.UUID(register_visit(app, project, "13855550008", consultant)["client_id"])
+        opened = app.disputes.open_dispute(
+            ctx(Actor(claimant, "consultant")),
+            client,
+            claimant_kind="consultant",
+            claimant_id=claimant,
+            reason="我先接待的",
+            evidence_versions=[1],
+            report_id=None,
+        )
+        assert opened.outcome is not None
+        dispute_id = opened.outcome.dispute.dispute_id
+
+        def rule() -> None:
+            app.disputes.rule_dispute(
+                ctx(Actor(manager, "manager")),
+                dispute_id,
+                outcome="dismissed",
+                reason="到访在先",
+                evidence_versions=[1],
+            )
+
+        rule()
+        app.disputes.appeal_dispute(ctx(Actor(claimant, "consultant")), dispute_id, "有新证据")
+        rule()
+        app.follower.catch_up()
+        assert app.notifier is not None
+        app.notifier.run_once()
+        rows = outbox(app, project)
+    finally:
+        app.close()
+    told = Counter((r["kind"], r["recipient"]) for r in rows if r["status"] == "sent")
+    assert told[("appeal_opened", manager)] == 1
+    assert told[("dispute_ruled", claimant)] == told[("dispute_ruled", consultant)] == 2
+    appeal = [p.content for p in receiver.about(project) if "申诉人已申请复议" in p.content]
+    assert len(appeal) == 1 and "有新证据" not in appeal[0]  # the reason stays sealed
+
+
 def test_the_json_format_gives_a_webhook_plain_fields(
     settings: Settings, receiver: Receiver
 ) -> None:

@@ -207,3 +207,10 @@ def test_the_read_side_uses_the_domains_named_word_lists() -> None:
                             where = path.relative_to(ROOT)
                             copies.append(f"{where}:{node.lineno} writes out {found}")
     assert copies == []
+
+
+def test_every_loss_reason_has_its_chinese_word_for_people() -> None:
+    labels = vocabulary.LOSS_REASON_LABELS
+    assert tuple(labels) == vocabulary.LOSS_REASONS
+    assert len(set(labels.values())) == len(labels)
+    assert all(word and not word.isascii() for word in labels.values())
