@@ -161,6 +161,7 @@ def import_units(
 
 def _write_back(file: Path, data: bytes, results: list[dict[str, Any]]) -> Path:
     """The sheet again with 导入状态 / 导入说明 beside every row (values only)."""
+    from yingke.sheets.export import xlsx_cell
     from yingke.sheets.reading import is_xlsx, read_sheet
 
     by_row = {r["row"]: r for r in results}
@@ -180,7 +181,7 @@ def _write_back(file: Path, data: bytes, results: list[dict[str, Any]]) -> Path:
         book = Workbook(write_only=True)
         sheet = book.create_sheet("checked")
         for row in out_rows:
-            sheet.append(row)
+            sheet.append([xlsx_cell(sheet, value) for value in row])
         book.save(target)
     else:
         target = file.with_suffix(".checked.csv")

@@ -16,6 +16,8 @@ from decimal import Decimal
 from typing import Any, BinaryIO
 
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from yingke.sheets.reading import CSV, XLSX
 from yingke.sheets.values import CHINA
@@ -113,7 +115,15 @@ def header_names(columns: Sequence[str], zh: bool) -> list[str]:
     return [ZH_HEADERS.get(c, c) for c in columns] if zh else list(columns)
 
 
+# Text that Excel would take for a formula (CSV injection): = + - @, and the tab and
+# carriage return that Excel strips before looking. Names, notes and reasons are typed
+# by people (a consultant's display name reaches every manager's export).
+_FORMULA_SIGNS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_FORMULA_SIGNS):
+        return "'" + value  # Excel's own mark for "text, not a formula"
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, bool):
@@ -123,7 +133,17 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def _xlsx_cell(value: Any) -> Any:
+def xlsx_cell(sheet: WriteOnlyWorksheet, value: Any) -> Any:
+    """A value for a write-only sheet; text starting with '=' stays text (openpyxl would
+    write it as a formula for Excel to run)."""
+    if isinstance(value, str) and value.startswith("="):
+        cell = WriteOnlyCell(sheet, value)
+        cell.data_type = "s"
+        return cell
+    return _xlsx_value(value)
+
+
+def _xlsx_value(value: Any) -> Any:
     if isinstance(value, datetime):
         # Excel has no time zones: write the China wall-clock time staff expect.
         return value.astimezone(CHINA).replace(tzinfo=None) if value.tzinfo else value
@@ -158,7 +178,7 @@ def write_xlsx(
     sheet = book.create_sheet(title[:31] or "export")
     sheet.append(header_names(columns, zh))
     for row in rows:
-        sheet.append([_xlsx_cell(row.get(c)) for c in columns])
+        sheet.append([xlsx_cell(sheet, row.get(c)) for c in columns])
     book.save(target)
 
 
