@@ -363,3 +363,32 @@ def test_exports_hand_excel_text_where_a_cell_looks_like_a_formula(api: Api) -> 
     cells = [row[column] for row in sheet.iter_rows(min_row=2)]
     assert any(c.value == evil for c in cells)
     assert {c.data_type for c in cells} == {"s"}  # text, never a formula
+
+
+def test_chinese_headers_name_every_column_of_the_lists(api: Api) -> None:
+    manager, c1, _, c2, _ = setup_office(api)
+    imported = post(
+        api, f"/v1/projects/{api.project}/clients:import", manager, xlsx(register(c1, c2)), XLSX
+    )
+    assert imported.status_code == 200, imported.text
+    price_list = [["楼栋", "房号", "户型", "建筑面积", "楼层", "朝向", "总价"]]
+    price_list.append(["3栋", "1201", "三室", "89.5", "12", "南", "235万"])
+    units = post(api, f"/v1/projects/{api.project}/units:import", manager, xlsx(price_list), XLSX)
+    assert units.status_code == 200, units.text
+    params = {**after(units), "project_id": api.project, "format": "csv", "headers": "zh"}
+    for path in (
+        "/v1/clients",
+        "/v1/reports",
+        "/v1/tasks",
+        "/v1/rule-tasks",
+        "/v1/deals",
+        "/v1/views/consultants",
+        "/v1/views/commissions/entries",
+        f"/v1/projects/{api.project}/units",
+    ):
+        response = api.client.get(path, params=params, headers=manager)
+        assert response.status_code == 200, (path, response.text)
+        header = next(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
+        assert header, path
+        english = [h for h in header if not any("\u4e00" <= ch <= "\u9fff" for ch in h)]
+        assert english == [], path
