@@ -392,3 +392,28 @@ def test_chinese_headers_name_every_column_of_the_lists(api: Api) -> None:
         assert header, path
         english = [h for h in header if not any("\u4e00" <= ch <= "\u9fff" for ch in h)]
         assert english == [], path
+
+
+def test_the_staff_directory_downloads_scoped_like_its_json(api: Api) -> None:
+    manager, c1, _, c2, _ = setup_office(api)
+    elsewhere = "c-elsewhere"
+    last = api.client.post(
+        "/v1/principals",
+        json={"id": elsewhere, "role": "consultant", "project_ids": ["another-project"]},
+        headers=api.admin,
+    )
+    assert last.status_code == 201, last.text
+    params = {**after(last), "format": "csv", "headers": "zh", "limit": 1}
+    response = api.client.get("/v1/principals", params=params, headers=manager)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    lines = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+    ids = {line["员工ID"] for line in lines}
+    assert {c1, c2} <= ids and elsewhere not in ids  # every page, the manager's projects only
+    as_json = api.client.get(
+        "/v1/principals", params={**after(last), "limit": 500}, headers=manager
+    ).json()
+    assert ids == {item["id"] for item in as_json["items"]}
+    as_xlsx = api.client.get("/v1/principals", headers={**manager, "Accept": XLSX})
+    sheet = openpyxl.load_workbook(io.BytesIO(as_xlsx.content), read_only=True).worksheets[0]
+    assert len(list(sheet.iter_rows(values_only=True))) == len(ids) + 1
