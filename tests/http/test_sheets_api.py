@@ -13,7 +13,9 @@ from typing import Any
 import openpyxl
 import pytest
 
-from tests.http.conftest import Api, make_api
+from tests.http.conftest import ADMIN_KEY, Api, make_api
+from yingke.cli import main
+from yingke.sheets.commands import VIEW_NAMES
 from yingke.sheets.reading import XLSX
 
 HEADERS = ["姓名", "联系电话", "来源", "渠道公司", "经纪人", "置业顾问", "意向等级", "到访日期"]
@@ -417,3 +419,34 @@ def test_the_staff_directory_downloads_scoped_like_its_json(api: Api) -> None:
     as_xlsx = api.client.get("/v1/principals", headers={**manager, "Accept": XLSX})
     sheet = openpyxl.load_workbook(io.BytesIO(as_xlsx.content), read_only=True).worksheets[0]
     assert len(list(sheet.iter_rows(values_only=True))) == len(ids) + 1
+
+
+def test_the_cli_exports_every_view_it_names(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager, c1, _, c2, _ = setup_office(api)
+    imported = post(
+        api, f"/v1/projects/{api.project}/clients:import", manager, xlsx(register(c1, c2)), XLSX
+    )
+    assert imported.status_code == 200, imported.text
+    seen = api.client.get("/v1/clients", params=after(imported), headers=manager)
+    assert len(seen.json()["items"]) == 3  # the views hold the import
+    for name, value in {
+        "YINGKE_DATA_DIR": str(tmp_path),
+        "YINGKE_SECRET": "test-secret-0123456789abcdef",
+        "YINGKE_ADMIN_KEY": ADMIN_KEY,
+    }.items():
+        monkeypatch.setenv(name, value)
+    views = VIEW_NAMES.split(", ")
+    assert {"signing-forecast", "conversion", "staff"} <= set(views)
+    out = tmp_path / "out"
+    out.mkdir()
+    for view in views:
+        target = out / f"{view}.csv"
+        argv = ["export", view, "-f", "csv", "-o", str(target), "--project", api.project]
+        assert main([*argv, "--headers", "zh"]) == 0, view
+        assert target.read_bytes().startswith(b"\xef\xbb\xbf"), view
+    clients = list(csv.DictReader(io.StringIO((out / "clients.csv").read_text("utf-8-sig"))))
+    assert len(clients) == 3
+    staff = list(csv.DictReader(io.StringIO((out / "staff.csv").read_text("utf-8-sig"))))
+    assert {c1, c2} <= {row["员工ID"] for row in staff}

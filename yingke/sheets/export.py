@@ -144,6 +144,7 @@ ZH_HEADERS = {
     "listed_at": "上架时间",
     "oldest_in_stage_days": "最久阶段天数",
     "id": "员工ID",
+    "principal_id": "员工ID",
     "project_ids": "项目",
     "wecom_user_id": "企业微信ID",
     "notify_webhook": "通知地址",
