@@ -182,3 +182,18 @@ def test_xlsx_exports_write_formula_like_text_as_text() -> None:
     assert sheet is not None
     cells = [(row[0].value, row[0].data_type, row[1].value) for row in sheet.iter_rows(min_row=2)]
     assert cells == [(text, "s", -3) for text in DANGEROUS]
+
+
+@pytest.mark.parametrize(
+    "far_cell",
+    [
+        '<c t="inlineStr" r="XFD1048576"><is><t>x</t></is></c>',  # r after another attribute
+        '<c\tr="XFD1048576" t="inlineStr"><is><t>x</t></is></c>',  # a tab, not a space
+        '<c r="XFD1048576" t="inlineStr"><is><t>x</t></is></c><c t="n"><v>1</v></c>',
+    ],
+)
+def test_a_far_cell_written_in_any_legal_form_is_found(far_cell: str) -> None:
+    near = '<row r="1"><c r="A1" t="inlineStr"><is><t>姓名</t></is></c></row>'
+    # (a cell without r right of XFD1048576 is XFE1048576, where the reader puts it)
+    with pytest.raises(UnreadableFile, match=r"XF[DE]1048576"):
+        read_sheet(with_sheet_data(f'{near}<row r="1048576">{far_cell}</row>'))
