@@ -190,6 +190,9 @@ def test_xlsx_exports_write_formula_like_text_as_text() -> None:
         '<c t="inlineStr" r="XFD1048576"><is><t>x</t></is></c>',  # r after another attribute
         '<c\tr="XFD1048576" t="inlineStr"><is><t>x</t></is></c>',  # a tab, not a space
         '<c r="XFD1048576" t="inlineStr"><is><t>x</t></is></c><c t="n"><v>1</v></c>',
+        "<c r='XFD1048576' t=\"inlineStr\"><is><t>x</t></is></c>",  # single quotes
+        '<c r = "XFD1048576" t="inlineStr"><is><t>x</t></is></c>',  # spaces around =
+        '<c r="A2" r="XFD1048576" t="inlineStr"><is><t>x</t></is></c>',  # r twice
     ],
 )
 def test_a_far_cell_written_in_any_legal_form_is_found(far_cell: str) -> None:
@@ -197,3 +200,19 @@ def test_a_far_cell_written_in_any_legal_form_is_found(far_cell: str) -> None:
     # (a cell without r right of XFD1048576 is XFE1048576, where the reader puts it)
     with pytest.raises(UnreadableFile, match=r"XF[DE]1048576"):
         read_sheet(with_sheet_data(f'{near}<row r="1048576">{far_cell}</row>'))
+
+
+def test_a_shared_string_table_claiming_billions_of_strings_is_refused() -> None:
+    # The reader reserves room for uniqueCount strings up front: 4e9 of them, 96 GB.
+    source = zipfile.ZipFile(io.BytesIO(book_bytes(register())))
+    out = io.BytesIO()
+    sst = (
+        '<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+        "count='1' uniqueCount = '4000000000'><si><t>乙</t></si></sst>"
+    )
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            target.writestr(info, source.read(info.filename))
+        target.writestr("xl/sharedStrings.xml", sst)
+    with pytest.raises(UnreadableFile, match="4000000000"):
+        read_sheet(out.getvalue())

@@ -47,7 +47,13 @@ _FAR_REF = re.compile(rb'r="(?:[A-Z]{2,3}[0-9]{1,9}|[A-Z]?[0-9]{6,9})"')
 _REF = re.compile(rb'r="([A-Z]{1,3})([0-9]{1,9})"')
 # Slow path (cells without r, or r not first, or prefixed tags): follow rows and cells
 # in order as the reader does, a cell without r being right of the previous one.
-_TOKEN = re.compile(rb'<(?:[\w.-]+:)?(row|c)(?=[\s/>])|\sr="([A-Z]{0,3})([0-9]{1,9})"')
+_TOKEN = re.compile(
+    rb"<(?:[\w.-]+:)?(row|c)(?=[\s/>])|\sr\s*=\s*[\"']([A-Z]{0,3})([0-9]{1,9})[\"']"
+)
+# XML lets an attribute be written r='A1' or r = "A1"; the fast path takes only r="A1".
+_OTHER_ATTRIBUTE_FORMS = (b" =", b"\t=", b"\n=", b"\r=")
+# The reader reserves room for the shared strings' uniqueCount before reading any.
+_UNIQUE_COUNT = re.compile(rb"uniqueCount\s*=\s*[\"']\s*\+?([0-9]+)")
 
 
 class UnreadableFile(ValueError):
@@ -115,6 +121,12 @@ def _pieces(part: IO[bytes], budget: list[int]) -> Iterator[bytes]:
         if budget[0] < 0:
             raise UnreadableFile("unpacks to far more than a workbook of its size: refused")
         carry += chunk
+        if b"uniqueCount" in carry:
+            for claimed in _UNIQUE_COUNT.findall(carry):
+                if int(claimed) > MAX_CELLS:
+                    raise UnreadableFile(
+                        f"claims {int(claimed)} shared strings: not a workbook to read"
+                    )
         cut = carry.rfind(b">") + 1
         if cut:
             yield carry[:cut]
@@ -134,6 +146,10 @@ def _near_only(pieces: Iterator[bytes]) -> bool | None:
         # Cheap first (no other tag in sheetData starts with <c), exact when it differs.
         if piece.count(b"<c") + piece.count(b":c") != with_ref and (
             sum(piece.count(s) for s in _CELL_STARTS) != with_ref
+        ):
+            return None
+        if piece.count(b"r=") != piece.count(b'r="') or any(
+            piece.count(form) for form in _OTHER_ATTRIBUTE_FORMS
         ):
             return None
         near = near and not _FAR_REF.search(piece)
