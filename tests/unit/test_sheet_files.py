@@ -11,7 +11,14 @@ import openpyxl
 import pytest
 
 from yingke.sheets.export import csv_chunks, write_xlsx
-from yingke.sheets.reading import MAX_CELLS, MAX_RATIO, RATIO_FLOOR, UnreadableFile, read_sheet
+from yingke.sheets.reading import (
+    MAX_CELLS,
+    MAX_MERGED,
+    MAX_RATIO,
+    RATIO_FLOOR,
+    UnreadableFile,
+    read_sheet,
+)
 
 
 def book_bytes(book: openpyxl.Workbook) -> bytes:
@@ -215,4 +222,20 @@ def test_a_shared_string_table_claiming_billions_of_strings_is_refused() -> None
             target.writestr(info, source.read(info.filename))
         target.writestr("xl/sharedStrings.xml", sst)
     with pytest.raises(UnreadableFile, match="4000000000"):
+        read_sheet(out.getvalue())
+
+
+def test_millions_of_merged_blocks_are_refused() -> None:
+    merges = "".join(f'<mergeCell ref="A{n}:B{n}"/>' for n in range(1, MAX_MERGED + 2))
+    data = with_sheet_data('<row r="1"><c r="A1" t="inlineStr"><is><t>x</t></is></c></row>')
+    source = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            part = source.read(info.filename)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                block = f'</sheetData><mergeCells count="{MAX_MERGED + 1}">{merges}</mergeCells>'
+                part = part.replace(b"</sheetData>", block.encode())
+            target.writestr(info, part)
+    with pytest.raises(UnreadableFile, match="merged"):
         read_sheet(out.getvalue())

@@ -31,6 +31,9 @@ MAX_HEADER_SEARCH = 10  # a title block (项目名称, 制表日期) may sit abo
 MAX_CELLS = 5_000_000
 # Unpacked bytes of all of a workbook's parts: registers unpack to ~13× their size
 # (a 2.7 MB, 50,000-row register holds a 35 MB sheet); a zip bomb to ~1,000×.
+# Merged blocks: price lists merge 楼栋 over their units, a few thousand at most; each
+# one costs the reader and Python ~250 bytes, and a small file can hold millions.
+MAX_MERGED = 100_000
 MAX_RATIO = 100
 RATIO_FLOOR = 32 << 20
 MAX_UNZIPPED = 1 << 30
@@ -116,6 +119,7 @@ def _pieces(part: IO[bytes], budget: list[int]) -> Iterator[bytes]:
     """The part unpacked, cut after a '>' so that no tag is split; ``budget`` is the
     bytes still allowed to unpack, counted as they come (headers can lie)."""
     carry = b""
+    merged = 0
     while chunk := part.read(_CHUNK):
         budget[0] -= len(chunk)
         if budget[0] < 0:
@@ -129,6 +133,9 @@ def _pieces(part: IO[bytes], budget: list[int]) -> Iterator[bytes]:
                     )
         cut = carry.rfind(b">") + 1
         if cut:
+            merged += carry.count(b"mergeCell ", 0, cut)
+            if merged > MAX_MERGED:
+                raise UnreadableFile(f"has more than {MAX_MERGED:,} merged cells")
             yield carry[:cut]
             carry = carry[cut:]
         elif len(carry) > _LONGEST_TAG:
