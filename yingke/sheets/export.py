@@ -16,6 +16,8 @@ from decimal import Decimal
 from typing import Any, BinaryIO
 
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from yingke.sheets.reading import CSV, XLSX
 from yingke.sheets.values import CHINA
@@ -106,6 +108,48 @@ ZH_HEADERS = {
     "closed_at": "完成时间",
     "closed_by": "完成事件",
     "policy_version": "规则版本",
+    "loss_state": "战败状态",
+    "lost_reason": "战败原因",
+    "claim_pending": "捞客待审批",
+    "open_disputes": "未结申诉",
+    "personal_data_erased": "个人信息已删除",
+    "updated_at": "更新时间",
+    "version": "版本",
+    "stream_id": "记录ID",
+    "masked": "隐号报备",
+    "filed_day": "报备日期",
+    "expected_visit_at": "预计到访时间",
+    "decided_at": "判定时间",
+    "subject_id": "对象ID",
+    "deposit_fen": "定金(分)",
+    "contract_price_fen": "合同价(分)",
+    "payment_plan": "付款方式",
+    "loan_status": "贷款状态",
+    "cancel_fault": "退房责任方",
+    "refund_fen": "退款(分)",
+    "forfeited_fen": "罚没(分)",
+    "commission_accrued_fen": "佣金已计提(分)",
+    "commission_reversed_fen": "佣金已冲回(分)",
+    "clients_held": "持有客户数",
+    "new_clients": "新增客户数",
+    "claims": "捞客数",
+    "released": "释放数",
+    "entry_id": "分录ID",
+    "role": "角色",
+    "milestone": "节点",
+    "amount_fen": "金额(分)",
+    "reverses": "冲回分录",
+    "at": "时间",
+    "position": "日志位置",
+    "listed_at": "上架时间",
+    "oldest_in_stage_days": "最久阶段天数",
+    "id": "员工ID",
+    "principal_id": "员工ID",
+    "project_ids": "项目",
+    "wecom_user_id": "企业微信ID",
+    "notify_webhook": "通知地址",
+    "revoked": "已停用",
+    "created_at": "创建时间",
 }
 
 
@@ -113,7 +157,15 @@ def header_names(columns: Sequence[str], zh: bool) -> list[str]:
     return [ZH_HEADERS.get(c, c) for c in columns] if zh else list(columns)
 
 
+# Text that Excel would take for a formula (CSV injection): = + - @, and the tab and
+# carriage return that Excel strips before looking. Names, notes and reasons are typed
+# by people (a consultant's display name reaches every manager's export).
+_FORMULA_SIGNS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_FORMULA_SIGNS):
+        return "'" + value  # Excel's own mark for "text, not a formula"
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, bool):
@@ -123,7 +175,17 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def _xlsx_cell(value: Any) -> Any:
+def xlsx_cell(sheet: WriteOnlyWorksheet, value: Any) -> Any:
+    """A value for a write-only sheet; text starting with '=' stays text (openpyxl would
+    write it as a formula for Excel to run)."""
+    if isinstance(value, str) and value.startswith("="):
+        cell = WriteOnlyCell(sheet, value)
+        cell.data_type = "s"
+        return cell
+    return _xlsx_value(value)
+
+
+def _xlsx_value(value: Any) -> Any:
     if isinstance(value, datetime):
         # Excel has no time zones: write the China wall-clock time staff expect.
         return value.astimezone(CHINA).replace(tzinfo=None) if value.tzinfo else value
@@ -158,7 +220,7 @@ def write_xlsx(
     sheet = book.create_sheet(title[:31] or "export")
     sheet.append(header_names(columns, zh))
     for row in rows:
-        sheet.append([_xlsx_cell(row.get(c)) for c in columns])
+        sheet.append([xlsx_cell(sheet, row.get(c)) for c in columns])
     book.save(target)
 
 
