@@ -78,6 +78,7 @@ class LoopStatus:
         self.views = views
         self.process = process or process_identity()
         self.write_failures = 0
+        self._writes_failing = False
         self._states: dict[str, _State] = {}
         self._lock = threading.Lock()
         self._on_write_failure: list[Any] = []
@@ -143,10 +144,17 @@ class LoopStatus:
                 )
         except Exception as exc:
             # The loop's own work matters more than its report: never raise from here.
+            # Said once per outage (a missing table would otherwise log every second).
             self.write_failures += 1
-            log.warning("loop status of %s not written: %s", row[0], exc)
+            if not self._writes_failing:
+                log.warning("loop status of %s not written: %s", row[0], exc)
+            self._writes_failing = True
             for callback in self._on_write_failure:
                 callback()
+        else:
+            if self._writes_failing:
+                log.warning("loop status written again")
+            self._writes_failing = False
 
     def forget(self) -> None:
         """This process stops its loops cleanly: its rows go (a killed one stays stale)."""
