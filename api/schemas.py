@@ -757,3 +757,43 @@ class JobOut(BaseModel):
     updated_at: AwareDatetime
     error: dict[str, Any] | None
     result: dict[str, Any] | None
+
+
+class ViewPosition(BaseModel):
+    view: str
+    position: int = Field(description="Last notification id applied to the view")
+    lag: int = Field(description="Events in the log not yet applied to the view")
+
+
+class LoopState(BaseModel):
+    """One worker loop of one process, from the shared ``yingke_loop_status`` table."""
+
+    loop: str = Field(description="views, deadlines, notify, relay, consume-views, …")
+    last_success: AwareDatetime | None = Field(description="When its last step succeeded")
+    last_error: str | None = Field(description="The error of its last step, if that failed")
+    process: str | None = Field(
+        default=None, description="Which process runs it: host:pid (a container's hostname)"
+    )
+    started_at: AwareDatetime | None = Field(default=None, description="Its first step")
+    last_error_at: AwareDatetime | None = Field(default=None, description="Its last failure")
+    runs: int = Field(default=0, description="Steps that succeeded since it started")
+    errors: int = Field(default=0, description="Steps that failed since it started")
+    interval_seconds: float | None = Field(default=None, description="Its pause when idle")
+    updated_at: AwareDatetime | None = Field(
+        default=None, description="When its process last wrote this row"
+    )
+    stale: bool = Field(
+        default=False,
+        description="Not updated for a few intervals: its process may have died",
+    )
+
+
+class ViewsStatus(BaseModel):
+    head: int = Field(description="Highest notification id in the event log")
+    views: list[ViewPosition]
+    deadlines_fired: dict[str, int] = Field(
+        description="Deadline commands that acted in the answering process, by kind"
+    )
+    loops: list[LoopState] = Field(
+        description="Every worker loop of every process (API, serve's supervisor, workers)"
+    )

@@ -152,13 +152,17 @@ def heartbeat(path: Path | None) -> None:
         path.touch()
 
 
-def retrying(name: str, step: Callable[[], int], on_error: Callable[[], None]) -> int:
+# How long one poll waits for messages: an idle consumer's step, and so its interval.
+POLL_SECONDS = 0.2
+
+
+def retrying(name: str, step: Callable[[], int], on_error: Callable[[str], None]) -> int:
     """Run one step; log an error and reset instead of dying (the loop tries again)."""
     try:
         return step()
-    except Exception:
+    except Exception as exc:
         log.exception("%s failed; retrying", name)
-        on_error()
+        on_error(repr(exc))
         time.sleep(0.5)
         return 0
 
@@ -172,7 +176,8 @@ def run_group(
     idle: Callable[[bool], None] | None = None,
     until: Callable[[], bool] | None = None,
     heartbeat_file: Path | None = None,
-    on_error: Callable[[], None] | None = None,
+    on_error: Callable[[str], None] | None = None,
+    on_empty: Callable[[], None] | None = None,
 ) -> None:
     """Poll, apply, commit: the loop every consumer shares.
 
@@ -181,12 +186,13 @@ def run_group(
     error rewinds to the batch's first offsets and tries again; any other error ends
     the loop uncommitted, so whoever takes the partitions over re-reads the batch.
     ``idle(drained)`` runs after every poll (drained: the poll came back short);
-    ``on_error()`` after every batch that failed and will be retried.
+    ``on_error(error)`` after every batch that failed and will be retried; ``on_empty()``
+    after every poll that brought nothing.
     """
     from kafka.errors import CommitFailedError
 
     while not stopper.stopped and not (until is not None and until()):
-        polled = consumer.poll(timeout_ms=200, max_records=max_records)
+        polled = consumer.poll(timeout_ms=int(POLL_SECONDS * 1000), max_records=max_records)
         messages = in_order(polled)
         if messages:
             try:
@@ -194,7 +200,7 @@ def run_group(
             except RETRYABLE as exc:
                 log.warning("applying a batch failed (%s); rewinding to retry", exc)
                 if on_error is not None:
-                    on_error()
+                    on_error(str(exc))
                 for tp, records in polled.items():
                     consumer.seek(tp, records[0].offset)
                 stopper.wait(0.5)
@@ -203,6 +209,8 @@ def run_group(
                 consumer.commit()
             except CommitFailedError as exc:  # rebalanced away: the new owner re-reads
                 log.warning("commit failed after a rebalance: %s", exc)
+        elif on_empty is not None:
+            on_empty()  # an empty poll is a step too: the loop is alive, not stale
         if idle is not None:
             idle(len(messages) < max_records)
         heartbeat(heartbeat_file)

@@ -232,11 +232,11 @@ def main(stopper: Stopper | None = None, settings: Settings | None = None) -> in
         before = relay.published
         moved = relay.run_once()
         observed.relay_published.inc(relay.published - before)
-        observed.succeeded("relay")
+        observed.succeeded("relay", interval=settings.relay_interval)
         return moved
 
-    def failed() -> None:
-        observed.failed("relay")
+    def failed(error: str) -> None:
+        observed.failed("relay", error, interval=settings.relay_interval)
         state.release()
 
     print(f"yingke relay: notification log → {settings.kafka_topic}", flush=True)

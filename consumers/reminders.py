@@ -22,7 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from consumers.broker import Publisher, Record, Stopper, ensure_topics, group_consumer, run_group
+from consumers.broker import (
+    POLL_SECONDS,
+    Publisher,
+    Record,
+    Stopper,
+    ensure_topics,
+    group_consumer,
+    run_group,
+)
 from consumers.views import ViewsConsumer, check_single_partition
 from projections.notification_outbox import NotificationOutbox
 
@@ -93,6 +101,7 @@ def main(stopper: Stopper | None = None, settings: Settings | None = None) -> in
 
     settings = settings or load_settings()
     stopper = stopper or Stopper().install()
+    loop = "consume-reminders"  # its name in the status and the metrics
     topics = [settings.kafka_topic, settings.reminder_dead_letter_topic]
     ensure_topics(settings.kafka_bootstrap, topics)
     # The container gives the principals' streams (contacts), the views and the sender.
@@ -116,12 +125,13 @@ def main(stopper: Stopper | None = None, settings: Settings | None = None) -> in
         check_single_partition(consumer, settings.kafka_topic)
         run_group(
             consumer,
-            observed.counted("reminders", outbox_consumer(container.views).apply),
+            observed.counted("reminders", outbox_consumer(container.views).apply, POLL_SECONDS),
             stopper,
             max_records=settings.consumer_batch_size,
             idle=Timer(sender, settings.reminder_tick),
             heartbeat_file=settings.heartbeat_file,
-            on_error=lambda: observed.failed("consume-reminders"),
+            on_error=lambda error: observed.failed(loop, error, interval=POLL_SECONDS),
+            on_empty=lambda: observed.succeeded(loop, interval=POLL_SECONDS),
         )
     finally:
         consumer.close(autocommit=False)

@@ -26,7 +26,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from consumers import contract
-from consumers.broker import Message, Stopper, ensure_topics, group_consumer, run_group
+from consumers.broker import (
+    POLL_SECONDS,
+    Message,
+    Stopper,
+    ensure_topics,
+    group_consumer,
+    run_group,
+)
 from projections.runtime import Rows, View, ViewDB, lock_positions, set_position
 
 if TYPE_CHECKING:
@@ -140,14 +147,18 @@ def main(
 ) -> int:
     from yingke import metrics
     from yingke.bootstrap import all_views, view_db
+    from yingke.loop_status import LoopStatus
     from yingke.settings import load_settings
 
     settings = settings or load_settings()
     observed = metrics.Metrics()
     stopper = stopper or Stopper().install()
+    loop = "consume-views"  # its name in the status and the metrics
     views = select_views(all_views(), view_names)
     ensure_topics(settings.kafka_bootstrap, [settings.kafka_topic])
     db = view_db(settings)
+    status = LoopStatus(db)
+    observed.report_to(status)
     # One group per set of views: groups for different sets scale out side by side.
     group = "yingke-views" + (f"-{'-'.join(sorted(v.name for v in views))}" if view_names else "")
     consumer = group_consumer(
@@ -159,13 +170,15 @@ def main(
         check_single_partition(consumer, settings.kafka_topic)
         run_group(
             consumer,
-            observed.counted("views", ViewsConsumer(db, views).apply),
+            observed.counted("views", ViewsConsumer(db, views).apply, POLL_SECONDS),
             stopper,
             max_records=settings.consumer_batch_size,
             heartbeat_file=settings.heartbeat_file,
-            on_error=lambda: observed.failed("consume-views"),
+            on_error=lambda error: observed.failed(loop, error, interval=POLL_SECONDS),
+            on_empty=lambda: observed.succeeded(loop, interval=POLL_SECONDS),
         )
     finally:
         consumer.close(autocommit=False)
+        status.forget()
         db.close()
     return 0

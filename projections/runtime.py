@@ -606,9 +606,11 @@ def rebuild(
 class LoopObserver(Protocol):
     """Told of every step's outcome (yingke.metrics.Metrics)."""
 
-    def succeeded(self, loop: str) -> None: ...
+    def succeeded(self, loop: str, *, interval: float | None = None) -> None: ...
 
-    def failed(self, loop: str) -> None: ...
+    def failed(
+        self, loop: str, error: str | None = None, *, interval: float | None = None
+    ) -> None: ...
 
 
 class Loop(threading.Thread):
@@ -645,14 +647,14 @@ class Loop(threading.Thread):
                 self.last_error = None
                 self.last_success = datetime.now(UTC)
                 if self._observer is not None:
-                    self._observer.succeeded(self.name)
+                    self._observer.succeeded(self.name, interval=self._interval)
             if not busy:
                 self._stop_event.wait(self._interval)
 
     def _failed(self, error: str) -> None:
         self.last_error = error
         if self._observer is not None:
-            self._observer.failed(self.name)
+            self._observer.failed(self.name, error, interval=self._interval)
 
     def stop(self) -> None:
         self._stop_event.set()

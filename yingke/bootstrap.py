@@ -58,6 +58,7 @@ from projections.report_log import ReportLog
 from projections.rule_tasks import RuleTasks
 from projections.runtime import Follower, Loop, PostgresViewDB, SQLiteViewDB, View, ViewDB
 from projections.units import Units
+from yingke import loop_status
 from yingke.chain import POSTGRES_TOPIC, SQLITE_TOPIC, Chained, backfill
 from yingke.deadlines import DeadlineProcessor
 from yingke.guard import StoreGuard, drop_retries
@@ -214,6 +215,8 @@ class Container(Services):
 
     def __post_init__(self) -> None:
         self.metrics.watch(self)
+        # Every loop's state goes to the shared table too, for every process to show.
+        self.metrics.report_to(loop_status.LoopStatus(self.views))
         if self.notifier is None:
             # Delivery reads each person's contact from their own stream (ADR 0052).
             directory = Contacts(self.principals.principal)
@@ -250,6 +253,8 @@ class Container(Services):
         self.guard.stop()
         for loop in self.loops:
             loop.stop()
+        if self.metrics.status is not None:
+            self.metrics.status.forget()
         self.job_runner.wait()
         close_writer = getattr(self.store.recorder, "close_writer", None)
         if close_writer is not None:
@@ -297,6 +302,7 @@ def migrate(settings: Settings) -> None:
         Follower(events, views, all_views()).migrate()
         JobStore(views).migrate()
         migrate_delivery(views)
+        loop_status.migrate(views)
         events.close()
     finally:
         views.close()

@@ -29,6 +29,7 @@ from yingke.chain import integrity_failures
 
 if TYPE_CHECKING:
     from yingke.bootstrap import Container
+    from yingke.loop_status import LoopStatus
     from yingke.settings import Settings
 
 log = logging.getLogger("yingke.metrics")
@@ -89,6 +90,14 @@ class Metrics:
         self.reminders_sent = Counter(
             "yingke_reminders_sent", "Reminders the webhook accepted.", registry=r
         )
+        self.loop_status_write_failures = Counter(
+            "yingke_loop_status_write_failures",
+            "Writes of a loop's state to the shared yingke_loop_status table that failed.",
+            registry=r,
+        )
+        # Where each step's outcome is also written for every process to see (set by the
+        # process that owns a views database: the container, a Kafka consumer).
+        self.status: LoopStatus | None = None
         self.reminders_dead_lettered = Counter(
             "yingke_reminders_dead_lettered",
             "Reminders given up on after the last attempt and sent to the dead-letter topic.",
@@ -96,24 +105,33 @@ class Metrics:
         )
 
     # Loops report through these (projections.runtime.Loop, the relay, the consumers).
-    def succeeded(self, loop: str) -> None:
+    def succeeded(self, loop: str, *, interval: float | None = None) -> None:
         self.loop_runs.labels(loop).inc()
         self.loop_last_success.labels(loop).set(time.time())
         self.loop_failing.labels(loop).set(0)
+        if self.status is not None:
+            self.status.record(loop, ok=True, interval=interval)
 
-    def failed(self, loop: str) -> None:
+    def failed(self, loop: str, error: str | None = None, *, interval: float | None = None) -> None:
         self.loop_errors.labels(loop).inc()
         self.loop_failing.labels(loop).set(1)
+        if self.status is not None:
+            self.status.record(loop, error, ok=False, interval=interval)
+
+    def report_to(self, status: LoopStatus) -> None:
+        """Also write every loop's state to the shared table through ``status``."""
+        self.status = status
+        status.on_write_failure(self.loop_status_write_failures.inc)
 
     def counted(
-        self, consumer: str, apply: Callable[[list[Any]], int]
+        self, consumer: str, apply: Callable[[list[Any]], int], interval: float | None = None
     ) -> Callable[[list[Any]], int]:
         """``apply`` for run_group, counting the messages it applied."""
 
         def counting(messages: list[Any]) -> int:
             applied = apply(messages)
             self.consumer_processed.labels(consumer).inc(len(messages))
-            self.succeeded(f"consume-{consumer}")
+            self.succeeded(f"consume-{consumer}", interval=interval)
             return applied
 
         return counting
@@ -156,11 +174,53 @@ class _StoreCollector(Collector):
         for kind, count in self.container.deadlines.fired.items():
             fired.add_metric([kind], count)
         yield fired
+        yield from _loop_status(self.container)
         yield CounterMetricFamily(
             "yingke_integrity_failures",
             "Streams whose hash chain failed on load in this process.",
             value=integrity_failures(),
         )
+
+
+def _loop_status(container: Container) -> Iterable[Any]:
+    """Every process's loops from the shared table, labelled by loop and process."""
+    from yingke import loop_status
+
+    try:
+        rows = loop_status.read(container.views)
+    except Exception as exc:  # a scrape still answers with what this process knows
+        log.warning("loop status table not read: %s", exc)
+        return
+    labels = ["loop", "process"]
+    success = GaugeMetricFamily(
+        "yingke_loop_status_last_success_timestamp_seconds",
+        "Unix time of each loop's last successful step, from the shared status table.",
+        labels=labels,
+    )
+    error_at = GaugeMetricFamily(
+        "yingke_loop_status_last_error_timestamp_seconds",
+        "Unix time of each loop's last failed step, from the shared status table.",
+        labels=labels,
+    )
+    failing = GaugeMetricFamily(
+        "yingke_loop_status_failing",
+        "1 while a loop's last step failed (its last_error is in /v1/views/status).",
+        labels=labels,
+    )
+    stale = GaugeMetricFamily(
+        "yingke_loop_status_stale",
+        "1 when a loop has not reported for a few of its intervals (its process may be dead).",
+        labels=labels,
+    )
+    for row in rows:
+        key = [row["loop"], row["process"]]
+        if row["last_success"] is not None:
+            success.add_metric(key, row["last_success"].timestamp())
+        if row["last_error_at"] is not None:
+            error_at.add_metric(key, row["last_error_at"].timestamp())
+        failing.add_metric(key, 1 if row["last_error"] is not None else 0)
+        stale.add_metric(key, 1 if row["stale"] else 0)
+    yield from (success, error_at, failing, stale)
 
 
 def serve(metrics: Metrics, settings: Settings, process: str) -> int | None:

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
 from api.deps import CallerDep, get_container
+from api.schemas import ViewsStatus
+from yingke import loop_status
 from yingke.metrics import CONTENT_TYPE_LATEST
+
+log = logging.getLogger("yingke.api")
 
 router = APIRouter(tags=["views"])
 
 
-@router.get("/v1/views/status")
+@router.get("/v1/views/status", response_model=ViewsStatus)
 def views_status(request: Request, caller: CallerDep) -> dict[str, Any]:
     """Per view: the last position applied, the head of the log, and the lag.
 
-    ``loops`` lists the worker loops running in this process (none with
-    YINGKE_WORKERS=none): when each last succeeded and the error of its last step, if it
-    failed.
+    ``loops`` lists every worker loop of every process that shares the views database
+    (this one, the supervisor of ``serve --workers N``, ``yingke projections``,
+    ``deadlines``, ``relay``, ``consume``), from the ``yingke_loop_status`` table: when
+    each last succeeded, the error of its last step if it failed, and ``stale`` when its
+    process stopped reporting.
     """
     container = get_container(request)
     head = container.position()
@@ -29,15 +37,32 @@ def views_status(request: Request, caller: CallerDep) -> dict[str, Any]:
             {"view": name, "position": pos, "lag": behind} for name, (pos, behind) in lag.items()
         ],
         "deadlines_fired": dict(container.deadlines.fired),
-        "loops": [
-            {
-                "loop": loop.name,
-                "last_success": loop.last_success.isoformat() if loop.last_success else None,
-                "last_error": loop.last_error,
-            }
-            for loop in container.loops
-        ],
+        "loops": _loops(container),
     }
+
+
+def _loops(container: Any) -> list[dict[str, Any]]:
+    """The shared table's loops, plus any of this process's loops it lacks (a write or
+    the read failed: the answering process still shows what it knows)."""
+    try:
+        rows = loop_status.read(container.views, datetime.now(UTC))
+    except Exception as exc:
+        log.warning("loop status table not read: %s", exc)
+        rows = []
+    status = container.metrics.status
+    here = status.process if status is not None else loop_status.process_identity()
+    shown = {(row["loop"], row["process"]) for row in rows}
+    for loop in container.loops:
+        if (loop.name, here) not in shown:
+            rows.append(
+                {
+                    "loop": loop.name,
+                    "process": here,
+                    "last_success": loop.last_success,
+                    "last_error": loop.last_error,
+                }
+            )
+    return rows
 
 
 @router.get("/metrics", response_class=Response)

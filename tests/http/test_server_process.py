@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_ADMIN_KEY, TEST_SECRET
-from tests.support import SERVER_START_BOUND, wait_for_server
+from tests.support import SERVER_START_BOUND, wait_for_server, wait_until
 from yingke.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -82,7 +82,7 @@ def test_serve_with_several_workers_on_postgresql_files_and_reads_back(
 ) -> None:
     """`serve --workers 2`: two HTTP processes on one port, one event writer each; a
     report filed through one is read back (the follower runs in the supervisor, whose
-    loops show on the metrics port)."""
+    loops show on the metrics port and, from the shared table, in /v1/views/status)."""
     port, metrics_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("YINGKE_")}
     env.update(
@@ -154,6 +154,27 @@ def test_serve_with_several_workers_on_postgresql_files_and_reads_back(
                 text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
             time.sleep(0.2)
         assert _sample(text, 'yingke_view_position{view="report_log"}') >= 1
+        # ...and, through the shared yingke_loop_status table, in any HTTP process's status.
+        supervisor = f"{socket.gethostname()}:{process.pid}"
+
+        def supervisor_loops() -> dict[str, dict[str, object]]:
+            answer = httpx.get(f"{base}/v1/views/status", headers=admin, timeout=30)
+            assert answer.status_code == 200, answer.text
+            loops = answer.json()["loops"]
+            return {loop["loop"]: loop for loop in loops if loop["process"] == supervisor}
+
+        wait_until(
+            lambda: all(
+                supervisor_loops().get(loop, {}).get("last_success")
+                for loop in ("views", "deadlines")
+            ),
+            SERVER_START_BOUND,
+            "the supervisor's loops in /v1/views/status",
+        )
+        shown = supervisor_loops()
+        for loop in ("views", "deadlines"):
+            assert shown[loop]["last_success"] and shown[loop]["last_error"] is None, shown
+            assert shown[loop]["stale"] is False, shown
     finally:
         process.terminate()
         try:

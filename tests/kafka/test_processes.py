@@ -16,7 +16,14 @@ import pytest
 from consumers.views import ViewsConsumer, select_views
 from tests.kafka.conftest import ADMIN_KEY, SECRET, ContainerFactory
 from tests.kafka.test_relay import public_positions
-from tests.support import FakeClock, file_report, register_consultant, register_visit
+from tests.support import (
+    FakeClock,
+    file_report,
+    register_consultant,
+    register_visit,
+    wait_until,
+)
+from yingke import loop_status
 from yingke.bootstrap import Container, all_views
 from yingke.settings import Settings
 
@@ -102,11 +109,22 @@ def test_relay_and_consumers_run_as_processes_and_stop_on_sigterm(
         assert metric(ports["relay"], 'yingke_loop_runs_total{loop="relay"}') >= 1
         assert metric(ports["views"], 'yingke_consumer_processed_total{consumer="views"}') >= 1
         assert metric(ports["reminders"], processed) >= 1
+        # And every process's loop is in the shared table the API's status reads.
+        hosts = {f"{socket.gethostname()}:{p.pid}" for p in processes}
+
+        def loops() -> set[str]:
+            rows = loop_status.read(container.views)
+            return {row["loop"] for row in rows if row["process"] in hosts and row["runs"]}
+
+        expected = {"relay", "consume-views", "consume-reminders"}
+        wait_until(lambda: loops() == expected, 120, lambda: f"{expected}, saw {loops()}")
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
         outputs = [process.communicate(timeout=20)[0].decode() for process in processes]
     assert [p.returncode for p in processes] == [0, 0, 0], outputs
+    # Stopped cleanly, they took their rows with them (a killed one would stay, stale).
+    assert not [r for r in loop_status.read(container.views) if r["process"] in hosts]
     # due soon, overdue and protection ending per owned buyer, waiting their time
     assert scheduled(container) == 5 * 3
 
