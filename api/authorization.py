@@ -229,6 +229,10 @@ TABLE: dict[str, Access] = {
     "get_job": allow(auditor="any", manager="project", admin="any"),
 }
 
+# What only the people serving a buyer read: a buyer in the public pool, which ``own`` and
+# ``team`` otherwise admit (to claim it, to read it masked), is served by nobody but the
+# project's managers until it is claimed (api.access).
+SERVED_ONLY: frozenset[str] = frozenset({"contact", "follow_ups"})
 # Parts of an answer, not whole operations: who sees them inside what they may read.
 SEES_DISCLOSURES: tuple[Role, ...] = ("manager", "auditor", "admin")  # ContactDisclosed
 SEES_WHOLE_DISPUTE: tuple[Role, ...] = ("supervisor", "manager", "auditor", "service", "admin")
@@ -265,6 +269,8 @@ class Guard:
     caller: Caller
     relation: Relation
     app: Container
+    # False for SERVED_ONLY operations: a buyer in the pool does not count as own or team's.
+    pool: bool = True
     # What the path named, judged once per request and handed to the route.
     seen: dict[tuple[str, object], object] = field(default_factory=dict, compare=False)
 
@@ -280,7 +286,7 @@ class Guard:
             client = self.app.clients.client(client_id)
         except NotFound:
             raise _hidden("client") from None
-        if not relates(self.app, self.caller, self.relation, client):
+        if not relates(self.app, self.caller, self.relation, client, pool=self.pool):
             raise _hidden("client")
         self.seen[("client", client_id)] = client
         return client
@@ -449,7 +455,7 @@ async def enforce_access(request: Request) -> None:
     relation = entry.relation(caller.role)
     if relation is None:
         raise HTTPException(403, f"role {caller.role} may not do this")
-    guard = Guard(caller, relation, get_container(request))
+    guard = Guard(caller, relation, get_container(request), pool=operation not in SERVED_ONLY)
     request.state.guard = guard
     if any(name in request.path_params for name in PATH_OBJECTS):
         # Loading the objects reads the store: off the event loop.
