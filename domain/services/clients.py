@@ -10,7 +10,7 @@ from typing import Any
 from domain.client import Client, no_owner
 from domain.errors import NotFound
 from domain.ports import Clock, PersonalDataVault
-from domain.sealing import open_places, show_event_text
+from domain.sealing import ERASED, open_places, show_event_text
 from domain.services.uow import Context, Done, UnitOfWork
 from domain.values import PhoneKeyer, check_identifier, mask_name, mask_phone, normalize_phone
 
@@ -150,6 +150,9 @@ class Clients:
         shown = open_places(self.vault, client.id, client.sealed_texts, clear, erased=client.erased)
         if shown["source_detail"] is not None:
             profile["source_detail"] = shown["source_detail"]
+        if client.erased and profile.get("districts"):
+            # Typed text (domain.sealing.FREE_TEXT): it goes with the buyer's personal data.
+            profile["districts"] = ERASED
         return profile
 
     def describe(

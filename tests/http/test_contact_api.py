@@ -359,3 +359,40 @@ def test_a_buyer_released_to_the_pool_is_served_by_the_managers_only(api: Api) -
 def _problem(response: Any) -> dict[str, Any]:
     body: dict[str, Any] = response.json()
     return body | {"instance": None, "request_id": None}
+
+
+def test_districts_typed_into_the_profile_are_free_text(api: Api) -> None:
+    # The attack: the profile's districts (意向区域) take any text, so a name and a number
+    # typed there were shown to every reader of the history and survived erasure in the
+    # profile, the history and the evidence bundle.
+    owner_id, owner = api.principal("consultant", project_ids=[api.project])
+    _, manager = api.principal("manager", project_ids=[api.project])
+    _, auditor = api.principal("auditor")
+    _, service = api.principal("service")
+    client_id = walk_in(api, owner, owner_id)
+    path = f"/v1/clients/{client_id}"
+    typed = "王小明 13912345678 幸福小区"
+    profile = {"districts": ["滨江区", typed], "budget_max": 3_000_000, "source_detail": "朋友"}
+    assert api.client.put(f"{path}/profile", json=profile, headers=owner).status_code == 200
+
+    assert api.client.get(path, headers=owner).json()["profile"]["districts"] == ["滨江区", typed]
+    for reader in (owner, manager, auditor):
+        assert typed in api.client.get(f"{path}/history", headers=reader).text
+    outsider = api.client.get(f"{path}/history", headers=service)
+    assert outsider.status_code == 200 and typed not in outsider.text
+
+    erased = api.client.post(f"{path}/erasure", headers=api.admin)
+    assert erased.status_code == 200, erased.text
+
+    for url, headers in [
+        (path, manager),
+        (path, auditor),
+        (f"{path}/history", manager),
+        (f"{path}/history", auditor),
+        (f"{path}/evidence", auditor),
+        (f"{path}/ownership", auditor),
+    ]:
+        answer = api.client.get(url, headers=headers)
+        assert answer.status_code == 200, answer.text
+        for secret in (typed, "13912345678", "王小明", "滨江区"):
+            assert secret not in answer.text, (url, secret)
