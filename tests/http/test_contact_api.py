@@ -396,3 +396,34 @@ def test_districts_typed_into_the_profile_are_free_text(api: Api) -> None:
         assert answer.status_code == 200, answer.text
         for secret in (typed, "13912345678", "王小明", "滨江区"):
             assert secret not in answer.text, (url, secret)
+
+
+def test_a_rejected_channel_cannot_rename_the_buyer_for_the_owner(api: Api) -> None:
+    # The attack: a channel whose report is rejected (`protected`) still wrote a name of
+    # its choosing for the buyer, and the latest name anyone wrote was what the owner's
+    # contact card, my day and the masked name showed: an outsider's text on the card.
+    owner_id, owner = api.principal("consultant", project_ids=[api.project])
+    rival_id, rival = api.principal("channel_agent", project_ids=[api.project], partner_id="rival")
+    client_id = walk_in(api, owner, owner_id)
+    injected = "渠道B请回电13900001111"
+    filed = api.client.post(
+        "/v1/reports",
+        json={
+            "project_id": api.project,
+            "partner_id": "rival",
+            "agent_id": rival_id,
+            "client_name": injected,
+            "phone": PHONE,
+        },
+        headers=rival,
+    )
+    assert filed.status_code == 201 and filed.json()["status"] == "rejected", filed.text
+
+    contact = api.client.get(f"/v1/clients/{client_id}/contact", headers=owner)
+    summary = api.client.get(f"/v1/clients/{client_id}", headers=owner)
+    today = api.client.get("/v1/me/today", headers=owner)
+
+    assert contact.json()["name"] == "王小明"
+    assert summary.json()["client_name_masked"] in (None, "王**")
+    assert today.status_code == 200 and injected not in today.text
+    assert "王小明" in today.text
