@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from api.access import (
     SERVERS,
     Relation,
+    in_team,
     relates,
     relates_to_deal,
     relates_to_dispute,
@@ -347,6 +348,13 @@ class Guard:
         if unit.project_id != project_id:
             raise _hidden("unit")
         return unit
+
+    def for_consultant(self, consultant_id: str) -> None:
+        """A supervisor acts for their own team: a buyer in the pool is every team's, but
+        the consultant a claim is for (or was made by) must be theirs. Answered like a
+        foreign buyer."""
+        if self.relation == "team" and not in_team(self.app, self.caller, consultant_id):
+            raise _hidden("client")
 
     def acts_for(
         self,
