@@ -350,9 +350,9 @@ class Guard:
         return unit
 
     def for_consultant(self, consultant_id: str) -> None:
-        """A supervisor acts for their own team: a buyer in the pool is every team's, but
-        the consultant a claim is for (or was made by) must be theirs. Answered like a
-        foreign buyer."""
+        """A supervisor decides for their own team: a buyer in the pool is every team's,
+        but the consultant whose claim it is must be theirs. Answered like a foreign
+        buyer."""
         if self.relation == "team" and not in_team(self.app, self.caller, consultant_id):
             raise _hidden("client")
 
@@ -363,8 +363,13 @@ class Guard:
         partner_id: str | None = None,
         agent_id: str | None = None,
     ) -> None:
-        """Refuse a consultant or channel agent naming someone else as the actor."""
+        """Refuse a consultant or channel agent naming someone else as the actor, and a
+        supervisor naming a consultant outside their team."""
         caller = self.caller
+        if caller.role == "supervisor" and consultant_id is not None:
+            if not in_team(self.app, caller, consultant_id):
+                raise HTTPException(403, "a supervisor acts only for their own team")
+            return
         if caller.role not in ACTS_AS_ITSELF:
             return
         if caller.role == "consultant" and consultant_id not in (None, caller.id):

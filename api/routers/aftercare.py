@@ -138,7 +138,6 @@ def claim(
     409 when the buyer is not in the pool or the monthly cap is used up."""
     consultant_id = body.consultant_id or guard.caller.id
     guard.acts_for(consultant_id=consultant_id)
-    guard.for_consultant(consultant_id)
     return command_response(
         app.pool.claim_from_pool(
             ctx.answering(answer(201, bodies.claimed)), client_id, consultant_id

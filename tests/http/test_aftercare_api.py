@@ -398,8 +398,27 @@ def test_a_supervisor_decides_and_files_claims_for_their_own_team_only(api: Api)
     for_own_team = api.client.post(
         f"/v1/clients/{second}/claims", json={"consultant_id": owner_id}, headers=t1_supervisor
     )
-    assert for_another_team.status_code == 404, for_another_team.text
+    assert for_another_team.status_code == 403, for_another_team.text
     assert for_own_team.status_code == 201, for_own_team.text
+
+
+def test_a_supervisor_files_disputes_for_their_own_team_only(api: Api) -> None:
+    # The attack: T1's supervisor opened a dispute in the name of a T2 consultant, which
+    # also barred that consultant from opening their own (one open dispute per claimant).
+    owner_id, owner = teamed(api, "consultant", "t1")
+    _, t1_supervisor = teamed(api, "supervisor", "t1")
+    t2_id, t2_consultant = teamed(api, "consultant", "t2")
+    _, t2_supervisor = teamed(api, "supervisor", "t2")
+    client_id = visit(api, owner_id, owner)
+    path = f"/v1/clients/{client_id}/disputes"
+    claim = {"claimant_id": t2_id, "reason": "我先接待的", "evidence_versions": [1]}
+
+    foreign = api.client.post(path, json=claim, headers=t1_supervisor)
+    assert foreign.status_code == 403, foreign.text
+    own = api.client.post(path, json=claim, headers=t2_consultant)
+    assert own.status_code == 201, own.text
+    again = api.client.post(path, json=claim, headers=t2_supervisor)
+    assert again.status_code == 409 and problem_code(again) == "dispute_open"
 
 
 def test_a_refused_claim_gives_the_allowance_back(api: Api) -> None:
