@@ -13,7 +13,10 @@ The relations the authorization table (``api.authorization``) declares, per role
 
 Every relation except ``any`` includes the project. A buyer in the public pool (公海池)
 has no owner: it belongs to everyone working its project, so ``own`` and ``team`` admit
-it (that is what lets a consultant claim it).
+it (that is what lets a consultant claim it, and read it masked first). Nobody serves it,
+though: what only the people serving a buyer read (the full contact, the notes, the
+profile, free text opened) is the project's managers' alone until someone claims it
+(``pool=False``).
 """
 
 from __future__ import annotations
@@ -62,8 +65,11 @@ def _people(
     return False
 
 
-def relates(app: Container, caller: Caller, relation: Relation, client: Client) -> bool:
-    """Whether ``caller`` relates to the buyer as ``relation`` asks."""
+def relates(
+    app: Container, caller: Caller, relation: Relation, client: Client, *, pool: bool = True
+) -> bool:
+    """Whether ``caller`` relates to the buyer as ``relation`` asks. ``pool=False``: a
+    buyer in the pool is nobody's own nor any team's (for what only its servers read)."""
     if relation == "any":
         return True
     if not caller.covers(client.project_id):
@@ -73,15 +79,16 @@ def relates(app: Container, caller: Caller, relation: Relation, client: Client) 
     if relation == "partner":
         return any(r.partner_id == caller.partner_id for r in client.reports.values())
     if client.owner is None:
-        return client.in_pool
+        return pool and client.in_pool
     return _people(app, caller, relation, [client.owner.consultant_id])
 
 
 def may(app: Container, caller: Caller, rule: Rule, client: Client) -> bool:
     """Whether ``caller`` passes ``rule`` for ``client`` (for parts of an answer): e.g.
-    ``may(app, caller, SERVERS, client)``, does this caller serve this buyer?"""
+    ``may(app, caller, SERVERS, client)``, does this caller serve this buyer? Nobody but
+    the project's managers serves a buyer in the pool."""
     relation = rule.get(caller.role)
-    return relation is not None and relates(app, caller, relation, client)
+    return relation is not None and relates(app, caller, relation, client, pool=False)
 
 
 def relates_to_deal(app: Container, caller: Caller, relation: Relation, deal: Deal) -> bool:

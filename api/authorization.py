@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from api.access import (
     SERVERS,
     Relation,
+    in_team,
     relates,
     relates_to_deal,
     relates_to_dispute,
@@ -229,6 +230,10 @@ TABLE: dict[str, Access] = {
     "get_job": allow(auditor="any", manager="project", admin="any"),
 }
 
+# What only the people serving a buyer read: a buyer in the public pool, which ``own`` and
+# ``team`` otherwise admit (to claim it, to read it masked), is served by nobody but the
+# project's managers until it is claimed (api.access).
+SERVED_ONLY: frozenset[str] = frozenset({"contact", "follow_ups"})
 # Parts of an answer, not whole operations: who sees them inside what they may read.
 SEES_DISCLOSURES: tuple[Role, ...] = ("manager", "auditor", "admin")  # ContactDisclosed
 # A buyer's evidence bundle whole (a manager's only within the manager's projects); the
@@ -268,6 +273,8 @@ class Guard:
     caller: Caller
     relation: Relation
     app: Container
+    # False for SERVED_ONLY operations: a buyer in the pool does not count as own or team's.
+    pool: bool = True
     # What the path named, judged once per request and handed to the route.
     seen: dict[tuple[str, object], object] = field(default_factory=dict, compare=False)
 
@@ -283,7 +290,7 @@ class Guard:
             client = self.app.clients.client(client_id)
         except NotFound:
             raise _hidden("client") from None
-        if not relates(self.app, self.caller, self.relation, client):
+        if not relates(self.app, self.caller, self.relation, client, pool=self.pool):
             raise _hidden("client")
         self.seen[("client", client_id)] = client
         return client
@@ -345,6 +352,13 @@ class Guard:
             raise _hidden("unit")
         return unit
 
+    def for_consultant(self, consultant_id: str) -> None:
+        """A supervisor decides for their own team: a buyer in the pool is every team's,
+        but the consultant whose claim it is must be theirs. Answered like a foreign
+        buyer."""
+        if self.relation == "team" and not in_team(self.app, self.caller, consultant_id):
+            raise _hidden("client")
+
     def acts_for(
         self,
         *,
@@ -352,8 +366,13 @@ class Guard:
         partner_id: str | None = None,
         agent_id: str | None = None,
     ) -> None:
-        """Refuse a consultant or channel agent naming someone else as the actor."""
+        """Refuse a consultant or channel agent naming someone else as the actor, and a
+        supervisor naming a consultant outside their team."""
         caller = self.caller
+        if caller.role == "supervisor" and consultant_id is not None:
+            if not in_team(self.app, caller, consultant_id):
+                raise HTTPException(403, "a supervisor acts only for their own team")
+            return
         if caller.role not in ACTS_AS_ITSELF:
             return
         if caller.role == "consultant" and consultant_id not in (None, caller.id):
@@ -452,7 +471,7 @@ async def enforce_access(request: Request) -> None:
     relation = entry.relation(caller.role)
     if relation is None:
         raise HTTPException(403, f"role {caller.role} may not do this")
-    guard = Guard(caller, relation, get_container(request))
+    guard = Guard(caller, relation, get_container(request), pool=operation not in SERVED_ONLY)
     request.state.guard = guard
     if any(name in request.path_params for name in PATH_OBJECTS):
         # Loading the objects reads the store: off the event loop.

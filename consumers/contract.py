@@ -253,9 +253,15 @@ PUBLIC: tuple[EventType, ...] = (
     _t(Unit.UnitReleased, "The unit is available again; reason is cancelled or swapped."),
     _t(CommissionPolicy.Opened, "A project's commission policy stream was opened."),
     _t(CommissionPolicy.CommissionPolicyChanged, "A new version of the commission rules."),
-    _t(Allowance.AllowanceOpened, "A principal's lookup or disclosure allowance window opened."),
+    _t(
+        Allowance.AllowanceOpened,
+        "A principal's lookup, disclosure or import allowance window opened.",
+    ),
     _t(Allowance.LookupRecorded, "A phone lookup (查客) by a principal; found or not."),
     _t(Allowance.LookupLimited, "A phone lookup refused (429): the hour's allowance was used."),
+    _t(Allowance.ImportChecked, "A client-register import (or dry run) checked rows' phones."),
+    _t(Allowance.ImportClash, "An import named a buyer already at the project; counted."),
+    _t(Allowance.ImportLimited, "An import refused (429): the day's clash allowance is spent."),
     _t(Allowance.DisclosureCounted, "A contact disclosure counted against the day's cap."),
 )
 INTERNAL: tuple[type[Any], ...] = (

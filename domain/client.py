@@ -141,6 +141,9 @@ class Client(ClientMigration, PublicPool, Disputes):
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Client)
             aggregate.erased = True
+            # The register row it came from is forgotten too: re-importing that row must
+            # not answer ``unchanged`` (which would tell the importer the buyer was here).
+            aggregate.migration_fingerprint = None
 
     def __init__(self, project_id: str, phone_masked: str, phone_hash: str, pii: str) -> None:
         super().__init__()

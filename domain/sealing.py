@@ -24,7 +24,10 @@ ERASED = "[erased]"  # shown once the buyer's key is destroyed
 # written by the system (a code, "set with a follow-up"): readers hide it the same way.
 FREE_TEXT: dict[str, tuple[str, ...]] = {
     "GradeChanged": ("reason",),
-    "ProfileUpdated": ("profile.source_detail",),
+    # Districts (意向区域) are typed too: a list of any text, kept in clear on the event
+    # (the pool's tags show them) but read like the sealed fields: opened for a reader,
+    # never once the buyer is erased.
+    "ProfileUpdated": ("profile.source_detail", "profile.districts"),
     "OwnershipTransferred": ("reason",),
     "LossApproved": ("comment",),
     "LossRejected": ("comment",),
@@ -145,7 +148,9 @@ def show_event_text(
     token = getattr(event, "sealed", "") or ""
     if not reveal:
         for path in paths:
-            if token or _get(data, path):
+            value = _get(data, path)
+            # A sealed field is absent from the event (None); an empty list is no text.
+            if value or (token and value is None):
                 _set(data, path, SEALED)
         return
     # A token holds each text under the last part of its path ("source_detail").

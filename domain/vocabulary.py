@@ -49,7 +49,7 @@ VISIT_OUTCOMES: tuple[VisitOutcome, ...] = get_args(VisitOutcome)
 
 # What a per-principal allowance counts (domain.allowance): phone lookups per hour,
 # full-contact disclosures per day.
-AllowanceKind = Literal["lookup", "disclosure"]
+AllowanceKind = Literal["lookup", "disclosure", "import"]
 ALLOWANCE_KINDS: tuple[AllowanceKind, ...] = get_args(AllowanceKind)
 
 # ------------------------------------------------------------------------ aftercare

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from domain.application import EventStore
+from domain.client import Client
 from domain.commission import CommissionPolicy
 from domain.policy import ProjectPolicy
 from domain.ports import Clock, PersonalDataVault
@@ -70,7 +71,7 @@ from yingke.notify import Sender, sender_from
 from yingke.notify import migrate as migrate_delivery
 from yingke.pools import check_if_idle, ping_only_idle
 from yingke.settings import Settings, postgres_params
-from yingke.streams import stream_heads
+from yingke.streams import stream_heads, streams_with
 from yingke.vault import KeyStore, PostgresKeyStore, SQLiteKeyStore, Vault
 
 
@@ -185,7 +186,14 @@ def services(
         deals=deals,
         disputes=Disputes(uow, clock, vault, policies, principals, clients, deals),
         client_import=ClientImport(
-            uow, clock, keyer, vault, policies, principals, stream_heads(store)
+            uow,
+            clock,
+            keyer,
+            vault,
+            policies,
+            principals,
+            stream_heads(store),
+            streams_with(store, Client.PersonalDataErased),
         ),
         contact=BuyerContact(uow, keyer, vault, clients),
         whatif=WhatIf(store, clock),

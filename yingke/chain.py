@@ -479,6 +479,22 @@ class ChainedSQLiteRecorder(Chained, SQLiteApplicationRecorder):
             found.update(self._heads(events, chains, upto))
         return found
 
+    def select_streams_with(self, ids: Sequence[uuid.UUID], topic: str) -> set[uuid.UUID]:
+        """Which of ``ids`` hold an event of ``topic``: one query per 900 ids. A presence
+        test (the import asks which buyers were erased), not a load: nothing is decoded."""
+        found: set[uuid.UUID] = set()
+        for start in range(0, len(ids), 900):
+            part = [i.hex for i in ids[start : start + 900]]
+            marks = ", ".join("?" * len(part))
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(
+                    f"SELECT DISTINCT originator_id FROM {self.events_table_name} "
+                    f"WHERE originator_id IN ({marks}) AND topic = ?",
+                    [*part, topic],
+                )
+                found.update(_uuid(r[0]) for r in c.fetchall())
+        return found
+
 
 # ------------------------------------------------------------------ PostgreSQL
 
@@ -791,6 +807,23 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
                     for r in curs.fetchall()
                 ]
             found.update(self._heads(events, chains, upto))
+        return found
+
+    def select_streams_with(self, ids: Sequence[uuid.UUID], topic: str) -> set[uuid.UUID]:
+        """As ``ChainedSQLiteRecorder.select_streams_with``: one query per 1,000 ids."""
+        events_table = Identifier(self.datastore.schema, self.events_table_name)
+        found: set[uuid.UUID] = set()
+        for start in range(0, len(ids), 1000):
+            part = list(ids[start : start + 1000])
+            with self.datastore.transaction(commit=False) as curs:
+                curs.execute(
+                    SQL(
+                        "SELECT DISTINCT originator_id FROM {} "
+                        "WHERE originator_id = ANY(%b) AND topic = %s"
+                    ).format(events_table),
+                    (part, topic),
+                )
+                found.update(_uuid(r["originator_id"]) for r in curs.fetchall())
         return found
 
 

@@ -71,6 +71,8 @@ class Environment(BaseSettings):
     # the upper bounds keep a typo from switching the cap off in effect.
     lookups_per_hour: int = _var(60, "a whole number from 1 to 10000", ge=1, le=10000)
     disclosures_per_day: int = _var(100, "a whole number from 1 to 10000", ge=1, le=10000)
+    # Buyers already here that a principal's client-register imports may name per day.
+    import_clashes_per_day: int = _var(100, "a whole number from 0 to 10000", ge=0, le=10000)
     # The scaled topology's Kafka side (consumers/, ADR 0010).
     kafka_bootstrap: str = _var("127.0.0.1:9092", "host:port[,host:port…]", min_length=1)
     kafka_topic: str = _var(
@@ -217,6 +219,7 @@ class Settings:
     max_import_body: int
     lookups_per_hour: int
     disclosures_per_day: int
+    import_clashes_per_day: int
     kafka_bootstrap: str
     kafka_topic: str
     kafka_fast_join: bool

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from api import bodies
-from api.authorization import GuardDep
+from api.authorization import Guard, GuardDep
 from api.bodies import answer
 from api.deps import AppDep, ContextDep
 from api.results import command_response
@@ -151,8 +151,13 @@ def _decide_claim(
     approve: bool,
     body: DecisionIn,
     app: Any,
+    guard: Guard,
     ctx: Any,
 ) -> Response:
+    claim = guard.client(client_id).claims.get(claim_id)
+    if claim is not None:
+        # A supervisor decides the claims of their own team's consultants.
+        guard.for_consultant(claim.consultant_id)
     return command_response(
         app.pool.decide_claim(
             ctx.answering(answer(200, bodies.claim_decided)),
@@ -170,9 +175,10 @@ def approve_claim(
     claim_id: str,
     body: DecisionIn,
     app: AppDep,
+    guard: GuardDep,
     ctx: ContextDep,
 ) -> Response:
-    return _decide_claim(client_id, claim_id, True, body, app, ctx)
+    return _decide_claim(client_id, claim_id, True, body, app, guard, ctx)
 
 
 @router.post("/claims/{claim_id}/reject")
@@ -181,6 +187,7 @@ def reject_claim(
     claim_id: str,
     body: DecisionIn,
     app: AppDep,
+    guard: GuardDep,
     ctx: ContextDep,
 ) -> Response:
-    return _decide_claim(client_id, claim_id, False, body, app, ctx)
+    return _decide_claim(client_id, claim_id, False, body, app, guard, ctx)

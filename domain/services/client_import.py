@@ -6,6 +6,14 @@ Idempotent by content: a row already imported with the same content is ``unchang
 so re-running a file changes nothing, and re-running after a crash finishes the job.
 Writes go ``BATCH`` buyers per save (one transaction each): a save per row would cap
 an import near a few hundred rows a second on PostgreSQL (ADR 0040).
+
+Checking a row is a phone lookup, so the import is held to what lookups are held to:
+every run, dry or real, is on the record (``lookup_audit``): who, when, which project,
+how many rows, and each buyer it found already here (``duplicate_client``). Those clashes
+count against a per-principal day's allowance (domain.allowance, kind ``import``) passed
+in as ``cap``; past it the whole import is refused (429) and answers no row. A number
+that belonged to an erased buyer is not known any more: it imports like a fresh one,
+and the buyer comes back on their stream (ADR 0005) with the register's data.
 """
 
 from __future__ import annotations
@@ -19,8 +27,9 @@ from datetime import datetime
 
 from eventsourcing.persistence import IntegrityError
 
+from domain.allowance import IMPORT, Allowance, allowance_id, window_of
 from domain.client import Client
-from domain.errors import InvalidInput, InvalidRows, TooMuchContention
+from domain.errors import InvalidInput, InvalidRows, RateLimited, TooMuchContention
 from domain.migration import MigratedBuyer, SheetRow
 from domain.policy import Policy
 from domain.ports import Clock, PersonalDataVault
@@ -32,6 +41,7 @@ from domain.values import PhoneKeyer, check_identifier, mask_phone
 MAX_ROWS = 200_000
 BATCH = 500
 MIGRATED_VERSION = 2  # ClientRegistered, then ClientMigrated
+CLASH = "duplicate_client"  # a row names a buyer the project has: a lookup that found
 
 Problem = tuple[str, str, str]
 Progress = Callable[[int], None]
@@ -45,6 +55,7 @@ class _Planned:
     fingerprint: str | None = None
     message: str | None = None
     problem: Problem | None = None
+    returning: bool = False  # an erased buyer's number: written back onto their stream
 
     def refuse(self, column: str, message: str, code: str) -> None:
         self.status, self.message = "invalid", message
@@ -57,10 +68,11 @@ class _Known:
 
     fingerprint: str | None
     since: datetime
+    erased: bool = False
 
     @staticmethod
     def of(client: Client) -> _Known:
-        return _Known(client.migration_fingerprint, client.created_on)
+        return _Known(client.migration_fingerprint, client.created_on, client.erased)
 
 
 @dataclass(frozen=True)
@@ -93,10 +105,11 @@ class ClientImport:
         policies: Policies,
         principals: Principals,
         heads: Callable[[Sequence[uuid.UUID], int], Mapping[uuid.UUID, object]] | None = None,
+        erased: Callable[[Sequence[uuid.UUID]], set[uuid.UUID]] | None = None,
     ) -> None:
         """``heads`` reads many streams as of a version in one go (an adapter over the
         store, chain-checked like any load); without it every buyer's stream is read on
-        its own."""
+        its own. ``erased`` tells which of many buyers were erased, in one go."""
         self.uow = uow
         self.clock = clock
         self.keyer = keyer
@@ -104,6 +117,7 @@ class ClientImport:
         self.policies = policies
         self.principals = principals
         self.heads = heads
+        self.erased = erased
 
     def run(
         self,
@@ -113,13 +127,17 @@ class ClientImport:
         *,
         dry_run: bool = False,
         progress: Progress | None = None,
+        cap: int | None = None,
     ) -> Done[ImportReport]:
+        """``cap``: how many buyers already here the caller may learn of by importing per
+        day (None: no cap, for the admin's migration path; still on the record)."""
         check_identifier(project_id, "project_id")
         if not rows:
             raise InvalidInput("body", "the register has no rows", code="empty")
         if len(rows) > MAX_ROWS:
             raise InvalidInput("body", f"at most {MAX_ROWS} rows per import")
         plan = self._plan(project_id, rows)
+        self._record(ctx, project_id, plan, dry_run, cap)
         problems = [p for item in plan for p in self._problems(item)]
         report = self._report(project_id, plan, dry_run)
         if dry_run:
@@ -138,6 +156,34 @@ class ClientImport:
                 progress(len(batch))
         return Done(report, position)
 
+    # ------------------------------------------------------------------ record
+
+    def _record(
+        self, ctx: Context, project_id: str, plan: list[_Planned], dry_run: bool, cap: int | None
+    ) -> None:
+        """Put the check on the record and count what it found, before anything of it is
+        answered: in one transaction with the count, so N concurrent imports by one
+        principal count to exactly N times their clashes (as lookups do)."""
+        clashes = [
+            i.client_id
+            for i in plan
+            if i.client_id is not None and i.problem is not None and i.problem[2] == CLASH
+        ]
+        once = Context(ctx.actor, ctx.correlation_id)  # never replayed: every run counts
+
+        def decide(now: datetime) -> tuple[list[Allowance], RateLimited | None]:
+            window, _ = window_of(IMPORT, now)
+            allowance = self.uow.find(Allowance, allowance_id(IMPORT, once.actor.id, window))
+            allowance = allowance or Allowance.open(IMPORT, once.actor.id, now, once.trace)
+            refused = allowance.record_import(
+                project_id, len(plan), dry_run, clashes, cap, now, once.trace
+            )
+            return [allowance], refused
+
+        refused = self.uow.run(once, decide).outcome
+        if refused is not None:
+            raise refused
+
     # ------------------------------------------------------------------ checks
 
     def _plan(self, project_id: str, rows: list[SheetRow]) -> list[_Planned]:
@@ -150,6 +196,7 @@ class ClientImport:
         ]
         ids = [item.client_id for item in plan if item.client_id is not None]
         known = self._migrated(ids) if self.heads is not None else None
+        gone = self._erased(list(known)) if known is not None else set()
         seen: dict[uuid.UUID, str] = {}
         owners: dict[str, str | None] = {}
         for item in plan:
@@ -167,10 +214,19 @@ class ClientImport:
                 continue
             if known is not None:
                 existing = known.get(client_id)
+                if client_id in gone:
+                    full = self.uow.find(Client, client_id)
+                    existing = None if full is None else _Known.of(full)
             else:
-                found = self.uow.find(Client, client_id, version=MIGRATED_VERSION)
+                found = self.uow.find(Client, client_id)
                 existing = None if found is None else _Known.of(found)
             if existing is None:
+                continue
+            if existing.erased and existing.fingerprint is None:
+                # Erased, and not brought back since by an import: the number is not
+                # known any more. Anything else (a clash, even the mask) would tell the
+                # importer the erased buyer was here.
+                item.returning = True
                 continue
             if existing.fingerprint == item.fingerprint:
                 item.status = "unchanged"
@@ -180,9 +236,16 @@ class ClientImport:
                     f"is already a buyer of this project ({mask_phone(buyer.phone)}, since "
                     f"{existing.since.date().isoformat()}): not merged; "
                     "remove the row or merge by hand",
-                    "duplicate_client",
+                    CLASH,
                 )
         return plan
+
+    def _erased(self, ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        """Which buyers among ``ids`` (all existing) were erased: one query per 1,000 ids
+        when the store can tell, else a whole-stream read each."""
+        if self.erased is not None:
+            return self.erased(ids)
+        return {i for i in ids if (c := self.uow.find(Client, i)) is not None and c.erased}
 
     def _migrated(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, _Known]:
         """The buyers among ``ids`` that exist, as of their second event: for a migrated
@@ -234,7 +297,11 @@ class ClientImport:
                 RowOutcome(
                     i.row.label,
                     i.status,
-                    None if i.status == "invalid" else i.client_id,
+                    # A dry run names no buyer it did not find: a new row's id would let
+                    # the caller ask GET /v1/clients/{id} whether an erased buyer had it.
+                    None
+                    if i.status == "invalid" or (dry_run and i.status == "new")
+                    else i.client_id,
                     i.message,
                 )
                 for i in plan
@@ -252,6 +319,8 @@ class ClientImport:
             sealed = self.vault.seal_new([pair for i in todo for pair in self._personal(i)])
             clients = [
                 self._buyer(ctx, project_id, item, policy, now, sealed[2 * n], sealed[2 * n + 1])
+                if not item.returning
+                else self._returning(ctx, item, policy, now, sealed[2 * n + 1])
                 for n, item in enumerate(todo)
             ]
             try:
@@ -267,7 +336,15 @@ class ClientImport:
         """On a retry: whether the buyer is still missing (an identical import may have
         written it meanwhile; anyone else writing it refuses the file)."""
         assert item.client_id is not None
-        existing = self.uow.find(Client, item.client_id, version=MIGRATED_VERSION)
+        if item.returning:
+            existing = self.uow.find(Client, item.client_id)
+            if existing is not None and existing.erased:
+                if existing.migration_fingerprint is None:
+                    return True
+                if existing.migration_fingerprint == item.fingerprint:
+                    return False
+        else:
+            existing = self.uow.find(Client, item.client_id, version=MIGRATED_VERSION)
         if existing is None:
             return True
         if existing.migration_fingerprint == item.fingerprint:
@@ -281,6 +358,26 @@ class ClientImport:
                 )
             ]
         )
+
+    def _returning(
+        self, ctx: Context, item: _Planned, policy: Policy, now: datetime, pii: str
+    ) -> Client:
+        """An erased buyer's number on the register: the buyer comes back on their own
+        stream (its id is the number's), with the register's row under a fresh key."""
+        assert item.client_id is not None and item.fingerprint is not None
+        assert item.row.buyer is not None
+        client = self.uow.find(Client, item.client_id)
+        assert client is not None
+        client.migrate(
+            item.row.buyer,
+            fingerprint=item.fingerprint,
+            row=item.row.label,
+            pii=pii,
+            policy=policy,
+            at=now,
+            trace=ctx.trace,
+        )
+        return client
 
     @staticmethod
     def _personal(item: _Planned) -> list[tuple[uuid.UUID, dict[str, str]]]:

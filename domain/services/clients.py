@@ -10,7 +10,7 @@ from typing import Any
 from domain.client import Client, no_owner
 from domain.errors import NotFound
 from domain.ports import Clock, PersonalDataVault
-from domain.sealing import open_places, show_event_text
+from domain.sealing import ERASED, open_places, show_event_text
 from domain.services.uow import Context, Done, UnitOfWork
 from domain.values import PhoneKeyer, check_identifier, mask_name, mask_phone, normalize_phone
 
@@ -43,6 +43,17 @@ class ClientAt:
 
     client: Client
     at: datetime
+
+
+# A report turned away (rejected: another holds the buyer) or that lost at the visit
+# (closed): what its channel wrote is no name for the buyer. A rival channel would
+# otherwise choose the name the owner's contact card shows.
+_LOST = ("rejected", "closed")
+
+
+def _lost_report(client: Client, event: Any) -> bool:
+    report = client.reports.get(getattr(event, "report_id", None) or "")
+    return report is not None and report.status in _LOST and event.pii == report.pii
 
 
 class Clients:
@@ -88,7 +99,7 @@ class Clients:
         return ClientView(client, self._latest_name(client), self.clock())
 
     def _latest_name(self, client: Client) -> str | None:
-        tokens = [r.pii for r in client.reports.values()]
+        tokens = [r.pii for r in client.reports.values() if r.status not in _LOST]
         for token in reversed(tokens):
             opened = self.vault.open(client.id, token)
             if opened and opened.get("name"):
@@ -96,13 +107,13 @@ class Clients:
         return None
 
     def buyer_name(self, client: Client) -> str | None:
-        """The latest name anyone wrote down for the buyer (report, visit), unsealed: for
-        the people serving the buyer only. None once erased."""
+        """The latest name written down for the buyer (a visit, a report that was not
+        turned away), unsealed: for the people serving the buyer only. None once erased."""
         if client.erased:
             return None
         for event in reversed(self.uow.events(client.id)):
             token = getattr(event, "pii", None)
-            if not token:
+            if not token or _lost_report(client, event):
                 continue
             opened = self.vault.open(client.id, token) or {}
             if opened.get("name"):
@@ -150,6 +161,9 @@ class Clients:
         shown = open_places(self.vault, client.id, client.sealed_texts, clear, erased=client.erased)
         if shown["source_detail"] is not None:
             profile["source_detail"] = shown["source_detail"]
+        if client.erased and profile.get("districts"):
+            # Typed text (domain.sealing.FREE_TEXT): it goes with the buyer's personal data.
+            profile["districts"] = ERASED
         return profile
 
     def describe(

@@ -99,21 +99,10 @@ class BuyerContact:
             allowance.count_disclosure(client.id, cap, now, once.trace)
             client.disclose_contact(once.actor.id, once.actor.role, now, once.trace)
             phone = (self.vault.open(client.id, client.pii) or {}).get("phone")
-            return [client, allowance], Contact(client.id, self._full_name(client), phone, now)
+            name = self.clients.buyer_name(client)
+            return [client, allowance], Contact(client.id, name, phone, now)
 
         return self.uow.run(once, decide)
-
-    def _full_name(self, client: Client) -> str | None:
-        """The latest name anyone wrote down for the buyer (report, visit)."""
-        for event in reversed(self.uow.events(client.id)):
-            token = getattr(event, "pii", None)
-            if not token:
-                continue
-            opened = self.vault.open(client.id, token) or {}
-            if opened.get("name"):
-                name: str = opened["name"]
-                return name
-        return None
 
     def follow_up_notes(self, client_id: uuid.UUID) -> list[FollowUpNote]:
         """Every follow-up in order, its note unsealed (None once erased)."""

@@ -3,6 +3,7 @@ evidence chain (history and ownership as of an instant) that shows every step.""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from domain.values import Actor
 from tests.http.conftest import Api
-from tests.support import ctx
+from tests.support import ctx, unique
 
 Headers = dict[str, str]
 
@@ -346,6 +347,78 @@ def test_with_approval_on_a_claim_waits_for_a_supervisor(api: Api) -> None:
     assert len(claimed) == 1 and claimed[0]["data"]["approved_by"] is not None
     types = [e["type"] for e in history(api, client_id)]
     assert types.index("ClaimRequested") < types.index("ClaimedFromPool")
+
+
+def teamed(api: Api, role: str, team: str) -> tuple[str, Headers]:
+    pid = unique(role)
+    created = api.client.post(
+        "/v1/principals",
+        json={"id": pid, "role": role, "project_ids": [api.project], "team_id": team},
+        headers=api.admin,
+    )
+    assert created.status_code == 201, created.text
+    return pid, api.auth(created.json()["key"])
+
+
+def test_a_supervisor_decides_and_files_claims_for_their_own_team_only(api: Api) -> None:
+    # The attack: a buyer in the pool is every team's, so the supervisor of team T1 could
+    # approve or refuse a T2 consultant's claim, and claim pool buyers for T2's people.
+    set_policy(api, pool_claim_approval=True)
+    owner_id, owner = teamed(api, "consultant", "t1")
+    _, t1_supervisor = teamed(api, "supervisor", "t1")
+    t2_id, t2_consultant = teamed(api, "consultant", "t2")
+    _, t2_supervisor = teamed(api, "supervisor", "t2")
+    first, second = (visit(api, owner_id, owner, f"1381234561{i}") for i in range(2))
+    for client_id in (first, second):
+        lose(api, client_id, owner, t1_supervisor)
+
+    pending = api.client.post(f"/v1/clients/{first}/claims", json={}, headers=t2_consultant)
+    assert pending.status_code == 201, pending.text
+    path = f"/v1/clients/{first}/claims/{pending.json()['claim_id']}"
+    missing = f"/v1/clients/{uuid.uuid4()}/claims/{pending.json()['claim_id']}"
+    for decision in ("approve", "reject"):
+        foreign = api.client.post(
+            f"{path}/{decision}", json={"comment": "x"}, headers=t1_supervisor
+        )
+        absent = api.client.post(
+            f"{missing}/{decision}", json={"comment": "x"}, headers=t1_supervisor
+        )
+        assert foreign.status_code == 404, foreign.text
+        assert foreign.json() | {"instance": None, "request_id": None} == (
+            absent.json() | {"instance": None, "request_id": None}
+        )
+    assert owner_at(api, first)["status"] == "pool"
+    approved = api.client.post(f"{path}/approve", json={"comment": "go"}, headers=t2_supervisor)
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["owner"]["consultant_id"] == t2_id
+
+    for_another_team = api.client.post(
+        f"/v1/clients/{second}/claims", json={"consultant_id": t2_id}, headers=t1_supervisor
+    )
+    for_own_team = api.client.post(
+        f"/v1/clients/{second}/claims", json={"consultant_id": owner_id}, headers=t1_supervisor
+    )
+    assert for_another_team.status_code == 403, for_another_team.text
+    assert for_own_team.status_code == 201, for_own_team.text
+
+
+def test_a_supervisor_files_disputes_for_their_own_team_only(api: Api) -> None:
+    # The attack: T1's supervisor opened a dispute in the name of a T2 consultant, which
+    # also barred that consultant from opening their own (one open dispute per claimant).
+    owner_id, owner = teamed(api, "consultant", "t1")
+    _, t1_supervisor = teamed(api, "supervisor", "t1")
+    t2_id, t2_consultant = teamed(api, "consultant", "t2")
+    _, t2_supervisor = teamed(api, "supervisor", "t2")
+    client_id = visit(api, owner_id, owner)
+    path = f"/v1/clients/{client_id}/disputes"
+    claim = {"claimant_id": t2_id, "reason": "我先接待的", "evidence_versions": [1]}
+
+    foreign = api.client.post(path, json=claim, headers=t1_supervisor)
+    assert foreign.status_code == 403, foreign.text
+    own = api.client.post(path, json=claim, headers=t2_consultant)
+    assert own.status_code == 201, own.text
+    again = api.client.post(path, json=claim, headers=t2_supervisor)
+    assert again.status_code == 409 and problem_code(again) == "dispute_open"
 
 
 def test_a_refused_claim_gives_the_allowance_back(api: Api) -> None:

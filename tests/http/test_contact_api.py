@@ -3,6 +3,7 @@ and notes; lookups are capped per hour and audited; nobody else sees any of it."
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.http.conftest import Api, make_api
+from tests.support import unique
 
 Headers = dict[str, str]
 PHONE = "13764472345"
@@ -284,3 +286,144 @@ def test_no_response_shows_an_erased_buyer_s_masked_phone(small_caps: Api) -> No
     assert summary.status_code == history.status_code == 200
     for text in (summary.text, history.text):
         assert "137****2345" not in text and "王小明" not in text
+
+
+def test_a_buyer_released_to_the_pool_is_served_by_the_managers_only(api: Api) -> None:
+    # The attack: a buyer released to the public pool (公海池) belongs to everyone on the
+    # project for claiming, and that used to open their full number, name, notes, profile
+    # and free text to every consultant and supervisor there, the former owner included:
+    # the list of the pool gave the ids, /contact the numbers.
+    def person(role: str, team: str | None) -> tuple[str, Headers]:
+        pid = unique(role)
+        body: dict[str, Any] = {"id": pid, "role": role, "project_ids": [api.project]}
+        if team:
+            body["team_id"] = team
+        created = api.client.post("/v1/principals", json=body, headers=api.admin)
+        assert created.status_code == 201, created.text
+        return pid, api.auth(created.json()["key"])
+
+    owner_id, owner = person("consultant", "t1")
+    _, colleague = person("consultant", "t2")
+    _, other_supervisor = person("supervisor", "t2")
+    _, supervisor = person("supervisor", "t1")
+    _, manager = api.principal("manager", project_ids=[api.project])
+    client_id = walk_in(api, owner, owner_id)
+    path = f"/v1/clients/{client_id}"
+    api.client.post(
+        f"{path}/follow-ups",
+        json={"method": "call", "summary": "王小明 住幸福小区", "effective": True},
+        headers=owner,
+    )
+    api.client.post(f"{path}/grade", json={"grade": "C", "reason": "王小明 预算低"}, headers=owner)
+    api.client.put(
+        f"{path}/profile",
+        json={"budget_max": 2_000_000, "source_detail": "王小明的同事"},
+        headers=owner,
+    )
+    asked = api.client.post(
+        f"{path}/loss-requests", json={"reason": "bought_elsewhere"}, headers=owner
+    ).json()
+    released = api.client.post(
+        f"{path}/loss-requests/{asked['request_id']}/approve",
+        json={"comment": "同意"},
+        headers=manager,
+    )
+    assert released.json()["client_status"] == "pool", released.text
+    missing = f"/v1/clients/{uuid.uuid4()}"
+
+    for headers in (owner, colleague, supervisor, other_supervisor):
+        for what in ("contact", "follow-ups"):
+            answer = api.client.get(f"{path}/{what}", headers=headers)
+            absent = api.client.get(f"{missing}/{what}", headers=headers)
+            assert answer.status_code == 404, (what, answer.text)
+            assert _problem(answer) == _problem(absent)
+        # They still read the buyer masked, to decide whether to claim (the profile's codes
+        # are the pool's tags anyway), but no name, number or free text.
+        for read in ("", "/history"):
+            seen = api.client.get(f"{path}{read}", headers=headers)
+            assert seen.status_code == 200, seen.text
+            for secret in ("王小明", "幸福", "预算低", "同事", PHONE):
+                assert secret not in seen.text, (read, secret)
+        assert api.client.get(path, headers=headers).json().get("profile") is None
+
+    served = api.client.get(f"{path}/contact", headers=manager)
+    assert served.status_code == 200 and served.json()["phone"] == PHONE
+    assert "预算低" in api.client.get(f"{path}/history", headers=manager).text
+
+    claimed = api.client.post(f"{path}/claims", json={}, headers=colleague)
+    assert claimed.status_code == 201 and claimed.json()["status"] == "claimed", claimed.text
+    assert api.client.get(f"{path}/contact", headers=colleague).json()["phone"] == PHONE
+    assert api.client.get(f"{path}/contact", headers=owner).status_code == 404
+
+
+def _problem(response: Any) -> dict[str, Any]:
+    body: dict[str, Any] = response.json()
+    return body | {"instance": None, "request_id": None}
+
+
+def test_districts_typed_into_the_profile_are_free_text(api: Api) -> None:
+    # The attack: the profile's districts (意向区域) take any text, so a name and a number
+    # typed there were shown to every reader of the history and survived erasure in the
+    # profile, the history and the evidence bundle.
+    owner_id, owner = api.principal("consultant", project_ids=[api.project])
+    _, manager = api.principal("manager", project_ids=[api.project])
+    _, auditor = api.principal("auditor")
+    _, service = api.principal("service")
+    client_id = walk_in(api, owner, owner_id)
+    path = f"/v1/clients/{client_id}"
+    typed = "王小明 13912345678 幸福小区"
+    profile = {"districts": ["滨江区", typed], "budget_max": 3_000_000, "source_detail": "朋友"}
+    assert api.client.put(f"{path}/profile", json=profile, headers=owner).status_code == 200
+
+    assert api.client.get(path, headers=owner).json()["profile"]["districts"] == ["滨江区", typed]
+    for reader in (owner, manager, auditor):
+        assert typed in api.client.get(f"{path}/history", headers=reader).text
+    outsider = api.client.get(f"{path}/history", headers=service)
+    assert outsider.status_code == 200 and typed not in outsider.text
+
+    erased = api.client.post(f"{path}/erasure", headers=api.admin)
+    assert erased.status_code == 200, erased.text
+
+    for url, headers in [
+        (path, manager),
+        (path, auditor),
+        (f"{path}/history", manager),
+        (f"{path}/history", auditor),
+        (f"{path}/evidence", auditor),
+        (f"{path}/ownership", auditor),
+    ]:
+        answer = api.client.get(url, headers=headers)
+        assert answer.status_code == 200, answer.text
+        for secret in (typed, "13912345678", "王小明", "滨江区"):
+            assert secret not in answer.text, (url, secret)
+
+
+def test_a_rejected_channel_cannot_rename_the_buyer_for_the_owner(api: Api) -> None:
+    # The attack: a channel whose report is rejected (`protected`) still wrote a name of
+    # its choosing for the buyer, and the latest name anyone wrote was what the owner's
+    # contact card, my day and the masked name showed: an outsider's text on the card.
+    owner_id, owner = api.principal("consultant", project_ids=[api.project])
+    rival_id, rival = api.principal("channel_agent", project_ids=[api.project], partner_id="rival")
+    client_id = walk_in(api, owner, owner_id)
+    injected = "渠道B请回电13900001111"
+    filed = api.client.post(
+        "/v1/reports",
+        json={
+            "project_id": api.project,
+            "partner_id": "rival",
+            "agent_id": rival_id,
+            "client_name": injected,
+            "phone": PHONE,
+        },
+        headers=rival,
+    )
+    assert filed.status_code == 201 and filed.json()["status"] == "rejected", filed.text
+
+    contact = api.client.get(f"/v1/clients/{client_id}/contact", headers=owner)
+    summary = api.client.get(f"/v1/clients/{client_id}", headers=owner)
+    today = api.client.get("/v1/me/today", headers=owner)
+
+    assert contact.json()["name"] == "王小明"
+    assert summary.json()["client_name_masked"] in (None, "王**")
+    assert today.status_code == 200 and injected not in today.text
+    assert "王小明" in today.text

@@ -450,3 +450,118 @@ def test_the_cli_exports_every_view_it_names(
     assert len(clients) == 3
     staff = list(csv.DictReader(io.StringIO((out / "staff.csv").read_text("utf-8-sig"))))
     assert {c1, c2} <= {row["员工ID"] for row in staff}
+
+
+# ---------------------------------------------------------------- the import as a lookup
+# The attack (issue 10 follow-up): a manager's 3,002-row dry run answered every live
+# buyer as "already a buyer … (186****8415)", and an erased one too, with nothing counted
+# and nothing in lookup_audit: an unlimited, unrecorded phone lookup.
+
+
+@pytest.fixture
+def capped(tmp_path: Path) -> Iterator[Api]:
+    yield from make_api(
+        tmp_path,
+        {
+            "YINGKE_FOLLOW_INTERVAL": "0.05",
+            "YINGKE_READ_WAIT": "2.0",
+            "YINGKE_IMPORT_CLASHES_PER_DAY": "2",
+        },
+    )
+
+
+def csv_register(phones: list[str], consultant: str, name: str = "客户") -> bytes:
+    lines = ["姓名,手机,置业顾问"] + [f"{name}{n},{p},{consultant}" for n, p in enumerate(phones)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def audit(api: Api, column: str, value: str) -> list[tuple[str, str, bool, int | None]]:
+    api.container.follower.catch_up()
+    found = api.container.views.query(
+        "SELECT via, outcome, client_id IS NOT NULL, rows FROM lookup_audit "
+        f"WHERE {column} = ? ORDER BY looked_up_at, version",
+        (value,),
+    )
+    return [(v, o, bool(c), r) for v, o, c, r in found]
+
+
+def test_an_import_treats_an_erased_buyer_s_number_as_unknown(api: Api) -> None:
+    manager, c1, _, _, _ = setup_office(api)
+    path = f"/v1/projects/{api.project}/clients:import"
+    migrated, visited, fresh = "15811119351", "15811118415", "15811110000"
+    first = post(api, path, manager, csv_register([migrated], c1), "text/csv")
+    assert first.status_code == 200, first.text
+    walk_in = {"project_id": api.project, "phone": visited, "consultant_id": c1}
+    came = api.client.post("/v1/visits", json={**walk_in, "client_name": "钱七"}, headers=manager)
+    assert came.status_code == 201, came.text
+    ids = [first.json()["results"][0]["client_id"], came.json()["client_id"]]
+    for client_id in ids:
+        erased = api.client.post(f"/v1/clients/{client_id}/erasure", headers=api.admin)
+        assert erased.status_code == 200, erased.text
+
+    # The same rows as before the erasure, and a number never seen: all alike.
+    body = csv_register([migrated, visited, fresh], c1)
+    checked = post(api, f"{path}?dry_run=true", manager, body, "text/csv")
+
+    assert checked.status_code == 200, checked.text
+    results = checked.json()["results"]
+    assert [(r["status"], r["message"], r["client_id"]) for r in results] == [
+        ("new", None, None)
+    ] * 3
+    for shown in ("158****9351", "158****8415", "already"):
+        assert shown not in checked.text
+
+    done = post(api, path, manager, body, "text/csv")
+    assert done.status_code == 200, done.text
+    assert done.json()["new"] == 3
+    rerun = post(api, path, manager, body, "text/csv")
+    assert rerun.status_code == 200, rerun.text
+    assert rerun.json()["unchanged"] == 3
+
+
+def test_an_import_counts_and_records_every_buyer_it_finds_already_here(capped: Api) -> None:
+    api = capped
+    manager_id, manager = api.principal("manager", [api.project])
+    c1, _ = api.principal("consultant", [api.project])
+    path = f"/v1/projects/{api.project}/clients:import"
+    book = ["13911110001", "13911110002", "13911110003"]
+    # The admin's import (the migration path) is uncapped: three buyers.
+    seeded = post(api, path, api.admin, csv_register(book, c1), "text/csv")
+    assert seeded.status_code == 200, seeded.text
+    # Another register of the same buyers: the admin learns of three clashes, uncapped.
+    other = csv_register(book, c1, name="旧客")
+    again = post(api, f"{path}?dry_run=true", api.admin, other, "text/csv")
+    assert again.status_code == 200 and again.json()["invalid"] == 3
+
+    probe = csv_register([*book[:1], "13911119999"], c1, name="旧客")
+    one = post(api, f"{path}?dry_run=true", manager, probe, "text/csv")
+    assert one.status_code == 200, one.text
+    assert [r["status"] for r in one.json()["results"]] == ["invalid", "new"]
+    assert one.json()["results"][0]["message"].startswith("is already a buyer")
+    # One found, one left today: two more would pass the cap of two. The whole run is
+    # refused, naming no row, and the day's allowance is spent.
+    two = post(api, f"{path}?dry_run=true", manager, csv_register(book[1:], c1, "旧客"), "text/csv")
+    assert two.status_code == 429, two.text
+    assert two.json()["code"] == "import_limit"
+    assert 0 < int(two.headers["Retry-After"]) <= 86400
+    for phone in book:
+        assert phone[-4:] not in two.text
+    nothing = post(api, path, manager, csv_register(["13911118888"], c1), "text/csv")
+    assert nothing.status_code == 429, nothing.text
+
+    assert audit(api, "principal_id", manager_id) == [
+        ("import", "checked", False, 2),
+        ("import", "found", True, None),
+        ("import", "limited", False, 2),
+        ("import", "limited", False, 1),
+    ]
+    admin_rows = audit(api, "role", "admin")
+    assert admin_rows.count(("import", "found", True, None)) == 3
+    assert [r for r in admin_rows if r[1] == "checked"] == [
+        ("import", "checked", False, 3),
+        ("import", "checked", False, 3),
+    ]
+    api.clock.advance(hours=24)
+    assert (
+        post(api, path, manager, csv_register(["13911118888"], c1), "text/csv").status_code == 200
+    )

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from domain.allowance import DISCLOSURE, LOOKUP, Allowance, allowance_id, window_of
+from domain.allowance import DISCLOSURE, IMPORT, LOOKUP, Allowance, allowance_id, window_of
 from domain.client import Client
 from tests.http.conftest import Api, make_api
 
@@ -40,6 +40,7 @@ def pg_http(pg_url: str, tmp_path: Path) -> Iterator[Api]:
             "YINGKE_PG_POOL_SIZE": "20",
             "YINGKE_DISCLOSURES_PER_DAY": str(CAP),
             "YINGKE_LOOKUPS_PER_HOUR": str(CAP),
+            "YINGKE_IMPORT_CLASHES_PER_DAY": str(CAP),
         },
     )
 
@@ -150,3 +151,41 @@ def test_concurrent_lookups_pass_exactly_up_to_the_hourly_cap(pg_http: Api) -> N
     assert {r[0] for r in rows if r[1] == "found"} == served
     assert {r[0] for r in rows if r[1] == "limited"} == limited
     assert len(rows) == len(responses)
+
+
+def test_concurrent_imports_name_exactly_as_many_buyers_already_here_as_the_daily_cap(
+    pg_http: Api,
+) -> None:
+    # Each dry run names the one buyer already here: the day's cap of clashes lets
+    # exactly CAP of them answer; the others are 429 and name no row.
+    api = pg_http
+    client_id = owned_buyer(api)[2]
+    manager_id, manager = api.principal("manager", project_ids=[api.project])
+    consultant = api.principal("consultant", project_ids=[api.project])[0]
+    register = f"姓名,手机,置业顾问\n张三,{PHONE},{consultant}\n".encode()
+    path = f"/v1/projects/{api.project}/clients:import?dry_run=true"
+    headers = {**manager, "Content-Type": "text/csv"}
+    collisions = Collisions(api)
+
+    responses = all_at_once(lambda: api.client.post(path, content=register, headers=headers))
+
+    assert Counter(r.status_code for r in responses) == {200: CAP, 429: THREADS - CAP}
+    refused([r for r in responses if r.status_code != 200], "import_limit")
+    for response in responses:
+        assert (PHONE[-4:] in response.text) == (response.status_code == 200)
+    assert collisions.count > 0
+    window, _ = window_of(IMPORT, api.clock.now)
+    allowance: Any = api.container.store.repository.get(allowance_id(IMPORT, manager_id, window))
+    assert isinstance(allowance, Allowance) and allowance.used == CAP
+    api.container.follower.catch_up()
+    rows = api.container.views.query(
+        "SELECT request_id, outcome, client_id FROM lookup_audit "
+        "WHERE principal_id = %s AND via = 'import'",
+        (manager_id,),
+    )
+    served = {r.headers["X-Request-ID"] for r in responses if r.status_code == 200}
+    limited = {r.headers["X-Request-ID"] for r in responses if r.status_code == 429}
+    assert {r[0] for r in rows if r[1] == "found"} == served
+    assert {r[2] for r in rows if r[1] == "found"} == {client_id}
+    assert {r[0] for r in rows if r[1] == "checked"} == served
+    assert {r[0] for r in rows if r[1] == "limited"} == limited

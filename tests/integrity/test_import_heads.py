@@ -63,3 +63,24 @@ def test_a_forged_migrated_event_is_caught_by_the_rerun(store: Store) -> None:
     with pytest.raises(ChainBroken) as caught:
         _import(store, data)
     assert uuid.UUID(caught.value.stream) == client_id
+
+
+def test_an_erased_buyer_s_number_imports_like_a_fresh_one(store: Store) -> None:
+    # Erasure means the number is not known any more: the import must neither answer
+    # ``unchanged`` (the same row as before) nor ``duplicate_client`` (a buyer from a
+    # report), which would tell the importer the erased buyer was here. The buyer comes
+    # back on their stream (its id is the number's); a re-run is then ``unchanged``.
+    app = store.container
+    consultant = register_consultant(app, "proj-a")
+    migrated, reported = "13912345555", "13700002222"
+    assert _import(store, _register(consultant, [migrated])) == ["new"]
+    file_report(app, "proj-a", "ch-1", reported)
+    for phone in (migrated, reported):
+        app.clients.erase_personal_data(ctx(), app.keyer.client_id("proj-a", phone))
+
+    data = _register(consultant, [migrated, reported, "13912346666"])
+    assert _import(store, data) == ["new"] * 3
+    assert _import(store, data) == ["unchanged"] * 3
+    with pytest.raises(InvalidRows) as changed:
+        _import(store, _register(consultant, [migrated], note="改了备注"))
+    assert [p[2] for p in changed.value.problems] == ["duplicate_client"]
