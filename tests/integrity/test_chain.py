@@ -9,7 +9,14 @@ import pytest
 from domain.values import Actor
 from tests.integrity.conftest import Store
 from tests.support import ctx, file_report, register_consultant, register_visit
-from yingke.chain import ChainBroken, backfill, chain_hash, integrity_failures, verify_log
+from yingke.chain import (
+    ChainBroken,
+    Chained,
+    backfill,
+    chain_hash,
+    integrity_failures,
+    verify_log,
+)
 from yingke.cli import main
 
 
@@ -154,6 +161,7 @@ def test_a_save_tells_its_thread_the_chain_hashes_it_committed(store: Store) -> 
     # Receipts sign these hashes instead of reading them back (ADR 0061).
     app = store.container
     recorder = app.store.recorder
+    assert isinstance(recorder, Chained)
     first = app.reports.file_report(
         ctx(Actor("agent-ch-1", "channel_agent")),
         project_id="proj-a",
