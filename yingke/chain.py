@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
@@ -160,6 +160,38 @@ class Chained:
         self.checkpoint_every = every
         self.checkpoint_seconds = seconds
 
+    def _thread_state(self) -> threading.local:
+        state: threading.local | None = self.__dict__.get("_chain_thread_state")
+        if state is None:
+            fresh = threading.local()
+            # setdefault is atomic: two threads racing here share one.
+            state = cast(threading.local, self.__dict__.setdefault("_chain_thread_state", fresh))
+        return state
+
+    def written_hash(self, stream: uuid.UUID, version: int) -> bytes | None:
+        """The chain hash of an event the calling thread's last committed save wrote.
+
+        A report's receipt signs the hash of the event that decided it; the save has
+        just computed it under the lock and committed it, so reading it back (and the
+        streams that locate it) is not needed (ADR 0061). None if that save did not
+        write the event (the caller then reads it from the chain table).
+        """
+        written: dict[tuple[uuid.UUID, int], bytes] | None = getattr(
+            self._thread_state(), "written", None
+        )
+        return None if written is None else written.get((stream, version))
+
+    def _begin_save(self) -> None:
+        state = self._thread_state()
+        state.pending = None
+        state.written = None
+
+    def _committed(self, rows: Sequence[ChainRow] | None) -> None:
+        """Called in the saving thread once its transaction committed."""
+        state = self._thread_state()
+        state.pending = None
+        state.written = {(r.stream, r.version): r.hash for r in rows} if rows else None
+
     def _append_chain(
         self, ops: _Ops, stored: Sequence[StoredEvent], positions: Sequence[int]
     ) -> list[ChainRow]:
@@ -193,6 +225,9 @@ class Chained:
             rows.append(ChainRow(stream, s.originator_version, position, prev, own, prev_log))
             known[(stream, s.originator_version)] = own
         ops.insert_rows(rows)
+        # For a save in the calling thread (SQLite, or PostgreSQL without group commit):
+        # published by ``insert_events`` only after the commit.
+        self._thread_state().pending = rows
         if rows and self.signer is not None:
             self._maybe_checkpoint(ops, prev_position, rows[-1])
         return rows
@@ -397,6 +432,14 @@ class ChainedSQLiteRecorder(Chained, SQLiteApplicationRecorder):
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *SQLITE_DDL]
 
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        self._begin_save()
+        ids = super().insert_events(stored_events, **kwargs)
+        self._committed(getattr(self._thread_state(), "pending", None))
+        return ids
+
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
@@ -567,6 +610,39 @@ class _PostgresOps:
         )
 
 
+class _PrefetchedOps:
+    """The chain's reads answered from one statement sent with the batch's conflict
+    check (``ChainedPostgresRecorder._write_batch``); writes go to ``ops``.
+
+    Under the table lock nobody else appends, so what that statement read stays true
+    until the batch commits: the chain's reads cost no round trips of their own.
+    """
+
+    def __init__(
+        self,
+        ops: _PostgresOps,
+        known: dict[tuple[uuid.UUID, int], bytes],
+        head: tuple[int, bytes] | None,
+        checkpoint: tuple[int, float] | None,
+    ) -> None:
+        self._ops, self._known, self._head, self._checkpoint = ops, known, head, checkpoint
+
+    def prev_hashes(self, keys: list[tuple[uuid.UUID, int]]) -> dict[tuple[uuid.UUID, int], bytes]:
+        return {k: self._known[k] for k in keys if k in self._known}
+
+    def log_head(self) -> tuple[int, bytes] | None:
+        return self._head
+
+    def insert_rows(self, rows: list[ChainRow]) -> None:
+        self._ops.insert_rows(rows)
+
+    def last_checkpoint(self) -> tuple[int, float] | None:
+        return self._checkpoint
+
+    def insert_checkpoint(self, cp: Checkpoint) -> None:
+        self._ops.insert_checkpoint(cp)
+
+
 def postgres_ddl(schema: str) -> list[Composed]:
     chain = Identifier(schema, CHAIN_TABLE)
     return [
@@ -594,11 +670,30 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
         super().__init__(datastore, **kwargs)
         self.sql_create_statements.extend(postgres_ddl(self.datastore.schema))
         table = Identifier(self.datastore.schema, self.events_table_name)
+        # Everything a batch must read under the lock, in one statement (one round trip):
+        # kind 0, the (stream, version) pairs of the batch already stored (conflicts);
+        # kind 1, the chain hashes of the events just before the batch's; kind 2, the log
+        # head; kind 3, the last checkpoint.
         self._taken_statement = SQL(
-            "SELECT e.originator_id, e.originator_version FROM {} e "
+            "SELECT 0 AS kind, e.originator_id AS id, e.originator_version AS v, "
+            "NULL::bytea AS h, NULL::float8 AS t FROM {events} e "
             "JOIN unnest(%s::uuid[], %s::bigint[]) AS k(id, v) "
-            "ON e.originator_id = k.id AND e.originator_version = k.v"
-        ).format(table)
+            "ON e.originator_id = k.id AND e.originator_version = k.v "
+            "UNION ALL "
+            "SELECT 1, c.originator_id, c.originator_version, c.hash, NULL FROM {chain} c "
+            "JOIN unnest(%s::uuid[], %s::bigint[]) AS k(id, v) "
+            "ON c.originator_id = k.id AND c.originator_version = k.v "
+            "UNION ALL "
+            "(SELECT 2, NULL, position, log_hash, NULL FROM {chain} "
+            "ORDER BY position DESC LIMIT 1) "
+            "UNION ALL "
+            "(SELECT 3, NULL, position, NULL, signed_at FROM {checkpoints} "
+            "ORDER BY position DESC LIMIT 1)"
+        ).format(
+            events=table,
+            chain=Identifier(self.datastore.schema, CHAIN_TABLE),
+            checkpoints=Identifier(self.datastore.schema, CHECKPOINT_TABLE),
+        )
         self._append_statement = SQL(
             "INSERT INTO {} (originator_id, originator_version, topic, state) "
             # Binary arrays: quoting every state as text was a third of the insert (ADR 0047).
@@ -623,12 +718,22 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """Append through the process's group-commit writer (ADR 0054)."""
+        self._begin_save()
         if not stored_events:
             return []
         if not self.group_commit:
             ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            self._committed(getattr(self._thread_state(), "pending", None))
             return ids
-        return self.writer.submit(stored_events)
+        request = self.writer.submit_request(stored_events)
+        assert request.ids is not None and request.hashes is not None
+        self._committed(
+            [
+                ChainRow(_uuid(e.originator_id), e.originator_version, i, b"", h, b"")
+                for e, i, h in zip(request.events, request.ids, request.hashes, strict=True)
+            ]
+        )
+        return request.ids
 
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -662,6 +767,29 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
         self._append_chain(_PostgresOps(curs, self.datastore.schema), stored_events, ids)
         return ids
 
+    def watched_since(
+        self, start: int, topics: Sequence[str], limit: int
+    ) -> tuple[int, list[tuple[int, uuid.UUID]]]:
+        """The log head, and the first ``limit`` events of ``topics`` after ``start`` up
+        to it: (position, stream) ascending. One statement, so one snapshot and one round
+        trip for what ``max_notification_id`` and ``select_notifications`` read in two
+        (``domain.services.watched`` calls it before every authenticated request)."""
+        table = Identifier(self.datastore.schema, self.events_table_name)
+        statement = SQL(
+            "WITH head AS (SELECT COALESCE(MAX(notification_id), 0) AS h FROM {t}) "
+            "SELECT 0 AS kind, h AS id, NULL::uuid AS stream FROM head "
+            "UNION ALL "
+            "(SELECT 1, e.notification_id, e.originator_id FROM {t} e, head "
+            "WHERE e.notification_id > %s AND e.notification_id <= head.h "
+            "AND e.topic = ANY(%s) ORDER BY e.notification_id LIMIT %s)"
+        ).format(t=table)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, (start, list(topics), limit), prepare=True)
+            rows = curs.fetchall()
+        head = next(int(r["id"]) for r in rows if r["kind"] == 0)
+        found = sorted((int(r["id"]), _uuid(r["stream"])) for r in rows if r["kind"] == 1)
+        return head, found
+
     def close_writer(self) -> None:
         self.writer.close()
 
@@ -673,12 +801,31 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
                 self._lock_table(curs)
                 self._notify_channel(curs)
                 # Under the lock nobody else appends: what is stored now stays stored
-                # until this transaction commits, so the check below is exact.
-                curs.execute(self._taken_statement, ([k[0] for k in keys], [k[1] for k in keys]))
-                stored = {
-                    (_uuid(r["originator_id"]), int(r["originator_version"]))
-                    for r in curs.fetchall()
-                }
+                # until this transaction commits, so the check below is exact, and so
+                # are the chain's predecessors, head and last checkpoint read with it.
+                before = [(k[0], k[1] - 1) for k in keys if k[1] > 1]
+                curs.execute(
+                    self._taken_statement,
+                    (
+                        [k[0] for k in keys],
+                        [k[1] for k in keys],
+                        [k[0] for k in before],
+                        [k[1] for k in before],
+                    ),
+                )
+                stored: set[tuple[uuid.UUID, int]] = set()
+                known: dict[tuple[uuid.UUID, int], bytes] = {}
+                head: tuple[int, bytes] | None = None
+                checkpoint: tuple[int, float] | None = None
+                for r in curs.fetchall():
+                    if r["kind"] == 0:
+                        stored.add((_uuid(r["id"]), int(r["v"])))
+                    elif r["kind"] == 1:
+                        known[(_uuid(r["id"]), int(r["v"]))] = bytes(r["h"])
+                    elif r["kind"] == 2:
+                        head = (int(r["v"]), bytes(r["h"]))
+                    else:
+                        checkpoint = (int(r["v"]), float(r["t"]))
                 accepted, refused = partition(batch, stored)
                 for request in refused:
                     refuse(request)
@@ -701,10 +848,15 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
                     for r in curs.fetchall()
                 }
                 positions = [ids[(_uuid(e.originator_id), e.originator_version)] for e in events]
-                self._append_chain(_PostgresOps(curs, self.datastore.schema), events, positions)
+                ops = _PostgresOps(curs, self.datastore.schema)
+                rows = self._append_chain(
+                    _PrefetchedOps(ops, known, head, checkpoint), events, positions
+                )
+                hashes = {(r.stream, r.version): r.hash for r in rows}
             # Committed: only now may the callers hear their ids.
             for request in accepted:
                 request.ids = [ids[k] for k in request.stream_versions()]
+                request.hashes = [hashes[k] for k in request.stream_versions()]
 
     def select_events(
         self,

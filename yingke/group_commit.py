@@ -38,6 +38,9 @@ MAX_BATCH_EVENTS = 5000
 class Request:
     events: Sequence[StoredEvent]
     ids: Sequence[int] | None = None
+    # The chain hash of each event, set with ``ids`` once the batch committed: a receipt
+    # signs the hash of the event it proves without reading it back (ADR 0061).
+    hashes: Sequence[bytes] | None = None
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -84,6 +87,12 @@ class GroupWriter:
         self.requests = 0
 
     def submit(self, events: Sequence[StoredEvent]) -> Sequence[int]:
+        request = self.submit_request(events)
+        assert request.ids is not None
+        return request.ids
+
+    def submit_request(self, events: Sequence[StoredEvent]) -> Request:
+        """As ``submit``, answering the committed request (its ids and chain hashes)."""
         request = Request(events)
         with self._cond:
             if self._closed:
@@ -100,7 +109,7 @@ class GroupWriter:
         if request.error is not None:
             raise request.error
         assert request.ids is not None
-        return request.ids
+        return request
 
     @property
     def queued(self) -> int:
@@ -147,6 +156,7 @@ class GroupWriter:
                 # Nothing of a failed batch committed, whatever ids were handed out.
                 for request in batch:
                     request.ids = None
+                    request.hashes = None
                     request.error = _copy(exc)
             self.batches += 1
             self.requests += len(batch)

@@ -20,6 +20,7 @@ import binascii
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,15 +68,41 @@ def _decision_event(
     return locator.stream_id, found[1]
 
 
+def _decided_in(recorded: Sequence[Any], report_id: str) -> tuple[uuid.UUID, int] | None:
+    """As ``_decision_event``, among the events the filing's own save just wrote.
+
+    A fresh report's id is new, so every event about it is in that save; the ranking is
+    the same. None if the save wrote no decision of this report (a replay wrote nothing).
+    """
+    found: tuple[int, uuid.UUID, int] | None = None
+    for event in recorded:
+        name = type(event).__name__
+        if name not in _DECISIONS or getattr(event, "report_id", None) != report_id:
+            continue
+        rank = _DECISIONS.index(name)
+        if found is None or rank < found[0]:
+            found = (rank, event.originator_id, event.originator_version)
+    return None if found is None else (found[1], found[2])
+
+
 def issue(
     app: Application,  # type: ignore[type-arg]
     keys: KeyDir,
     keyer: PhoneKeyer,
     body: dict[str, Any],
     phone: str,
+    recorded: Sequence[Any] = (),
 ) -> dict[str, Any]:
-    stream, version = _decision_event(app, str(body["report_id"]))
-    digest = chain_hash(app.recorder, stream, version)
+    """The signed receipt of a filed report. ``recorded``: the domain events the filing's
+    save wrote in this thread; the hash of the deciding event is then taken from that
+    save (ADR 0061) instead of reading the locator, the stream and the chain entry."""
+    digest: bytes | None = None
+    decided = _decided_in(recorded, str(body["report_id"]))
+    if decided is not None and hasattr(app.recorder, "written_hash"):
+        digest = app.recorder.written_hash(*decided)
+    if digest is None:
+        stream, version = _decision_event(app, str(body["report_id"]))
+        digest = chain_hash(app.recorder, stream, version)
     assert digest is not None
     # Derived, not random: an idempotent replay answers the very same receipt, and only
     # a holder of YINGKE_SECRET could re-derive it (the server knows the phone anyway).

@@ -298,7 +298,9 @@ class Vault:
     def _subject_key(self, subject: uuid.UUID, create: bool) -> AESGCM | None:
         name = str(subject)
         for _ in range(100):
-            wrapped = self._store.get(name)
+            # Creating: offer a new key straight away; the one statement stores it or
+            # answers the key already stored (one round trip instead of a read first).
+            wrapped = None if create else self._store.get(name)
             if wrapped is None:
                 if not create:
                     return None

@@ -36,7 +36,9 @@ def file_report(body: ReportIn, app: AppDep, guard: GuardDep, ctx: ContextDep) -
     )
     assert result.response is not None
     answered = result.response.body
-    receipt = receipts.issue(app.store, app.key_dir, app.keyer, answered, body.phone)
+    receipt = receipts.issue(
+        app.store, app.key_dir, app.keyer, answered, body.phone, result.recorded
+    )
     return command_response(
         replace(result, response=replace(result.response, body={**answered, "receipt": receipt}))
     )

@@ -83,6 +83,8 @@ class Done(Generic[R]):
     position: int | None  # notification id of the last event written (None if replayed)
     response: Response | None = None
     replayed: bool = False
+    # The domain events this command's save wrote (empty if replayed).
+    recorded: tuple[Any, ...] = ()
 
     @property
     def value(self) -> R:
@@ -132,7 +134,8 @@ class UnitOfWork:
                 time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
                 continue
             position = max((r.notification.id for r in recordings), default=None)
-            return Done(outcome, position, response)
+            recorded = tuple(r.domain_event for r in recordings)
+            return Done(outcome, position, response, recorded=recorded)
         raise TooMuchContention("too many concurrent writers for this object; try again")
 
     def find(self, cls: type[A], aggregate_id: uuid.UUID, version: int | None = None) -> A | None:

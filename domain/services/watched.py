@@ -63,6 +63,20 @@ class WatchedStreams:
             if self._caught_up_at > arrived:
                 return self._position
             began = time.monotonic()
+            both = getattr(self._recorder, "watched_since", None)
+            if both is not None:
+                # PostgreSQL: the head and the watched events since, in one round trip.
+                while True:
+                    head, found = both(self._position, self._topics, PAGE)
+                    for position, stream in found:
+                        self._copies.pop(stream, None)
+                        self._changed[stream] = position
+                    if len(found) < PAGE:
+                        self._position = max(self._position, head)
+                        break
+                    self._position = found[-1][0]
+                self._caught_up_at = began
+                return self._position
             head = self._recorder.max_notification_id() or 0
             while head > self._position:
                 notes = self._recorder.select_notifications(

@@ -158,3 +158,25 @@ def test_a_receipt_whose_event_was_removed_no_longer_verifies(api: Api) -> None:
     result = api.client.post("/v1/receipts/verify", json={"receipt": receipt}).json()
     assert result["signature_valid"] is True
     assert result["valid"] is False and result["reason"] == "integrity_failure"
+
+
+def _receipt_of_a_repeated_report(api: Api) -> tuple[dict[str, Any], dict[str, Any]]:
+    a_id, a = agent(api, "partner-a")
+    headers = {**a, "Idempotency-Key": "receipt-repeat-1"}
+    first = api.client.post(
+        "/v1/reports", json=report_body(api, "partner-a", a_id), headers=headers
+    )
+    again = api.client.post(
+        "/v1/reports", json=report_body(api, "partner-a", a_id), headers=headers
+    )
+    assert first.status_code == again.status_code == 201, (first.text, again.text)
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    return first.json()["receipt"], again.json()["receipt"]
+
+
+def test_the_receipt_taken_from_the_save_is_the_one_read_back(api: Api) -> None:
+    # The first answer signs the chain hash the save computed (ADR 0061); the replay
+    # wrote nothing, so it locates the deciding event and reads its hash from the chain.
+    fresh, replayed = _receipt_of_a_repeated_report(api)
+    assert fresh == replayed
+    assert api.client.post("/v1/receipts/verify", json={"receipt": fresh}).json()["valid"]

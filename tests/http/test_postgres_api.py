@@ -111,3 +111,15 @@ def test_a_store_that_goes_away_gives_503_not_a_stack_trace(
         while api.client.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline, "the service did not come back by itself"
             time.sleep(0.1)
+
+
+def test_the_receipt_taken_from_a_group_commit_is_the_one_read_back(
+    tmp_path: Path, own_database: str
+) -> None:
+    from tests.http.test_integrity_api import _receipt_of_a_repeated_report
+
+    for api in pg_api(tmp_path, own_database):
+        fresh, replayed = _receipt_of_a_repeated_report(api)
+        assert fresh == replayed
+        verified = api.client.post("/v1/receipts/verify", json={"receipt": fresh}).json()
+        assert verified["valid"] and verified["in_chain"]

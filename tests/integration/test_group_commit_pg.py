@@ -17,7 +17,7 @@ from tests.conftest import TEST_ADMIN_KEY, TEST_SECRET
 from tests.integrity.conftest import _pg_database
 from tests.support import wait_until
 from yingke.bootstrap import Container, build, conninfo, migrate
-from yingke.chain import ChainedPostgresRecorder, verify_log
+from yingke.chain import ChainedPostgresRecorder, chain_hash, verify_log
 from yingke.group_commit import GroupWriter
 from yingke.settings import Settings, load_settings
 
@@ -77,12 +77,18 @@ def test_queued_saves_commit_together_and_a_conflict_is_refused_alone(
     writer = recorder.writer
     first, second, third = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     results: dict[str, object] = {}
+    # What each saving thread is told its events' chain hashes are (receipts sign them).
+    told: dict[str, list[bytes | None]] = {}
 
     def save(name: str, stored: list[StoredEvent]) -> None:
         try:
             results[name] = list(recorder.insert_events(stored) or [])
         except IntegrityError as exc:
             results[name] = exc
+        told[name] = [
+            recorder.written_hash(uuid.UUID(str(e.originator_id)), e.originator_version)
+            for e in stored
+        ]
 
     # Hold the table lock from outside, so the writer's first batch waits on it and the
     # next saves pile up behind it: they must then go in as one second batch.
@@ -122,6 +128,15 @@ def test_queued_saves_commit_together_and_a_conflict_is_refused_alone(
     assert [e.originator_version for e in recorder.select_events(third)] == [1, 2]
     report = verify_log(recorder, pg_app.key_dir, start=min(flat))
     assert report.head_position == max(flat) and report.events == len(flat)
+    for name, stored in [("a", events(first, 1)), *queued]:
+        stored_hashes = [
+            chain_hash(recorder, uuid.UUID(str(e.originator_id)), e.originator_version)
+            for e in stored
+        ]
+        if name == "c-again":
+            assert told[name] == [None, None, None]  # refused: no hash of its own
+        else:
+            assert told[name] == stored_hashes and None not in stored_hashes
 
 
 def test_a_save_that_collides_with_a_stored_event_is_refused(pg_app: Container) -> None:

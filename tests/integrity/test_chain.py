@@ -6,9 +6,17 @@ import uuid
 
 import pytest
 
+from domain.values import Actor
 from tests.integrity.conftest import Store
-from tests.support import file_report, register_consultant, register_visit
-from yingke.chain import ChainBroken, backfill, integrity_failures, verify_log
+from tests.support import ctx, file_report, register_consultant, register_visit
+from yingke.chain import (
+    ChainBroken,
+    Chained,
+    backfill,
+    chain_hash,
+    integrity_failures,
+    verify_log,
+)
 from yingke.cli import main
 
 
@@ -147,3 +155,27 @@ def test_the_verify_command_names_the_first_broken_event(
     assert main(["verify", "--from", "1"]) == 1
     out = capsys.readouterr().out
     assert f"stream {client_id}" in out and "position" in out
+
+
+def test_a_save_tells_its_thread_the_chain_hashes_it_committed(store: Store) -> None:
+    # Receipts sign these hashes instead of reading them back (ADR 0061).
+    app = store.container
+    recorder = app.store.recorder
+    assert isinstance(recorder, Chained)
+    first = app.reports.file_report(
+        ctx(Actor("agent-ch-1", "channel_agent")),
+        project_id="proj-a",
+        partner_id="ch-1",
+        agent_id="agent-ch-1",
+        client_name="张三丰",
+        phone="13812345678",
+    )
+    assert len(first.recorded) >= 2
+    for event in first.recorded:
+        told = recorder.written_hash(event.originator_id, event.originator_version)
+        assert told is not None
+        assert told == chain_hash(recorder, event.originator_id, event.originator_version)
+    file_report(app, "proj-a", "ch-2", "13900001111")
+    # Only the last save of this thread is remembered.
+    earlier = first.recorded[0]
+    assert recorder.written_hash(earlier.originator_id, earlier.originator_version) is None

@@ -1,0 +1,352 @@
+"""Commit → view row: how long after its 201 a report is in ``report_log`` and
+``client_overview``, under a paced (open-loop) filing rate.
+
+Run with ``make bench-view-lag`` or ``python -m bench.view_lag [--rate 200] [--seconds 30]``.
+Needs the PostgreSQL server on 127.0.0.1:5432 (trust auth, user ``postgres``); creates
+its own database and drops it at the end.
+
+``yingke serve`` runs as in the scaled topology on PostgreSQL: ``--workers`` HTTP
+processes (default 2) and, in the supervising process, the in-process follower that
+projects the views. Client threads send ``POST /v1/reports`` on a fixed schedule (report
+*i* is due at ``start + i / rate``, whatever the answers before it took), so a slow
+server shows up as lag and as sends behind schedule rather than as a lower offered rate.
+
+Each 201 carries ``Yingke-Position``, the position of the last event its save wrote. A
+watcher polls the follower's tracking rows (written in the same transaction as the view
+rows, ADR 0015) every ``--poll`` seconds; a report's lag is the time from its 201 until
+both ``report_log`` and ``client_overview`` have reached its position. The poll interval
+bounds the resolution. At the end every accepted report id is checked to be in
+``report_log``.
+
+Phases, one server, one database: a low rate first (the reference in the same run),
+then the target rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import itertools
+import os
+import queue
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import httpx
+import psycopg
+
+from bench import common
+from bench.common import (
+    conninfo,
+    free_port,
+    http_ready,
+    percentile,
+    print_machine,
+    process,
+    scratch_database,
+)
+from bench.report_filing import (
+    Filing,
+    PhoneSource,
+    bench_settings,
+    make_workload,
+    register_agents,
+)
+from yingke.bootstrap import migrate
+
+VIEWS = ("report_log", "client_overview")
+POSITION_HEADER = "Yingke-Position"
+
+
+@dataclass
+class Phase:
+    name: str
+    rate: float
+    seconds: float
+    sent: int = 0
+    acked: int = 0
+    errors: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    behind: list[float] = field(default_factory=list)  # how late each send left
+    lags: list[float] = field(default_factory=list)
+    report_ids: list[str] = field(default_factory=list)
+    first_send: float = 0.0
+    last_ack: float = 0.0
+    load: tuple[str, str] = ("", "")
+
+
+class Watcher:
+    """Polls the views' tracking positions; times each acknowledged position."""
+
+    def __init__(self, dbname: str, poll: float) -> None:
+        self._conn = psycopg.connect(conninfo(dbname), autocommit=True)
+        self._poll = poll
+        self._incoming: queue.SimpleQueue[tuple[int, float, list[float]]] = queue.SimpleQueue()
+        self._waiting: list[tuple[int, float, int, list[float]]] = []
+        self._tie = itertools.count()
+        self._stop = threading.Event()
+        self.polls = 0
+        self._thread = threading.Thread(target=self._run, name="watcher", daemon=True)
+        self._thread.start()
+
+    def expect(self, position: int, acked_at: float, into: list[float]) -> None:
+        self._incoming.put((position, acked_at, into))
+
+    def pending(self) -> int:
+        return len(self._waiting) + self._incoming.qsize()
+
+    def _position(self) -> int:
+        rows = self._conn.execute(
+            "SELECT view, position FROM projection_tracking WHERE view = ANY(%s)", (list(VIEWS),)
+        ).fetchall()
+        found = {str(r[0]): int(r[1]) for r in rows}
+        return min(found.get(v, 0) for v in VIEWS)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            reached = self._position()
+            now = time.perf_counter()
+            self.polls += 1
+            while True:
+                try:
+                    position, acked_at, into = self._incoming.get_nowait()
+                except queue.Empty:
+                    break
+                heapq.heappush(self._waiting, (position, acked_at, next(self._tie), into))
+            while self._waiting and self._waiting[0][0] <= reached:
+                _, acked_at, _, into = heapq.heappop(self._waiting)
+                into.append(max(0.0, now - acked_at))
+            self._stop.wait(self._poll)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._conn.close()
+
+
+@contextmanager
+def server(settings_env: dict[str, str], workers: int, pool: int) -> Iterator[str]:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "yingke.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--workers",
+        str(workers),
+    ]
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        **settings_env,
+        "YINGKE_WORKERS": "inprocess",
+        # The PostgreSQL server is shared: 3 processes with the default pools can ask
+        # for more connections than it has left.
+        "YINGKE_PG_POOL_SIZE": str(pool),
+    }
+    with process(command, http_ready(f"{base}/readyz"), env=env, name="the server"):
+        yield base
+
+
+def run_phase(
+    phase: Phase,
+    filings: Sequence[Filing],
+    base: str,
+    keys: dict[int, str],
+    watcher: Watcher,
+    clients: list[httpx.Client],
+) -> None:
+    """Send ``filings`` at ``phase.rate`` per second, one thread per client (the
+    clients are made, and their connections opened, before any phase starts)."""
+    counter = itertools.count()
+    lock = threading.Lock()
+    start = time.perf_counter() + 0.2
+    phase.first_send = start
+
+    def work(client: httpx.Client) -> None:
+        while (i := next(counter)) < len(filings):
+            due = start + i / phase.rate
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            filing = filings[i]
+            sent = time.perf_counter()
+            try:
+                response = client.post(
+                    "/v1/reports",
+                    json={
+                        "project_id": filing.project_id,
+                        "partner_id": filing.partner_id,
+                        "agent_id": filing.agent_id,
+                        "client_name": filing.name,
+                        "phone": filing.phone,
+                    },
+                    headers={"Authorization": f"Bearer {keys[filing.partner]}"},
+                )
+            except httpx.HTTPError as exc:
+                with lock:
+                    phase.errors.append(repr(exc))
+                continue
+            acked = time.perf_counter()
+            if response.status_code != 201 or POSITION_HEADER not in response.headers:
+                with lock:
+                    phase.errors.append(f"{response.status_code} {response.text[:200]}")
+                continue
+            watcher.expect(int(response.headers[POSITION_HEADER]), acked, phase.lags)
+            with lock:
+                phase.sent += 1
+                phase.acked += 1
+                phase.latencies.append(acked - sent)
+                phase.behind.append(max(0.0, sent - due))
+                phase.report_ids.append(str(response.json()["report_id"]))
+                phase.last_ack = max(phase.last_ack, acked)
+
+    threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in clients]
+    load_before = loadavg()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)
+    # Wait (bounded) for the follower to catch up with every acknowledged report.
+    deadline = time.monotonic() + 120
+    while watcher.pending() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    phase.load = (load_before, loadavg())
+
+
+def loadavg() -> str:
+    """The 1-minute load average (2 cores here: above 2 is queueing for CPU)."""
+    with open("/proc/loadavg") as handle:
+        return handle.read().split()[0]
+
+
+def missing_rows(dbname: str, report_ids: list[str]) -> int:
+    with psycopg.connect(conninfo(dbname)) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM unnest(%s::text[]) AS r(id) "
+            "WHERE NOT EXISTS (SELECT 1 FROM report_log l WHERE l.report_id::text = r.id)",
+            (report_ids,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def ms(values: Sequence[float], q: float) -> str:
+    return f"{percentile(values, q) * 1000:,.0f}" if values else "-"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.view_lag", description=__doc__)
+    parser.add_argument("--rate", type=float, default=200, help="target reports/s (200)")
+    parser.add_argument("--seconds", type=float, default=30, help="target phase length (30)")
+    parser.add_argument("--base-rate", type=float, default=20, help="reference rate (20)")
+    parser.add_argument("--base-seconds", type=float, default=10, help="reference length (10)")
+    parser.add_argument("--workers", type=int, default=2, help="HTTP processes (2)")
+    parser.add_argument("--pool", type=int, default=4, help="YINGKE_PG_POOL_SIZE (4)")
+    parser.add_argument("--clients", type=int, default=96, help="client threads (96)")
+    parser.add_argument("--poll", type=float, default=0.005, help="tracking poll, s (0.005)")
+    parser.add_argument("--seed", type=int, default=2026)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    rng = random.Random(args.seed)
+    phones = PhoneSource(rng)
+    phases = [
+        Phase(f"reference, {args.base_rate:g}/s", args.base_rate, args.base_seconds),
+        Phase(f"target, {args.rate:g}/s", args.rate, args.seconds),
+    ]
+    print(
+        f"Yingke commit → view row: paced POST /v1/reports, serve --workers {args.workers} "
+        f"with its in-process follower, pool {args.pool}, {args.clients} client threads, "
+        f"poll {args.poll * 1000:g} ms"
+    )
+    problems: list[str] = []
+    try:
+        with scratch_database() as dbname:
+            print_machine(dbname)
+            settings, env = bench_settings(dbname)
+            migrate(settings)
+            with server(env, args.workers, args.pool) as base:
+                keys = register_agents(base, settings.admin_key)
+                watcher = Watcher(dbname, args.poll)
+                clients = [
+                    httpx.Client(base_url=base, trust_env=False, timeout=120)
+                    for _ in range(args.clients)
+                ]
+                try:
+                    # Every client sends once, so every connection is open before timing.
+                    warm = make_workload("lag-warmup", args.clients, phones, rng, collisions=False)
+                    run_phase(Phase("warm-up", 50, 1), warm.filings, base, keys, watcher, clients)
+                    for n, phase in enumerate(phases):
+                        size = max(1, round(phase.rate * phase.seconds))
+                        workload = make_workload(f"lag-{n}", size, phones, rng)
+                        print(f"  {phase.name}: {size} reports …", flush=True)
+                        run_phase(phase, workload.filings, base, keys, watcher, clients)
+                        missing = missing_rows(dbname, phase.report_ids)
+                        if missing or phase.errors or len(phase.lags) != phase.acked:
+                            problems.append(
+                                f"{phase.name}: {missing} rows missing, {len(phase.errors)} "
+                                f"errors {phase.errors[:3]}, {phase.acked - len(phase.lags)} "
+                                "never seen in the views"
+                            )
+                finally:
+                    watcher.close()
+                    for client in clients:
+                        client.close()
+    except (psycopg.OperationalError, RuntimeError) as exc:
+        print(f"\nbenchmark failed: {exc}", file=sys.stderr)
+        return 1
+    rows = []
+    for phase in phases:
+        span = max(phase.last_ack - phase.first_send, 1e-9)
+        rows.append(
+            (
+                phase.name,
+                str(phase.acked),
+                f"{phase.acked / span:,.0f}",
+                ms(phase.latencies, 0.5),
+                ms(phase.latencies, 0.99),
+                ms(phase.behind, 0.99),
+                ms(phase.lags, 0.5),
+                ms(phase.lags, 0.99),
+                f"{max(phase.lags) * 1000:,.0f}" if phase.lags else "-",
+                f"{phase.load[0]} → {phase.load[1]}",
+            )
+        )
+    print()
+    common.print_table(
+        (
+            "phase",
+            "201s",
+            "achieved/s",
+            "HTTP p50 ms",
+            "HTTP p99 ms",
+            "send late p99 ms",
+            "lag p50 ms",
+            "lag p99 ms",
+            "lag max ms",
+            "load avg",
+        ),
+        rows,
+    )
+    if problems:
+        print("\nPROBLEMS:", *problems, sep="\n  ", file=sys.stderr)
+        return 1
+    print("\nevery acknowledged report reached report_log and client_overview")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
