@@ -74,8 +74,9 @@ def ownership(
     moment: datetime = at if at is not None else app.clock()
     # The guard judged the buyer already (enforce_access); one chain-checked read and
     # one replay then serve the judgement and the integrity field.
-    reveal = reads_notes(app, guard.caller, guard.client(client_id))
-    owner = app.clients.ownership_read(client_id, moment, reveal)[1]
+    loaded = guard.loaded_client(client_id)
+    reveal = reads_notes(app, guard.caller, loaded.client)
+    owner = app.clients.ownership_read(client_id, moment, reveal, loaded)[1]
     version = owner.pop("stream_version")
     return {**owner, "integrity": read_integrity(app, client_id, version)}
 
