@@ -116,8 +116,9 @@ class Clients:
             raise NotFound("no client with this phone number at this project")
         return client_id
 
-    def client_summary(self, client_id: uuid.UUID) -> ClientView:
-        client = self.client(client_id)
+    def client_summary(self, client_id: uuid.UUID, client: Client | None = None) -> ClientView:
+        """``client``: the buyer as the caller has just read it (not read again)."""
+        client = client or self.client(client_id)
         return ClientView(client, self._latest_name(client), self.clock())
 
     def _latest_name(self, client: Client) -> str | None:
@@ -167,14 +168,18 @@ class Clients:
 
     # ------------------------------------------------------- evidence chain
 
-    def history(self, client_id: uuid.UUID, reveal: bool = False) -> list[dict[str, Any]]:
+    def history(
+        self, client_id: uuid.UUID, reveal: bool = False, client: Client | None = None
+    ) -> list[dict[str, Any]]:
         """The stream as evidence; free text opened only when ``reveal`` (for those who
-        may read the buyer's notes), ``[sealed]`` otherwise."""
-        client = self.client(client_id)
-        return [
-            self.describe(client.id, e, reveal=reveal, erased=client.erased)
-            for e in self.uow.events(client_id)
-        ]
+        may read the buyer's notes), ``[sealed]`` otherwise. ``client``: the buyer as the
+        caller has just read it; the events are read (and chain-checked) once here."""
+        events = self.uow.events(client_id)
+        if client is None:
+            client = fold(None, events)
+            if not isinstance(client, Client):
+                raise NotFound("client not found")
+        return [self.describe(client.id, e, reveal=reveal, erased=client.erased) for e in events]
 
     def profile(self, client: Client) -> dict[str, Any]:
         """The demand profile with its free-text source_detail opened (for a reader)."""
