@@ -61,6 +61,13 @@ INTERVAL = 100  # versions between snapshots of one stream
 RECHECK_SECONDS = 60.0  # how long a process trusts a prefix it re-read through the check
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HEADER = struct.Struct(">16sQq")
+# A snapshot another release took at the same version is replaced (it is ignored on
+# reads); one of this code stays as the first writer left it.
+_REPLACE_OTHER_CODE = (
+    "ON CONFLICT (originator_id, originator_version) DO UPDATE SET last_at = excluded.last_at, "
+    "head_hash = excluded.head_hash, code = excluded.code, state = excluded.state, "
+    "mac = excluded.mac WHERE {table}.code <> excluded.code"
+)
 
 
 def _fingerprint() -> str:
@@ -263,8 +270,9 @@ class Snapshots:
         if self.sqlite:
             with self.recorder.datastore.transaction(commit=True) as c:
                 c.executemany(
-                    f"INSERT OR IGNORE INTO {SNAPSHOT_TABLE} (originator_id, originator_version, "
-                    "last_at, head_hash, code, state, mac) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO {SNAPSHOT_TABLE} (originator_id, originator_version, "
+                    "last_at, head_hash, code, state, mac) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    + _REPLACE_OTHER_CODE.format(table=SNAPSHOT_TABLE),
                     [(stream.hex, v, t, h, CODE, s, m) for v, t, h, s, m in rows],
                 )
         else:
@@ -272,10 +280,10 @@ class Snapshots:
             with self.recorder.datastore.transaction(commit=True) as curs:
                 curs.executemany(
                     SQL(
-                        "INSERT INTO {} (originator_id, originator_version, last_at, head_hash, "
-                        "code, state, mac) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-                        "ON CONFLICT DO NOTHING"
-                    ).format(Identifier(schema, SNAPSHOT_TABLE)),
+                        "INSERT INTO {table} (originator_id, originator_version, last_at, "
+                        "head_hash, code, state, mac) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                        + _REPLACE_OTHER_CODE.format(table="{table}")
+                    ).format(table=Identifier(schema, SNAPSHOT_TABLE)),
                     [(stream, v, t, h, CODE, s, m) for v, t, h, s, m in rows],
                 )
         self.taken += len(rows)

@@ -14,7 +14,7 @@ from domain.services.clients import Clients, FullHistory
 from tests.integrity.conftest import Store
 from tests.support import ctx, file_report, register_consultant, register_visit
 from yingke.chain import ChainBroken, integrity_failures
-from yingke.snapshots import Snapshots, snapshot_key
+from yingke.snapshots import CODE, Snapshots, snapshot_key
 
 FOLLOW_UPS = 23  # with the report, visit and their events: a stream of ~30 versions
 EVERY = 5
@@ -120,3 +120,26 @@ def test_an_event_edited_under_a_snapshot_is_caught_by_the_next_process(store: S
         later.ownership_as_of(client_id, instants[-2])
     assert caught.value.version == awarded[0]
     assert integrity_failures() == before + 1
+
+
+def test_snapshots_of_other_code_are_ignored_then_replaced(store: Store) -> None:
+    """A release that changes the domain code folds from the events and takes its own
+    snapshots in place of the old ones (they share versions)."""
+    client_id, _, instants = _long_stream(store)
+    app = store.container
+    full = Clients(app.uow, app.clock, app.keyer, app.vault, FullHistory(app.uow))
+    Clients(app.uow, app.clock, app.keyer, app.vault, _snapshots(store)).loaded(client_id)
+    taken = store.sql("SELECT COUNT(*) FROM yingke_snapshots")[0][0]
+    store.sql("UPDATE yingke_snapshots SET code = ?", "an-earlier-release")
+
+    snapshots = _snapshots(store)
+    clients = Clients(app.uow, app.clock, app.keyer, app.vault, snapshots)
+    assert clients.ownership_as_of(client_id, instants[-2]) == full.ownership_as_of(
+        client_id, instants[-2]
+    )
+    assert snapshots.used == 0
+    assert snapshots.taken > 0
+    clients.loaded(client_id)
+    assert snapshots.used == 1
+    assert snapshots.taken == taken  # every version replaced once, none added
+    assert store.sql("SELECT COUNT(*) FROM yingke_snapshots WHERE code = ?", CODE)[0][0] == taken
