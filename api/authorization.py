@@ -43,6 +43,7 @@ from domain.client import Client
 from domain.deal import Deal
 from domain.errors import NotFound
 from domain.principal import Principal
+from domain.services.clients import Loaded
 from domain.services.disputes import DisputeView
 from domain.services.reports import ReportView
 from domain.unit import Unit
@@ -283,17 +284,21 @@ class Guard:
             raise HTTPException(403, f"{self.caller.id} is not granted this project")
 
     def client(self, client_id: uuid.UUID) -> Client:
+        return self.loaded_client(client_id).client
+
+    def loaded_client(self, client_id: uuid.UUID) -> Loaded:
+        """The buyer with the events it was folded from: a route that needs the stream
+        too (ownership as of an instant) reads it once, here."""
         known = self.seen.get(("client", client_id))
-        if isinstance(known, Client):
+        if isinstance(known, Loaded):
             return known
-        try:
-            client = self.app.clients.client(client_id)
-        except NotFound:
-            raise _hidden("client") from None
-        if not relates(self.app, self.caller, self.relation, client, pool=self.pool):
+        loaded = self.app.clients.loaded(client_id)
+        if loaded is None or not relates(
+            self.app, self.caller, self.relation, loaded.client, pool=self.pool
+        ):
             raise _hidden("client")
-        self.seen[("client", client_id)] = client
-        return client
+        self.seen[("client", client_id)] = loaded
+        return loaded
 
     def deal(self, deal_id: uuid.UUID) -> Deal:
         known = self.seen.get(("deal", deal_id))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 Clock = Callable[[], datetime]
 
@@ -26,3 +27,22 @@ class PersonalDataVault(Protocol):
     def open(self, subject: uuid.UUID, token: str) -> dict[str, str] | None: ...
 
     def erase(self, subject: uuid.UUID) -> None: ...
+
+
+@dataclass(frozen=True)
+class Folded:
+    """A stream folded as of an instant: ``state`` after ``folded`` (the events at or
+    before the instant, on top of a snapshot at version ``base`` when ``base`` > 0);
+    ``events``: every event read (some may lie after the instant)."""
+
+    state: Any
+    events: list[Any]
+    folded: list[Any]
+    base: int
+
+
+class History(Protocol):
+    """Folds a stream as of ``at`` (None: its latest state), every event read through the
+    hash chain's check."""
+
+    def fold(self, stream: uuid.UUID, at: datetime | None) -> Folded: ...

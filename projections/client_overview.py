@@ -55,6 +55,10 @@ TABLE = Table(
         ("protected_until",),
         ("inactive_after",),
         ("partner_id",),
+        # A consultant's buyers in ``GET /v1/clients`` order: read in order and stopped at
+        # the page, instead of intersecting two bitmaps and sorting ~1,000 rows (7 ms at
+        # 100,000 buyers, bench/reads.py).
+        ("consultant_id", "registered_at"),
     ),
 )
 

@@ -71,6 +71,7 @@ from yingke.notify import Sender, sender_from
 from yingke.notify import migrate as migrate_delivery
 from yingke.pools import check_if_idle, ping_only_idle
 from yingke.settings import Settings, postgres_params
+from yingke.snapshots import Snapshots, snapshot_key
 from yingke.streams import stream_heads, streams_with
 from yingke.vault import KeyStore, PostgresKeyStore, SQLiteKeyStore, Vault
 
@@ -168,7 +169,9 @@ def services(
     watched = WatchedStreams(uow, [Principal, ProjectPolicy, CommissionPolicy])
     principals = Principals(uow, watched)
     policies = Policies(uow, watched)
-    clients = Clients(uow, clock, keyer, vault)
+    # Long streams fold from sealed snapshots bound to the hash chain (ADR 0060).
+    snapshots = Snapshots(uow, snapshot_key(keyer.digest("yingke-snapshots")))
+    clients = Clients(uow, clock, keyer, vault, snapshots)
     deals = Deals(uow, clock, vault, policies, clients)
     return Services(
         store=store,

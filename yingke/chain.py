@@ -41,6 +41,8 @@ from yingke.group_commit import Batch, GroupWriter, partition, refuse
 GENESIS = b"\x00" * 32
 CHAIN_TABLE = "yingke_event_chain"
 CHECKPOINT_TABLE = "yingke_checkpoints"
+# Snapshots of long streams, sealed and bound to this chain (yingke.snapshots, ADR 0060).
+SNAPSHOT_TABLE = "yingke_snapshots"
 SQLITE_TOPIC = "yingke.chain:ChainedSQLiteRecorder"
 POSTGRES_TOPIC = "yingke.chain:ChainedPostgresRecorder"
 
@@ -425,6 +427,10 @@ SQLITE_DDL = [
     f"CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (position INTEGER PRIMARY KEY, "
     "log_hash BLOB NOT NULL, signed_at REAL NOT NULL, key_id TEXT NOT NULL, "
     "signature BLOB NOT NULL)",
+    f"CREATE TABLE IF NOT EXISTS {SNAPSHOT_TABLE} (originator_id TEXT NOT NULL, "
+    "originator_version INTEGER NOT NULL, last_at INTEGER NOT NULL, head_hash BLOB NOT NULL, "
+    "code TEXT NOT NULL, state BLOB NOT NULL, mac BLOB NOT NULL, "
+    "PRIMARY KEY (originator_id, originator_version)) WITHOUT ROWID",
 ]
 
 
@@ -662,6 +668,12 @@ def postgres_ddl(schema: str) -> list[Composed]:
             "CREATE TABLE IF NOT EXISTS {} (position bigint PRIMARY KEY, log_hash bytea NOT NULL, "
             "signed_at double precision NOT NULL, key_id text NOT NULL, signature bytea NOT NULL)"
         ).format(Identifier(schema, CHECKPOINT_TABLE)),
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {} (originator_id uuid NOT NULL, "
+            "originator_version bigint NOT NULL, last_at bigint NOT NULL, "
+            "head_hash bytea NOT NULL, code text NOT NULL, state bytea NOT NULL, "
+            "mac bytea NOT NULL, PRIMARY KEY (originator_id, originator_version))"
+        ).format(Identifier(schema, SNAPSHOT_TABLE)),
     ]
 
 

@@ -43,7 +43,8 @@ def get_client(client_id: uuid.UUID, app: AppDep, guard: GuardDep) -> dict[str, 
     """Current state, phone masked (前三后四); the demand profile (客户画像) for the
     people serving the buyer (their consultant, that one's supervisor, the managers)."""
     client = guard.client(client_id)
-    summary: dict[str, Any] = jsonable(bodies.client_summary(app.clients.client_summary(client_id)))
+    view = app.clients.client_summary(client_id, client)
+    summary: dict[str, Any] = jsonable(bodies.client_summary(view))
     if summary["personal_data_erased"]:
         _forget_masks(summary, *summary["reports"])
     if may(app, guard.caller, SERVERS, client):
@@ -55,12 +56,18 @@ def get_client(client_id: uuid.UUID, app: AppDep, guard: GuardDep) -> dict[str, 
 def history(client_id: uuid.UUID, app: AppDep, guard: GuardDep) -> dict[str, Any]:
     """Every event of the buyer's stream in order: the evidence chain for arbitration."""
     client = guard.client(client_id)
-    events = app.clients.history(client_id, reveal=reads_notes(app, guard.caller, client))
+    events = app.clients.history(client_id, reads_notes(app, guard.caller, client), client)
+    # The events were just read through the chain check: only the head's hash is fetched.
+    checked = (
+        read_integrity(app, client_id, events[-1]["version"])
+        if events
+        else integrity(app, client_id)
+    )
     if client.erased:
         _forget_masks(*(e["data"] for e in events))
     if guard.caller.role not in SEES_DISCLOSURES:
         events = [e for e in events if e["type"] != "ContactDisclosed"]
-    return {"client_id": str(client_id), "events": events, "integrity": integrity(app, client_id)}
+    return {"client_id": str(client_id), "events": events, "integrity": checked}
 
 
 @router.get("/{client_id}/ownership", response_model=OwnershipOut)
@@ -74,8 +81,9 @@ def ownership(
     moment: datetime = at if at is not None else app.clock()
     # The guard judged the buyer already (enforce_access); one chain-checked read and
     # one replay then serve the judgement and the integrity field.
-    reveal = reads_notes(app, guard.caller, guard.client(client_id))
-    owner = app.clients.ownership_read(client_id, moment, reveal)[1]
+    loaded = guard.loaded_client(client_id)
+    reveal = reads_notes(app, guard.caller, loaded.client)
+    owner = app.clients.ownership_read(client_id, moment, reveal, loaded)[1]
     version = owner.pop("stream_version")
     return {**owner, "integrity": read_integrity(app, client_id, version)}
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from domain.client import Client, no_owner
 from domain.errors import NotFound
-from domain.ports import Clock, PersonalDataVault
+from domain.ports import Clock, Folded, History, PersonalDataVault
 from domain.sealing import ERASED, open_places, show_event_text
-from domain.services.uow import Context, Done, UnitOfWork
+from domain.services.uow import Context, Done, UnitOfWork, fold
 from domain.values import PhoneKeyer, check_identifier, mask_name, mask_phone, normalize_phone
 
 # Event fields that are bookkeeping, not business facts, in the history view.
@@ -38,6 +38,27 @@ class ClientView:
 
 
 @dataclass(frozen=True)
+class Loaded:
+    """A buyer read once (chain-checked): its state and the events read for it (all of
+    them, or those after the snapshot it was folded from)."""
+
+    client: Client
+    events: list[Any]
+
+
+class FullHistory:
+    """``History`` without snapshots: every event of the stream, read and folded."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+
+    def fold(self, stream: uuid.UUID, at: datetime | None) -> Folded:
+        events = self.uow.events(stream)
+        upto = events if at is None else [e for e in events if e.timestamp <= at]
+        return Folded(fold(None, upto), events, upto, 0)
+
+
+@dataclass(frozen=True)
 class ClientAt:
     """A command's outcome on one buyer: the stream after it, and when it happened."""
 
@@ -58,18 +79,30 @@ def _lost_report(client: Client, event: Any) -> bool:
 
 class Clients:
     def __init__(
-        self, uow: UnitOfWork, clock: Clock, keyer: PhoneKeyer, vault: PersonalDataVault
+        self,
+        uow: UnitOfWork,
+        clock: Clock,
+        keyer: PhoneKeyer,
+        vault: PersonalDataVault,
+        history: History | None = None,
     ) -> None:
         self.uow = uow
         self.clock = clock
         self.keyer = keyer
         self.vault = vault
+        self.folds = history or FullHistory(uow)
 
     def client(self, client_id: uuid.UUID) -> Client:
         return self.uow.get(Client, client_id, "client")
 
     def find(self, client_id: uuid.UUID) -> Client | None:
         return self.uow.find(Client, client_id)
+
+    def loaded(self, client_id: uuid.UUID) -> Loaded | None:
+        """The buyer and its events from one read and one replay, for a request that
+        needs both (the access check, then ownership as of an instant)."""
+        found = self.folds.fold(client_id, None)
+        return Loaded(found.state, found.events) if isinstance(found.state, Client) else None
 
     def client_for(self, ctx: Context, project_id: str, number: str, now: datetime) -> Client:
         """The buyer with this number at the project, registered on first sight."""
@@ -94,8 +127,9 @@ class Clients:
             raise NotFound("no client with this phone number at this project")
         return client_id
 
-    def client_summary(self, client_id: uuid.UUID) -> ClientView:
-        client = self.client(client_id)
+    def client_summary(self, client_id: uuid.UUID, client: Client | None = None) -> ClientView:
+        """``client``: the buyer as the caller has just read it (not read again)."""
+        client = client or self.client(client_id)
         return ClientView(client, self._latest_name(client), self.clock())
 
     def _latest_name(self, client: Client) -> str | None:
@@ -145,14 +179,18 @@ class Clients:
 
     # ------------------------------------------------------- evidence chain
 
-    def history(self, client_id: uuid.UUID, reveal: bool = False) -> list[dict[str, Any]]:
+    def history(
+        self, client_id: uuid.UUID, reveal: bool = False, client: Client | None = None
+    ) -> list[dict[str, Any]]:
         """The stream as evidence; free text opened only when ``reveal`` (for those who
-        may read the buyer's notes), ``[sealed]`` otherwise."""
-        client = self.client(client_id)
-        return [
-            self.describe(client.id, e, reveal=reveal, erased=client.erased)
-            for e in self.uow.events(client_id)
-        ]
+        may read the buyer's notes), ``[sealed]`` otherwise. ``client``: the buyer as the
+        caller has just read it; the events are read (and chain-checked) once here."""
+        events = self.uow.events(client_id)
+        if client is None:
+            client = fold(None, events)
+            if not isinstance(client, Client):
+                raise NotFound("client not found")
+        return [self.describe(client.id, e, reveal=reveal, erased=client.erased) for e in events]
 
     def profile(self, client: Client) -> dict[str, Any]:
         """The demand profile with its free-text source_detail opened (for a reader)."""
@@ -200,41 +238,47 @@ class Clients:
         return owner
 
     def ownership_read(
-        self, client_id: uuid.UUID, at: datetime, reveal: bool = False
+        self, client_id: uuid.UUID, at: datetime, reveal: bool = False, loaded: Loaded | None = None
     ) -> tuple[Client, dict[str, Any]]:
         """The buyer (as of ``at``, or as registered if ``at`` is earlier) and the owner
-        at ``at``, from one read of the stream and one replay of it up to ``at``.
+        at ``at``. ``loaded`` (the buyer as the access check read it, else read here)
+        serves ``at`` at or after its last event without another read or replay; an
+        earlier ``at`` folds the stream up to ``at`` from the latest snapshot before it.
 
         (Loading the aggregate, then the events, then the aggregate again at a version
         read and replayed the stream three times: a long stream made that the cost.)
         """
-        events = self.uow.events(client_id)
-        if not events:
-            raise NotFound("client not found")
-        upto = [e for e in events if e.timestamp <= at]
-        state = replay(upto or events[:1])
+        if loaded is None:
+            loaded = self.loaded(client_id)
+            if loaded is None:
+                raise NotFound("client not found")
+        current = loaded.client
+        if current.modified_on <= at:
+            state, read = current, loaded.events
+        else:
+            found = self.folds.fold(client_id, at)
+            state, read = found.state, found.events
+            if state is None:  # ``at`` is before the buyer was registered
+                return fold(None, found.events[:1]), plain_dict(
+                    {
+                        "client_id": client_id,
+                        "at": at,
+                        "owner": no_owner(),
+                        "decided_by": None,
+                        "policy_version": None,
+                        "replayed_to_version": 0,
+                        "stream_version": current.version,
+                    }
+                )
         if not isinstance(state, Client):
             raise NotFound("client not found")
-        if not upto:
-            return state, plain_dict(
-                {
-                    "client_id": client_id,
-                    "at": at,
-                    "owner": no_owner(),
-                    "decided_by": None,
-                    "policy_version": None,
-                    "replayed_to_version": 0,
-                    "stream_version": events[-1].originator_version,
-                }
-            )
-        version = upto[-1].originator_version
         owner = state.ownership_at(at)
         decided_by = None
-        if owner["decided_by_version"] is not None:
-            erased = any(isinstance(e, Client.PersonalDataErased) for e in events)
-            decided_by = self.describe(
-                client_id, events[owner["decided_by_version"] - 1], reveal=reveal, erased=erased
-            )
+        if (number := owner["decided_by_version"]) is not None:
+            event = next((e for e in read if e.originator_version == number), None)
+            if event is None:  # under the snapshot: one event, read through the check
+                event = next(iter(self.uow.store.events.get(client_id, gt=number - 1, lte=number)))
+            decided_by = self.describe(client_id, event, reveal=reveal, erased=current.erased)
         return state, plain_dict(
             {
                 "client_id": client_id,
@@ -242,18 +286,10 @@ class Clients:
                 "owner": owner,
                 "decided_by": decided_by,
                 "policy_version": owner["policy_version"],
-                "replayed_to_version": version,
-                "stream_version": events[-1].originator_version,
+                "replayed_to_version": state.version,
+                "stream_version": current.version,
             }
         )
-
-
-def replay(events: list[Any]) -> Any:
-    """Fold events into their aggregate, as the library's repository does for a load."""
-    state = None
-    for event in events:
-        state = event.mutate(state)
-    return state
 
 
 def plain_dict(value: dict[str, Any]) -> dict[str, Any]:

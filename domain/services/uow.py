@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -140,7 +140,9 @@ class UnitOfWork:
 
     def find(self, cls: type[A], aggregate_id: uuid.UUID, version: int | None = None) -> A | None:
         try:
-            aggregate: Aggregate = self.store.repository.get(aggregate_id, version=version)
+            aggregate: Aggregate = self.store.repository.get(
+                aggregate_id, version=version, projector_func=fold
+            )
         except AggregateNotFoundError:
             return None
         if not isinstance(aggregate, cls):
@@ -161,3 +163,12 @@ class UnitOfWork:
 
     def ping(self) -> None:
         self.store.recorder.max_notification_id()
+
+
+def fold(state: Any, events: Iterable[Any]) -> Any:
+    """Each event's ``mutate`` in turn, as the library's ``project_aggregate`` does but
+    without its per-event ``isinstance`` against a runtime ``Protocol`` (an assert that
+    was a quarter of a 1,000-event load's CPU, issue 15)."""
+    for event in events:
+        state = event.mutate(state)
+    return state
