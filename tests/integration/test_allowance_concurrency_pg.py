@@ -22,6 +22,7 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.allowance import DISCLOSURE, IMPORT, LOOKUP, Allowance, allowance_id, window_of
 from domain.client import Client
+from tests.conftest import PG_WAIT
 from tests.http.conftest import Api, make_api
 
 pytestmark = pytest.mark.postgres
@@ -37,6 +38,7 @@ def pg_http(pg_url: str, tmp_path: Path) -> Iterator[Api]:
         tmp_path,
         {
             "YINGKE_DATABASE_URL": pg_url,
+            "YINGKE_PG_CONNECT_TIMEOUT": PG_WAIT,
             "YINGKE_PG_POOL_SIZE": "20",
             "YINGKE_DISCLOSURES_PER_DAY": str(CAP),
             "YINGKE_LOOKUPS_PER_HOUR": str(CAP),

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
-from tests.conftest import TEST_ADMIN_KEY, TEST_SECRET
+from tests.conftest import PG_WAIT, TEST_ADMIN_KEY, TEST_SECRET
 from tests.integrity.conftest import _pg_database
 from tests.support import wait_until
 from yingke.bootstrap import Container, build, conninfo, migrate
@@ -33,6 +33,7 @@ def pg_settings(tmp_path: Path) -> Iterator[Settings]:
             {
                 "YINGKE_DATA_DIR": str(tmp_path),
                 "YINGKE_DATABASE_URL": url,
+                "YINGKE_PG_CONNECT_TIMEOUT": PG_WAIT,
                 "YINGKE_SECRET": TEST_SECRET,
                 "YINGKE_ADMIN_KEY": TEST_ADMIN_KEY,
             }

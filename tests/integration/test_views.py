@@ -62,6 +62,7 @@ from projections.runtime import (
     rebuild,
     set_position,
 )
+from tests.conftest import PG_WAIT
 from tests.integration.views_scenario import (
     CONSULTANTS,
     OTHER_PROJECT,
@@ -98,6 +99,7 @@ def views_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[S
         settings = load_settings(
             {
                 "YINGKE_DATABASE_URL": f"{server}/{name}",
+                "YINGKE_PG_CONNECT_TIMEOUT": PG_WAIT,
                 "YINGKE_DATA_DIR": str(tmp_path),
                 "YINGKE_SECRET": SECRET,
                 "YINGKE_ADMIN_KEY": ADMIN_KEY,

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import PG_ADMIN_URL, PG_SERVER_URL, TEST_ADMIN_KEY, TEST_SECRET
+from tests.conftest import PG_ADMIN_URL, PG_SERVER_URL, PG_WAIT, TEST_ADMIN_KEY, TEST_SECRET
 from tests.support import FakeClock
 from yingke.bootstrap import Container, build, migrate
 from yingke.settings import Settings, load_settings
@@ -75,6 +75,7 @@ def store(backend: str, tmp_path: Path) -> Iterator[Store]:
             {
                 **env,
                 "YINGKE_DATABASE_URL": url,
+                "YINGKE_PG_CONNECT_TIMEOUT": PG_WAIT,
                 "YINGKE_SECRET": TEST_SECRET,
                 "YINGKE_ADMIN_KEY": TEST_ADMIN_KEY,
                 "YINGKE_KEK_RETIRE_DELAY": "0",

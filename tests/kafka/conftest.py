@@ -23,6 +23,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from consumers.broker import ensure_topics
 from domain.ports import Clock
+from tests.conftest import PG_WAIT
 from tests.support import FakeClock
 from yingke.bootstrap import Container, build, migrate
 from yingke.settings import Settings, load_settings
@@ -109,6 +110,7 @@ def kafka_settings(url: str, data_dir: Path, bootstrap: str, topic: str) -> Sett
     return load_settings(
         {
             "YINGKE_DATABASE_URL": url,
+            "YINGKE_PG_CONNECT_TIMEOUT": PG_WAIT,
             "YINGKE_DATA_DIR": str(data_dir),
             "YINGKE_SECRET": SECRET,
             "YINGKE_ADMIN_KEY": ADMIN_KEY,
