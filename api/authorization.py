@@ -241,6 +241,9 @@ SEES_DISCLOSURES: tuple[Role, ...] = ("manager", "auditor", "admin")  # ContactD
 # other roles the ``evidence`` entry allows see it only as a party to a dispute.
 SEES_WHOLE_BUNDLE: tuple[Role, ...] = ("auditor", "admin", "manager")
 SEES_WHOLE_DISPUTE: tuple[Role, ...] = ("supervisor", "manager", "auditor", "service", "admin")
+# The worker loops' error text and process identity (host:pid) in /v1/views/status: a
+# driver's or broker's error can carry addresses and ids, not for channels or sales staff.
+SEES_LOOP_DETAIL: tuple[Role, ...] = ("admin", "auditor", "manager")
 # These roles act only as themselves: a consultant for itself, a channel agent as itself
 # for its own partner. The others may file for someone (a manager for a consultant).
 ACTS_AS_ITSELF: tuple[Role, ...] = ("consultant", "channel_agent")

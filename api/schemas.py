@@ -372,7 +372,11 @@ class HistoryEvent(BaseModel):
 
 
 class IntegrityOut(BaseModel):
-    verified: bool = Field(description="Every event of the stream matched its hash chain")
+    verified: bool = Field(
+        description="The events read matched their hash chain (under a snapshot: its seal"
+        " and the chain hash at its version; the events beneath re-checked at least once a"
+        " minute per process)"
+    )
     head_hash: str | None = Field(description="SHA-256 chain hash of the stream's last event")
     version: int
 
@@ -770,9 +774,14 @@ class LoopState(BaseModel):
 
     loop: str = Field(description="views, deadlines, notify, relay, consume-views, …")
     last_success: AwareDatetime | None = Field(description="When its last step succeeded")
-    last_error: str | None = Field(description="The error of its last step, if that failed")
+    last_error: str | None = Field(
+        description="The error of its last step, if that failed (admin, auditor, manager;"
+        " others read `failed`)"
+    )
     process: str | None = Field(
-        default=None, description="Which process runs it: host:pid (a container's hostname)"
+        default=None,
+        description="Which process runs it: host:pid, a container's hostname (admin, auditor,"
+        " manager; null for others)",
     )
     started_at: AwareDatetime | None = Field(default=None, description="Its first step")
     last_error_at: AwareDatetime | None = Field(default=None, description="Its last failure")

@@ -86,13 +86,9 @@ class GroupWriter:
         self.batches = 0
         self.requests = 0
 
-    def submit(self, events: Sequence[StoredEvent]) -> Sequence[int]:
-        request = self.submit_request(events)
-        assert request.ids is not None
-        return request.ids
-
     def submit_request(self, events: Sequence[StoredEvent]) -> Request:
-        """As ``submit``, answering the committed request (its ids and chain hashes)."""
+        """Queue ``events`` for the next batch; answer once it committed (the request
+        holds the notification ids and chain hashes), or raise what refused it."""
         request = Request(events)
         with self._cond:
             if self._closed:

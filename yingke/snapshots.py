@@ -35,12 +35,14 @@ import hmac
 import logging
 import pickle
 import struct
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +73,10 @@ _REPLACE_OTHER_CODE = (
 
 
 def _fingerprint() -> str:
-    """The domain code a snapshot's state was pickled from."""
+    """The code a snapshot's state was pickled from: the domain's modules, and the
+    library and interpreter whose objects the pickle also holds (the aggregate base)."""
     digest = hashlib.sha256()
+    digest.update(f"{package_version('eventsourcing')}|{sys.version_info[:2]}".encode())
     root = Path(domain.__file__).parent
     for path in sorted(root.rglob("*.py")):
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
@@ -112,6 +116,7 @@ class Snapshots:
         self._lock = threading.Lock()
         self._present: bool | None = None  # the table exists (a store not yet migrated)
         self.taken = 0  # snapshots this process wrote (for tests and the bench)
+        self.failures = 0  # snapshot writes that failed (the reads still answered)
         self.used = 0  # folds that started from a snapshot
 
     # ------------------------------------------------------------------ reading
@@ -139,10 +144,18 @@ class Snapshots:
                 continue
             state = event.mutate(state)
             folded.append(event)
-            if event.originator_version % self.interval == 0:
+            if self._present and event.originator_version % self.interval == 0:
                 due.append((event.originator_version, micros(event.timestamp), pickle.dumps(state)))
-        if due and self._present:
-            self._take(stream, due)
+        if due:
+            try:
+                self._take(stream, due)
+            except Exception as exc:
+                # A snapshot is a cache of what was just folded; a busy writer, a full disk
+                # or a read-only role must not turn a good read into a 500.
+                self.failures += 1
+                logging.getLogger("yingke").warning(
+                    "snapshot of %s not taken: %s: %s", stream, type(exc).__name__, exc
+                )
         return Folded(state, events, folded, base)
 
     def _latest(self, stream: uuid.UUID, until: int | None) -> tuple[_Row | None, int | None]:

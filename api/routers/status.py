@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from api.authorization import SEES_LOOP_DETAIL
 from api.deps import CallerDep, get_container
 from api.schemas import ViewsStatus
 from yingke import loop_status
@@ -37,8 +38,15 @@ def views_status(request: Request, caller: CallerDep) -> dict[str, Any]:
             {"view": name, "position": pos, "lag": behind} for name, (pos, behind) in lag.items()
         ],
         "deadlines_fired": dict(container.deadlines.fired),
-        "loops": _loops(container),
+        "loops": [_shown(row, caller.role in SEES_LOOP_DETAIL) for row in _loops(container)],
     }
+
+
+def _shown(row: dict[str, Any], detail: bool) -> dict[str, Any]:
+    """Others learn that a loop failed, not what its error said nor where it runs."""
+    if detail:
+        return row
+    return {**row, "process": None, "last_error": "failed" if row.get("last_error") else None}
 
 
 def _loops(container: Any) -> list[dict[str, Any]]:

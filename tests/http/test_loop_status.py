@@ -64,6 +64,16 @@ def test_a_failing_step_shows_its_error_in_the_status_and_the_metrics_until_it_r
     assert shown["last_error_at"] and shown["last_success"] is None
     assert shown["errors"] >= 1 and shown["runs"] == 0
     assert shown["process"] == loop_status.process_identity() and shown["stale"] is False
+    # A channel (or a consultant) learns that the loop fails, not the driver's words or
+    # which host runs it.
+    _, agent = api.principal("channel_agent", [api.project], partner_id="p-status")
+    _, consultant = api.principal("consultant", [api.project])
+    for outsider in (agent, consultant):
+        seen = api.client.get("/v1/views/status", headers=outsider)
+        assert seen.status_code == 200, seen.text
+        told = _loop(seen.json()["loops"], "probe")
+        assert told is not None and told["last_error"] == "failed" and told["process"] is None
+        assert "broker said" not in seen.text and loop_status.process_identity() not in seen.text
     metrics = api.client.get("/metrics").text
     labels = f'loop="probe",process="{loop_status.process_identity()}"'
     assert f"yingke_loop_status_failing{{{labels}}} 1.0" in metrics
