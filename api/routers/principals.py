@@ -43,7 +43,9 @@ def register_principal(
 
 
 COLUMNS: tuple[str, ...] = ("id", "display_name", "role", "partner_id", "project_ids")
-COLUMNS += ("team_id", "wecom_user_id", "notify_webhook", "revoked", "created_at")
+COLUMNS += ("team_id", "wecom_user_id", "revoked", "created_at")
+# A personal webhook's URL carries its key: shown to admins in JSON, never written into a
+# file that is mailed around.
 
 
 @router.get("", response_model=PrincipalPage, dependencies=[FreshDep])
@@ -77,7 +79,9 @@ def list_principals(
             "revoked": bool(row["revoked"]),
             "created_at": row["registered_at"],
         }
-        if caller.role == "admin":
+        if tab.fmt is not None:
+            del out["notify_webhook"]  # see COLUMNS
+        elif caller.role == "admin":
             principal = container.principals.principal(row["principal_id"])
             if principal is not None:
                 out["notify_webhook"] = principal.notify_webhook

@@ -420,6 +420,19 @@ def test_the_staff_directory_downloads_scoped_like_its_json(api: Api) -> None:
     sheet = openpyxl.load_workbook(io.BytesIO(as_xlsx.content), read_only=True).worksheets[0]
     assert len(list(sheet.iter_rows(values_only=True))) == len(ids) + 1
 
+    # A personal webhook's URL carries its key: the admin reads it in JSON, but it is
+    # never written into a file.
+    hook = "https://hooks.example.com/yk?key=secret-in-url"
+    changed = api.client.patch(
+        f"/v1/principals/{c1}", json={"notify_webhook": hook}, headers=api.admin
+    )
+    assert changed.status_code == 200, changed.text
+    shown = api.client.get("/v1/principals", params=after(changed), headers=api.admin).json()
+    assert hook in {item["notify_webhook"] for item in shown["items"]}
+    for accept in ("text/csv", XLSX):
+        exported = api.client.get("/v1/principals", headers={**api.admin, "Accept": accept})
+        assert exported.status_code == 200 and b"secret-in-url" not in exported.content
+
 
 def test_the_cli_exports_every_view_it_names(
     api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
