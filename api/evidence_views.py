@@ -18,6 +18,7 @@ from fastapi import HTTPException
 from api.authorization import SEES_DISCLOSURES, SEES_WHOLE_BUNDLE
 from api.deps import Caller
 from api.dispute_views import for_caller
+from yingke.evidence import WITHHELD_FROM_PARTIES
 
 # Fields that name a person, a channel or a report: redacted unless the caller's own.
 _IDENTITY = re.compile(r"(consultant|partner|agent|claimant|manager)_id$|^report_id$|_by$")
@@ -70,7 +71,7 @@ def _party_view(bundle: dict[str, Any], caller: Caller, own: set[str]) -> dict[s
     timeline = []
     withheld = []  # declared, so `yingke verify --bundle` tells a gap it may accept
     for entry in bundle["timeline"]:
-        if entry["type"] == "ContactDisclosed" and caller.role not in SEES_DISCLOSURES:
+        if entry["type"] in WITHHELD_FROM_PARTIES and caller.role not in SEES_DISCLOSURES:
             withheld.append(entry["version"])
             continue
         data = _redact(entry["data"], mine)

@@ -230,7 +230,8 @@ def verify(
         Path | None,
         typer.Option(
             help="An evidence bundle (证据包) as downloaded, PDF or JSON: check that the "
-            "hashes and checkpoint it prints are those of the verified store"
+            "chain entries, events (type, version, time), withheld versions' kinds and "
+            "checkpoint it prints are those of the verified store"
         ),
     ] = None,
 ) -> None:
@@ -256,7 +257,7 @@ def verify(
         if bundle is not None:
             # After the store verified: the bundle's hashes are checked against rows that
             # were just recomputed, not merely against what the table says.
-            matched = check_bundle(container.store.recorder, container.key_dir, read_bundle(bundle))
+            matched = check_bundle(container.store, container.key_dir, read_bundle(bundle))
             print(f"bundle {bundle.name}: {matched}", flush=True)
     except ChainBroken as broken:
         print(

@@ -26,6 +26,9 @@ from yingke.bootstrap import Container
 from yingke.chain import ChainRow, checkpoint_message, seal, stream_links
 
 BUNDLE_VERSION = 1
+# The kinds of event a party's view leaves out of its bundle (api.evidence_views), and so
+# the only kinds `yingke verify --bundle` accepts as a declared gap.
+WITHHELD_FROM_PARTIES = frozenset({"ContactDisclosed"})
 
 # What an ownership decision is judged on; a change in any of these is a new decision.
 _OWNER_FIELDS = ("status", "consultant_id", "partner_id", "report_id", "basis")
@@ -174,9 +177,13 @@ def verification() -> dict[str, Any]:
         "command": "yingke verify --bundle <本文件>",
         "steps": [
             "在服务器上运行 `yingke verify --bundle <本证据包的 PDF 或 JSON 文件>`：先重新计算"
-            "每条事件的哈希链、日志链与每个签名检查点，再逐条核对本证据包印出的 position、hash、"
-            "prev 正是经重新计算确认的链上记录（版本 1 至 n，无遗漏），并用密钥目录验证检查点签名；"
-            "退出码 0 表示一致，1 表示不一致并指出首个不符之处。",
+            "每条事件的哈希链、日志链与每个签名检查点，再逐条核对：本证据包印出的 position、hash、"
+            "prev 正是经重新计算确认的链上记录；每条事件所列的类型、版本与时间正是库中该位置所存"
+            "事件解码后的类型、版本与时间；版本 1 至 n 无遗漏，仅本视图声明未列出的版本除外，且"
+            "每个未列出的版本在库中确为当事方视图可省略的类型（ContactDisclosed）；并用密钥目录"
+            "验证检查点签名。退出码 0 表示一致，1 表示不一致并指出首个不符之处。"
+            "不核对的内容：事件内容、判定、报备与争议等文字是服务器对上述事件的呈现，"
+            "由这些事件推出，但此命令不逐字比对。",
             "用 GET /v1/receipts/keys 公布的 Ed25519 公钥（按 key_id 查找）验证检查点签名："
             "签名对象为 message 字段（十六进制）= b'yingke-checkpoint-v1' ‖ 位置(8 字节大端) "
             "‖ log_hash。",

@@ -165,3 +165,55 @@ def test_a_party_bundle_without_the_contact_disclosures_still_verifies(
     as_json.write_text(json.dumps(body))
     refused = _verify(api, as_json)
     assert refused.returncode == 1 and f"version {withheld}" in refused.stdout
+
+
+def test_a_bundle_with_an_event_retyped_or_retimed_is_refused(api: Api, tmp_path: Path) -> None:
+    """The hashes are not all it checks: each printed event's type, version and time are
+    those of the stored event at its position, in the JSON and on the PDF alike."""
+    d = disputed_buyer(api)
+    bundle = _fetch(api, d.client_id)
+    entry = bundle["timeline"][2]
+    position = entry["chain"]["position"]
+
+    retyped = json.loads(json.dumps(bundle))
+    retyped["timeline"][2]["type"] = (
+        "ReportRejected" if entry["type"] != "ReportRejected" else ("ReportFiled")
+    )
+    as_json = tmp_path / "retyped.json"
+    as_json.write_text(json.dumps(retyped))
+    done = _verify(api, as_json)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"BUNDLE: version 3 position {position}: the bundle prints type" in done.stdout
+
+    retimed = json.loads(json.dumps(bundle))
+    retimed["timeline"][2]["occurred_at"] = "2020-01-01T00:00:00+00:00"
+    as_pdf = tmp_path / "retimed.pdf"
+    as_pdf.write_bytes(evidence_pdf.render(retimed))
+    done = _verify(api, as_pdf)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"BUNDLE: version 3 position {position}: the bundle prints time" in done.stdout
+
+
+def test_an_unfavourable_event_declared_withheld_is_refused(api: Api, tmp_path: Path) -> None:
+    """Only a kind a party's view may leave out (ContactDisclosed) passes as withheld: a
+    party deleting an event it dislikes and listing its version as withheld is caught."""
+    d = disputed_buyer(api)
+    response = api.client.get(f"/v1/clients/{d.client_id}/evidence", headers=d.partner_b)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    dropped = body["timeline"][2]
+    assert dropped["type"] != "ContactDisclosed"
+    del body["timeline"][2]
+    body["withheld_versions"] = sorted([*body["withheld_versions"], dropped["version"]])
+
+    as_json = tmp_path / "party.json"
+    as_json.write_text(json.dumps(body))
+    as_pdf = tmp_path / "party.pdf"
+    as_pdf.write_bytes(evidence_pdf.render(body))
+    for path in (as_json, as_pdf):
+        done = _verify(api, path)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert (
+            f"BUNDLE: version {dropped['version']} is declared withheld but is a "
+            f"{dropped['type']}" in done.stdout
+        )
