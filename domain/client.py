@@ -152,6 +152,9 @@ class Client(ClientMigration, PublicPool, Disputes):
         self.phone_hash = phone_hash
         self.pii = pii
         self.erased = False
+        # A buyer erased and brought back (ClientMigrated): the last version whose text
+        # stays [erased]; 0 when never brought back. See ``text_erased``.
+        self.erased_through = 0
         self.passed_over: set[str] = set()
 
     @classmethod
@@ -250,6 +253,11 @@ class Client(ClientMigration, PublicPool, Disputes):
             **trace,
         )
         self.start_schedule(policy, at, trace)
+
+    def text_erased(self, version: int) -> bool:
+        """Whether the personal text of the event at ``version`` is gone: every event's
+        while the buyer is erased; once brought back, those up to the last erasure."""
+        return self.erased or version <= self.erased_through
 
     def erase(self, at: datetime, trace: dict[str, Any]) -> None:
         if not self.erased:

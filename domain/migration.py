@@ -103,6 +103,10 @@ class SheetRow:
 
 
 class ClientMigration(Protection):
+    # Kept by the Client (its erasure): an erased buyer's return ends it.
+    erased: bool
+    erased_through: int
+
     class ClientMigrated(Aggregate.Event):
         """The buyer came from the office's register; dates are the sheet's own."""
 
@@ -118,6 +122,15 @@ class ClientMigration(Protection):
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, ClientMigration)
             aggregate.migration_fingerprint = self.fingerprint
+            if getattr(aggregate, "erased", False):
+                # An erased buyer comes back (ADR 0005): new data is readable again, what
+                # came before stays erased. The boundary, not a flag: text of events at or
+                # before it reads [erased] (their tokens no longer open in any case), and
+                # the old demand profile and its source_detail are dropped from state.
+                aggregate.erased = False
+                aggregate.erased_through = self.originator_version - 1
+                aggregate.profile = {}
+                aggregate.sealed_texts.pop("source_detail", None)
             if self.grade is not None:
                 aggregate.grade = self.grade
             if self.profile:

@@ -79,8 +79,9 @@ def build_bundle(
     owners: list[dict[str, Any]] = []
     for event in events:
         state = event.mutate(state)
-        entry = app.clients.describe(client_id, event, reveal=reveal, erased=erased)
-        if erased and "phone_masked" in entry["data"]:
+        gone = current.text_erased(event.originator_version)  # a returned buyer's old text
+        entry = app.clients.describe(client_id, event, reveal=reveal, erased=gone)
+        if gone and "phone_masked" in entry["data"]:
             entry["data"]["phone_masked"] = ERASED_PHONE_MASK
         entry["request_id"] = entry.pop("correlation_id")
         entry["chain"] = _link(links.get(event.originator_version))

@@ -63,8 +63,7 @@ def history(client_id: uuid.UUID, app: AppDep, guard: GuardDep) -> dict[str, Any
         if events
         else integrity(app, client_id)
     )
-    if client.erased:
-        _forget_masks(*(e["data"] for e in events))
+    _forget_masks(*(e["data"] for e in events if client.text_erased(e["version"])))
     if guard.caller.role not in SEES_DISCLOSURES:
         events = [e for e in events if e["type"] != "ContactDisclosed"]
     return {"client_id": str(client_id), "events": events, "integrity": checked}

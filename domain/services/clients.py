@@ -190,7 +190,12 @@ class Clients:
             client = fold(None, events)
             if not isinstance(client, Client):
                 raise NotFound("client not found")
-        return [self.describe(client.id, e, reveal=reveal, erased=client.erased) for e in events]
+        return [
+            self.describe(
+                client.id, e, reveal=reveal, erased=client.text_erased(e.originator_version)
+            )
+            for e in events
+        ]
 
     def profile(self, client: Client) -> dict[str, Any]:
         """The demand profile with its free-text source_detail opened (for a reader)."""
@@ -278,7 +283,9 @@ class Clients:
             event = next((e for e in read if e.originator_version == number), None)
             if event is None:  # under the snapshot: one event, read through the check
                 event = next(iter(self.uow.store.events.get(client_id, gt=number - 1, lte=number)))
-            decided_by = self.describe(client_id, event, reveal=reveal, erased=current.erased)
+            decided_by = self.describe(
+                client_id, event, reveal=reveal, erased=current.text_erased(number)
+            )
         return state, plain_dict(
             {
                 "client_id": client_id,

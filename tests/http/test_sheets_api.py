@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -530,6 +531,62 @@ def test_an_import_treats_an_erased_buyer_s_number_as_unknown(api: Api) -> None:
     rerun = post(api, path, manager, body, "text/csv")
     assert rerun.status_code == 200, rerun.text
     assert rerun.json()["unchanged"] == 3
+
+
+def test_an_erased_buyer_brought_back_by_an_import_is_a_buyer_again(api: Api) -> None:
+    """The attack (issue 10 review): erase a buyer, import the number again. The buyer
+    came back half-erased: no name, ``[erased]`` districts, ``personal_data_erased``
+    (telling the importer the buyer was here), and a second erasure destroyed nothing,
+    recorded nothing and kept the row's fingerprint (a re-import answered ``unchanged``)."""
+    manager, c1, c1_keys, _, _ = setup_office(api)
+    path = f"/v1/projects/{api.project}/clients:import"
+    phone = "15811117777"
+    walk_in = {"project_id": api.project, "phone": phone, "consultant_id": c1}
+    came = api.client.post("/v1/visits", json={**walk_in, "client_name": "钱七"}, headers=manager)
+    assert came.status_code == 201, came.text
+    client_id = came.json()["client_id"]
+    profile = f"/v1/clients/{client_id}/profile"
+    old = api.client.put(profile, json={"districts": ["旧区域"]}, headers=c1_keys)
+    assert old.status_code < 300, old.text
+    erased = api.client.post(f"/v1/clients/{client_id}/erasure", headers=api.admin)
+    assert erased.status_code == 200, erased.text
+
+    body = csv_register([phone], c1, name="孙八")
+    back = post(api, path, manager, body, "text/csv")
+    assert back.status_code == 200, back.text
+    assert back.json()["new"] == 1
+    new = api.client.put(profile, json={"districts": ["新区域"]}, headers=c1_keys)
+    assert new.status_code < 300, new.text
+
+    summary = api.client.get(f"/v1/clients/{client_id}", headers=manager)
+    assert summary.status_code == 200, summary.text
+    assert summary.json()["personal_data_erased"] is False
+    assert summary.json()["profile"]["districts"] == ["新区域"]
+    client = api.container.clients.client(uuid.UUID(client_id))
+    assert api.container.clients.buyer_name(client) == "孙八0"
+    history = api.client.get(f"/v1/clients/{client_id}/history", headers=manager)
+    assert history.status_code == 200, history.text
+    events = history.json()["events"]
+    assert "钱七" not in history.text and "旧区域" not in history.text
+    profiles = [e["data"]["profile"] for e in events if e["type"] == "ProfileUpdated"]
+    assert [p["districts"] for p in profiles] == ["[erased]", ["新区域"]]
+    visit = next(e for e in events if e["type"] == "ClientVisited")
+    assert visit["data"]["personal_data"] == "erased"
+    assert visit["data"].get("phone_masked") in (None, "***********")
+
+    again = api.client.post(f"/v1/clients/{client_id}/erasure", headers=api.admin)
+    assert again.status_code == 200, again.text
+    kinds = [type(e).__name__ for e in api.container.clients.uow.events(uuid.UUID(client_id))]
+    assert kinds.count("PersonalDataErased") == 2
+    client = api.container.clients.client(uuid.UUID(client_id))
+    assert client.erased and client.migration_fingerprint is None
+    assert api.container.clients.buyer_name(client) is None
+    gone = api.client.get(f"/v1/clients/{client_id}", headers=manager)
+    assert gone.json()["personal_data_erased"] is True
+    assert "新区域" not in gone.text and "孙八" not in gone.text
+    rerun = post(api, f"{path}?dry_run=true", manager, body, "text/csv")
+    assert rerun.status_code == 200, rerun.text
+    assert [r["status"] for r in rerun.json()["results"]] == ["new"]
 
 
 def test_an_import_counts_and_records_every_buyer_it_finds_already_here(capped: Api) -> None:
