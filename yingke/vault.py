@@ -271,11 +271,19 @@ class Vault:
     def _wrap(self, name: str, raw: bytes, current: tuple[int, AESGCM] | None = None) -> bytes:
         """``current``: the epoch and KEK to wrap with, when the caller wraps many keys
         (reading the key directory once per key would dominate an import)."""
-        if current is None:
+        deadline = time.monotonic() + 10
+        while current is None:
             epoch = self._keys.current_epoch()
             found = self._kek(epoch)
-            assert found is not None
-            current = (epoch, found)
+            if found is not None:
+                current = (epoch, found)
+            elif time.monotonic() > deadline:
+                raise RuntimeError(f"KEK epoch {epoch} is listed but cannot be read")
+            else:
+                # A rotation (perhaps in another process) destroyed this epoch between
+                # listing it and reading it, or its new file is still being written: the
+                # next listing names the epoch that replaced it.
+                time.sleep(0.005)
         epoch, kek = current
         nonce = os.urandom(12)
         head = MAGIC + struct.pack(">I", epoch)

@@ -10,6 +10,7 @@ import json
 import threading
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -171,12 +172,22 @@ def test_rotation_with_writers_running_loses_no_key(store: Store) -> None:
         stop = threading.Event()
         filed: list[uuid.UUID] = []
 
+        failed: list[BaseException] = []
+
         def writer() -> None:
             n = 0
-            while not stop.is_set():
-                body = file_report(app, "proj-r", "ch-1", f"1370000{n:04d}")
-                filed.append(uuid.UUID(body["client_id"]))
-                n += 1
+            try:
+                while not stop.is_set():
+                    body = file_report(app, "proj-r", "ch-1", f"1370000{n:04d}")
+                    filed.append(uuid.UUID(body["client_id"]))
+                    n += 1
+            except BaseException as exc:  # a report refused mid-rotation is the bug
+                failed.append(exc)
+
+        def filed_beyond(count: int) -> bool:
+            if failed:
+                raise AssertionError(f"a report failed during rotation: {failed[0]!r}")
+            return len(filed) >= count
 
         thread = threading.Thread(target=writer)
         thread.start()
@@ -184,12 +195,12 @@ def test_rotation_with_writers_running_loses_no_key(store: Store) -> None:
         try:
             for _ in range(3):
                 # Reports land between rotations, counted rather than timed.
-                wanted = len(filed) + 2
-                wait_until(lambda: len(filed) >= wanted, 120, "two more reports")  # noqa: B023
+                wait_until(partial(filed_beyond, len(filed) + 2), 120, "two more reports")
                 epochs.append(vault.rotate())
         finally:
             stop.set()
             thread.join()
+        assert failed == [], "a report failed during rotation"
         assert store.container.key_dir.epochs() == [epochs[-1]]
         assert len(filed) > 3
         for client_id in filed:
