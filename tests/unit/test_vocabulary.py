@@ -145,8 +145,8 @@ ROLES = vocabulary.ROLES
 API_ROLE_LISTS = ("api/authorization.py", "api/deps.py")
 
 
-def role_lists(folder: str) -> list[tuple[str, int, frozenset[str]]]:
-    """Every tuple, list or set of two or more role names written out under ``folder``."""
+def word_lists(folder: str) -> list[tuple[str, int, frozenset[str]]]:
+    """Every tuple, list or set of two or more strings written out under ``folder``."""
     found = []
     for path in sorted((ROOT / folder).rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -156,9 +156,14 @@ def role_lists(folder: str) -> list[tuple[str, int, frozenset[str]]]:
                     for e in node.elts
                     if isinstance(e, ast.Constant) and isinstance(e.value, str)
                 ]
-                if len(words) > 1 and len(words) == len(node.elts) and set(words) <= set(ROLES):
+                if len(words) > 1 and len(words) == len(node.elts):
                     found.append((str(path.relative_to(ROOT)), node.lineno, frozenset(words)))
     return found
+
+
+def role_lists(folder: str) -> list[tuple[str, int, frozenset[str]]]:
+    """Every written-out list of two or more role names under ``folder``."""
+    return [found for found in word_lists(folder) if found[2] <= set(ROLES)]
 
 
 def test_the_api_lists_roles_only_in_the_authorization_table() -> None:
@@ -193,19 +198,10 @@ def test_the_read_side_uses_the_domains_named_word_lists() -> None:
                 named.setdefault(frozenset(value), f"{info.name}.{name}")
     copies = []
     for folder in ("api", "projections", "yingke", "consumers"):
-        for path in sorted((ROOT / folder).rglob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                if isinstance(node, ast.Tuple | ast.List | ast.Set):
-                    words = [
-                        e.value
-                        for e in node.elts
-                        if isinstance(e, ast.Constant) and isinstance(e.value, str)
-                    ]
-                    if len(words) > 1 and len(words) == len(node.elts):
-                        found = named.get(frozenset(words))
-                        if found is not None:
-                            where = path.relative_to(ROOT)
-                            copies.append(f"{where}:{node.lineno} writes out {found}")
+        for where, line, words in word_lists(folder):
+            found = named.get(words)
+            if found is not None:
+                copies.append(f"{where}:{line} writes out {found}")
     assert copies == []
 
 
