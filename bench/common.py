@@ -10,10 +10,11 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -121,6 +122,26 @@ def process(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@contextmanager
+def yingke_serve(
+    env: Mapping[str, str],
+    workers: int | str = 1,
+    executable: str | None = None,
+    ready: str = "/readyz",
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``yingke serve`` on a free local port with ``env`` over this process's
+    environment; yields its base URL and process once ``ready`` answers 200.
+    ``executable``: another checkout's ``yingke`` (a before figure on the same data)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    program = [executable] if executable else [sys.executable, "-m", "yingke.cli"]
+    command = [*program, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--log-level", "warning", "--workers", str(workers)]
+    full = {**os.environ, **env}
+    with process(command, http_ready(base + ready), env=full, name="yingke serve") as proc:
+        yield base, proc
 
 
 # ------------------------------------------------------------- timing, tables

@@ -44,6 +44,7 @@ from bench.common import (
     print_table,
     process,
     scratch_database,
+    yingke_serve,
 )
 from bench.report_filing import PARTNERS, bench_settings, events_table, register_agents
 from yingke.bootstrap import migrate
@@ -224,28 +225,6 @@ def uvicorn_app(
         yield base
 
 
-@contextmanager
-def yingke_serve(env: dict[str, str], workers: int) -> Iterator[str]:
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "yingke.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--workers",
-        str(workers),
-    ]
-    base = f"http://127.0.0.1:{port}"
-    with process(command, http_ready(f"{base}/readyz"), env=env, name="yingke serve"):
-        yield base
-
-
 def head(dbname: str, table: str) -> int:
     with psycopg.connect(conninfo(dbname)) as conn:
         row = conn.execute(f"SELECT COALESCE(MAX(notification_id), 0) FROM {table}").fetchone()
@@ -305,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         table = events_table(dbname)
         # Few connections per process: the box's PostgreSQL is shared (max_connections).
         env = {**os.environ, **settings_env, "YINGKE_PG_POOL_SIZE": str(args.pool)}
-        with yingke_serve(env, args.workers) as base:
+        with yingke_serve(env, args.workers) as (base, _):
             keys = register_agents(base, settings.admin_key)
             run_wrk(base, lua("warm", keys, 5, 0.0), 3, args.connections, args.threads)
             for name, digit, share in (

@@ -47,14 +47,12 @@ from psycopg.types.json import Jsonb
 from bench.common import (
     conninfo,
     database_url,
-    free_port,
-    http_ready,
     idle_check,
     percentile,
     print_machine,
     print_table,
-    process,
     scratch_database,
+    yingke_serve,
 )
 from bench.rebuild_views import (
     CONSULTANTS_PER_PROJECT,
@@ -290,24 +288,6 @@ def explain(dbname: str, statements: list[tuple[str, tuple[Any, ...]]]) -> list[
     return out
 
 
-@contextmanager
-def server(env: dict[str, str], executable: str | None) -> Iterator[str]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    command = [
-        executable or os.path.join(os.path.dirname(sys.executable), "yingke"),
-        "serve",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--log-level",
-        "warning",
-    ]
-    with process(command, http_ready(base + "/healthz"), env=env, name="yingke serve"):
-        yield base
-
-
 # ----------------------------------------------------------------------- main
 
 
@@ -400,7 +380,7 @@ def measure(args: argparse.Namespace, dbname: str, container: Container, found: 
         for i in range(args.requests + 20)
     ]
     figures: list[Figure] = []
-    with server(env, args.yingke) as base:
+    with yingke_serve(env, 1, args.yingke, ready="/healthz") as (base, _):
         owner = httpx.Client(
             base_url=base,
             trust_env=False,

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import random
 import secrets
 import signal
@@ -52,13 +51,11 @@ from bench.common import (
     CpuSample,
     conninfo,
     database_url,
-    free_port,
-    http_ready,
     idle_check,
     percentile,
     print_machine,
-    process,
     scratch_database,
+    yingke_serve,
 )
 from domain.application import EventStore
 from domain.services.reports import Reports
@@ -418,31 +415,6 @@ class EventMark:
 # ----------------------------------------------------------------------- HTTP
 
 
-@contextmanager
-def server(settings_env: dict[str, str]) -> Iterator[tuple[str, int]]:
-    """``yingke serve`` in a subprocess; yields its base URL and pid; stops it after."""
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "yingke.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        # One process, as before --workers existed (bench.http_load measures several).
-        "--workers",
-        "1",
-    ]
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, **settings_env}
-    with process(command, http_ready(f"{base}/readyz"), env=env, name="the server") as proc:
-        yield base, proc.pid
-
-
 def register_agents(base: str, admin_key: str) -> dict[int, str]:
     keys: dict[int, str] = {}
     with httpx.Client(base_url=base, trust_env=False, timeout=30) as client:
@@ -633,7 +605,9 @@ def run_all(dbname: str, size: int, seed: int) -> list[Run]:
             report(run)
         meter.restore()
 
-        with server(settings_env) as (base, pid):
+        # One process, as before --workers existed (bench.http_load measures several).
+        with yingke_serve(settings_env, 1) as (base, proc):
+            pid = proc.pid
             keys = register_agents(base, settings.admin_key)
             workload, warmup = workloads("http-32")
             mark = EventMark(dbname, table)

@@ -27,15 +27,13 @@ from __future__ import annotations
 import argparse
 import heapq
 import itertools
-import os
 import queue
 import random
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -44,12 +42,10 @@ import psycopg
 from bench import common
 from bench.common import (
     conninfo,
-    free_port,
-    http_ready,
     percentile,
     print_machine,
-    process,
     scratch_database,
+    yingke_serve,
 )
 from bench.report_filing import (
     Filing,
@@ -128,36 +124,6 @@ class Watcher:
         self._stop.set()
         self._thread.join(timeout=5)
         self._conn.close()
-
-
-@contextmanager
-def server(settings_env: dict[str, str], workers: int, pool: int) -> Iterator[str]:
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "yingke.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--workers",
-        str(workers),
-    ]
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        **settings_env,
-        "YINGKE_WORKERS": "inprocess",
-        # The PostgreSQL server is shared: 3 processes with the default pools can ask
-        # for more connections than it has left.
-        "YINGKE_PG_POOL_SIZE": str(pool),
-    }
-    with process(command, http_ready(f"{base}/readyz"), env=env, name="the server"):
-        yield base
 
 
 def run_phase(
@@ -278,7 +244,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_machine(dbname)
             settings, env = bench_settings(dbname)
             migrate(settings)
-            with server(env, args.workers, args.pool) as base:
+            serving = {
+                **env,
+                "YINGKE_WORKERS": "inprocess",
+                # The PostgreSQL server is shared: 3 processes with the default pools can
+                # ask for more connections than it has left.
+                "YINGKE_PG_POOL_SIZE": str(args.pool),
+            }
+            with yingke_serve(serving, args.workers) as (base, _):
                 keys = register_agents(base, settings.admin_key)
                 watcher = Watcher(dbname, args.poll)
                 clients = [
