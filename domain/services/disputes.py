@@ -107,11 +107,25 @@ class Disputes:
         dispute = client.dispute(dispute_id)
         if not reveal:
             return DisputeView(client, dispute, self.clock())
-        clear: dict[str, Any] = {f"dispute:{dispute_id}": dispute.reason}
-        clear.update({f"ruling:{r['version']}": r.get("reason") for r in dispute.rulings})
+        # Each place with the version that wrote it: a buyer erased and brought back keeps
+        # the text up to the return erased, clear text stored before sealing included.
+        written: dict[str, tuple[Any, int]] = {
+            f"dispute:{dispute_id}": (dispute.reason, dispute.opened_version)
+        }
+        written.update(
+            {f"ruling:{r['version']}": (r.get("reason"), r["version"]) for r in dispute.rulings}
+        )
         if dispute.appeal is not None:
-            clear[f"appeal:{dispute_id}"] = dispute.appeal.get("reason")
-        texts = open_places(self.vault, client.id, client.sealed_texts, clear, erased=client.erased)
+            written[f"appeal:{dispute_id}"] = (
+                dispute.appeal.get("reason"),
+                dispute.appeal["version"],
+            )
+        texts: dict[str, Any] = {}
+        for place, (clear, version) in written.items():
+            erased = client.text_erased(version)
+            texts |= open_places(
+                self.vault, client.id, client.sealed_texts, {place: clear}, erased=erased
+            )
         return DisputeView(client, dispute, self.clock(), texts)
 
     def rule_dispute(
