@@ -101,27 +101,37 @@ class Disputes:
         locator = self.uow.get(DisputeLocator, dispute_locator_id(dispute_id), "dispute")
         return self.clients.client(locator.client_id)
 
-    def dispute(self, dispute_id: str, reveal: bool = False) -> DisputeView:
-        """The dispute; its free text opened when ``reveal``."""
+    def dispute(
+        self, dispute_id: str, reveal: bool = False, author: str | None = None
+    ) -> DisputeView:
+        """The dispute; its free text opened when ``reveal``, else only what ``author``
+        (a principal id) wrote."""
         client = self.dispute_client(dispute_id)
         dispute = client.dispute(dispute_id)
-        if not reveal:
+        if not reveal and author is None:
             return DisputeView(client, dispute, self.clock())
-        # Each place with the version that wrote it: a buyer erased and brought back keeps
-        # the text up to the return erased, clear text stored before sealing included.
-        written: dict[str, tuple[Any, int]] = {
-            f"dispute:{dispute_id}": (dispute.reason, dispute.opened_version)
+        # Each place with who wrote it and the version that did: a buyer erased and
+        # brought back keeps the text up to the return erased, clear text included.
+        written: dict[str, tuple[Any, dict[str, str], int]] = {
+            f"dispute:{dispute_id}": (dispute.reason, dispute.opened_by, dispute.opened_version)
         }
         written.update(
-            {f"ruling:{r['version']}": (r.get("reason"), r["version"]) for r in dispute.rulings}
+            {
+                f"ruling:{r['version']}": (r.get("reason"), r["ruled_by"], r["version"])
+                for r in dispute.rulings
+            }
         )
         if dispute.appeal is not None:
+            appeal = dispute.appeal
             written[f"appeal:{dispute_id}"] = (
-                dispute.appeal.get("reason"),
-                dispute.appeal["version"],
+                appeal.get("reason"),
+                appeal["appealed_by"],
+                appeal["version"],
             )
         texts: dict[str, Any] = {}
-        for place, (clear, version) in written.items():
+        for place, (clear, writer, version) in written.items():
+            if not reveal and writer.get("id") != author:
+                continue
             erased = client.text_erased(version)
             texts |= open_places(
                 self.vault, client.id, client.sealed_texts, {place: clear}, erased=erased
