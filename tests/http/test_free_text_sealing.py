@@ -290,6 +290,18 @@ def test_the_author_of_a_reason_reads_it_and_answers_store_it_sealed(api: Api) -
     assert [r["reason"] for r in shown["rulings"]] == [SEALED, "FINAL " + TEXT]
     timeline = [e["data"]["reason"] for e in bundle["timeline"] if e["type"] == "DisputeRuled"]
     assert timeline == [SEALED, "FINAL " + TEXT]
+    # The owner appealed: a party to the dispute, it reads its appeal and nothing else.
+    party = o.call("GET", dispute, o.owner).json()
+    assert party["appeal"]["reason"] == "APPEAL " + TEXT and party["reason"] is None
+    assert TYPED_NAME not in json.dumps([party["rulings"], party["claimant_id"]])
+    bundle = o.call("GET", f"/v1/clients/{client_id}/evidence", o.owner).json()
+    assert bundle["view"] == "party"
+    words = {e["type"]: e["data"]["reason"] for e in bundle["timeline"] if "Dispute" in e["type"]}
+    assert words == {
+        "DisputeOpened": None,
+        "DisputeRuled": None,
+        "DisputeAppealed": "APPEAL " + TEXT,
+    }
     for outsider in (o.finance, o.service, o.agent):
         response = api.client.get(dispute, headers=outsider)
         assert TYPED_NAME not in response.text, response.text
