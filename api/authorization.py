@@ -236,6 +236,11 @@ TABLE: dict[str, Access] = {
 # project's managers until it is claimed (api.access).
 SERVED_ONLY: frozenset[str] = frozenset({"contact", "follow_ups"})
 # Parts of an answer, not whole operations: who sees them inside what they may read.
+# Free text typed about a buyer (reasons, comments, source_detail; ADR 0045): opened for
+# the people serving the buyer and auditors, by relation as in TABLE; and every role
+# reads the words it wrote itself (api.free_text). Everyone else sees ``[sealed]``.
+READS_NOTES: dict[str, Relation] = {**SERVERS, "auditor": "any"}
+READS_OWN_WORDS: tuple[Role, ...] = ROLES
 SEES_DISCLOSURES: tuple[Role, ...] = ("manager", "auditor", "admin")  # ContactDisclosed
 # A buyer's evidence bundle whole (a manager's only within the manager's projects); the
 # other roles the ``evidence`` entry allows see it only as a party to a dispute.

@@ -3,7 +3,8 @@
 A party (the channel or the consultant who claims, or the consultant it is claimed
 from) sees its own claim, the status and the outcome, never the other side: no owner,
 partner, consultant or report of the competitor, and not the ruling's reasoning, which
-cites the other side's evidence. Staff who supervise or rule, and auditors, see all.
+cites the other side's evidence; an appeal only if the caller wrote it. Staff who
+supervise or rule, and auditors, see all.
 """
 
 from __future__ import annotations
@@ -43,4 +44,7 @@ def for_caller(dispute: dict[str, Any], caller: Caller) -> dict[str, Any]:
     ]
     appeal = dispute.get("appeal")
     out["appealed"] = appeal is not None
+    if appeal is not None and (appeal.get("appealed_by") or {}).get("id") == caller.id:
+        # Its author reads its own appeal (api.authorization.READS_OWN_WORDS).
+        out["appeal"] = {"reason": appeal.get("reason"), "appealed_at": appeal.get("appealed_at")}
     return out

@@ -78,9 +78,10 @@ def _party_view(bundle: dict[str, Any], caller: Caller, own: set[str]) -> dict[s
         if entry["type"] == "DisputeRuled":
             data["reason"] = None
         dispute = entry["data"].get("dispute_id")
+        wrote = (entry.get("actor") or {}).get("id") == caller.id  # its own words
         if dispute is not None and claimants.get(dispute) not in own and "reason" in data:
             # The other side's claim, and what a ruling on it moved, in its own words.
-            data["reason"] = None
+            data["reason"] = data["reason"] if wrote and entry["type"] != "DisputeRuled" else None
         timeline.append({**entry, "actor": _actor(entry.get("actor"), mine), "data": data})
     decisions = [{**d, "owner": _redact(d["owner"], mine)} for d in bundle["decisions"]]
     owner_at = {**bundle["owner_at"], "owner": _redact(bundle["owner_at"]["owner"], mine)}

@@ -177,6 +177,11 @@ PUBLIC: tuple[EventType, ...] = (
     _t(Client.ContactDisclosed, "A person serving the buyer was shown their full contact."),
     _t(Client.PersonalDataErased, "The buyer's personal data was erased (crypto-shredding)."),
     _t(
+        Client.BuyerReturned,
+        "An erased buyer came back (a report, a visit, the register): a buyer again, "
+        "with the masked phone; what came before the return stays erased.",
+    ),
+    _t(
         Client.ClientMigrated,
         "The buyer came from the office's register (客户迁移); dates are the sheet's own.",
         "fingerprint",

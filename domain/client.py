@@ -145,6 +145,19 @@ class Client(ClientMigration, PublicPool, Disputes):
             # not answer ``unchanged`` (which would tell the importer the buyer was here).
             aggregate.migration_fingerprint = None
 
+    class BuyerReturned(Aggregate.Event):
+        """An erased buyer came back: a report or a visit of their number, or a row of the
+        office's register. The number is sealed again, under a fresh key; the text of
+        every event before this one stays erased (``erased_through``)."""
+
+        phone_masked: str
+        pii: str
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Client)
+            aggregate.end_erasure(self.originator_version - 1)
+            aggregate.pii = self.pii
+
     def __init__(self, project_id: str, phone_masked: str, phone_hash: str, pii: str) -> None:
         super().__init__()
         self.project_id = project_id
@@ -152,7 +165,7 @@ class Client(ClientMigration, PublicPool, Disputes):
         self.phone_hash = phone_hash
         self.pii = pii
         self.erased = False
-        # A buyer erased and brought back (ClientMigrated): the last version whose text
+        # A buyer erased and brought back (BuyerReturned): the last version whose text
         # stays [erased]; 0 when never brought back. See ``text_erased``.
         self.erased_through = 0
         self.passed_over: set[str] = set()
@@ -258,6 +271,13 @@ class Client(ClientMigration, PublicPool, Disputes):
         """Whether the personal text of the event at ``version`` is gone: every event's
         while the buyer is erased; once brought back, those up to the last erasure."""
         return self.erased or version <= self.erased_through
+
+    def come_back(self, pii: str, at: datetime, trace: dict[str, Any]) -> None:
+        """An erased buyer's number is here again; ``pii``: it, sealed under a fresh key."""
+        if self.erased:
+            self.trigger_event(
+                self.BuyerReturned, phone_masked=self.phone_masked, pii=pii, timestamp=at, **trace
+            )
 
     def erase(self, at: datetime, trace: dict[str, Any]) -> None:
         if not self.erased:

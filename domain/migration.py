@@ -123,14 +123,8 @@ class ClientMigration(Protection):
             assert isinstance(aggregate, ClientMigration)
             aggregate.migration_fingerprint = self.fingerprint
             if getattr(aggregate, "erased", False):
-                # An erased buyer comes back (ADR 0005): new data is readable again, what
-                # came before stays erased. The boundary, not a flag: text of events at or
-                # before it reads [erased] (their tokens no longer open in any case), and
-                # the old demand profile and its source_detail are dropped from state.
-                aggregate.erased = False
-                aggregate.erased_through = self.originator_version - 1
-                aggregate.profile = {}
-                aggregate.sealed_texts.pop("source_detail", None)
+                # Streams written before Client.BuyerReturned: the row itself ended it.
+                aggregate.end_erasure(self.originator_version - 1)
             if self.grade is not None:
                 aggregate.grade = self.grade
             if self.profile:
@@ -171,6 +165,16 @@ class ClientMigration(Protection):
     def __init__(self) -> None:
         super().__init__()
         self.migration_fingerprint: str | None = None
+
+    def end_erasure(self, through: int) -> None:
+        """An erased buyer comes back (ADR 0005): new data is readable again, what came
+        before stays erased. The boundary, not a flag: text of events at or before
+        ``through`` reads [erased] (their tokens no longer open in any case), and the old
+        demand profile and its source_detail are dropped from state."""
+        self.erased = False
+        self.erased_through = through
+        self.profile = {}
+        self.sealed_texts.pop("source_detail", None)
 
     def migrate(
         self,

@@ -149,8 +149,9 @@ def show_event_text(
     if not reveal:
         for path in paths:
             value = _get(data, path)
-            # A sealed field is absent from the event (None); an empty list is no text.
-            if value or (token and value is None):
+            # A sealed field is written empty ("") or absent (None); an empty list is no
+            # text.
+            if value or (token and value in (None, "")):
                 _set(data, path, SEALED)
         return
     # A token holds each text under the last part of its path ("source_detail").

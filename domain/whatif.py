@@ -132,8 +132,11 @@ DERIVED = frozenset(
         "ClaimedFromPoolApproved",
     }
 )
-# Facts that come from outside the rules (an office's register): applied as recorded.
-TRANSPLANTED = frozenset({"ClientMigrated", "OwnershipMigrated", "FollowUpMigrated"})
+# Facts that come from outside the rules (an office's register, an erased buyer's
+# return): applied as recorded.
+TRANSPLANTED = frozenset(
+    {"ClientMigrated", "OwnershipMigrated", "FollowUpMigrated", "BuyerReturned"}
+)
 
 
 def _review(e: Any) -> tuple[str, str]:

@@ -187,3 +187,5 @@ class ClientOverview:
             row["open_disputes"] -= 1
         elif isinstance(event, Client.PersonalDataErased):
             row.update(personal_data_erased=True, phone_masked=ERASED_PHONE_MASK)
+        elif isinstance(event, Client.BuyerReturned):
+            row.update(personal_data_erased=False, phone_masked=event.phone_masked)

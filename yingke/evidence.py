@@ -59,11 +59,13 @@ def build_bundle(
     *,
     reveal: bool = False,
     claims: Collection[str] = (),
+    author: str | None = None,
 ) -> dict[str, Any]:
     """The bundle as of ``at`` (default now): events recorded up to that instant; free
     text opened when ``reveal`` (a reader of notes, ADR 0045), else ``[sealed]``, except
     the claim of each dispute in ``claims``, opened for its own claimant (as
-    ``GET /v1/disputes/{id}`` opens it), and nothing else of that dispute."""
+    ``GET /v1/disputes/{id}`` opens it), and nothing else of that dispute, and what
+    ``author`` (a principal id) wrote in a dispute."""
     moment = at if at is not None else app.clock()
     current = app.clients.client(client_id)  # NotFound for an unknown buyer
     # Erasure is judged now, not at ``at``: an erased buyer's mask never leaves again.
@@ -158,7 +160,7 @@ def build_bundle(
         "decisions": decisions,
         "policies": [_policy_text(policies, v) for v in used],
         "reports": _reports(client, moment, passed_over) if client else [],
-        "disputes": _disputes(app, client, reveal, claims, timeline) if client else [],
+        "disputes": _disputes(app, client, reveal, claims, author, timeline) if client else [],
         "chain": {
             "stream": str(client_id),
             "events": len(timeline),
@@ -289,27 +291,42 @@ def _reports(client: Client, moment: datetime, passed_over: dict[str, str]) -> l
     return out
 
 
+def _open_in_timeline(
+    timeline: list[dict[str, Any]], dispute_id: str, texts: dict[str, Any]
+) -> None:
+    """Put the places of a dispute opened for this reader into its timeline events."""
+    for entry in timeline:
+        if entry["data"].get("dispute_id") != dispute_id:
+            continue
+        place = {
+            "DisputeOpened": f"dispute:{dispute_id}",
+            "DisputeRuled": f"ruling:{entry['version']}",
+            "DisputeAppealed": f"appeal:{dispute_id}",
+        }.get(entry["type"])
+        if place in texts:
+            entry["data"]["reason"] = texts[place]
+
+
 def _disputes(
     app: Container,
     client: Client,
     reveal: bool,
     claims: Collection[str],
+    author: str | None,
     timeline: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
     """Each dispute with its words opened for a reader of notes, else ``[sealed]``; a
-    claim in ``claims`` opened alone, here and in the timeline's DisputeOpened."""
+    claim in ``claims``, and what ``author`` wrote, opened alone, here and in the
+    timeline's events of the dispute."""
     found: list[dict[str, Any]] = []
     for d in client.disputes.values():
-        texts = app.disputes.dispute(d.dispute_id, reveal).texts
-        if texts is None and d.dispute_id in claims:
+        texts = app.disputes.dispute(d.dispute_id, reveal, author).texts
+        if not reveal and d.dispute_id in claims:
             place = f"dispute:{d.dispute_id}"
             opened = app.disputes.dispute(d.dispute_id, reveal=True).texts or {}
-            texts = {place: opened.get(place)}  # the claim only: no ruling, no appeal
-            for entry in timeline:
-                if entry["type"] == "DisputeOpened" and entry["data"].get("dispute_id") == (
-                    d.dispute_id
-                ):
-                    entry["data"]["reason"] = texts[place]
+            texts = {**(texts or {}), place: opened.get(place)}  # no ruling, no appeal
+        if not reveal and texts:
+            _open_in_timeline(timeline, d.dispute_id, texts)
 
         def text(place: str, texts: dict[str, Any] | None = texts) -> Any:
             return SEALED if texts is None else texts.get(place, SEALED)

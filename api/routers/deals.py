@@ -34,7 +34,7 @@ from api.schemas import (
     SwapIn,
 )
 from api.tabular import TabularDep
-from domain.vocabulary import DealStatus
+from domain.vocabulary import DealStage, DealStatus
 from projections import deal_pipeline, deal_queries, people
 
 router = APIRouter(prefix="/v1/deals", tags=["deals"])
@@ -60,7 +60,7 @@ def list_deals(
     scope: ScopeDep,
     tab: TabularDep,
     project_id: str | None = None,
-    stage: str | None = None,
+    stage: DealStage | None = None,
     status: DealStatus | None = None,
     consultant_id: str | None = None,
     partner_id: str | None = None,

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query, Response
 from api import evidence_pdf
 from api.deps import AppDep, Caller, CallerDep
 from api.evidence_views import for_reader
-from api.free_text import reads_notes
+from api.free_text import author, reads_notes
 from api.validation import Instant
 from yingke.bootstrap import Container
 from yingke.evidence import build_bundle
@@ -36,7 +36,7 @@ def bundle_for(
     own = {caller.id} | ({caller.partner_id} if caller.role == "channel_agent" else set())
     # A claimant reads its own claim, as `GET /v1/disputes/{id}` shows it.
     claims = [d.dispute_id for d in client.disputes.values() if d.claimant_id in own]
-    bundle = build_bundle(app, client_id, at, reveal=reveal, claims=claims)
+    bundle = build_bundle(app, client_id, at, reveal=reveal, claims=claims, author=author(caller))
     return for_reader(bundle, caller, standing)
 
 

@@ -19,7 +19,7 @@ from api.schemas import MAX_FEN
 from api.tabular import TabularDep
 from api.uploads import UploadDep, file_body
 from domain.errors import InvalidInput, InvalidRows
-from domain.vocabulary import UnitStatus
+from domain.vocabulary import Orientation, UnitStatus
 from projections import deal_queries
 from projections import units as units_view
 from yingke.sheets.reading import UnreadableFile, decode_text, read_sheet
@@ -174,7 +174,7 @@ def list_units(
     building: str | None = None,
     status: UnitStatus | None = None,
     rooms: Annotated[int | None, Query(ge=0, le=20)] = None,
-    orientation: str | None = None,
+    orientation: Orientation | None = None,
     floor_from: Annotated[int | None, Query(ge=-10, le=300)] = None,
     floor_to: Annotated[int | None, Query(ge=-10, le=300)] = None,
     area_from: Annotated[float | None, Query(ge=0, le=100_000, description="m²")] = None,

@@ -320,7 +320,7 @@ class ClientImport:
             clients = [
                 self._buyer(ctx, project_id, item, policy, now, sealed[2 * n], sealed[2 * n + 1])
                 if not item.returning
-                else self._returning(ctx, item, policy, now, sealed[2 * n + 1])
+                else self._returning(ctx, item, policy, now, sealed[2 * n], sealed[2 * n + 1])
                 for n, item in enumerate(todo)
             ]
             try:
@@ -360,14 +360,16 @@ class ClientImport:
         )
 
     def _returning(
-        self, ctx: Context, item: _Planned, policy: Policy, now: datetime, pii: str
+        self, ctx: Context, item: _Planned, policy: Policy, now: datetime, phone: str, pii: str
     ) -> Client:
         """An erased buyer's number on the register: the buyer comes back on their own
-        stream (its id is the number's), with the register's row under a fresh key."""
+        stream (its id is the number's), the number and the register's row under a fresh
+        key (``phone``: the number sealed, so the contact opens again)."""
         assert item.client_id is not None and item.fingerprint is not None
         assert item.row.buyer is not None
         client = self.uow.find(Client, item.client_id)
         assert client is not None
+        client.come_back(phone, now, ctx.trace)
         client.migrate(
             item.row.buyer,
             fingerprint=item.fingerprint,

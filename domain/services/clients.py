@@ -105,10 +105,13 @@ class Clients:
         return Loaded(found.state, found.events) if isinstance(found.state, Client) else None
 
     def client_for(self, ctx: Context, project_id: str, number: str, now: datetime) -> Client:
-        """The buyer with this number at the project, registered on first sight."""
+        """The buyer with this number at the project, registered on first sight; an
+        erased buyer comes back (their number sealed under a fresh key)."""
         client_id = self.keyer.client_id(project_id, number)
         client = self.find(client_id)
-        if client is None:
+        if client is not None and client.erased:
+            client.come_back(self.vault.seal(client_id, {"phone": number}), now, ctx.trace)
+        elif client is None:
             client = Client.register(
                 client_id,
                 project_id=project_id,

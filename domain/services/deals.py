@@ -114,7 +114,10 @@ class Deals:
             if deal.cancellation is not None:
                 clear["cancellation"] = deal.cancellation.get("reason")
         client = self.clients.find(deal.client_id)
-        erased = bool(client and client.erased)
+        # A deal's versions are not the buyer's, so no boundary: clear text on a deal was
+        # stored before sealing (ADR 0045), long before any erased buyer came back
+        # (Client.BuyerReturned), so once erased it stays so. Tokens judge themselves.
+        erased = bool(client and (client.erased or client.erased_through))
         texts = open_places(self.vault, deal.client_id, deal.sealed_texts, clear, erased=erased)
         return DealView(deal, view.buyer_name_masked, view.at, texts)
 

@@ -101,17 +101,41 @@ class Disputes:
         locator = self.uow.get(DisputeLocator, dispute_locator_id(dispute_id), "dispute")
         return self.clients.client(locator.client_id)
 
-    def dispute(self, dispute_id: str, reveal: bool = False) -> DisputeView:
-        """The dispute; its free text opened when ``reveal``."""
+    def dispute(
+        self, dispute_id: str, reveal: bool = False, author: str | None = None
+    ) -> DisputeView:
+        """The dispute; its free text opened when ``reveal``, else only what ``author``
+        (a principal id) wrote."""
         client = self.dispute_client(dispute_id)
         dispute = client.dispute(dispute_id)
-        if not reveal:
+        if not reveal and author is None:
             return DisputeView(client, dispute, self.clock())
-        clear: dict[str, Any] = {f"dispute:{dispute_id}": dispute.reason}
-        clear.update({f"ruling:{r['version']}": r.get("reason") for r in dispute.rulings})
+        # Each place with who wrote it and the version that did: a buyer erased and
+        # brought back keeps the text up to the return erased, clear text included.
+        written: dict[str, tuple[Any, dict[str, str], int]] = {
+            f"dispute:{dispute_id}": (dispute.reason, dispute.opened_by, dispute.opened_version)
+        }
+        written.update(
+            {
+                f"ruling:{r['version']}": (r.get("reason"), r["ruled_by"], r["version"])
+                for r in dispute.rulings
+            }
+        )
         if dispute.appeal is not None:
-            clear[f"appeal:{dispute_id}"] = dispute.appeal.get("reason")
-        texts = open_places(self.vault, client.id, client.sealed_texts, clear, erased=client.erased)
+            appeal = dispute.appeal
+            written[f"appeal:{dispute_id}"] = (
+                appeal.get("reason"),
+                appeal["appealed_by"],
+                appeal["version"],
+            )
+        texts: dict[str, Any] = {}
+        for place, (clear, writer, version) in written.items():
+            if not reveal and writer.get("id") != author:
+                continue
+            erased = client.text_erased(version)
+            texts |= open_places(
+                self.vault, client.id, client.sealed_texts, {place: clear}, erased=erased
+            )
         return DisputeView(client, dispute, self.clock(), texts)
 
     def rule_dispute(

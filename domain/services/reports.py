@@ -131,7 +131,11 @@ class Reports:
         buyer = holder if isinstance(holder, Client) else None
         if buyer is None and report.client_id:
             buyer = self.uow.find(Client, uuid.UUID(str(report.client_id)))
-        erased = buyer is not None and buyer.erased
+        # A report from before a returned buyer's erasure shows no more than the erased one.
+        mine = buyer.reports.get(report_id) if buyer is not None else None
+        erased = buyer is not None and (
+            buyer.text_erased(mine.filed_version) if mine else buyer.erased
+        )
         return ReportView(report, locator.project_id, client_id, self.clock(), name, erased)
 
     def expire_report(self, stream_id: uuid.UUID, report_id: str) -> bool:

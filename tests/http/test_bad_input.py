@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from domain.vocabulary import DEAL_STAGES, ORIENTATIONS
 from tests.http.conftest import Api, make_api
 
 
@@ -114,6 +115,23 @@ def test_filters_and_path_values_at_the_edge_are_refused_by_name(
     any_api: Api, path: str, field: str
 ) -> None:
     assert_problem(any_api.client.get(path, headers=any_api.admin), 422, field)
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "words"),
+    [
+        ("/v1/deals?stage=signed", "stage", DEAL_STAGES),
+        ("/v1/projects/demo/units?orientation=sunny", "orientation", ORIENTATIONS),
+    ],
+)
+def test_a_filter_word_outside_its_vocabulary_is_refused_with_the_allowed_words(
+    any_api: Api, path: str, field: str, words: tuple[str, ...]
+) -> None:
+    """These filters took any string and answered an empty page: a typo (or a word of
+    another list) looked like "no such deals"."""
+    problem = assert_problem(any_api.client.get(path, headers=any_api.admin), 422, field)
+    message = next(e["message"] for e in problem["errors"] if e["field"] == field)
+    assert all(f"'{word}'" in message for word in words), message
 
 
 def test_ownership_at_the_calendar_edge_is_refused(any_api: Api) -> None:

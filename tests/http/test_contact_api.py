@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from domain.locator import DisputeLocator
 from tests.http.conftest import Api, make_api
-from tests.support import unique
+from tests.support import ctx, unique
 
 Headers = dict[str, str]
 PHONE = "13764472345"
@@ -430,3 +431,134 @@ def test_a_rejected_channel_cannot_rename_the_buyer_for_the_owner(api: Api) -> N
     assert summary.json()["client_name_masked"] in (None, "王**")
     assert today.status_code == 200 and injected not in today.text
     assert "王小明" in today.text
+
+
+def erase(api: Api, client_id: str) -> None:
+    erased = api.client.post(f"/v1/clients/{client_id}/erasure", headers=api.admin)
+    assert erased.status_code == 200, erased.text
+
+
+def test_an_erased_buyer_who_walks_in_again_is_a_buyer_again(api: Api) -> None:
+    """The attack (a returning buyer): erase a buyer; they walk in again. The import
+    ended an erasure, a visit did not: lookup and /contact answered 404, so whoever
+    serves the buyer now could not reach them, and the summary told everyone they were
+    erased. Nothing from before the erasure may show again: the old name, the old
+    profile, the old masks in the history."""
+    owner_id, owner = api.principal("consultant", project_ids=[api.project])
+    _, manager = api.principal("manager", project_ids=[api.project])
+    client_id = walk_in(api, owner, owner_id)
+    old = api.client.put(
+        f"/v1/clients/{client_id}/profile", json={"districts": ["旧区域"]}, headers=owner
+    )
+    assert old.status_code < 300, old.text
+    erase(api, client_id)
+
+    visit = {"project_id": api.project, "phone": PHONE, "consultant_id": owner_id}
+    back = api.client.post("/v1/visits", json={**visit, "client_name": "李新"}, headers=owner)
+    assert back.status_code == 201, back.text
+    assert back.json()["client_id"] == client_id
+
+    found = lookup(api, owner)
+    assert found.status_code == 200, found.text
+    assert found.json()["client_id"] == client_id
+    contact = api.client.get(f"/v1/clients/{client_id}/contact", headers=owner)
+    assert contact.status_code == 200, contact.text
+    assert (contact.json()["phone"], contact.json()["name"]) == (PHONE, "李新")
+    summary = api.client.get(f"/v1/clients/{client_id}", headers=manager)
+    assert summary.json()["personal_data_erased"] is False, summary.text
+    assert "旧区域" not in summary.text and "王小明" not in summary.text
+    history = api.client.get(f"/v1/clients/{client_id}/history", headers=manager)
+    assert "王小明" not in history.text and "旧区域" not in history.text
+    visits = [e for e in history.json()["events"] if e["type"] == "ClientVisited"]
+    assert visits[0]["data"]["personal_data"] == "erased"
+    assert visits[-1]["data"]["client_name_masked"] == "李*"
+    overview = "SELECT personal_data_erased, phone_masked FROM client_overview WHERE client_id = ?"
+    assert [(bool(e), m) for e, m in rows(api, overview, client_id)] == [(False, "137****2345")]
+
+    erase(api, client_id)  # and again: the new key goes too
+    assert lookup(api, owner).status_code == 404
+    assert api.client.get(f"/v1/clients/{client_id}/contact", headers=owner).status_code == 404
+
+
+def test_an_erased_buyer_reported_again_is_a_buyer_again(api: Api) -> None:
+    """A channel's new report (报备) of an erased buyer's number brings the buyer back as
+    a walk-in does: the number under a fresh key, the old name gone."""
+    owner_id, owner = api.principal("consultant", project_ids=[api.project])
+    agent_id, agent = api.principal("channel_agent", partner_id="ch-back")
+    report = {
+        "project_id": api.project,
+        "partner_id": "ch-back",
+        "agent_id": agent_id,
+        "client_name": "王小明",
+        "phone": PHONE,
+    }
+    before = api.client.post("/v1/reports", json=report, headers=agent)
+    assert before.status_code == 201, before.text
+    client_id = walk_in(api, owner, owner_id)
+    erase(api, client_id)
+
+    filed = api.client.post("/v1/reports", json={**report, "client_name": "李新"}, headers=agent)
+    assert filed.status_code == 201, filed.text
+    assert filed.json()["client_id"] == client_id
+
+    assert lookup(api, owner).status_code == 200
+    contact = api.client.get(f"/v1/clients/{client_id}/contact", headers=owner)
+    assert contact.status_code == 200, contact.text
+    assert contact.json()["phone"] == PHONE and "王小明" not in contact.text
+    seen = api.client.get(f"/v1/reports/{filed.json()['report_id']}", headers=agent)
+    assert seen.status_code == 200, seen.text
+    assert seen.json()["phone_masked"] == "137****2345"
+    # The report from before the erasure stays as erased as its buyer was.
+    old = api.client.get(f"/v1/reports/{before.json()['report_id']}", headers=agent)
+    assert old.status_code == 200, old.text
+    assert old.json()["phone_masked"] == "***********" and old.json()["client_name_masked"] is None
+
+
+def test_a_returned_buyer_s_dispute_text_from_before_the_erasure_stays_erased(api: Api) -> None:
+    """Dispute reasons stored in clear (before sealing, ADR 0045) were judged by
+    ``client.erased``: once the buyer came back, the old reason showed again."""
+    owner_id, owner = api.principal("consultant", project_ids=[api.project])
+    rival_id, _ = api.principal("consultant", project_ids=[api.project])
+    _, manager = api.principal("manager", project_ids=[api.project])
+    client_id = walk_in(api, owner, owner_id)
+    app = api.container
+    dispute_id = str(uuid.uuid4())
+    said = ctx()
+
+    def clear_text_dispute(now: Any) -> tuple[list[Any], None]:
+        client = app.clients.client(uuid.UUID(client_id))
+        client.open_dispute(
+            dispute_id=dispute_id,
+            claimant_kind="consultant",
+            claimant_id=rival_id,
+            report_id=None,
+            reason="王小明 13764472345 是我的客户",
+            evidence_versions=[1],
+            at=now,
+            trace=said.trace,
+        )
+        locator = DisputeLocator.place(dispute_id, client.id, now, said.trace)
+        return [client, locator], None
+
+    app.clients.uow.run(said, clear_text_dispute)
+    shown = api.client.get(f"/v1/disputes/{dispute_id}", headers=manager)
+    assert shown.json()["reason"] == "王小明 13764472345 是我的客户"  # read before erasure
+    erase(api, client_id)
+    back = api.client.post(
+        "/v1/visits",
+        json={
+            "project_id": api.project,
+            "phone": PHONE,
+            "client_name": "李新",
+            "consultant_id": owner_id,
+        },
+        headers=owner,
+    )
+    assert back.status_code == 201, back.text
+
+    again = api.client.get(f"/v1/disputes/{dispute_id}", headers=manager)
+    assert again.status_code == 200, again.text
+    assert again.json()["reason"] == "[erased]", again.text
+    bundle = api.client.get(f"/v1/clients/{client_id}/evidence", headers=manager)
+    assert bundle.status_code == 200, bundle.text
+    assert "13764472345" not in bundle.text and "王小明" not in bundle.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from projections import queries
 from projections.queries import Scope
 from tests.http.conftest import Api
+from tests.support import ctx
 
 PHONE = "13812345678"
 PRICE = 200_000_000  # fen: 2,000,000 yuan
@@ -473,3 +475,33 @@ def test_a_ruling_for_another_channel_moves_the_deal_and_its_commission(
     payable = {r["payee_id"]: (r["accrued_fen"], r["payable_fen"]) for r in ledger}
     first_stage = PRICE * 100 // 10_000 * 7 // 10
     assert payable == {"partner-a": (first_stage, 0), "partner-b": (first_stage, first_stage)}
+
+
+def test_a_returned_buyer_s_deal_text_from_before_the_erasure_stays_erased(office: Office) -> None:
+    """A deal's reasons stored in clear (before sealing, ADR 0045) were judged by
+    ``client.erased``: once the erased buyer came back, the old reason showed again."""
+    api, app = office.api, office.api.container
+    deal_id = office.open_deal()
+    said = ctx()
+
+    def clear_text_cancellation(now: Any) -> tuple[list[Any], None]:
+        deal = app.deals.deal_state(uuid.UUID(deal_id))
+        rules = app.policies.commission_rules(deal.project_id, deal.commission_policy_version)
+        deal.cancel("王小明 13764472345 不买了", "no_fault", rules, now, said.trace)
+        return [deal], None
+
+    app.deals.uow.run(said, clear_text_cancellation)
+    shown = office.call("GET", f"/v1/deals/{deal_id}", office.manager).json()
+    assert shown["cancellation"]["reason"] == "王小明 13764472345 不买了"
+    office.call("POST", f"/v1/clients/{office.client_id}/erasure", api.admin)
+    visit = {
+        "project_id": api.project,
+        "phone": PHONE,
+        "client_name": "李新",
+        "consultant_id": office.consultant_id,
+    }
+    office.call("POST", "/v1/visits", office.consultant, 201, json=visit)
+
+    again = office.call("GET", f"/v1/deals/{deal_id}", office.manager)
+    assert again.json()["cancellation"]["reason"] == "[erased]", again.text
+    assert "13764472345" not in again.text

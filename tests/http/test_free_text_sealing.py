@@ -250,3 +250,59 @@ def test_free_text_is_sealed_shown_to_readers_and_gone_after_erasure(api: Api) -
     found = leaks(every_get(o), SECRETS) + leaks(view_tables(api), SECRETS)
     assert not found, "\n".join(found)
     assert not leaks({"event store": stored_text(api)}, forms(TYPED_NAME) + forms(TYPED_PHONE))
+
+
+def test_the_author_of_a_reason_reads_it_and_answers_store_it_sealed(api: Api) -> None:
+    """The attack: a manager rules and the answer shows the ruling's own reason as
+    ``[sealed]``; an admin who rules (or files a claim for a consultant) never reads their
+    words again, even on GET. Whoever wrote a reason reads it, the people serving the
+    buyer read every reason, everyone else still sees ``[sealed]`` — and the answers kept
+    as idempotency records still hold no clear text (they are opened as they are sent)."""
+    o = Office(api)
+    p = api.project
+    visit = {"project_id": p, "phone": PHONE, "client_name": NAME, "consultant_id": o.owner_id}
+    client_id = o.post("/v1/visits", o.owner, visit, 201)["client_id"]
+    claim = {"claimant_id": o.other_id, "reason": "CLAIM " + TEXT, "evidence_versions": [1]}
+    keyed = {**o.other, "Idempotency-Key": "author-claim"}
+    opened = o.post(f"/v1/clients/{client_id}/disputes", keyed, claim, 201)
+    assert opened["reason"] == "CLAIM " + TEXT  # the claimant wrote it
+    again = o.call("POST", f"/v1/clients/{client_id}/disputes", keyed, 201, json=claim)
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json()["reason"] == "CLAIM " + TEXT
+    dispute = f"/v1/disputes/{opened['dispute_id']}"
+
+    ruling = {"outcome": "upheld", "reason": "RULING " + TEXT, "evidence_versions": [1]}
+    ruled = o.post(f"{dispute}/ruling", {**o.manager, "Idempotency-Key": "author-rule"}, ruling)
+    assert ruled["rulings"][0]["reason"] == "RULING " + TEXT  # the manager's own words
+    assert ruled["reason"] == "CLAIM " + TEXT  # and a manager serves the buyer
+    appealed = o.post(f"{dispute}/appeal", o.owner, {"reason": "APPEAL " + TEXT})
+    assert appealed["appealed"] is True
+    final = {"outcome": "dismissed", "reason": "FINAL " + TEXT, "evidence_versions": [1]}
+    by_admin = o.post(f"{dispute}/ruling", api.admin, final)
+    assert by_admin["rulings"][1]["reason"] == "FINAL " + TEXT
+    assert by_admin["reason"] == SEALED and by_admin["rulings"][0]["reason"] == SEALED
+
+    read = o.call("GET", dispute, api.admin).json()
+    assert [r["reason"] for r in read["rulings"]] == [SEALED, "FINAL " + TEXT]
+    assert read["reason"] == SEALED and read["appeal"]["reason"] == SEALED
+    bundle = o.call("GET", f"/v1/clients/{client_id}/evidence", api.admin).json()
+    (shown,) = bundle["disputes"]
+    assert [r["reason"] for r in shown["rulings"]] == [SEALED, "FINAL " + TEXT]
+    timeline = [e["data"]["reason"] for e in bundle["timeline"] if e["type"] == "DisputeRuled"]
+    assert timeline == [SEALED, "FINAL " + TEXT]
+    # The owner appealed: a party to the dispute, it reads its appeal and nothing else.
+    party = o.call("GET", dispute, o.owner).json()
+    assert party["appeal"]["reason"] == "APPEAL " + TEXT and party["reason"] is None
+    assert TYPED_NAME not in json.dumps([party["rulings"], party["claimant_id"]])
+    bundle = o.call("GET", f"/v1/clients/{client_id}/evidence", o.owner).json()
+    assert bundle["view"] == "party"
+    words = {e["type"]: e["data"]["reason"] for e in bundle["timeline"] if "Dispute" in e["type"]}
+    assert words == {
+        "DisputeOpened": None,
+        "DisputeRuled": None,
+        "DisputeAppealed": "APPEAL " + TEXT,
+    }
+    for outsider in (o.finance, o.service, o.agent):
+        response = api.client.get(dispute, headers=outsider)
+        assert TYPED_NAME not in response.text, response.text
+    assert not leaks({"event store": stored_text(api)}, forms(TYPED_NAME) + forms(TYPED_PHONE))

@@ -564,6 +564,10 @@ def test_an_erased_buyer_brought_back_by_an_import_is_a_buyer_again(api: Api) ->
     assert summary.json()["profile"]["districts"] == ["新区域"]
     client = api.container.clients.client(uuid.UUID(client_id))
     assert api.container.clients.buyer_name(client) == "孙八0"
+    # The number opens again too: it came back sealed under the fresh key.
+    contact = api.client.get(f"/v1/clients/{client_id}/contact", headers=c1_keys)
+    assert contact.status_code == 200, contact.text
+    assert (contact.json()["phone"], contact.json()["name"]) == (phone, "孙八0")
     history = api.client.get(f"/v1/clients/{client_id}/history", headers=manager)
     assert history.status_code == 200, history.text
     events = history.json()["events"]

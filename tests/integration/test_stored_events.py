@@ -6,6 +6,7 @@ v2 (issue 10) holds the free text in its sealed shape and every event class adde
 v3 holds both offices again on later code and every event class added since v2: the
 staff directory's profile changes, the lookup cap's refusals and the working-day rules.
 v4 adds the client-register import on record as a lookup (checked, clash, limited).
+v5 adds an erased buyer who comes back by a visit or a report (BuyerReturned).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from tests.fixtures.stored_events import aggregate_state, describe, load
 from yingke.bootstrap import build
 from yingke.settings import Settings
 
-FIXTURES = {1: load(1), 2: load(2), 3: load(3), 4: load(4)}
+FIXTURES = {1: load(1), 2: load(2), 3: load(3), 4: load(4), 5: load(5)}
 FIXTURE = FIXTURES[1]
 
 
@@ -133,7 +134,7 @@ def test_the_fixtures_hold_every_event_class_there_is() -> None:
     assert every - stored == set()
 
 
-@pytest.mark.parametrize("sealed_version", [2, 3, 4], ids=lambda v: f"v{v}")
+@pytest.mark.parametrize("sealed_version", [2, 3, 4, 5], ids=lambda v: f"v{v}")
 def test_holds_sealed_free_text_and_no_clear_text(sealed_version: int) -> None:
     sealed = [
         json.loads(row["state"])

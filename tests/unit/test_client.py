@@ -382,6 +382,32 @@ def test_erasing_personal_data_is_recorded_once() -> None:
     assert client.erased
 
 
+def test_an_erased_buyer_comes_back_once_behind_a_boundary() -> None:
+    """A return ends the erasure at the version before it: the new number token is the
+    buyer's, and only events up to the return read erased; replay agrees."""
+    client = new_client()
+    client.come_back("v1:never", START, TRACE)  # not erased: nothing to end
+    client.erase(START + hours(1), TRACE)
+    erased_at = client.version
+    before = new_events(client)
+
+    client.come_back("v1:fresh", START + hours(2), TRACE)
+    client.come_back("v1:again", START + hours(3), TRACE)
+
+    after = new_events(client)
+    assert types(before) == ["ClientRegistered", "PersonalDataErased"]
+    assert types(after) == ["BuyerReturned"]
+    assert not client.erased and client.pii == "v1:fresh"
+    assert client.erased_through == erased_at
+    assert client.text_erased(erased_at) and not client.text_erased(erased_at + 1)
+    replayed = replay(before + after)
+    assert (replayed.erased, replayed.erased_through, replayed.pii) == (
+        False,
+        erased_at,
+        "v1:fresh",
+    )
+
+
 def test_every_event_of_a_report_carries_actor_and_correlation_id() -> None:
     client = new_client()
     file_report(client, "A", START)
