@@ -34,6 +34,7 @@ Snapshots are derived data: deleting the table loses nothing but speed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -79,7 +80,7 @@ _KEEP_FIRST = "ON CONFLICT (originator_id, code, originator_version) DO NOTHING"
 # The aggregate snapshots hold, and the value classes its state is made of.
 AGGREGATES = (Client,)
 VALUES = (ReportState, Ownership, Visit, DisputeState, LossRequest, PoolClaim)
-# How many snapshot rows a process remembers having compared with their events.
+# How many snapshot versions a process remembers the fold of its events at.
 VOUCHED_ROWS = 100_000
 
 
@@ -130,7 +131,7 @@ class Snapshots:
         self.code = code  # another release's fingerprint in tests of rolling deploys
         self.sqlite = isinstance(self.recorder, ChainedSQLiteRecorder)
         self._checked: dict[uuid.UUID, tuple[int, float]] = {}  # stream → (version, when)
-        # (stream, version) → seal of the row found equal to a fold of its events.
+        # (stream, version) → SHA-256 of the state a fold of the events encodes to there.
         self._vouched: OrderedDict[tuple[uuid.UUID, int], bytes] = OrderedDict()
         self._lock = threading.Lock()
         self._present: bool | None = None  # the table exists (a store not yet migrated)
@@ -274,28 +275,43 @@ class Snapshots:
         and then every ``RECHECK_SECONDS``: an edit there is noticed, if not on every
         read, within that window. A row this process has not yet compared with a fold
         of those events is compared first: a valid seal over a false state (forged by
-        someone holding the secret) is refused before it is ever served."""
+        someone holding the secret) is refused before it is ever served.
+
+        The fold passes every earlier snapshot version on its way: what the state
+        encodes to at each is remembered, so the rows there (as-of reads) are vouched
+        for by their bytes, without a fold each (the encoding is canonical)."""
         version = row.version
+        digest = hashlib.sha256(row.state).digest()
         now = time.monotonic()
         with self._lock:
             checked = self._checked.get(stream)
-            vouched = self._vouched.get((stream, version)) == row.mac
+            vouched = self._vouched.get((stream, version)) == digest
         fresh = checked is not None and checked[0] >= version and now - checked[1] < RECHECK_SECONDS
         if fresh and vouched:
             return
         stored = self.recorder.select_events(stream, lte=version)  # raises ChainBroken
+        expected = {version: digest}
         if not vouched:
             folded: Any = None
             for item in stored:
                 event: Any = self.mapper.to_domain_event(item)
                 folded = event.mutate(folded)
+                passed = event.originator_version
+                if passed % self.interval == 0 and passed < version:
+                    with contextlib.suppress(Unencodable):
+                        expected[passed] = hashlib.sha256(self.codec.encode(folded)).digest()
             self.compared += 1
             if not _same(folded, state):
                 self._broken(stream, version, "snapshot does not match its events")
         with self._lock:
             self._checked[stream] = (version, now)
-            self._vouched[(stream, version)] = row.mac
-            self._vouched.move_to_end((stream, version))
+        self._vouch(stream, expected)
+
+    def _vouch(self, stream: uuid.UUID, digests: dict[int, bytes]) -> None:
+        with self._lock:
+            for version, digest in digests.items():
+                self._vouched[(stream, version)] = digest
+                self._vouched.move_to_end((stream, version))
             while len(self._vouched) > VOUCHED_ROWS:
                 self._vouched.popitem(last=False)
 
@@ -362,11 +378,7 @@ class Snapshots:
         # Folded from the events just now: no need to compare them when they are used.
         # (A row another writer got in first is kept; it is vouched for only if it is
         # byte for byte this one, which an honest writer's is: the encoding is canonical.)
-        with self._lock:
-            for version, _, _, _, mac in rows:
-                self._vouched[(stream, version)] = mac
-            while len(self._vouched) > VOUCHED_ROWS:
-                self._vouched.popitem(last=False)
+        self._vouch(stream, {v: hashlib.sha256(s).digest() for v, _, _, s, _ in rows})
 
     def _heads(self, stream: uuid.UUID, versions: list[int]) -> dict[int, bytes]:
         if self.sqlite:
