@@ -72,6 +72,7 @@ from yingke.notify import migrate as migrate_delivery
 from yingke.pools import check_if_idle, ping_only_idle
 from yingke.settings import Settings, postgres_params
 from yingke.snapshots import Snapshots, snapshot_key
+from yingke.snapshots import migrate as migrate_snapshots
 from yingke.streams import stream_heads, streams_with
 from yingke.vault import KeyStore, PostgresKeyStore, SQLiteKeyStore, Vault
 
@@ -308,6 +309,8 @@ def migrate(settings: Settings) -> None:
         events = _store(settings, create_tables=True)
         # Events stored before the chain existed get chained, in log order (ADR 0035).
         backfill(events.recorder)
+        # Snapshots of other code, and pickled ones from before ADR 0068, are deleted.
+        migrate_snapshots(events.recorder)
         # Keys wrapped before KEK epochs existed move to an epoch that can be destroyed.
         _vault(settings, store).migrate_legacy()
         Follower(events, views, all_views()).migrate()

@@ -430,7 +430,7 @@ SQLITE_DDL = [
     f"CREATE TABLE IF NOT EXISTS {SNAPSHOT_TABLE} (originator_id TEXT NOT NULL, "
     "originator_version INTEGER NOT NULL, last_at INTEGER NOT NULL, head_hash BLOB NOT NULL, "
     "code TEXT NOT NULL, state BLOB NOT NULL, mac BLOB NOT NULL, "
-    "PRIMARY KEY (originator_id, originator_version)) WITHOUT ROWID",
+    "PRIMARY KEY (originator_id, code, originator_version)) WITHOUT ROWID",
 ]
 
 
@@ -672,7 +672,7 @@ def postgres_ddl(schema: str) -> list[Composed]:
             "CREATE TABLE IF NOT EXISTS {} (originator_id uuid NOT NULL, "
             "originator_version bigint NOT NULL, last_at bigint NOT NULL, "
             "head_hash bytea NOT NULL, code text NOT NULL, state bytea NOT NULL, "
-            "mac bytea NOT NULL, PRIMARY KEY (originator_id, originator_version))"
+            "mac bytea NOT NULL, PRIMARY KEY (originator_id, code, originator_version))"
         ).format(Identifier(schema, SNAPSHOT_TABLE)),
     ]
 

@@ -20,66 +20,80 @@ How a snapshot keeps the chain's promise (nothing edited is served as truth):
   them (history, evidence, ``yingke verify``). An edit there is noticed within that
   window by a read, and meanwhile it is not served: the snapshot holds what the events
   said when they last passed the check.
-- Its state is pickled (fast, and faithful to the aggregate's own objects); it is
-  unpickled only after its HMAC verified, so a forged row never reaches ``pickle``.
-  Snapshots of other code (the fingerprint of the ``domain`` package) are ignored: a
-  new release folds from events and takes its own.
+- Its state is JSON (``yingke.state_codec``, ADR 0068): decoding it can only produce
+  plain data and the value classes named there, never run code. A state that would not
+  decode to exactly what was folded is not stored.
+- A process compares each snapshot row with a fold of the events under it the first
+  time it uses that row: a row forged by someone holding YINGKE_SECRET (a valid seal over
+  a false state) is refused before it is served, not only rows edited without the secret.
+- Rows are keyed by the code fingerprint as well: two releases running at once (a
+  rolling deploy) each read and write their own and never replace the other's.
 
 Snapshots are derived data: deleting the table loses nothing but speed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
-import pickle
 import struct
-import sys
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from psycopg.sql import SQL, Identifier
 
 import domain
+from domain.client import Client
+from domain.custody import Ownership, Visit
+from domain.disputes import DisputeState
 from domain.ports import Folded
+from domain.public_pool import LossRequest, PoolClaim
+from domain.reports import ReportState
 from domain.services.uow import UnitOfWork
 from yingke.chain import (
     CHAIN_TABLE,
     SNAPSHOT_TABLE,
+    SQLITE_DDL,
     ChainBroken,
     ChainedSQLiteRecorder,
     _count_failure,
 )
+from yingke.state_codec import StateCodec, Undecodable, Unencodable
 
 INTERVAL = 100  # versions between snapshots of one stream
 RECHECK_SECONDS = 60.0  # how long a process trusts a prefix it re-read through the check
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HEADER = struct.Struct(">16sQq")
-# A snapshot another release took at the same version is replaced (it is ignored on
-# reads); one of this code stays as the first writer left it.
-_REPLACE_OTHER_CODE = (
-    "ON CONFLICT (originator_id, originator_version) DO UPDATE SET last_at = excluded.last_at, "
-    "head_hash = excluded.head_hash, code = excluded.code, state = excluded.state, "
-    "mac = excluded.mac WHERE {table}.code <> excluded.code"
-)
+# The first writer of a (stream, code, version) keeps it; another release writes rows of
+# its own code beside it (ADR 0068).
+_KEEP_FIRST = "ON CONFLICT (originator_id, code, originator_version) DO NOTHING"
+# The aggregate snapshots hold, and the value classes its state is made of.
+AGGREGATES = (Client,)
+VALUES = (ReportState, Ownership, Visit, DisputeState, LossRequest, PoolClaim)
+# How many snapshot versions a process remembers the fold of its events at.
+VOUCHED_ROWS = 100_000
 
 
 def _fingerprint() -> str:
-    """The code a snapshot's state was pickled from: the domain's modules, and the
-    library and interpreter whose objects the pickle also holds (the aggregate base)."""
-    digest = hashlib.sha256()
-    digest.update(f"{package_version('eventsourcing')}|{sys.version_info[:2]}".encode())
+    """The code a snapshot's state was folded and encoded by: the domain's modules, the
+    library whose aggregate base holds part of the state, and the codec."""
+    digest = hashlib.sha256(b"json-1|")
+    digest.update(package_version("eventsourcing").encode())
     root = Path(domain.__file__).parent
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    files = [(str(p.relative_to(root)), p) for p in sorted(root.rglob("*.py"))]
+    files.append(("<codec>", Path(__file__).with_name("state_codec.py")))
+    for name, path in files:
+        digest.update(name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:32]
 
 
@@ -105,19 +119,26 @@ class Snapshots:
     """``History`` for the domain (``domain.ports``): folds a stream as of an instant from
     its latest verified snapshot and the chain-checked events after it."""
 
-    def __init__(self, uow: UnitOfWork, key: bytes, interval: int = INTERVAL) -> None:
+    def __init__(
+        self, uow: UnitOfWork, key: bytes, interval: int = INTERVAL, code: str = CODE
+    ) -> None:
         self.uow = uow
         self.recorder: Any = uow.store.recorder
         self.mapper = uow.store.mapper
+        self.codec = StateCodec(self.mapper.transcoder, AGGREGATES, VALUES)
         self.key = key
         self.interval = interval
+        self.code = code  # another release's fingerprint in tests of rolling deploys
         self.sqlite = isinstance(self.recorder, ChainedSQLiteRecorder)
         self._checked: dict[uuid.UUID, tuple[int, float]] = {}  # stream → (version, when)
+        # (stream, version) → SHA-256 of the state a fold of the events encodes to there.
+        self._vouched: OrderedDict[tuple[uuid.UUID, int], bytes] = OrderedDict()
         self._lock = threading.Lock()
         self._present: bool | None = None  # the table exists (a store not yet migrated)
         self.taken = 0  # snapshots this process wrote (for tests and the bench)
         self.failures = 0  # snapshot writes that failed (the reads still answered)
         self.used = 0  # folds that started from a snapshot
+        self.compared = 0  # rows compared with a fold of their events
 
     # ------------------------------------------------------------------ reading
 
@@ -130,13 +151,12 @@ class Snapshots:
             state = self._open(stream, row)
             base = row.version
             self.used += 1
+            self._recheck_prefix(stream, row, state)
         lte = bound if until is not None else None
         stored = self.recorder.select_events(stream, gt=base or None, lte=lte)
-        if row is not None:
-            self._recheck_prefix(stream, base)
         events: list[Any] = []
         folded: list[Any] = []
-        due: list[tuple[int, int, bytes]] = []  # (version, last_at, pickled state)
+        due: list[tuple[int, int, bytes]] = []  # (version, last_at, encoded state)
         for item in stored:
             event: Any = self.mapper.to_domain_event(item)
             events.append(event)
@@ -145,7 +165,9 @@ class Snapshots:
             state = event.mutate(state)
             folded.append(event)
             if self._present and event.originator_version % self.interval == 0:
-                due.append((event.originator_version, micros(event.timestamp), pickle.dumps(state)))
+                encoded = self._encoded(stream, state)
+                if encoded is not None:
+                    due.append((event.originator_version, micros(event.timestamp), encoded))
         if due:
             try:
                 self._take(stream, due)
@@ -174,7 +196,7 @@ class Snapshots:
                 "s.code = ? AND s.last_at <= ? ORDER BY s.originator_version DESC LIMIT 1) b "
                 "ON 1 = 1"
             )
-            params: tuple[Any, ...] = (stream.hex, CODE, limit, stream.hex, CODE, limit)
+            params: tuple[Any, ...] = (stream.hex, self.code, limit, stream.hex, self.code, limit)
             with self.recorder.datastore.transaction(commit=False) as c:
                 c.execute(statement, params)
                 found = tuple(c.fetchone())
@@ -193,7 +215,8 @@ class Snapshots:
                 snaps=Identifier(schema, SNAPSHOT_TABLE), chain=Identifier(schema, CHAIN_TABLE)
             )
             with self.recorder.datastore.get_connection() as conn, conn.cursor() as curs:
-                curs.execute(query, (stream, CODE, limit, stream, CODE, limit), prepare=True)
+                code = self.code
+                curs.execute(query, (stream, code, limit, stream, code, limit), prepare=True)
                 record = curs.fetchone()
                 assert record is not None
                 found = tuple(record.values())
@@ -241,32 +264,84 @@ class Snapshots:
             self._broken(stream, row.version, "snapshot does not match its seal")
         if row.chain_hash != row.head_hash:
             self._broken(stream, row.version, "snapshot is not on the chain it was taken from")
-        return pickle.loads(row.state)  # sealed by our key, checked above
+        try:
+            return self.codec.decode(row.state)
+        except Undecodable as exc:
+            # Sealed by our key yet not what this code writes: forged with the secret.
+            self._broken(stream, row.version, f"snapshot does not decode: {exc}")
 
-    def _recheck_prefix(self, stream: uuid.UUID, version: int) -> None:
+    def _recheck_prefix(self, stream: uuid.UUID, row: _Row, state: Any) -> None:
         """Re-read the events under a snapshot through the chain check, once per process
         and then every ``RECHECK_SECONDS``: an edit there is noticed, if not on every
-        read, within that window."""
+        read, within that window. A row this process has not yet compared with a fold
+        of those events is compared first: a valid seal over a false state (forged by
+        someone holding the secret) is refused before it is ever served.
+
+        The fold passes every earlier snapshot version on its way: what the state
+        encodes to at each is remembered, so the rows there (as-of reads) are vouched
+        for by their bytes, without a fold each (the encoding is canonical)."""
+        version = row.version
+        digest = hashlib.sha256(row.state).digest()
         now = time.monotonic()
         with self._lock:
             checked = self._checked.get(stream)
-        if checked is not None and checked[0] >= version and now - checked[1] < RECHECK_SECONDS:
+            vouched = self._vouched.get((stream, version)) == digest
+        fresh = checked is not None and checked[0] >= version and now - checked[1] < RECHECK_SECONDS
+        if fresh and vouched:
             return
-        self.recorder.select_events(stream, lte=version)  # raises ChainBroken
+        stored = self.recorder.select_events(stream, lte=version)  # raises ChainBroken
+        expected = {version: digest}
+        if not vouched:
+            folded: Any = None
+            for item in stored:
+                event: Any = self.mapper.to_domain_event(item)
+                folded = event.mutate(folded)
+                passed = event.originator_version
+                if passed % self.interval == 0 and passed < version:
+                    with contextlib.suppress(Unencodable):
+                        expected[passed] = hashlib.sha256(self.codec.encode(folded)).digest()
+            self.compared += 1
+            if not _same(folded, state):
+                self._broken(stream, version, "snapshot does not match its events")
         with self._lock:
             self._checked[stream] = (version, now)
+        self._vouch(stream, expected)
 
-    def _broken(self, stream: uuid.UUID, version: int, reason: str) -> None:
+    def _vouch(self, stream: uuid.UUID, digests: dict[int, bytes]) -> None:
+        with self._lock:
+            for version, digest in digests.items():
+                self._vouched[(stream, version)] = digest
+                self._vouched.move_to_end((stream, version))
+            while len(self._vouched) > VOUCHED_ROWS:
+                self._vouched.popitem(last=False)
+
+    def _broken(self, stream: uuid.UUID, version: int, reason: str) -> NoReturn:
         _count_failure()
         raise ChainBroken(str(stream), version, None, reason)
 
     # ------------------------------------------------------------------ writing
 
+    def _encoded(self, stream: uuid.UUID, state: Any) -> bytes | None:
+        """The state as stored, if it decodes to exactly the state folded: a value the
+        codec does not know, or one that would come back different, means no snapshot
+        (the read still answers; the stream is folded from an earlier one or whole)."""
+        try:
+            encoded = self.codec.encode(state)
+            if _same(self.codec.decode(encoded), state):
+                return encoded
+            reason = "would not decode to the state folded"
+        except (Unencodable, Undecodable) as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+        self.failures += 1
+        logging.getLogger("yingke").warning("snapshot of %s not taken: %s", stream, reason)
+        return None
+
     def _mac(
         self, stream: uuid.UUID, version: int, last_at: int, head: bytes, state: bytes
     ) -> bytes:
-        message = _HEADER.pack(stream.bytes, version, last_at) + head + CODE.encode() + state
-        return hmac.new(self.key, b"yingke-snapshot-v1" + message, hashlib.sha256).digest()
+        message = _HEADER.pack(stream.bytes, version, last_at) + head + self.code.encode() + state
+        # v2: JSON states. A v1 (pickle) row never verifies under this label.
+        return hmac.new(self.key, b"yingke-snapshot-v2" + message, hashlib.sha256).digest()
 
     def _take(self, stream: uuid.UUID, due: Sequence[tuple[int, int, bytes]]) -> None:
         """Store snapshots at the versions just folded (their heads read from the chain:
@@ -285,8 +360,8 @@ class Snapshots:
                 c.executemany(
                     f"INSERT INTO {SNAPSHOT_TABLE} (originator_id, originator_version, "
                     "last_at, head_hash, code, state, mac) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                    + _REPLACE_OTHER_CODE.format(table=SNAPSHOT_TABLE),
-                    [(stream.hex, v, t, h, CODE, s, m) for v, t, h, s, m in rows],
+                    + _KEEP_FIRST,
+                    [(stream.hex, v, t, h, self.code, s, m) for v, t, h, s, m in rows],
                 )
         else:
             schema = self.recorder.datastore.schema
@@ -295,11 +370,15 @@ class Snapshots:
                     SQL(
                         "INSERT INTO {table} (originator_id, originator_version, last_at, "
                         "head_hash, code, state, mac) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-                        + _REPLACE_OTHER_CODE.format(table="{table}")
+                        + _KEEP_FIRST
                     ).format(table=Identifier(schema, SNAPSHOT_TABLE)),
-                    [(stream, v, t, h, CODE, s, m) for v, t, h, s, m in rows],
+                    [(stream, v, t, h, self.code, s, m) for v, t, h, s, m in rows],
                 )
         self.taken += len(rows)
+        # Folded from the events just now: no need to compare them when they are used.
+        # (A row another writer got in first is kept; it is vouched for only if it is
+        # byte for byte this one, which an honest writer's is: the encoding is canonical.)
+        self._vouch(stream, {v: hashlib.sha256(s).digest() for v, _, _, s, _ in rows})
 
     def _heads(self, stream: uuid.UUID, versions: list[int]) -> dict[int, bytes]:
         if self.sqlite:
@@ -326,3 +405,65 @@ class Snapshots:
 def snapshot_key(secret_digest: str) -> bytes:
     """The HMAC key of snapshots, from a keyed digest of a fixed label (YINGKE_SECRET)."""
     return bytes.fromhex(secret_digest)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Two folds of a stream hold the same state (pending events aside)."""
+    if type(a) is not type(b):
+        return False
+    skip = ("_pending_events",)
+    return {k: v for k, v in vars(a).items() if k not in skip} == {
+        k: v for k, v in vars(b).items() if k not in skip
+    }
+
+
+def migrate(recorder: Any, code: str = CODE) -> int:
+    """Bring the snapshot table to this release (``yingke migrate``); the number of rows
+    deleted.
+
+    A table keyed by (stream, version) alone is from before ADR 0068: every row in it is
+    a pickle, which this code never reads. Its rows are deleted and its key becomes
+    (stream, code, version). Rows of code other than this release's are deleted too: a
+    release still running during a rollout re-takes its own as it reads (and cannot
+    displace these); without this, every release would leave its rows behind for good.
+    """
+    if isinstance(recorder, ChainedSQLiteRecorder):
+        with recorder.datastore.transaction(commit=True) as c:
+            c.execute(f"PRAGMA table_info({SNAPSHOT_TABLE})")
+            keyed = {str(r[1]) for r in c.fetchall() if int(r[5]) > 0}
+            if keyed and "code" not in keyed:
+                c.execute(f"SELECT COUNT(*) FROM {SNAPSHOT_TABLE}")
+                dropped = int(c.fetchone()[0])
+                # SQLite cannot change a primary key: the table is made again (one
+                # process owns an embedded store, so nobody reads it meanwhile).
+                c.execute(f"DROP TABLE {SNAPSHOT_TABLE}")
+                c.execute(next(s for s in SQLITE_DDL if SNAPSHOT_TABLE in s))
+                return dropped
+            c.execute(f"DELETE FROM {SNAPSHOT_TABLE} WHERE code <> ?", (code,))
+            c.execute("SELECT changes()")
+            return int(c.fetchone()[0])
+    schema = recorder.datastore.schema
+    table = Identifier(schema, SNAPSHOT_TABLE)
+    with recorder.datastore.transaction(commit=True) as curs:
+        curs.execute(
+            "SELECT c.conname AS name, array_agg(a.attname::text) AS keyed FROM pg_constraint c "
+            "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey) "
+            "WHERE c.conrelid = to_regclass(%s) AND c.contype = 'p' GROUP BY c.conname",
+            (f"{schema}.{SNAPSHOT_TABLE}",),
+        )
+        found = curs.fetchone()
+        if found is not None and "code" not in found["keyed"]:
+            # Altered in place, not dropped: servers of the previous release still running
+            # keep reading the table (they find nothing of theirs and fold whole streams);
+            # their writes, on the old key, fail and are logged (ADR 0060's failure path).
+            curs.execute(SQL("DELETE FROM {}").format(table))
+            dropped = int(curs.rowcount)
+            curs.execute(
+                SQL(
+                    "ALTER TABLE {} DROP CONSTRAINT {}, ADD PRIMARY KEY "
+                    "(originator_id, code, originator_version)"
+                ).format(table, Identifier(found["name"]))
+            )
+            return dropped
+        curs.execute(SQL("DELETE FROM {} WHERE code <> %s").format(table), (code,))
+        return int(curs.rowcount)
