@@ -1,0 +1,111 @@
+"""The request path's shortcuts: what is answered without a worker thread, and what still
+waits for the store (a key revoked before a request arrived never passes)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi import HTTPException
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+import api.authorization
+import api.deps
+from api.deps import Caller, get_caller
+from tests.http.conftest import Api
+from tests.support import ctx
+
+
+@pytest.fixture
+def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The functions sent to a worker thread by authentication and the access check."""
+    sent: list[str] = []
+    real = run_in_threadpool
+
+    async def counting(func: Callable[..., Any], *args: Any) -> Any:
+        sent.append(func.__name__)
+        return await real(func, *args)
+
+    monkeypatch.setattr(api.deps, "run_in_threadpool", counting)
+    monkeypatch.setattr(api.authorization, "run_in_threadpool", counting)
+    return sent
+
+
+def authenticate(api: Api, key: str, arrived: float) -> Caller:
+    """``get_caller`` for a request that arrived at ``arrived`` (``time.monotonic()``)."""
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/v1/views/status",
+        "headers": [],
+        "app": api.client.app,
+        "state": {"request_id": "test", "arrived": arrived},
+    }
+    return asyncio.run(get_caller(Request(scope), f"Bearer {key}"))
+
+
+def agent_key(api: Api) -> tuple[str, str]:
+    pid, headers = api.principal("channel_agent", partner_id="partner-1")
+    return pid, headers["Authorization"].removeprefix("Bearer ")
+
+
+def test_a_key_is_checked_without_a_thread_after_a_catch_up_that_began_later(
+    api: Api, hops: list[str]
+) -> None:
+    pid, key = agent_key(api)
+    assert api.container.principals.authenticate(key) is not None  # an earlier request
+    arrived = time.monotonic()
+    api.container.policies.policy_for(api.project)  # another request's catch-up
+    assert authenticate(api, key, arrived).id == pid
+    assert hops == []
+
+
+def test_a_key_revoked_before_the_request_arrived_is_refused_though_a_copy_was_kept(
+    api: Api, hops: list[str]
+) -> None:
+    pid, key = agent_key(api)
+    assert api.container.principals.authenticate(key) is not None
+    api.container.principals.revoke_principal(ctx(), pid, "left the agency")
+    arrived = time.monotonic()
+    # No catch-up since the request arrived: the kept copy is not trusted.
+    with pytest.raises(HTTPException) as refused:
+        authenticate(api, key, arrived)
+    assert refused.value.status_code == 401
+    assert hops == ["authenticate"]
+
+
+def test_a_revoked_key_kept_as_revoked_is_refused_without_a_thread(
+    api: Api, hops: list[str]
+) -> None:
+    pid, key = agent_key(api)
+    api.container.principals.revoke_principal(ctx(), pid, "left the agency")
+    assert api.container.principals.authenticate(key) is None  # the copy is the revoked one
+    arrived = time.monotonic()
+    api.container.policies.policy_for(api.project)
+    with pytest.raises(HTTPException) as refused:
+        authenticate(api, key, arrived)
+    assert refused.value.status_code == 401
+    assert hops == []
+
+
+def test_a_project_in_the_path_is_judged_without_a_thread(api: Api, hops: list[str]) -> None:
+    _, granted = api.principal("manager", project_ids=[api.project])
+    assert api.client.get(f"/v1/projects/{api.project}/policy", headers=api.admin).is_success
+    hops.clear()
+    assert api.client.get(f"/v1/projects/{api.project}/policy", headers=granted).is_success
+    refused = api.client.get("/v1/projects/elsewhere/policy", headers=granted)
+    assert refused.status_code == 403
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "check_path" not in hops
+
+
+def test_the_request_id_is_echoed_or_made(api: Api) -> None:
+    given = api.client.get("/healthz", headers={"X-Request-ID": "trace-42.a"})
+    assert given.headers["x-request-id"] == "trace-42.a"
+    made = api.client.get("/healthz", headers={"X-Request-ID": "not valid!"})
+    assert made.headers["x-request-id"] not in ("", "not valid!")
+    assert len(made.headers["x-request-id"]) == 36
