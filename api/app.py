@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from importlib.resources import files
@@ -182,10 +181,7 @@ class RequestId:
                 given = value.decode("latin-1")
                 break
         request_id = given if _REQUEST_ID.match(given) else str(uuid.uuid4())
-        state = scope.setdefault("state", {})
-        state["request_id"] = request_id
-        # When the request arrived: authentication may answer from copies caught up since.
-        state["arrived"] = time.monotonic()
+        scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:

@@ -7,7 +7,6 @@ import hmac
 import json
 import re
 import secrets
-import time
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -66,14 +65,8 @@ async def get_caller(
     if secrets.compare_digest(key.encode(), container.settings.admin_key.encode()):
         caller = Caller("admin", "admin")
     else:
-        # A catch-up with the log that began after this request arrived (another
-        # request's, under load) makes the kept copy current enough: a key revoked before
-        # the request arrived is refused. Otherwise the part that waits on the store runs
-        # on a worker thread.
-        arrived: float = getattr(request.state, "arrived", None) or time.monotonic()
-        current, principal = container.principals.authenticate_caught_up(key, arrived)
-        if not current:
-            principal = await run_in_threadpool(container.principals.authenticate, key)
+        # The only part that may wait on the store runs on a worker thread.
+        principal = await run_in_threadpool(container.principals.authenticate, key)
         if principal is None:
             raise HTTPException(401, "unknown or revoked API key", headers=challenge)
         caller = Caller(

@@ -89,21 +89,6 @@ class Principals:
             return None
         return principal
 
-    def authenticate_caught_up(self, key: str, since: float) -> tuple[bool, Principal | None]:
-        """``authenticate`` for a request that arrived at ``since`` (``time.monotonic()``),
-        answered from the kept copy without touching the store when a catch-up began
-        after the request arrived: ``(True, principal or None)``; ``(False, None)`` when
-        only ``authenticate`` can tell."""
-        principal_id = principal_id_from_key(key)
-        if principal_id is None:
-            return True, None
-        known, principal = self.watched.find_caught_up(
-            Principal, principal_uuid(principal_id), since
-        )
-        if not known:
-            return False, None
-        return True, principal if principal is not None and principal.accepts(key) else None
-
     def check_consultant(
         self, consultant_id: str, project_id: str, field: str = "consultant_id"
     ) -> None:

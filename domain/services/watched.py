@@ -94,23 +94,6 @@ class WatchedStreams:
             self._caught_up_at = began
             return self._position
 
-    def find_caught_up(
-        self, cls: type[A], stream: uuid.UUID, since: float
-    ) -> tuple[bool, A | None]:
-        """Without touching the store nor waiting for a lock: ``(True, copy)`` when a
-        catch-up that began after ``since`` (a ``time.monotonic()``) has finished and the
-        stream's copy is kept, so the copy is as current as ``find`` would answer for a
-        reader that arrived at ``since``; ``(False, None)`` otherwise."""
-        if not self._lock.acquire(blocking=False):
-            return False, None  # a catch-up is under way
-        try:
-            if self._caught_up_at <= since or stream not in self._copies:
-                return False, None
-            self.hits += 1
-            return True, _as(cls, self._copies[stream])
-        finally:
-            self._lock.release()
-
     def find(self, cls: type[A], stream: uuid.UUID) -> A | None:
         """The stream's aggregate as of now (a shared copy: read it, never change it)."""
         position = self.catch_up()
