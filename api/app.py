@@ -118,6 +118,7 @@ def create_waiting_app(settings: Settings, connect: Callable[[], Container]) -> 
         with lock:
             if app.state.container is None:
                 reachable()
+                reachable.close()  # the container's own guard keeps the probing from now on
                 container = connect()
                 if settings.workers == "inprocess":
                     container.start_workers()
