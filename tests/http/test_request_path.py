@@ -81,3 +81,20 @@ def test_the_request_id_is_echoed_or_made(api: Api) -> None:
     made = api.client.get("/healthz", headers={"X-Request-ID": "not valid!"})
     assert made.headers["x-request-id"] not in ("", "not valid!")
     assert len(made.headers["x-request-id"]) == 36
+
+
+def test_healthz_is_answered_without_a_worker_thread(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fastapi.routing
+
+    sent: list[str] = []
+    real = run_in_threadpool
+
+    async def counting(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        sent.append(func.__name__)
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(fastapi.routing, "run_in_threadpool", counting)
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    assert sent == []
