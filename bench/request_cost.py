@@ -171,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--profile", action="store_true", help="py-spy each Yingke scenario")
     parser.add_argument("--keep", type=Path, help="keep the collapsed stacks in this folder")
+    parser.add_argument("--only", default="", help="run the scenarios whose name has this")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
@@ -191,7 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ("minimal: GET /readyz", get_script("/readyz", None)),
                 ("minimal: POST /v1/reports", lua("base", keys, 4, 0.0)),
             ):
-                rows.append(measure(name, base, pid, script, args.seconds, args.connections, False))
+                if args.only in name:
+                    rows.append(
+                        measure(name, base, pid, script, args.seconds, args.connections, False)
+                    )
         settings, settings_env = bench_settings(dbname)
         migrate(settings)
         env = {**settings_env, "YINGKE_PG_POOL_SIZE": "4", "YINGKE_WORKERS": "none"}
@@ -206,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ),
                 ("Yingke: POST /v1/reports", lua("proj-6", keys, 6, 0.0)),
             ):
+                if args.only not in name:
+                    continue
                 rows.append(
                     measure(
                         name,

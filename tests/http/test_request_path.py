@@ -4,6 +4,7 @@ the store (a key revoked before a request arrived never passes)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -98,3 +99,49 @@ def test_healthz_is_answered_without_a_worker_thread(
     monkeypatch.setattr(fastapi.routing, "run_in_threadpool", counting)
     assert api.client.get("/healthz").json() == {"status": "ok"}
     assert sent == []
+
+
+class CountingRecorder:
+    """The kept copies' view of the recorder, counting their catch-up queries."""
+
+    def __init__(self, recorder: Any) -> None:
+        self._recorder = recorder
+        self.queries = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._recorder, name)
+        if name in ("watched_since", "max_notification_id"):
+            self.queries += 1
+        return attr
+
+
+def test_a_report_catches_the_kept_copies_up_once(api: Api) -> None:
+    pid, headers = api.principal("channel_agent", partner_id="partner-1")
+    body = {
+        "project_id": api.project,
+        "partner_id": "partner-1",
+        "agent_id": pid,
+        "client_name": "王小明",
+        "phone": "13800138000",
+    }
+    watched = api.container.principals.watched
+    counting = CountingRecorder(watched._recorder)
+    watched._recorder = counting
+    # Authentication's catch-up also serves the policy read: both are owed the log as of
+    # the request's arrival.
+    assert api.client.post("/v1/reports", json=body, headers=headers).status_code == 201
+    assert counting.queries == 1
+
+
+def test_a_read_after_the_requests_own_write_sees_it(api: Api) -> None:
+    from domain.services.uow import READER_ARRIVED
+
+    policies = api.container.policies
+    assert policies.policy_for(api.project).version == 0
+    token = READER_ARRIVED.set(time.monotonic())  # as inside a request
+    try:
+        assert policies.policy_for(api.project).version == 0  # caught up after arrival
+        policies.set_policy(ctx(), api.project, {"protection": "P7D"})
+        assert policies.policy_for(api.project).version == 1
+    finally:
+        READER_ARRIVED.reset(token)
