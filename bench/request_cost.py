@@ -176,6 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
         return 1
+    if args.profile and not Path(sys.executable).with_name("py-spy").exists():
+        print("py-spy is not installed (pip install py-spy): no breakdown", file=sys.stderr)
+        args.profile = False
     rows: list[tuple[str, int, float, Counter[str] | None]] = []
     with scratch_database("yingke_cost") as dbname:
         print(f"load average before: {uptime()}")
