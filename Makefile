@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: serve test lint typecheck pytest bench-report-filing bench-http bench-relay bench-rebuild bench-verify bench-sheets bench-what-if bench-view-lag bench-reads install clean
+.PHONY: serve test lint typecheck pytest bench-report-filing bench-http bench-relay bench-rebuild bench-verify bench-sheets bench-what-if bench-view-lag bench-reads bench-request-cost install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,9 @@ bench-view-lag: $(STAMP)
 
 bench-reads: $(STAMP)
 	$(BIN)/python -m bench.reads
+
+bench-request-cost: $(STAMP)
+	$(BIN)/python -m bench.request_cost --profile
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from importlib.resources import files
@@ -42,6 +43,7 @@ from api.routers import (
     workday,
 )
 from api.validation import BodyGuard, check_parameters
+from domain.services.uow import READER_ARRIVED
 from yingke.bootstrap import Container, build, store_probe
 from yingke.guard import StoreGuard
 from yingke.settings import Settings, load_settings
@@ -118,6 +120,7 @@ def create_waiting_app(settings: Settings, connect: Callable[[], Container]) -> 
         with lock:
             if app.state.container is None:
                 reachable()
+                reachable.close()  # the container's own guard keeps the probing from now on
                 container = connect()
                 if settings.workers == "inprocess":
                     container.start_workers()
@@ -198,7 +201,12 @@ class RequestId:
             response = problems.store_unavailable(Request(scope, receive))
             await response(scope, receive, send_with_id)
             return
-        await self.app(scope, receive, send_with_id)
+        # Worker threads the request hops to run in a copy of this context.
+        arrived = READER_ARRIVED.set(time.monotonic())
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            READER_ARRIVED.reset(arrived)
 
 
 def create_app_from_env() -> FastAPI:

@@ -460,6 +460,10 @@ PATH_OBJECTS = (
 )
 
 
+# Those ``check_path`` loads from the store (a project only with a unit).
+LOADED_OBJECTS = tuple(name for name in PATH_OBJECTS if name != "project_id")
+
+
 def _as_uuid(value: str | None) -> uuid.UUID | None:
     """A malformed id is left to request validation (422, whoever asks)."""
     if value is None:
@@ -486,9 +490,15 @@ async def enforce_access(request: Request) -> None:
         raise HTTPException(403, f"role {caller.role} may not do this")
     guard = Guard(caller, relation, get_container(request), pool=operation not in SERVED_ONLY)
     request.state.guard = guard
-    if any(name in request.path_params for name in PATH_OBJECTS):
+    params = request.path_params
+    if any(name in params for name in LOADED_OBJECTS) or (
+        "project_id" in params and "unit_id" in params
+    ):
         # Loading the objects reads the store: off the event loop.
-        await run_in_threadpool(guard.check_path, request.path_params)
+        await run_in_threadpool(guard.check_path, params)
+    elif "project_id" in params:
+        # A project alone is judged from the caller's grants: no thread needed.
+        guard.check_path(params)
 
 
 async def get_guard(request: Request, caller: Annotated[Caller, Depends(get_caller)]) -> Guard:

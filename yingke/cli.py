@@ -42,7 +42,7 @@ def serve(
         typer.Option(
             min=1,
             help="HTTP processes, each with its own connections and event writer "
-            "(default: the number of cores on PostgreSQL; always 1 on SQLite)",
+            "(default: the cores this process may use, on PostgreSQL; always 1 on SQLite)",
         ),
     ] = None,
 ) -> None:
@@ -56,7 +56,16 @@ def serve(
     settings = load_settings()
     host = host or settings.host
     port = port or settings.port
-    processes = workers or (1 if settings.embedded else os.cpu_count() or 1)
+    processes = workers or (1 if settings.embedded else usable_cores())
+    # As the HTTP baseline runs (bench.http_load): uvloop and httptools (uvicorn picks them
+    # when installed, as uvicorn[standard] does) and no access log unless it is printed:
+    # below info the log is never shown, yet uvicorn built its arguments for every answer.
+    options: dict[str, Any] = {
+        "log_level": log_level,
+        "access_log": log_level.lower() in ("trace", "debug", "info"),
+        "loop": "auto",
+        "http": "auto",
+    }
     if processes > 1 and settings.embedded:
         raise typer.BadParameter("more than one worker needs PostgreSQL: one process owns SQLite")
     try:
@@ -103,8 +112,8 @@ def serve(
                 factory=True,
                 host=host,
                 port=port,
-                log_level=log_level,
                 workers=processes,
+                **options,
             )
         finally:
             api.state.guard.stop()
@@ -112,11 +121,19 @@ def serve(
                 api.state.container.close()
         return
     try:
-        uvicorn.run(api, host=host, port=port, log_level=log_level)
+        uvicorn.run(api, host=host, port=port, **options)
     finally:
         api.state.guard.stop()
         if api.state.container is not None:
             api.state.container.close()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container's cpuset, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 MetricsPort = Annotated[

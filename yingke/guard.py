@@ -68,6 +68,9 @@ class StoreGuard:
         self._wake.set()
         if wait and self._thread is not None:
             self._thread.join(timeout=self._probe_timeout + 1)
+        close = getattr(self._probe, "close", None)
+        if close is not None:
+            close()  # a probe's kept connection
 
     def suspect(self) -> None:
         """A request met a store error: probe now rather than at the next tick."""

@@ -75,6 +75,8 @@ class KeyDir:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        # The current signing key as last read, with the file it was read from.
+        self._signing: tuple[str, Ed25519PrivateKey, Path] | None = None
         path.mkdir(parents=True, exist_ok=True)
         os.chmod(path, 0o700)
 
@@ -156,11 +158,19 @@ class KeyDir:
 
     def signing_key(self) -> tuple[str, Ed25519PrivateKey]:
         """The current signing key, created on first use."""
+        cached = self._signing
+        # Every receipt is signed: listing and reading the directory each time was a tenth
+        # of a report's CPU. A rotation, by any process sharing the directory, destroys the
+        # old private half, so while its file is there the key read last is still current.
+        if cached is not None and cached[2].exists():
+            return cached[0], cached[1]
         for info in reversed(self.signing_keys()):
             if info.valid_until is None:
                 path = self.path / f"signing-{info.key_id}.key"
                 if path.exists():
-                    return info.key_id, Ed25519PrivateKey.from_private_bytes(path.read_bytes())
+                    private = Ed25519PrivateKey.from_private_bytes(path.read_bytes())
+                    self._signing = (info.key_id, private, path)
+                    return info.key_id, private
         return self.new_signing_key()
 
     def new_signing_key(self) -> tuple[str, Ed25519PrivateKey]:
@@ -178,6 +188,7 @@ class KeyDir:
                 private.private_bytes_raw(),
             )
             self._write_info(key_id, base64.b64encode(raw_public).decode(), now, None)
+            self._signing = (key_id, private, self.path / f"signing-{key_id}.key")
             return key_id, private
 
     def _write_info(

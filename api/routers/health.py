@@ -14,8 +14,10 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     """The process is alive."""
+    # async: answered on the event loop, without a worker thread (load balancers call it
+    # every few seconds on every process)
     return {"status": "ok"}
 
 

@@ -18,6 +18,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -92,6 +93,14 @@ class Done(Generic[R]):
         return self.outcome
 
 
+# When the request being served arrived (``time.monotonic()``), set by the API for each
+# request: its reads are owed the log as of then, so the catch-up of the kept principal
+# and policy copies (``WatchedStreams``) that its authentication waited for also serves
+# its later reads of them: one round trip per request, not one per read. Unset (None)
+# outside requests and after the request's own write.
+READER_ARRIVED: ContextVar[float | None] = ContextVar("reader_arrived", default=None)
+
+
 class UnitOfWork:
     """The one event store (an eventsourcing Application) and the command loop over it."""
 
@@ -135,6 +144,9 @@ class UnitOfWork:
                 continue
             position = max((r.notification.id for r in recordings), default=None)
             recorded = tuple(r.domain_event for r in recordings)
+            # Reads after this write (later in the same request) must see it: the kept
+            # copies catch up from now on, not from when the request arrived.
+            READER_ARRIVED.set(None)
             return Done(outcome, position, response, recorded=recorded)
         raise TooMuchContention("too many concurrent writers for this object; try again")
 

@@ -7,7 +7,9 @@ watched type for its stream. Before answering, a reader catches up with the log:
 cheap query for the head, and only when the head moved, one for the watched events
 since. A reader waits for a catch-up that began after it arrived, so a key revoked by
 any process fails on the next request, as when every request loaded the stream; under
-load, one catch-up serves every reader that arrived before it began.
+load, one catch-up serves every reader that arrived before it began. Inside an HTTP
+request a reader arrived when the request did (``READER_ARRIVED``), so authentication's
+catch-up also serves the request's policy reads, until the request writes.
 
 The copies are shared between threads: callers only read them. Commands that change one
 of these streams load it afresh through the unit of work, as before.
@@ -24,7 +26,7 @@ from typing import Any, TypeVar
 from eventsourcing.domain import Aggregate
 from eventsourcing.utils import get_topic
 
-from domain.services.uow import UnitOfWork
+from domain.services.uow import READER_ARRIVED, UnitOfWork
 
 A = TypeVar("A", bound=Aggregate)
 PAGE = 500
@@ -58,7 +60,7 @@ class WatchedStreams:
 
     def catch_up(self) -> int:
         """Drop copies the log has moved past; returns the position caught up to."""
-        arrived = time.monotonic()
+        arrived = READER_ARRIVED.get() or time.monotonic()
         with self._lock:
             if self._caught_up_at > arrived:
                 return self._position
