@@ -21,6 +21,9 @@ import struct
 import threading
 import time
 import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,19 @@ SELECT_KEY_PG = f"SELECT wrapped FROM {TABLE} WHERE subject = %s"
 CREATE_TABLE = (
     "CREATE TABLE IF NOT EXISTS {table} (subject TEXT PRIMARY KEY, wrapped {blob} NOT NULL)"
 )
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A subject key created inside a unit of work, stored with the unit's events.
+
+    ``raw`` stays in memory until the save committed: a KEK rotation that destroyed
+    ``wrapped``'s epoch meanwhile may have missed the row, and it is re-wrapped from it.
+    """
+
+    subject: str
+    wrapped: bytes
+    raw: bytes
 
 
 class KeyStore:
@@ -259,6 +275,48 @@ class Vault:
             algorithm=hashes.SHA256(), length=32, salt=b"yingke-vault", info=b"master-key"
         ).derive(secret)
         self._legacy = AESGCM(legacy)
+        # Set by the composition root when the event store writes a unit's new keys in
+        # the transaction of its events (PostgreSQL group commit, ADR 0065).
+        self.defer_new_keys = False
+        self._unit = threading.local()
+
+    # ------------------------------------------------ keys stored with events
+
+    @contextmanager
+    def unit(self) -> Iterator[None]:
+        """One attempt of a unit of work: keys created inside it are not stored at once
+        but handed to the save (``take_new_keys``), so a key commits with the events
+        sealed under it and a refused save leaves none behind."""
+        if not self.defer_new_keys:
+            yield
+            return
+        self._unit.keys = {}
+        try:
+            yield
+        finally:
+            self._unit.keys = None
+
+    def take_new_keys(self) -> list[NewKey]:
+        """The keys this thread's unit of work created, for its save; taken once."""
+        keys: dict[str, NewKey] | None = getattr(self._unit, "keys", None)
+        if not keys:
+            return []
+        self._unit.keys = {}
+        return list(keys.values())
+
+    def keys_stored(self, keys: Sequence[NewKey]) -> None:
+        """After the save that stored ``keys`` committed: a rotation that destroyed
+        their epoch meanwhile may have missed the rows, so re-wrap them ourselves (as
+        ``_subject_key`` does after its own insert)."""
+        for key in keys:
+            if self._keys.kek(self.epoch_of(key.wrapped)) is None:
+                self._store.replace(key.subject, key.wrapped, self._wrap(key.subject, key.raw))
+
+    def store_new_keys(self, keys: Sequence[NewKey]) -> bool:
+        """Store ``keys`` now, each unless its subject has one; False if any had
+        (the save must then be decided again: its tokens are sealed under the new key).
+        For a save that does not go through the group-commit writer."""
+        return all(self._store.put_if_absent(k.subject, k.wrapped) == k.wrapped for k in keys)
 
     # ------------------------------------------------------------- wrapping
 
@@ -305,6 +363,9 @@ class Vault:
 
     def _subject_key(self, subject: uuid.UUID, create: bool) -> AESGCM | None:
         name = str(subject)
+        pending: dict[str, NewKey] | None = getattr(self._unit, "keys", None)
+        if pending is not None:
+            return self._unit_key(name, create, pending)
         for _ in range(100):
             # Creating: offer a new key straight away; the one statement stores it or
             # answers the key already stored (one round trip instead of a read first).
@@ -320,6 +381,26 @@ class Vault:
                     # its scan may have missed the row, so re-wrap it ourselves.
                     self._store.replace(name, mine, self._wrap(name, raw))
                     continue
+            try:
+                return AESGCM(self._unwrap(name, wrapped))
+            except KeyError:
+                time.sleep(0.01)  # a rotation is re-wrapping this row right now
+        raise RuntimeError("subject key stays wrapped by a destroyed KEK epoch")
+
+    def _unit_key(self, name: str, create: bool, pending: dict[str, NewKey]) -> AESGCM | None:
+        """Inside a unit of work: the key created earlier in it, the stored one, or (when
+        creating) a new one that the unit's save stores with its events. If a key gets
+        stored meanwhile, the save is refused and the unit decides again with it."""
+        if name in pending:
+            return AESGCM(pending[name].raw)
+        for _ in range(100):
+            wrapped = self._store.get(name)
+            if wrapped is None:
+                if not create:
+                    return None
+                raw = AESGCM.generate_key(256)
+                pending[name] = NewKey(name, self._wrap(name, raw), raw)
+                return AESGCM(raw)
             try:
                 return AESGCM(self._unwrap(name, wrapped))
             except KeyError:
