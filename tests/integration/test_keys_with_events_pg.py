@@ -97,7 +97,7 @@ def test_a_request_refused_in_its_batch_stores_no_key(
 
     def request(subject: uuid.UUID, events_of: uuid.UUID) -> Request:
         raw = AESGCM.generate_key(256)
-        key = NewKey(str(subject), vault._wrap(str(subject), raw), raw)
+        key = NewKey(str(subject), vault._wrap(str(subject), raw), raw, AESGCM(raw))
         event = StoredEvent(events_of, 1, "bench.synthetic:Event", b"{}")
         return Request([event], [key])
 
