@@ -195,6 +195,70 @@ def install_probes(probes: Probes, container: Any) -> None:
     probes.wrap(writer, "_write", "writer thread: batch SQL + other")
 
 
+# ---------------------------------------------------------------------- floor
+
+
+def floor(container: Any, reps: int = 2000) -> dict[str, float]:
+    """CPU microseconds, one thread, of the work every accepted report must do whatever
+    the architecture: encode its four events, seal the buyer's phone and the report's
+    name under a new subject key (and wrap that key), and chain-hash the four events."""
+    import uuid
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from bench.report_filing import Filing, app_worker
+    from yingke.chain import event_hash, log_hash
+
+    recorded: list[Any] = []
+    original = container.uow.run
+
+    def keep(ctx: Any, decide: Any) -> Any:
+        done = original(ctx, decide)
+        recorded.extend(done.recorded)
+        return done
+
+    container.uow.run = keep
+    try:
+        with app_worker(container.reports)() as op:
+            op(Filing("floor", 0, "13912345678", "张三丰"))
+    finally:
+        del container.uow.run
+    mapper, vault = container.store.mapper, container.vault
+    stored = [mapper.to_stored_event(e) for e in recorded]
+    current = vault._current_kek()
+    subject = uuid.uuid4()
+    name = str(subject)
+
+    def timed(work: Callable[[], object]) -> float:
+        started = time.process_time()
+        for _ in range(reps):
+            work()
+        return (time.process_time() - started) / reps * 1e6
+
+    def encode() -> object:
+        return [mapper.to_stored_event(e) for e in recorded]
+
+    def seal() -> object:
+        raw = AESGCM.generate_key(256)
+        key = AESGCM(raw)
+        vault._wrap(name, raw, (current.epoch, current.kek))
+        vault._seal_with(key, subject, {"phone": "13912345678"})
+        return vault._seal_with(key, subject, {"name": "张三丰"})
+
+    def chain() -> object:
+        head = b"\0" * 32
+        for position, e in enumerate(stored, start=1):
+            own = event_hash(subject, e.originator_version, position, e.topic, e.state, head)
+            head = log_hash(head, position, own)
+        return head
+
+    return {
+        f"encode {len(recorded)} events (mapper, JSON)": timed(encode),
+        "new key + wrap + 2 seals (AES-GCM)": timed(seal),
+        f"chain hash {len(stored)} events": timed(chain),
+    }
+
+
 # ----------------------------------------------------------------------- main
 
 
@@ -216,6 +280,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         probes = Probes()
         statements = StatementCount()
         try:
+            parts = floor(container)
+            print("\nfloor: the work every accepted report does, CPU µs on one thread")
+            for name, micros in parts.items():
+                print(f"  {name:<40} {micros:8.1f} µs")
+            print(f"  {'total':<40} {sum(parts.values()):8.1f} µs", flush=True)
             for rnd in range(args.rounds):
                 for kind in ("raw", "app", "probed"):
                     tag = f"{kind}-{rnd}"

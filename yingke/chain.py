@@ -658,6 +658,8 @@ class KeySource(Protocol):
 
     def keys_stored(self, keys: Sequence[NewKey]) -> None: ...
 
+    def keys_refused(self, keys: Sequence[NewKey]) -> None: ...
+
     def store_new_keys(self, keys: Sequence[NewKey]) -> bool: ...
 
 
@@ -767,7 +769,12 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
             ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             self._committed(getattr(self._thread_state(), "pending", None))
             return ids
-        request = self.writer.submit_request(stored_events, keys)
+        try:
+            request = self.writer.submit_request(stored_events, keys)
+        except IntegrityError:
+            if source is not None and keys:
+                source.keys_refused(keys)
+            raise
         assert request.ids is not None and request.hashes is not None
         if source is not None and keys:
             source.keys_stored(keys)

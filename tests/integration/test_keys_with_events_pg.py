@@ -121,29 +121,43 @@ def test_a_request_refused_in_its_batch_stores_no_key(
     assert recorder.select_events(key_twin.events[0].originator_id) == []
 
 
-def test_a_key_stored_after_the_seal_read_it_makes_the_report_decide_again(
+def counted_reads(vault: Vault, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    reads: list[str] = []
+    original = vault._store.get
+
+    def get(subject: str) -> bytes | None:
+        reads.append(subject)
+        return original(subject)
+
+    monkeypatch.setattr(vault._store, "get", get)
+    return reads
+
+
+def test_a_new_buyers_report_reads_no_key_and_a_known_buyers_reads_one(
+    pg_app: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = counted_reads(pg_app.vault, monkeypatch)
+    body = file_report(pg_app, "proj-k", "ch-1", "13800003333")
+    assert reads == []
+    again = file_report(pg_app, "proj-k", "ch-2", "13800003333")
+    assert again["status"] == "rejected" and reads == [body["client_id"]]
+
+
+def test_a_key_stored_for_a_buyer_without_a_stream_makes_the_report_decide_again(
     pg_app: Container, pg_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The seal found no key, then an import stored one before the batch: the report is
-    refused in its batch and decided again, sealed under the key that is stored."""
+    """A key left by an import (or by a save before ADR 0065) for a buyer with no
+    stream: the first attempt does not look for it, its batch refuses it, and the next
+    attempt seals under the key that is stored."""
     vault = pg_app.vault
-    assert isinstance(vault, Vault)
-    store = vault._store
     buyer = client_id(pg_app, "proj-k", "13800002222")
-    original_get = store.get
-    raced: list[bytes] = []
-
-    def get_then_race(subject: str) -> bytes | None:
-        found = original_get(subject)
-        if subject == str(buyer) and not raced:
-            other = vault._wrap(subject, AESGCM.generate_key(256))
-            raced.append(store.put_if_absent(subject, other))
-        return found
-
-    monkeypatch.setattr(store, "get", get_then_race)
+    stray = vault._wrap(str(buyer), AESGCM.generate_key(256))
+    assert vault._store.put_if_absent(str(buyer), stray) == stray
+    reads = counted_reads(vault, monkeypatch)
     body = file_report(pg_app, "proj-k", "ch-1", "13800002222")
-    assert uuid.UUID(body["client_id"]) == buyer and raced
-    assert stored_key(pg_settings, buyer) == raced[0]
+    assert uuid.UUID(body["client_id"]) == buyer
+    assert reads == [str(buyer)]  # by the second attempt only, once for both its seals
+    assert stored_key(pg_settings, buyer) == stray
     token = pg_app.clients.client(buyer).pii
     assert pg_app.vault.open(buyer, token) == {"phone": "13800002222"}
 
