@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -550,6 +550,8 @@ class ChainedSQLiteRecorder(Chained, SQLiteApplicationRecorder):
 # ------------------------------------------------------------------ PostgreSQL
 
 _REPEATABLE_READ = SQL("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+_BEGIN = SQL("BEGIN")
+_COMMIT = SQL("COMMIT")
 
 
 class _PostgresOps:
@@ -846,86 +848,110 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
 
     def _write_batch(self, batch: Batch) -> None:
         """One transaction for every request in ``batch``; refused ones get IntegrityError."""
+        with self.datastore.get_connection() as conn:
+            try:
+                written = self._write_batch_on(conn, batch)
+            except BaseException:
+                # Whatever was sent, nothing of this batch may stay half done.
+                with suppress(Exception):
+                    conn.rollback()
+                raise
+        if written is None:
+            return
+        accepted, ids, hashes = written
+        # Committed: only now may the callers hear their ids.
+        for request in accepted:
+            request.ids = [ids[k] for k in request.stream_versions()]
+            request.hashes = [hashes[k] for k in request.stream_versions()]
+
+    def _write_batch_on(
+        self, conn: Any, batch: Batch
+    ) -> tuple[Batch, dict[tuple[uuid.UUID, int], int], dict[tuple[uuid.UUID, int], bytes]] | None:
+        """Three round trips: BEGIN, lock and the one read; the inserts; the chain rows
+        with COMMIT. BEGIN and COMMIT are sent as statements: ``conn.transaction()`` in
+        pipeline mode nests pipelines that sync on entry and exit, six round trips in all
+        (issue 15)."""
         keys = [k for request in batch for k in request.stream_versions()]
         subjects = [k.subject for request in batch for k in request.keys]
-        with self.datastore.get_connection() as conn:
-            with conn.pipeline(), conn.transaction(), conn.cursor() as curs:
-                self._lock_table(curs)
-                self._notify_channel(curs)
-                # Under the lock nobody else appends: what is stored now stays stored
-                # until this transaction commits, so the check below is exact, and so
-                # are the chain's predecessors, head and last checkpoint read with it.
-                before = [(k[0], k[1] - 1) for k in keys if k[1] > 1]
-                curs.execute(
-                    self._taken_statement,
-                    (
-                        [k[0] for k in keys],
-                        [k[1] for k in keys],
-                        [k[0] for k in before],
-                        [k[1] for k in before],
-                        subjects,
-                    ),
+        with conn.pipeline(), conn.cursor() as curs:
+            curs.execute(_BEGIN)
+            self._lock_table(curs)
+            self._notify_channel(curs)
+            # Under the lock nobody else appends: what is stored now stays stored
+            # until this transaction commits, so the check below is exact, and so
+            # are the chain's predecessors, head and last checkpoint read with it.
+            before = [(k[0], k[1] - 1) for k in keys if k[1] > 1]
+            curs.execute(
+                self._taken_statement,
+                (
+                    [k[0] for k in keys],
+                    [k[1] for k in keys],
+                    [k[0] for k in before],
+                    [k[1] for k in before],
+                    subjects,
+                ),
+            )
+            stored: set[tuple[uuid.UUID, int]] = set()
+            keyed: set[str] = set()
+            known: dict[tuple[uuid.UUID, int], bytes] = {}
+            head: tuple[int, bytes] | None = None
+            checkpoint: tuple[int, float] | None = None
+            for r in curs.fetchall():
+                if r["kind"] == 0:
+                    stored.add((_uuid(r["id"]), int(r["v"])))
+                elif r["kind"] == 1:
+                    known[(_uuid(r["id"]), int(r["v"]))] = bytes(r["h"])
+                elif r["kind"] == 2:
+                    head = (int(r["v"]), bytes(r["h"]))
+                elif r["kind"] == 3:
+                    checkpoint = (int(r["v"]), float(r["t"]))
+                else:
+                    keyed.add(str(r["s"]))
+            accepted, refused = partition(batch, stored, keyed)
+            for request in refused:
+                refuse(request)
+            events = [e for request in accepted for e in request.events]
+            if not events:
+                # COMMIT, not ROLLBACK: a ROLLBACK statement makes psycopg drop its
+                # prepared statements mid-pipeline ("prepared statement does not exist").
+                curs.execute(_COMMIT)
+                return None
+            new_keys = [k for request in accepted for k in request.keys]
+            if new_keys:
+                # Sent with the events' insert below: the pipeline carries both in
+                # one round trip, and both commit or neither does.
+                key_cursor = conn.cursor()
+                key_cursor.execute(
+                    self._keys_statement,
+                    ([k.subject for k in new_keys], [k.wrapped for k in new_keys]),
                 )
-                stored: set[tuple[uuid.UUID, int]] = set()
-                keyed: set[str] = set()
-                known: dict[tuple[uuid.UUID, int], bytes] = {}
-                head: tuple[int, bytes] | None = None
-                checkpoint: tuple[int, float] | None = None
-                for r in curs.fetchall():
-                    if r["kind"] == 0:
-                        stored.add((_uuid(r["id"]), int(r["v"])))
-                    elif r["kind"] == 1:
-                        known[(_uuid(r["id"]), int(r["v"]))] = bytes(r["h"])
-                    elif r["kind"] == 2:
-                        head = (int(r["v"]), bytes(r["h"]))
-                    elif r["kind"] == 3:
-                        checkpoint = (int(r["v"]), float(r["t"]))
-                    else:
-                        keyed.add(str(r["s"]))
-                accepted, refused = partition(batch, stored, keyed)
-                for request in refused:
-                    refuse(request)
-                events = [e for request in accepted for e in request.events]
-                if not events:
-                    return
-                new_keys = [k for request in accepted for k in request.keys]
-                if new_keys:
-                    # Sent with the events' insert below: the pipeline carries both in
-                    # one round trip, and both commit or neither does.
-                    key_cursor = conn.cursor()
-                    key_cursor.execute(
-                        self._keys_statement,
-                        ([k.subject for k in new_keys], [k.wrapped for k in new_keys]),
-                    )
-                curs.execute(
-                    self._append_statement,
-                    (
-                        [_uuid(e.originator_id) for e in events],
-                        [e.originator_version for e in events],
-                        [e.topic for e in events],
-                        [e.state for e in events],
-                    ),
-                )
-                ids = {
-                    (_uuid(r["originator_id"]), int(r["originator_version"])): int(
-                        r["notification_id"]
-                    )
-                    for r in curs.fetchall()
-                }
-                if new_keys and len(key_cursor.fetchall()) != len(new_keys):
-                    # Rolls the whole batch back; every caller decides again (and reads
-                    # the key that is stored now).
-                    raise IntegrityError("a subject key was stored outside the writer first")
-                positions = [ids[(_uuid(e.originator_id), e.originator_version)] for e in events]
-                ops = _PostgresOps(curs, self.datastore.schema)
-                rows = self._append_chain(
-                    _PrefetchedOps(ops, known, head, checkpoint), events, positions
-                )
-                hashes = {(r.stream, r.version): r.hash for r in rows}
-            # Committed: only now may the callers hear their ids.
-            for request in accepted:
-                request.ids = [ids[k] for k in request.stream_versions()]
-                request.hashes = [hashes[k] for k in request.stream_versions()]
+            curs.execute(
+                self._append_statement,
+                (
+                    [_uuid(e.originator_id) for e in events],
+                    [e.originator_version for e in events],
+                    [e.topic for e in events],
+                    [e.state for e in events],
+                ),
+            )
+            ids = {
+                (_uuid(r["originator_id"]), int(r["originator_version"])): int(r["notification_id"])
+                for r in curs.fetchall()
+            }
+            if new_keys and len(key_cursor.fetchall()) != len(new_keys):
+                # Rolls the whole batch back; every caller decides again (and reads
+                # the key that is stored now).
+                raise IntegrityError("a subject key was stored outside the writer first")
+            positions = [ids[(_uuid(e.originator_id), e.originator_version)] for e in events]
+            ops = _PostgresOps(curs, self.datastore.schema)
+            rows = self._append_chain(
+                _PrefetchedOps(ops, known, head, checkpoint), events, positions
+            )
+            hashes = {(r.stream, r.version): r.hash for r in rows}
+            curs.execute(_COMMIT)
+            # Leaving the block syncs the pipeline: COMMIT is sent and answered (or
+            # raises) before this returns.
+            return accepted, ids, hashes
 
     def select_events(
         self,
