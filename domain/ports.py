@@ -18,7 +18,10 @@ class PersonalDataVault(Protocol):
     append-only event store (crypto-shredding).
     """
 
-    def seal(self, subject: uuid.UUID, data: dict[str, str]) -> str: ...
+    def seal(self, subject: uuid.UUID, data: dict[str, str], *, new: bool = False) -> str:
+        """``new``: the caller has just found no stream for ``subject`` (a buyer seen for
+        the first time, a new report id): the vault may skip looking for its key."""
+        ...
 
     def seal_new(self, items: list[tuple[uuid.UUID, dict[str, str]]]) -> list[str]:
         """``seal`` for many subjects at once, creating their keys together."""

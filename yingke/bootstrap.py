@@ -62,7 +62,7 @@ from projections.rule_tasks import RuleTasks
 from projections.runtime import Follower, Loop, PostgresViewDB, SQLiteViewDB, View, ViewDB
 from projections.units import Units
 from yingke import loop_status
-from yingke.chain import POSTGRES_TOPIC, SQLITE_TOPIC, Chained, backfill
+from yingke.chain import POSTGRES_TOPIC, SQLITE_TOPIC, Chained, ChainedPostgresRecorder, backfill
 from yingke.deadlines import DeadlineProcessor
 from yingke.guard import StoreGuard, drop_retries
 from yingke.jobs import JobRunner, JobStore
@@ -167,7 +167,14 @@ class Services:
 def services(
     store: EventStore, clock: Clock, keyer: PhoneKeyer, vault: PersonalDataVault
 ) -> Services:
-    uow = UnitOfWork(store, clock)
+    recorder = store.recorder
+    if isinstance(vault, Vault) and isinstance(recorder, ChainedPostgresRecorder):
+        # A new buyer's key commits in the batch transaction of the events sealed under
+        # it (ADR 0065): no commit of its own, and none left by a refused save.
+        vault.defer_new_keys = True
+        recorder.new_keys = vault
+    scope = vault.unit if isinstance(vault, Vault) else None
+    uow = UnitOfWork(store, clock, attempt_scope=scope)
     # One watcher of the log for the small hot streams every request reads.
     watched = WatchedStreams(uow, [Principal, ProjectPolicy, CommissionPolicy])
     principals = Principals(uow, watched)

@@ -25,11 +25,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from psycopg import Cursor
@@ -37,6 +37,8 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
 from yingke.group_commit import Batch, GroupWriter, partition, refuse
+from yingke.vault import TABLE as KEYS_TABLE
+from yingke.vault import NewKey
 
 GENESIS = b"\x00" * 32
 CHAIN_TABLE = "yingke_event_chain"
@@ -548,6 +550,8 @@ class ChainedSQLiteRecorder(Chained, SQLiteApplicationRecorder):
 # ------------------------------------------------------------------ PostgreSQL
 
 _REPEATABLE_READ = SQL("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+_BEGIN = SQL("BEGIN")
+_COMMIT = SQL("COMMIT")
 
 
 class _PostgresOps:
@@ -649,6 +653,18 @@ class _PrefetchedOps:
         self._ops.insert_checkpoint(cp)
 
 
+class KeySource(Protocol):
+    """The vault, as the recorder sees it when new subject keys ride with the events."""
+
+    def take_new_keys(self) -> list[NewKey]: ...
+
+    def keys_stored(self, keys: Sequence[NewKey]) -> None: ...
+
+    def keys_refused(self, keys: Sequence[NewKey]) -> None: ...
+
+    def store_new_keys(self, keys: Sequence[NewKey]) -> bool: ...
+
+
 def postgres_ddl(schema: str) -> list[Composed]:
     chain = Identifier(schema, CHAIN_TABLE)
     return [
@@ -685,27 +701,38 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
         # Everything a batch must read under the lock, in one statement (one round trip):
         # kind 0, the (stream, version) pairs of the batch already stored (conflicts);
         # kind 1, the chain hashes of the events just before the batch's; kind 2, the log
-        # head; kind 3, the last checkpoint.
+        # head; kind 3, the last checkpoint; kind 4, the subjects of the batch's new keys
+        # that have a key already.
         self._taken_statement = SQL(
             "SELECT 0 AS kind, e.originator_id AS id, e.originator_version AS v, "
-            "NULL::bytea AS h, NULL::float8 AS t FROM {events} e "
+            "NULL::bytea AS h, NULL::float8 AS t, NULL::text AS s FROM {events} e "
             "JOIN unnest(%s::uuid[], %s::bigint[]) AS k(id, v) "
             "ON e.originator_id = k.id AND e.originator_version = k.v "
             "UNION ALL "
-            "SELECT 1, c.originator_id, c.originator_version, c.hash, NULL FROM {chain} c "
+            "SELECT 1, c.originator_id, c.originator_version, c.hash, NULL, NULL FROM {chain} c "
             "JOIN unnest(%s::uuid[], %s::bigint[]) AS k(id, v) "
             "ON c.originator_id = k.id AND c.originator_version = k.v "
             "UNION ALL "
-            "(SELECT 2, NULL, position, log_hash, NULL FROM {chain} "
+            "(SELECT 2, NULL, position, log_hash, NULL, NULL FROM {chain} "
             "ORDER BY position DESC LIMIT 1) "
             "UNION ALL "
-            "(SELECT 3, NULL, position, NULL, signed_at FROM {checkpoints} "
-            "ORDER BY position DESC LIMIT 1)"
+            "(SELECT 3, NULL, position, NULL, signed_at, NULL FROM {checkpoints} "
+            "ORDER BY position DESC LIMIT 1) "
+            "UNION ALL "
+            "SELECT 4, NULL, NULL, NULL, NULL, subject FROM {keys} WHERE subject = ANY(%s::text[])"
         ).format(
             events=table,
             chain=Identifier(self.datastore.schema, CHAIN_TABLE),
             checkpoints=Identifier(self.datastore.schema, CHECKPOINT_TABLE),
+            # Unqualified, as the vault's key store names it (same database).
+            keys=Identifier(KEYS_TABLE),
         )
+        # A subject that got a key between the read above and this insert (a key stored
+        # outside the writer: an import) is not inserted; the batch then fails whole.
+        self._keys_statement = SQL(
+            "INSERT INTO {} (subject, wrapped) SELECT * FROM unnest(%b::text[], %b::bytea[]) "
+            "ON CONFLICT DO NOTHING RETURNING subject"
+        ).format(Identifier(KEYS_TABLE))
         self._append_statement = SQL(
             "INSERT INTO {} (originator_id, originator_version, topic, state) "
             # Binary arrays: quoting every state as text was a third of the insert (ADR 0047).
@@ -713,6 +740,8 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
             "RETURNING notification_id, originator_id, originator_version"
         ).format(table)
         self.writer = GroupWriter(self._write_batch)
+        # The vault, when a unit of work's new subject keys are stored with its events.
+        self.new_keys: KeySource | None = None
         self._insert_columns = SQL(
             "INSERT INTO {} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%b::{}[], %b::bigint[], %b::text[], %b::bytea[]) "
@@ -733,12 +762,24 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
         self._begin_save()
         if not stored_events:
             return []
+        source = self.new_keys
+        keys = source.take_new_keys() if source is not None else []
         if not self.group_commit:
+            # Only the benchmark's baseline comes here: keys first, in their own commit.
+            if source is not None and keys and not source.store_new_keys(keys):
+                raise IntegrityError("a subject key was stored by another command first")
             ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             self._committed(getattr(self._thread_state(), "pending", None))
             return ids
-        request = self.writer.submit_request(stored_events)
+        try:
+            request = self.writer.submit_request(stored_events, keys)
+        except IntegrityError:
+            if source is not None and keys:
+                source.keys_refused(keys)
+            raise
         assert request.ids is not None and request.hashes is not None
+        if source is not None and keys:
+            source.keys_stored(keys)
         self._committed(
             [
                 ChainRow(_uuid(e.originator_id), e.originator_version, i, b"", h, b"")
@@ -807,68 +848,110 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
 
     def _write_batch(self, batch: Batch) -> None:
         """One transaction for every request in ``batch``; refused ones get IntegrityError."""
-        keys = [k for request in batch for k in request.stream_versions()]
         with self.datastore.get_connection() as conn:
-            with conn.pipeline(), conn.transaction(), conn.cursor() as curs:
-                self._lock_table(curs)
-                self._notify_channel(curs)
-                # Under the lock nobody else appends: what is stored now stays stored
-                # until this transaction commits, so the check below is exact, and so
-                # are the chain's predecessors, head and last checkpoint read with it.
-                before = [(k[0], k[1] - 1) for k in keys if k[1] > 1]
-                curs.execute(
-                    self._taken_statement,
-                    (
-                        [k[0] for k in keys],
-                        [k[1] for k in keys],
-                        [k[0] for k in before],
-                        [k[1] for k in before],
-                    ),
+            try:
+                written = self._write_batch_on(conn, batch)
+            except BaseException:
+                # Whatever was sent, nothing of this batch may stay half done.
+                with suppress(Exception):
+                    conn.rollback()
+                raise
+        if written is None:
+            return
+        accepted, ids, hashes = written
+        # Committed: only now may the callers hear their ids.
+        for request in accepted:
+            request.ids = [ids[k] for k in request.stream_versions()]
+            request.hashes = [hashes[k] for k in request.stream_versions()]
+
+    def _write_batch_on(
+        self, conn: Any, batch: Batch
+    ) -> tuple[Batch, dict[tuple[uuid.UUID, int], int], dict[tuple[uuid.UUID, int], bytes]] | None:
+        """Three round trips: BEGIN, lock and the one read; the inserts; the chain rows
+        with COMMIT. BEGIN and COMMIT are sent as statements: ``conn.transaction()`` in
+        pipeline mode nests pipelines that sync on entry and exit, six round trips in all
+        (issue 15)."""
+        keys = [k for request in batch for k in request.stream_versions()]
+        subjects = [k.subject for request in batch for k in request.keys]
+        with conn.pipeline(), conn.cursor() as curs:
+            curs.execute(_BEGIN)
+            self._lock_table(curs)
+            self._notify_channel(curs)
+            # Under the lock nobody else appends: what is stored now stays stored
+            # until this transaction commits, so the check below is exact, and so
+            # are the chain's predecessors, head and last checkpoint read with it.
+            before = [(k[0], k[1] - 1) for k in keys if k[1] > 1]
+            curs.execute(
+                self._taken_statement,
+                (
+                    [k[0] for k in keys],
+                    [k[1] for k in keys],
+                    [k[0] for k in before],
+                    [k[1] for k in before],
+                    subjects,
+                ),
+            )
+            stored: set[tuple[uuid.UUID, int]] = set()
+            keyed: set[str] = set()
+            known: dict[tuple[uuid.UUID, int], bytes] = {}
+            head: tuple[int, bytes] | None = None
+            checkpoint: tuple[int, float] | None = None
+            for r in curs.fetchall():
+                if r["kind"] == 0:
+                    stored.add((_uuid(r["id"]), int(r["v"])))
+                elif r["kind"] == 1:
+                    known[(_uuid(r["id"]), int(r["v"]))] = bytes(r["h"])
+                elif r["kind"] == 2:
+                    head = (int(r["v"]), bytes(r["h"]))
+                elif r["kind"] == 3:
+                    checkpoint = (int(r["v"]), float(r["t"]))
+                else:
+                    keyed.add(str(r["s"]))
+            accepted, refused = partition(batch, stored, keyed)
+            for request in refused:
+                refuse(request)
+            events = [e for request in accepted for e in request.events]
+            if not events:
+                # COMMIT, not ROLLBACK: a ROLLBACK statement makes psycopg drop its
+                # prepared statements mid-pipeline ("prepared statement does not exist").
+                curs.execute(_COMMIT)
+                return None
+            new_keys = [k for request in accepted for k in request.keys]
+            if new_keys:
+                # Sent with the events' insert below: the pipeline carries both in
+                # one round trip, and both commit or neither does.
+                key_cursor = conn.cursor()
+                key_cursor.execute(
+                    self._keys_statement,
+                    ([k.subject for k in new_keys], [k.wrapped for k in new_keys]),
                 )
-                stored: set[tuple[uuid.UUID, int]] = set()
-                known: dict[tuple[uuid.UUID, int], bytes] = {}
-                head: tuple[int, bytes] | None = None
-                checkpoint: tuple[int, float] | None = None
-                for r in curs.fetchall():
-                    if r["kind"] == 0:
-                        stored.add((_uuid(r["id"]), int(r["v"])))
-                    elif r["kind"] == 1:
-                        known[(_uuid(r["id"]), int(r["v"]))] = bytes(r["h"])
-                    elif r["kind"] == 2:
-                        head = (int(r["v"]), bytes(r["h"]))
-                    else:
-                        checkpoint = (int(r["v"]), float(r["t"]))
-                accepted, refused = partition(batch, stored)
-                for request in refused:
-                    refuse(request)
-                events = [e for request in accepted for e in request.events]
-                if not events:
-                    return
-                curs.execute(
-                    self._append_statement,
-                    (
-                        [_uuid(e.originator_id) for e in events],
-                        [e.originator_version for e in events],
-                        [e.topic for e in events],
-                        [e.state for e in events],
-                    ),
-                )
-                ids = {
-                    (_uuid(r["originator_id"]), int(r["originator_version"])): int(
-                        r["notification_id"]
-                    )
-                    for r in curs.fetchall()
-                }
-                positions = [ids[(_uuid(e.originator_id), e.originator_version)] for e in events]
-                ops = _PostgresOps(curs, self.datastore.schema)
-                rows = self._append_chain(
-                    _PrefetchedOps(ops, known, head, checkpoint), events, positions
-                )
-                hashes = {(r.stream, r.version): r.hash for r in rows}
-            # Committed: only now may the callers hear their ids.
-            for request in accepted:
-                request.ids = [ids[k] for k in request.stream_versions()]
-                request.hashes = [hashes[k] for k in request.stream_versions()]
+            curs.execute(
+                self._append_statement,
+                (
+                    [_uuid(e.originator_id) for e in events],
+                    [e.originator_version for e in events],
+                    [e.topic for e in events],
+                    [e.state for e in events],
+                ),
+            )
+            ids = {
+                (_uuid(r["originator_id"]), int(r["originator_version"])): int(r["notification_id"])
+                for r in curs.fetchall()
+            }
+            if new_keys and len(key_cursor.fetchall()) != len(new_keys):
+                # Rolls the whole batch back; every caller decides again (and reads
+                # the key that is stored now).
+                raise IntegrityError("a subject key was stored outside the writer first")
+            positions = [ids[(_uuid(e.originator_id), e.originator_version)] for e in events]
+            ops = _PostgresOps(curs, self.datastore.schema)
+            rows = self._append_chain(
+                _PrefetchedOps(ops, known, head, checkpoint), events, positions
+            )
+            hashes = {(r.stream, r.version): r.hash for r in rows}
+            curs.execute(_COMMIT)
+            # Leaving the block syncs the pipeline: COMMIT is sent and answered (or
+            # raises) before this returns.
+            return accepted, ids, hashes
 
     def select_events(
         self,

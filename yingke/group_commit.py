@@ -23,8 +23,12 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
+
+if TYPE_CHECKING:
+    from yingke.vault import NewKey
 
 # The events and ids of one caller's save; ``error`` if it was refused or the batch failed.
 Batch = list["Request"]
@@ -37,6 +41,8 @@ MAX_BATCH_EVENTS = 5000
 @dataclass(eq=False)
 class Request:
     events: Sequence[StoredEvent]
+    # Subject keys created by the command, stored in the batch's transaction (ADR 0065).
+    keys: Sequence[NewKey] = ()
     ids: Sequence[int] | None = None
     # The chain hash of each event, set with ``ids`` once the batch committed: a receipt
     # signs the hash of the event it proves without reading it back (ADR 0061).
@@ -52,22 +58,34 @@ def _uuid(value: object) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
-def partition(batch: Batch, stored: set[tuple[uuid.UUID, int]]) -> tuple[Batch, Batch]:
+def partition(
+    batch: Batch,
+    stored: set[tuple[uuid.UUID, int]],
+    stored_subjects: set[str] = frozenset(),  # type: ignore[assignment]
+) -> tuple[Batch, Batch]:
     """Split a batch into requests that can be written and requests that conflict.
 
     ``stored`` holds the (stream, version) pairs of the batch already in the table; a
     request conflicts if it would write one of them or one an earlier accepted request
-    in the batch writes — exactly what the table's primary key would refuse.
+    in the batch writes — exactly what the table's primary key would refuse. The same
+    for the subject keys a request creates: ``stored_subjects`` already have one.
     """
     claimed = set(stored)
+    subjects = set(stored_subjects)
     accepted: Batch = []
     refused: Batch = []
     for request in batch:
         keys = request.stream_versions()
-        if any(k in claimed for k in keys) or len(set(keys)) != len(keys):
+        mine = [k.subject for k in request.keys]
+        if (
+            any(k in claimed for k in keys)
+            or len(set(keys)) != len(keys)
+            or any(s in subjects for s in mine)
+        ):
             refused.append(request)
             continue
         claimed.update(keys)
+        subjects.update(mine)
         accepted.append(request)
     return accepted, refused
 
@@ -86,10 +104,11 @@ class GroupWriter:
         self.batches = 0
         self.requests = 0
 
-    def submit_request(self, events: Sequence[StoredEvent]) -> Request:
-        """Queue ``events`` for the next batch; answer once it committed (the request
-        holds the notification ids and chain hashes), or raise what refused it."""
-        request = Request(events)
+    def submit_request(self, events: Sequence[StoredEvent], keys: Sequence[NewKey] = ()) -> Request:
+        """Queue ``events`` (and the subject ``keys`` they are sealed under) for the next
+        batch; answer once it committed (the request holds the notification ids and
+        chain hashes), or raise what refused it."""
+        request = Request(events, keys)
         with self._cond:
             if self._closed:
                 raise RuntimeError("the event writer is closed")

@@ -21,6 +21,9 @@ import struct
 import threading
 import time
 import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,39 @@ SELECT_KEY_PG = f"SELECT wrapped FROM {TABLE} WHERE subject = %s"
 CREATE_TABLE = (
     "CREATE TABLE IF NOT EXISTS {table} (subject TEXT PRIMARY KEY, wrapped {blob} NOT NULL)"
 )
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A subject key created inside a unit of work, stored with the unit's events.
+
+    ``raw`` stays in memory until the save committed: a KEK rotation that destroyed
+    ``wrapped``'s epoch meanwhile may have missed the row, and it is re-wrapped from it.
+    """
+
+    subject: str
+    wrapped: bytes
+    raw: bytes
+    cipher: AESGCM = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class _CurrentKek:
+    """The newest KEK epoch as listed at ``loaded``, valid while the key directory's
+    mtime is ``stamp`` (None: listed too soon after a change to trust it)."""
+
+    stamp: int | None
+    loaded: float
+    epoch: int
+    kek: AESGCM
+
+
+# How long the current KEK may be used from memory without listing the directory again,
+# even when its mtime says nothing changed (a directory on another host's clock).
+KEK_CACHE_SECONDS = 1.0
+# A listing is trusted only once the directory's last change is this much older: a
+# change in the same timestamp tick as the listing would leave the mtime unchanged.
+_RACY_NS = 50_000_000
 
 
 class KeyStore:
@@ -259,6 +295,58 @@ class Vault:
             algorithm=hashes.SHA256(), length=32, salt=b"yingke-vault", info=b"master-key"
         ).derive(secret)
         self._legacy = AESGCM(legacy)
+        # Set by the composition root when the event store writes a unit's new keys in
+        # the transaction of its events (PostgreSQL group commit, ADR 0065).
+        self.defer_new_keys = False
+        self._unit = threading.local()
+        self._current: _CurrentKek | None = None
+
+    # ------------------------------------------------ keys stored with events
+
+    @contextmanager
+    def unit(self) -> Iterator[None]:
+        """One attempt of a unit of work: keys created inside it are not stored at once
+        but handed to the save (``take_new_keys``), so a key commits with the events
+        sealed under it and a refused save leaves none behind."""
+        if not self.defer_new_keys:
+            yield
+            return
+        self._unit.keys = {}
+        self._unit.seen = {}
+        try:
+            yield
+        finally:
+            self._unit.keys = None
+            self._unit.seen = {}
+
+    def take_new_keys(self) -> list[NewKey]:
+        """The keys this thread's unit of work created, for its save; taken once."""
+        keys: dict[str, NewKey] | None = getattr(self._unit, "keys", None)
+        if not keys:
+            return []
+        self._unit.keys = {}
+        return list(keys.values())
+
+    def keys_refused(self, keys: Sequence[NewKey]) -> None:
+        """The save carrying ``keys`` was refused: the next attempt on this thread looks
+        for these subjects' keys before creating one (one may be stored)."""
+        look_first: set[str] = self._unit.__dict__.setdefault("look_first", set())
+        look_first.update(k.subject for k in keys)
+
+    def keys_stored(self, keys: Sequence[NewKey]) -> None:
+        """After the save that stored ``keys`` committed: a rotation that destroyed
+        their epoch meanwhile may have missed the rows, so re-wrap them ourselves (as
+        ``_subject_key`` does after its own insert)."""
+        self._unit.__dict__.pop("look_first", None)
+        for key in keys:
+            if self._keys.kek(self.epoch_of(key.wrapped)) is None:
+                self._store.replace(key.subject, key.wrapped, self._wrap(key.subject, key.raw))
+
+    def store_new_keys(self, keys: Sequence[NewKey]) -> bool:
+        """Store ``keys`` now, each unless its subject has one; False if any had
+        (the save must then be decided again: its tokens are sealed under the new key).
+        For a save that does not go through the group-commit writer."""
+        return all(self._store.put_if_absent(k.subject, k.wrapped) == k.wrapped for k in keys)
 
     # ------------------------------------------------------------- wrapping
 
@@ -268,9 +356,52 @@ class Vault:
         material = (held or {}).get(epoch) or self._keys.kek(epoch)
         return AESGCM(material) if material else None
 
-    def _wrap(self, name: str, raw: bytes, current: tuple[int, AESGCM] | None = None) -> bytes:
+    def _current_kek(self) -> _CurrentKek | None:
+        """The newest epoch and its KEK, from memory while the key directory is unchanged.
+
+        Reading the directory and the KEK file on every new key was ~9% of a report's CPU
+        (issue 15). Only a new key is wrapped with it, and whoever stores one checks its
+        epoch again from the file after the insert (a rotation may have destroyed it), so
+        a stale answer here costs a re-wrap, never a key.
+        """
+        now = time.monotonic()
+        try:
+            stamp: int | None = os.stat(self._keys.path).st_mtime_ns
+        except OSError:
+            stamp = None
+        cached = self._current
+        if (
+            cached is not None
+            and stamp is not None
+            and cached.stamp == stamp
+            and now - cached.loaded < KEK_CACHE_SECONDS
+        ):
+            return cached
+        listed_at = time.time_ns()
+        epoch = self._keys.current_epoch()
+        material = self._keys.kek(epoch)
+        if material is None:
+            self._current = None
+            return None
+        trusted = stamp if stamp is not None and listed_at - stamp > _RACY_NS else None
+        self._current = _CurrentKek(trusted, now, epoch, AESGCM(material))
+        return self._current
+
+    def _wrap(
+        self,
+        name: str,
+        raw: bytes,
+        current: tuple[int, AESGCM] | None = None,
+        new_key: bool = False,
+    ) -> bytes:
         """``current``: the epoch and KEK to wrap with, when the caller wraps many keys
-        (reading the key directory once per key would dominate an import)."""
+        (reading the key directory once per key would dominate an import). ``new_key``:
+        a key about to be stored and checked after (``_current_kek``); a re-wrap always
+        reads the directory."""
+        if current is None and new_key:
+            cached = self._current_kek()
+            if cached is not None:
+                current = (cached.epoch, cached.kek)
         deadline = time.monotonic() + 10
         while current is None:
             epoch = self._keys.current_epoch()
@@ -295,7 +426,9 @@ class Vault:
 
     def _unwrap(self, name: str, wrapped: bytes, held: dict[int, bytes] | None = None) -> bytes:
         epoch = self.epoch_of(wrapped)
-        kek = self._kek(epoch, held)
+        cached = self._current_kek() if held is None and epoch != 0 else None
+        # A stored row wrapped by the current epoch: its KEK from memory.
+        kek = cached.kek if cached is not None and cached.epoch == epoch else self._kek(epoch, held)
         if kek is None:
             raise KeyError(epoch)
         if epoch == 0:
@@ -303,8 +436,11 @@ class Vault:
         head = wrapped[:8]
         return kek.decrypt(wrapped[8:20], wrapped[20:], head + name.encode())
 
-    def _subject_key(self, subject: uuid.UUID, create: bool) -> AESGCM | None:
+    def _subject_key(self, subject: uuid.UUID, create: bool, new: bool = False) -> AESGCM | None:
         name = str(subject)
+        pending: dict[str, NewKey] | None = getattr(self._unit, "keys", None)
+        if pending is not None:
+            return self._unit_key(name, create, pending, new)
         for _ in range(100):
             # Creating: offer a new key straight away; the one statement stores it or
             # answers the key already stored (one round trip instead of a read first).
@@ -313,7 +449,7 @@ class Vault:
                 if not create:
                     return None
                 raw = AESGCM.generate_key(256)
-                mine = self._wrap(name, raw)
+                mine = self._wrap(name, raw, new_key=True)
                 wrapped = self._store.put_if_absent(name, mine)
                 if wrapped == mine and self._keys.kek(self.epoch_of(mine)) is None:
                     # A rotation destroyed the epoch while this key was being stored;
@@ -326,14 +462,50 @@ class Vault:
                 time.sleep(0.01)  # a rotation is re-wrapping this row right now
         raise RuntimeError("subject key stays wrapped by a destroyed KEK epoch")
 
+    def _unit_key(
+        self, name: str, create: bool, pending: dict[str, NewKey], new: bool
+    ) -> AESGCM | None:
+        """Inside a unit of work: the key created earlier in it, the stored one, or (when
+        creating) a new one that the unit's save stores with its events. If a key gets
+        stored meanwhile, the save is refused and the unit decides again with it.
+
+        ``new``: the caller found no stream for this subject, so it is not looked up
+        (one round trip less per new buyer); should it have a key after all, the save
+        is refused, and the attempt after looks first (``keys_refused``).
+        """
+        if name in pending:
+            return pending[name].cipher
+        if name in self._unit.__dict__.get("seen", ()):
+            return self._unit.seen[name]  # type: ignore[no-any-return]
+        look_first: set[str] = self._unit.__dict__.setdefault("look_first", set())
+        for _ in range(100):
+            wrapped = None if create and new and name not in look_first else self._store.get(name)
+            if wrapped is None:
+                if not create:
+                    return None
+                raw = AESGCM.generate_key(256)
+                created = NewKey(name, self._wrap(name, raw, new_key=True), raw, AESGCM(raw))
+                pending[name] = created
+                return created.cipher
+            try:
+                found = AESGCM(self._unwrap(name, wrapped))
+            except KeyError:
+                time.sleep(0.01)  # a rotation is re-wrapping this row right now
+                continue
+            # Read once per attempt: a command that seals twice for a buyer reads once.
+            seen: dict[str, AESGCM] = self._unit.__dict__.setdefault("seen", {})
+            seen[name] = found
+            return found
+        raise RuntimeError("subject key stays wrapped by a destroyed KEK epoch")
+
     @staticmethod
     def _seal_with(key: AESGCM, subject: uuid.UUID, data: dict[str, str]) -> str:
         nonce = os.urandom(12)
         sealed = nonce + key.encrypt(nonce, json.dumps(data).encode(), subject.bytes)
         return "v1:" + base64.b64encode(sealed).decode()
 
-    def seal(self, subject: uuid.UUID, data: dict[str, str]) -> str:
-        key = self._subject_key(subject, create=True)
+    def seal(self, subject: uuid.UUID, data: dict[str, str], *, new: bool = False) -> str:
+        key = self._subject_key(subject, create=True, new=new)
         assert key is not None
         return self._seal_with(key, subject, data)
 

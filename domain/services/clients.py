@@ -117,7 +117,7 @@ class Clients:
                 project_id=project_id,
                 phone_masked=mask_phone(number),
                 phone_hash=self.keyer.digest(number),
-                pii=self.vault.seal(client_id, {"phone": number}),
+                pii=self.vault.seal(client_id, {"phone": number}, new=True),
                 at=now,
                 trace=ctx.trace,
             )

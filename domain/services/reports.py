@@ -90,7 +90,7 @@ class Reports:
                 stream = self.uow.find(MaskedReportPool, pool_id) or MaskedReportPool.open(
                     pool_id, project_id=project_id, phone_masked=masked, at=now, trace=ctx.trace
                 )
-                pii = self.vault.seal(uuid.UUID(report_id), pii_fields)
+                pii = self.vault.seal(uuid.UUID(report_id), pii_fields, new=True)
             else:
                 assert number is not None
                 stream = self.clients.client_for(ctx, project_id, number, now)

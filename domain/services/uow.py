@@ -18,6 +18,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
@@ -104,10 +105,19 @@ READER_ARRIVED: ContextVar[float | None] = ContextVar("reader_arrived", default=
 class UnitOfWork:
     """The one event store (an eventsourcing Application) and the command loop over it."""
 
-    def __init__(self, store: Application, clock: Clock, max_attempts: int = 64) -> None:  # type: ignore[type-arg]
+    def __init__(
+        self,
+        store: Application,  # type: ignore[type-arg]
+        clock: Clock,
+        max_attempts: int = 64,
+        attempt_scope: Callable[[], AbstractContextManager[None]] | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.max_attempts = max_attempts
+        # Entered around each attempt (decide and save): the vault keeps the subject keys
+        # an attempt creates until its save stores them with its events (ADR 0065).
+        self.attempt_scope = attempt_scope or nullcontext
 
     def run(self, ctx: Context, decide: Callable[[datetime], tuple[list[Any], R]]) -> Done[R]:
         idem = ctx.idempotency
@@ -115,40 +125,53 @@ class UnitOfWork:
         if idem is not None and ctx.respond is None:
             raise ValueError("a repeatable command needs a respond function to store")
         for attempt in range(self.max_attempts):
-            if rid is not None and idem is not None:
-                earlier = self.find(IdempotencyRecord, rid)
-                if earlier is not None:
-                    if earlier.fingerprint != idem.fingerprint:
-                        raise IdempotencyKeyReused(
-                            "this Idempotency-Key was used for a different request"
-                        )
-                    stored = Response(earlier.status_code, earlier.body)
-                    return Done(None, None, stored, True)
-            now = self.clock()
-            aggregates, outcome = decide(now)
-            touched = [a for a in aggregates if a is not None]
-            response = ctx.respond(outcome) if ctx.respond is not None else None
-            if rid is not None and idem is not None and response is not None:
-                kept = response.body if response.replay_body is None else response.replay_body
-                touched.append(
-                    IdempotencyRecord.record(
-                        rid, idem.fingerprint, response.status, kept, now, ctx.trace
-                    )
-                )
-            try:
-                recordings = self.store.save(*touched)
-            except IntegrityError:
-                # Someone else wrote one of these streams first: decide again on fresh
-                # state. Jitter keeps N colliding writers from retrying in lockstep.
-                time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
-                continue
-            position = max((r.notification.id for r in recordings), default=None)
-            recorded = tuple(r.domain_event for r in recordings)
-            # Reads after this write (later in the same request) must see it: the kept
-            # copies catch up from now on, not from when the request arrived.
-            READER_ARRIVED.set(None)
-            return Done(outcome, position, response, recorded=recorded)
+            with self.attempt_scope():
+                done = self._attempt(ctx, decide, rid)
+            if done is not None:
+                return done
+            # Someone else wrote one of these streams first: decide again on fresh
+            # state. Jitter keeps N colliding writers from retrying in lockstep.
+            time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
         raise TooMuchContention("too many concurrent writers for this object; try again")
+
+    def _attempt(
+        self,
+        ctx: Context,
+        decide: Callable[[datetime], tuple[list[Any], R]],
+        rid: uuid.UUID | None,
+    ) -> Done[R] | None:
+        """Decide and save once; None if a concurrent writer refused the save."""
+        idem = ctx.idempotency
+        if rid is not None and idem is not None:
+            earlier = self.find(IdempotencyRecord, rid)
+            if earlier is not None:
+                if earlier.fingerprint != idem.fingerprint:
+                    raise IdempotencyKeyReused(
+                        "this Idempotency-Key was used for a different request"
+                    )
+                stored = Response(earlier.status_code, earlier.body)
+                return Done(None, None, stored, True)
+        now = self.clock()
+        aggregates, outcome = decide(now)
+        touched = [a for a in aggregates if a is not None]
+        response = ctx.respond(outcome) if ctx.respond is not None else None
+        if rid is not None and idem is not None and response is not None:
+            kept = response.body if response.replay_body is None else response.replay_body
+            touched.append(
+                IdempotencyRecord.record(
+                    rid, idem.fingerprint, response.status, kept, now, ctx.trace
+                )
+            )
+        try:
+            recordings = self.store.save(*touched)
+        except IntegrityError:
+            return None
+        position = max((r.notification.id for r in recordings), default=None)
+        recorded = tuple(r.domain_event for r in recordings)
+        # Reads after this write (later in the same request) must see it: the kept
+        # copies catch up from now on, not from when the request arrived.
+        READER_ARRIVED.set(None)
+        return Done(outcome, position, response, recorded=recorded)
 
     def find(self, cls: type[A], aggregate_id: uuid.UUID, version: int | None = None) -> A | None:
         try:

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -148,4 +149,34 @@ def test_a_save_that_collides_with_a_stored_event_is_refused(pg_app: Container) 
         recorder.insert_events(events(stream, 2))
     assert [e.originator_version for e in recorder.select_events(stream)] == [1, 2]
     recorder.insert_events(events(stream, 3))
+    assert [e.originator_version for e in recorder.select_events(stream)] == [1, 2, 3, 4]
+
+
+def test_a_batch_is_three_round_trips(pg_app: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BEGIN with the lock and the one read; the inserts; the chain rows with COMMIT.
+    (``conn.transaction()`` in pipeline mode nested pipelines that synced on entry and
+    exit: six.) A fetch is a flush request and a wait for the answer; leaving the
+    pipeline is a sync and a final fetch, one round trip."""
+    from psycopg import _pipeline_base
+
+    recorder = pg_app.store.recorder
+    stream = uuid.uuid4()
+    recorder.insert_events(events(stream, 1))
+    trips: list[str] = []
+    sync, fetch = _pipeline_base.BasePipeline._enqueue_sync, _pipeline_base.BasePipeline._fetch_gen
+
+    def counted_sync(self: Any) -> None:
+        trips.append("sync")
+        sync(self)
+
+    def counted_fetch(self: Any, *, flush: bool) -> Any:
+        if flush:
+            trips.append("flush")
+        return fetch(self, flush=flush)
+
+    monkeypatch.setattr(_pipeline_base.BasePipeline, "_enqueue_sync", counted_sync)
+    monkeypatch.setattr(_pipeline_base.BasePipeline, "_fetch_gen", counted_fetch)
+    recorder.insert_events(events(stream, 3))
+    monkeypatch.undo()
+    assert trips == ["flush", "flush", "sync", "flush"]  # read, inserts, chain + COMMIT
     assert [e.originator_version for e in recorder.select_events(stream)] == [1, 2, 3, 4]

@@ -1,0 +1,181 @@
+"""A new buyer's subject key commits in the group-commit batch of the events sealed under
+it (ADR 0065): never an event without its key, and a refused save leaves no key behind."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.persistence import IntegrityError, StoredEvent
+
+from tests.conftest import PG_WAIT, TEST_ADMIN_KEY, TEST_SECRET
+from tests.integrity.conftest import _pg_database
+from tests.support import file_report
+from yingke.bootstrap import Container, build, conninfo, migrate
+from yingke.chain import ChainedPostgresRecorder
+from yingke.group_commit import Request
+from yingke.settings import Settings, load_settings
+from yingke.vault import TABLE, NewKey, Vault
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def pg_settings(tmp_path: Path) -> Iterator[Settings]:
+    for url in _pg_database():
+        settings = load_settings(
+            {
+                "YINGKE_DATA_DIR": str(tmp_path),
+                "YINGKE_DATABASE_URL": url,
+                "YINGKE_PG_CONNECT_TIMEOUT": PG_WAIT,
+                "YINGKE_SECRET": TEST_SECRET,
+                "YINGKE_ADMIN_KEY": TEST_ADMIN_KEY,
+            }
+        )
+        migrate(settings)
+        yield settings
+
+
+@pytest.fixture
+def pg_app(pg_settings: Settings) -> Iterator[Container]:
+    container = build(pg_settings)
+    yield container
+    container.close()
+
+
+def stored_key(settings: Settings, subject: uuid.UUID | str) -> bytes | None:
+    with psycopg.connect(conninfo(settings)) as conn:
+        row = conn.execute(
+            f"SELECT wrapped FROM {TABLE} WHERE subject = %s", (str(subject),)
+        ).fetchone()
+    return bytes(row[0]) if row else None
+
+
+def client_id(app: Container, project: str, phone: str) -> uuid.UUID:
+    return app.keyer.client_id(project, phone)
+
+
+def recorder_of(app: Container) -> ChainedPostgresRecorder:
+    recorder = app.store.recorder
+    assert isinstance(recorder, ChainedPostgresRecorder)
+    return recorder
+
+
+def test_a_save_that_fails_in_its_batch_leaves_no_key_of_a_new_buyer(
+    pg_app: Container, pg_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder = recorder_of(pg_app)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the batch failed after its inserts were sent")
+
+    # Fails inside the batch transaction, after the events (and the keys) were inserted.
+    monkeypatch.setattr(recorder, "_append_chain", broken)
+    with pytest.raises(RuntimeError):
+        file_report(pg_app, "proj-k", "ch-1", "13800001111")
+    assert stored_key(pg_settings, client_id(pg_app, "proj-k", "13800001111")) is None
+
+    monkeypatch.undo()
+    body = file_report(pg_app, "proj-k", "ch-1", "13800001111")
+    buyer = uuid.UUID(body["client_id"])
+    assert stored_key(pg_settings, buyer) is not None
+    phone = pg_app.clients.client(buyer).pii
+    assert pg_app.vault.open(buyer, phone) == {"phone": "13800001111"}
+
+
+def test_a_request_refused_in_its_batch_stores_no_key(
+    pg_app: Container, pg_settings: Settings
+) -> None:
+    recorder = recorder_of(pg_app)
+    vault = pg_app.vault
+    stream, other, third = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+
+    def request(subject: uuid.UUID, events_of: uuid.UUID) -> Request:
+        raw = AESGCM.generate_key(256)
+        key = NewKey(str(subject), vault._wrap(str(subject), raw), raw, AESGCM(raw))
+        event = StoredEvent(events_of, 1, "bench.synthetic:Event", b"{}")
+        return Request([event], [key])
+
+    # Already has a key (stored outside the writer, as an import does).
+    kept = vault._wrap(str(third), AESGCM.generate_key(256))
+    assert vault._store.put_if_absent(str(third), kept) == kept
+    first = request(stream, stream)
+    twin = request(stream, stream)  # decided on the same state: its events conflict
+    key_only = request(other, uuid.uuid4())  # no event conflict, but the same subject…
+    key_twin = request(other, uuid.uuid4())  # …as this one: the second is refused
+    stale = request(third, uuid.uuid4())  # its subject has a key already
+    recorder._write_batch([first, twin, key_only, key_twin, stale])
+
+    assert first.error is None and key_only.error is None
+    for refused in (twin, key_twin, stale):
+        assert isinstance(refused.error, IntegrityError)
+    assert stored_key(pg_settings, stream) == first.keys[0].wrapped
+    assert stored_key(pg_settings, other) == key_only.keys[0].wrapped
+    assert stored_key(pg_settings, third) == kept
+    assert recorder.select_events(stale.events[0].originator_id) == []
+    assert recorder.select_events(key_twin.events[0].originator_id) == []
+
+
+def counted_reads(vault: Vault, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    reads: list[str] = []
+    original = vault._store.get
+
+    def get(subject: str) -> bytes | None:
+        reads.append(subject)
+        return original(subject)
+
+    monkeypatch.setattr(vault._store, "get", get)
+    return reads
+
+
+def test_a_new_buyers_report_reads_no_key_and_a_known_buyers_reads_one(
+    pg_app: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = counted_reads(pg_app.vault, monkeypatch)
+    body = file_report(pg_app, "proj-k", "ch-1", "13800003333")
+    assert reads == []
+    again = file_report(pg_app, "proj-k", "ch-2", "13800003333")
+    assert again["status"] == "rejected" and reads == [body["client_id"]]
+
+
+def test_a_key_stored_for_a_buyer_without_a_stream_makes_the_report_decide_again(
+    pg_app: Container, pg_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key left by an import (or by a save before ADR 0065) for a buyer with no
+    stream: the first attempt does not look for it, its batch refuses it, and the next
+    attempt seals under the key that is stored."""
+    vault = pg_app.vault
+    buyer = client_id(pg_app, "proj-k", "13800002222")
+    stray = vault._wrap(str(buyer), AESGCM.generate_key(256))
+    assert vault._store.put_if_absent(str(buyer), stray) == stray
+    reads = counted_reads(vault, monkeypatch)
+    body = file_report(pg_app, "proj-k", "ch-1", "13800002222")
+    assert uuid.UUID(body["client_id"]) == buyer
+    assert reads == [str(buyer)]  # by the second attempt only, once for both its seals
+    assert stored_key(pg_settings, buyer) == stray
+    token = pg_app.clients.client(buyer).pii
+    assert pg_app.vault.open(buyer, token) == {"phone": "13800002222"}
+
+
+def test_a_key_committed_under_an_epoch_a_rotation_destroyed_is_rewrapped(
+    pg_app: Container, pg_settings: Settings
+) -> None:
+    vault = pg_app.vault
+    subject = uuid.uuid4()
+    vault.defer_new_keys = True
+    with vault.unit():
+        token = vault.seal(subject, {"name": "李四"})
+        keys = vault.take_new_keys()
+    assert [k.subject for k in keys] == [str(subject)]
+    assert stored_key(pg_settings, subject) is None  # deferred to the save
+    # The rotation ran while the save was in flight: its scan did not see the row.
+    vault.rotate()
+    assert vault._store.put_if_absent(str(subject), keys[0].wrapped) == keys[0].wrapped
+    vault.keys_stored(keys)
+    assert vault.epoch_of(stored_key(pg_settings, subject) or b"") == vault._keys.epochs()[-1]
+    assert vault.open(subject, token) == {"name": "李四"}

@@ -1,0 +1,124 @@
+"""The vault keeps the current KEK in memory while the key directory is unchanged; a
+rotation is seen by the next new key, and a stale copy never costs a key."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from yingke import vault as vault_module
+from yingke.keys import KeyDir
+from yingke.vault import SQLiteKeyStore, Vault
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> Iterator[Vault]:
+    store = SQLiteKeyStore(tmp_path / "keys.sqlite")
+    store.create_table()
+    yield Vault(store, b"s" * 32, KeyDir(tmp_path / "keys"))
+    store.close()
+
+
+def settle(keys: KeyDir) -> None:
+    """Date the directory's last change back a minute, as if it happened long before:
+    the vault then trusts a listing of it (a change in the same tick is not trusted)."""
+    old = os.stat(keys.path).st_mtime_ns - 60_000_000_000
+    os.utime(keys.path, ns=(old, old))
+
+
+def stored_epoch(vault: Vault, subject: uuid.UUID) -> int:
+    wrapped = vault._store.get(str(subject))
+    assert wrapped is not None
+    return vault.epoch_of(wrapped)
+
+
+def test_a_new_key_after_a_rotation_is_wrapped_by_the_new_epoch(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = vault._keys
+    keys.current_epoch()
+    settle(keys)
+    first = uuid.uuid4()
+    vault.seal(first, {"name": "张三"})  # the current KEK is now held in memory
+    rotated = vault.rotate()
+    rewraps: list[str] = []
+    original = vault._store.replace
+
+    def replace(subject: str, old: bytes, new: bytes) -> bool:
+        rewraps.append(subject)
+        return original(subject, old, new)
+
+    monkeypatch.setattr(vault._store, "replace", replace)
+    second = uuid.uuid4()
+    token = vault.seal(second, {"name": "李四"})
+    # Wrapped by the new epoch from the start, not re-wrapped after the fact.
+    assert rewraps == []
+    assert stored_epoch(vault, second) == rotated == keys.epochs()[-1]
+    assert vault.open(second, token) == {"name": "李四"}
+
+
+def test_the_key_directory_is_listed_once_for_many_new_keys(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(vault_module, "KEK_CACHE_SECONDS", 3600.0)
+    keys = vault._keys
+    keys.current_epoch()
+    settle(keys)
+    listings: list[int] = []
+    original = keys.current_epoch
+
+    def counted() -> int:
+        listings.append(1)
+        return original()
+
+    monkeypatch.setattr(keys, "current_epoch", counted)
+    for _ in range(20):
+        vault.seal(uuid.uuid4(), {"name": "王五"})
+    assert len(listings) == 1
+
+
+def test_a_stale_kek_in_memory_costs_a_rewrap_not_a_key(vault: Vault) -> None:
+    """A rotation the directory's mtime does not show (another host's clock, a change in
+    the same tick): the new key is wrapped by the destroyed epoch, and re-wrapped by the
+    check after its insert."""
+    keys = vault._keys
+    old = keys.current_epoch()
+    settle(keys)
+    vault.seal(uuid.uuid4(), {"name": "张三"})
+    stamp = os.stat(keys.path).st_mtime_ns
+    new = keys.new_epoch()
+    keys.destroy_epoch(old)
+    os.utime(keys.path, ns=(stamp, stamp))  # the change goes unseen
+    subject = uuid.uuid4()
+    token = vault.seal(subject, {"name": "赵六"})
+    assert stored_epoch(vault, subject) == new
+    assert vault.open(subject, token) == {"name": "赵六"}
+
+
+def test_a_deferred_key_wrapped_by_a_stale_kek_is_rewrapped_after_its_save(
+    vault: Vault, monkeypatch: Any
+) -> None:
+    keys = vault._keys
+    old = keys.current_epoch()
+    settle(keys)
+    vault.seal(uuid.uuid4(), {"name": "张三"})
+    stamp = os.stat(keys.path).st_mtime_ns
+    new = keys.new_epoch()
+    keys.destroy_epoch(old)
+    os.utime(keys.path, ns=(stamp, stamp))
+    vault.defer_new_keys = True
+    subject = uuid.uuid4()
+    with vault.unit():
+        token = vault.seal(subject, {"name": "赵六"})
+        taken = vault.take_new_keys()
+    assert [vault.epoch_of(k.wrapped) for k in taken] == [old]
+    # What the batch does: insert, commit, then the check.
+    vault._store.put_if_absent(taken[0].subject, taken[0].wrapped)
+    vault.keys_stored(taken)
+    assert stored_epoch(vault, subject) == new
+    assert vault.open(subject, token) == {"name": "赵六"}
