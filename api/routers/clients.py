@@ -78,13 +78,14 @@ def ownership(
 ) -> dict[str, Any]:
     """Who owned the buyer at ``at`` (default now), by replaying the stream up to then."""
     moment: datetime = at if at is not None else app.clock()
-    # The guard judged the buyer already (enforce_access); one chain-checked read and
-    # one replay then serve the judgement and the integrity field.
+    # The guard judged the buyer already (enforce_access); its chain-checked read and
+    # replay serve the judgement now and the integrity field (the head's hash came with
+    # the events); an earlier ``at`` folds once more, from the snapshot before it.
     loaded = guard.loaded_client(client_id)
     reveal = reads_notes(app, guard.caller, loaded.client)
     owner = app.clients.ownership_read(client_id, moment, reveal, loaded)[1]
     version = owner.pop("stream_version")
-    return {**owner, "integrity": read_integrity(app, client_id, version)}
+    return {**owner, "integrity": read_integrity(app, client_id, version, loaded.head)}
 
 
 @router.post("/{client_id}/erasure", response_model=ErasureOut)

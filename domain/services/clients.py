@@ -40,10 +40,13 @@ class ClientView:
 @dataclass(frozen=True)
 class Loaded:
     """A buyer read once (chain-checked): its state and the events read for it (all of
-    them, or those after the snapshot it was folded from)."""
+    them when ``base`` is 0, else those after the snapshot at version ``base``), and the
+    chain hash of its last event if the reader gave it."""
 
     client: Client
     events: list[Any]
+    base: int = 0
+    head: bytes | None = None
 
 
 class FullHistory:
@@ -52,10 +55,15 @@ class FullHistory:
     def __init__(self, uow: UnitOfWork) -> None:
         self.uow = uow
 
-    def fold(self, stream: uuid.UUID, at: datetime | None) -> Folded:
+    def fold(self, stream: uuid.UUID, at: datetime | None, also: int | None = None) -> Folded:
         events = self.uow.events(stream)
         upto = events if at is None else [e for e in events if e.timestamp <= at]
-        return Folded(fold(None, upto), events, upto, 0)
+        extra = next((e for e in events if e.originator_version == also), None)
+        return Folded(fold(None, upto), events, upto, 0, also=extra)
+
+    def event(self, stream: uuid.UUID, version: int) -> Any:
+        found = self.uow.store.events.get(stream, gt=version - 1, lte=version)
+        return next(iter(found), None)
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,9 @@ class Clients:
         """The buyer and its events from one read and one replay, for a request that
         needs both (the access check, then ownership as of an instant)."""
         found = self.folds.fold(client_id, None)
-        return Loaded(found.state, found.events) if isinstance(found.state, Client) else None
+        if not isinstance(found.state, Client):
+            return None
+        return Loaded(found.state, found.events, found.base, found.head)
 
     def client_for(self, ctx: Context, project_id: str, number: str, now: datetime) -> Client:
         """The buyer with this number at the project, registered on first sight."""
@@ -258,11 +268,15 @@ class Clients:
             if loaded is None:
                 raise NotFound("client not found")
         current = loaded.client
+        # The event that decided the owner now most often decided it at ``at`` too (an
+        # owner keeps a buyer for most of its stream): the as-of read fetches it as well.
+        likely = current.ownership_at(at)["decided_by_version"]
+        also = None
         if current.modified_on <= at:
             state, read = current, loaded.events
         else:
-            found = self.folds.fold(client_id, at)
-            state, read = found.state, found.events
+            found = self.folds.fold(client_id, at, also=likely)
+            state, read, also = found.state, found.events, found.also
             if state is None:  # ``at`` is before the buyer was registered
                 return fold(None, found.events[:1]), plain_dict(
                     {
@@ -281,8 +295,10 @@ class Clients:
         decided_by = None
         if (number := owner["decided_by_version"]) is not None:
             event = next((e for e in read if e.originator_version == number), None)
+            if event is None and also is not None and also.originator_version == number:
+                event = also
             if event is None:  # under the snapshot: one event, read through the check
-                event = next(iter(self.uow.store.events.get(client_id, gt=number - 1, lte=number)))
+                event = self._event(client_id, number)
             decided_by = self.describe(
                 client_id, event, reveal=reveal, erased=current.text_erased(number)
             )
@@ -297,6 +313,12 @@ class Clients:
                 "stream_version": current.version,
             }
         )
+
+    def _event(self, client_id: uuid.UUID, version: int) -> Any:
+        found = self.folds.event(client_id, version)
+        if found is None:
+            raise NotFound("client not found")
+        return found
 
 
 def plain_dict(value: dict[str, Any]) -> dict[str, Any]:
