@@ -53,6 +53,10 @@ class History(Protocol):
 
     def fold(self, stream: uuid.UUID, at: datetime | None, also: int | None = None) -> Folded: ...
 
+    def whole(self, stream: uuid.UUID) -> Folded:
+        """Every event of the stream, folded (the latest state), with ``head`` if known."""
+        ...
+
     def event(self, stream: uuid.UUID, version: int) -> Any:
         """The event at ``version`` (None if there is none), checked against its chain
         entry and its link to the one before."""

@@ -200,8 +200,19 @@ class Snapshots:
     # ------------------------------------------------------------------ reading
 
     def fold(self, stream: uuid.UUID, at: datetime | None, also: int | None = None) -> Folded:
+        return self._fold(stream, at, also)
+
+    def whole(self, stream: uuid.UUID) -> Folded:
+        """Every event, folded from the first (no snapshot), with the head's hash: one
+        statement. Snapshots are not taken here (the reads that use them take them)."""
+        return self._fold(stream, None, None, whole=True)
+
+    def _fold(
+        self, stream: uuid.UUID, at: datetime | None, also: int | None, whole: bool = False
+    ) -> Folded:
         until = micros(at) if at is not None else None
-        read = self._read(stream, until, also) if self._table_present() else None
+        present = self._table_present()
+        read = self._read(stream, until, also, whole) if present else None
         row = read.snapshot if read is not None else None
         state: Any = None
         base = 0
@@ -229,7 +240,7 @@ class Snapshots:
                 continue
             state = event.mutate(state)
             folded.append(event)
-            if self._present and event.originator_version % self.interval == 0:
+            if present and not whole and event.originator_version % self.interval == 0:
                 due.append((event.originator_version, micros(event.timestamp), pickle.dumps(state)))
         if due:
             try:
@@ -284,14 +295,17 @@ class Snapshots:
         ) or (None,)  # fmt: skip
         return None if checked is None else self.mapper.to_domain_event(checked)
 
-    def _read(self, stream: uuid.UUID, until: int | None, also: int | None) -> _Read:
+    def _read(
+        self, stream: uuid.UUID, until: int | None, also: int | None, whole: bool = False
+    ) -> _Read:
         """The latest snapshot at or before ``until`` with the chain's hash at its version,
         the events after it up to the first snapshot after ``until`` (to the end for the
         current state) with their chain entries, and the event ``also``: one statement."""
         params = {
             "id": stream.hex if self.sqlite else stream,
             "code": CODE,
-            "until": until if until is not None else 2**62,
+            # No snapshot was taken before the epoch: ``whole`` reads from the first event.
+            "until": -1 if whole else until if until is not None else 2**62,
             "asof": until is not None,
             "max": 2**62,
             "also": also,

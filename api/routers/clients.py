@@ -55,11 +55,15 @@ def get_client(client_id: uuid.UUID, app: AppDep, guard: GuardDep) -> dict[str, 
 @router.get("/{client_id}/history", response_model=HistoryOut)
 def history(client_id: uuid.UUID, app: AppDep, guard: GuardDep) -> dict[str, Any]:
     """Every event of the buyer's stream in order: the evidence chain for arbitration."""
-    client = guard.client(client_id)
-    events = app.clients.history(client_id, reads_notes(app, guard.caller, client), client)
-    # The events were just read through the chain check: only the head's hash is fetched.
+    loaded = guard.loaded_client(client_id)
+    client = loaded.client
+    # The guard's read holds every event of a stream shorter than a snapshot's interval
+    # (most buyers); a longer one is read whole once more, with its head's hash.
+    whole = loaded if loaded.base == 0 else app.clients.whole(client_id)
+    reveal = reads_notes(app, guard.caller, client)
+    events = app.clients.history(client_id, reveal, client, whole.events)
     checked = (
-        read_integrity(app, client_id, events[-1]["version"])
+        read_integrity(app, client_id, events[-1]["version"], whole.head)
         if events
         else integrity(app, client_id)
     )

@@ -61,6 +61,9 @@ class FullHistory:
         extra = next((e for e in events if e.originator_version == also), None)
         return Folded(fold(None, upto), events, upto, 0, also=extra)
 
+    def whole(self, stream: uuid.UUID) -> Folded:
+        return self.fold(stream, None)
+
     def event(self, stream: uuid.UUID, version: int) -> Any:
         found = self.uow.store.events.get(stream, gt=version - 1, lte=version)
         return next(iter(found), None)
@@ -113,6 +116,13 @@ class Clients:
         if not isinstance(found.state, Client):
             return None
         return Loaded(found.state, found.events, found.base, found.head)
+
+    def whole(self, client_id: uuid.UUID) -> Loaded:
+        """The buyer with every event of its stream (``base`` 0), from one read."""
+        found = self.folds.whole(client_id)
+        if not isinstance(found.state, Client):
+            raise NotFound("client not found")
+        return Loaded(found.state, found.events, 0, found.head)
 
     def client_for(self, ctx: Context, project_id: str, number: str, now: datetime) -> Client:
         """The buyer with this number at the project, registered on first sight."""
@@ -190,12 +200,18 @@ class Clients:
     # ------------------------------------------------------- evidence chain
 
     def history(
-        self, client_id: uuid.UUID, reveal: bool = False, client: Client | None = None
+        self,
+        client_id: uuid.UUID,
+        reveal: bool = False,
+        client: Client | None = None,
+        events: list[Any] | None = None,
     ) -> list[dict[str, Any]]:
         """The stream as evidence; free text opened only when ``reveal`` (for those who
         may read the buyer's notes), ``[sealed]`` otherwise. ``client``: the buyer as the
-        caller has just read it; the events are read (and chain-checked) once here."""
-        events = self.uow.events(client_id)
+        caller has just read it; ``events``: every event of it, if the caller read them
+        (chain-checked), else they are read (and checked) here."""
+        if events is None:
+            events = self.uow.events(client_id)
         if client is None:
             client = fold(None, events)
             if not isinstance(client, Client):

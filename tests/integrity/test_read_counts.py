@@ -10,7 +10,7 @@ from api.integrity import integrity
 from domain.services.clients import Clients, FullHistory
 from tests.integrity.conftest import Store
 from tests.integrity.test_snapshots import EVERY, _long_stream, _snapshots
-from tests.support import statements
+from tests.support import file_report, statements
 
 
 def test_ownership_as_of_reads_one_statement_beyond_the_access_check(store: Store) -> None:
@@ -48,3 +48,26 @@ def test_one_event_under_a_snapshot_is_read_with_its_link_only(store: Store) -> 
     assert len(sent) == 1
     assert found is not None and vars(found) == vars(expected)
     assert snapshots.event(uuid.uuid4(), 3) is None
+
+
+def test_the_whole_stream_and_its_head_are_one_statement(store: Store) -> None:
+    """``GET …/history`` of a stream longer than a snapshot's interval reads it whole once
+    after the access check (before: again through select_events, then the head's hash
+    in a transaction of its own); a shorter one is served by the check's own read."""
+    client_id, _, _ = _long_stream(store)
+    app = store.container
+    fast = Clients(app.uow, app.clock, app.keyer, app.vault, _snapshots(store))
+    fast.loaded(client_id)
+    with statements() as sent:
+        whole = fast.whole(client_id)
+    assert len(sent) == 1, sent
+    assert whole.base == 0 and whole.head is not None
+    assert [vars(e) for e in whole.events] == [vars(e) for e in app.uow.events(client_id)]
+    assert whole.head.hex() == integrity(app, client_id)["head_hash"]
+    assert vars(whole.client) == vars(app.clients.client(client_id))
+
+    short = uuid.UUID(file_report(app, "proj-a", "ch-2", "13900001111")["client_id"])
+    loaded = fast.loaded(short)
+    assert loaded is not None and loaded.base == 0
+    assert [vars(e) for e in loaded.events] == [vars(e) for e in app.uow.events(short)]
+    assert loaded.head is not None and loaded.head.hex() == integrity(app, short)["head_hash"]
