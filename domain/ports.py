@@ -57,6 +57,11 @@ class History(Protocol):
         """Every event of the stream, folded (the latest state), with ``head`` if known."""
         ...
 
+    def many(self, streams: list[uuid.UUID]) -> dict[uuid.UUID, Folded]:
+        """Several whole streams at once (the latest state of each), in a few statements
+        rather than one per stream; those without events are left out."""
+        ...
+
     def event(self, stream: uuid.UUID, version: int) -> Any:
         """The event at ``version`` (None if there is none), checked against its chain
         entry and its link to the one before."""

@@ -52,7 +52,7 @@ from psycopg.sql import SQL, Identifier
 
 import domain
 from domain.ports import Folded
-from domain.services.uow import UnitOfWork
+from domain.services.uow import UnitOfWork, fold
 from yingke.chain import (
     CHAIN_TABLE,
     SNAPSHOT_TABLE,
@@ -260,6 +260,17 @@ class Snapshots:
                 head = read.chain[max(read.chain)][2]
             extra = self._extra(stream, events, read, also)
         return Folded(state, events, folded, base, head, extra)
+
+    def many(self, streams: list[uuid.UUID]) -> dict[uuid.UUID, Folded]:
+        """Whole streams, chain-checked as one by one, two statements per 1,000 (the
+        recorder's ``select_heads``); none folded from or taking snapshots."""
+        found: dict[uuid.UUID, Folded] = {}
+        for stream, stored in self.recorder.select_heads(
+            list(dict.fromkeys(streams)), 2**62
+        ).items():
+            events = [self.mapper.to_domain_event(s) for s in stored]
+            found[stream] = Folded(fold(None, events), events, events, 0)
+        return found
 
     def event(self, stream: uuid.UUID, version: int) -> Any:
         """One event and the two chain entries it is checked against, in one statement

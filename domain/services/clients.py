@@ -64,6 +64,10 @@ class FullHistory:
     def whole(self, stream: uuid.UUID) -> Folded:
         return self.fold(stream, None)
 
+    def many(self, streams: list[uuid.UUID]) -> dict[uuid.UUID, Folded]:
+        found = {s: self.fold(s, None) for s in dict.fromkeys(streams)}
+        return {s: f for s, f in found.items() if f.events}
+
     def event(self, stream: uuid.UUID, version: int) -> Any:
         found = self.uow.store.events.get(stream, gt=version - 1, lte=version)
         return next(iter(found), None)
@@ -124,6 +128,14 @@ class Clients:
             raise NotFound("client not found")
         return Loaded(found.state, found.events, 0, found.head)
 
+    def many(self, client_ids: list[uuid.UUID]) -> dict[uuid.UUID, Loaded]:
+        """Buyers with every event of their streams, read together (a list that names
+        many buyers: my day, the inbox); ids of no buyer are left out."""
+        found = self.folds.many(client_ids)
+        return {
+            i: Loaded(f.state, f.events) for i, f in found.items() if isinstance(f.state, Client)
+        }
+
     def client_for(self, ctx: Context, project_id: str, number: str, now: datetime) -> Client:
         """The buyer with this number at the project, registered on first sight."""
         client_id = self.keyer.client_id(project_id, number)
@@ -160,12 +172,13 @@ class Clients:
                 return mask_name(opened["name"])
         return None
 
-    def buyer_name(self, client: Client) -> str | None:
+    def buyer_name(self, client: Client, events: list[Any] | None = None) -> str | None:
         """The latest name written down for the buyer (a visit, a report that was not
-        turned away), unsealed: for the people serving the buyer only. None once erased."""
+        turned away), unsealed: for the people serving the buyer only. None once erased.
+        ``events``: every event of the buyer's stream, if the caller read them."""
         if client.erased:
             return None
-        for event in reversed(self.uow.events(client.id)):
+        for event in reversed(events if events is not None else self.uow.events(client.id)):
             token = getattr(event, "pii", None)
             if not token or _lost_report(client, event):
                 continue
@@ -175,9 +188,11 @@ class Clients:
                 return name
         return None
 
-    def loss_note(self, client: Client, request_id: str) -> str | None:
+    def loss_note(
+        self, client: Client, request_id: str, events: list[Any] | None = None
+    ) -> str | None:
         """The note the owner wrote with a loss request, for whoever reviews it."""
-        for event in self.uow.events(client.id):
+        for event in events if events is not None else self.uow.events(client.id):
             if getattr(event, "request_id", None) == request_id and hasattr(event, "pii"):
                 note = (self.vault.open(client.id, event.pii) or {}).get("note")
                 return str(note) if note else None

@@ -5,12 +5,15 @@ ownership as of an earlier instant one more, with the event that decided it."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from api.integrity import integrity
+from api.routers.workday import Buyers
 from domain.services.clients import Clients, FullHistory
 from tests.integrity.conftest import Store
 from tests.integrity.test_snapshots import EVERY, _long_stream, _snapshots
-from tests.support import file_report, statements
+from tests.support import file_report, register_consultant, register_visit, statements
 
 
 def test_ownership_as_of_reads_one_statement_beyond_the_access_check(store: Store) -> None:
@@ -71,3 +74,44 @@ def test_the_whole_stream_and_its_head_are_one_statement(store: Store) -> None:
     assert loaded is not None and loaded.base == 0
     assert [vars(e) for e in loaded.events] == [vars(e) for e in app.uow.events(short)]
     assert loaded.head is not None and loaded.head.hex() == integrity(app, short)["head_hash"]
+
+
+def test_my_day_and_the_inbox_read_their_buyers_together(store: Store) -> None:
+    """The buyers a page names are read in a fixed number of statements, not each
+    stream once for its state and again for its name (N+1); the names are the same."""
+    app = store.container
+    consultant = register_consultant(app, "proj-a")
+    ids = []
+    for n in range(6):
+        phone = f"1390000{n:04d}"
+        file_report(app, "proj-a", "ch-1", phone, name=f"买家{n}")
+        visited = register_visit(app, "proj-a", phone, consultant, "ch-1", name=f"买家{n}")
+        ids.append(visited["client_id"])
+    rows = [{"client_id": i} for i in ids] + [{"client_id": None}]
+    with statements() as two:
+        few = Buyers(app, rows[:2])
+    with statements() as six:
+        many = Buyers(app, rows)
+    assert len(two) == len(six) <= 3, six  # SET TRANSACTION, the events, their chain
+    calls: list[object] = []
+    real_events, real_find = app.uow.events, app.uow.find
+
+    def counted(real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            calls.append(args)
+            return real(*args)
+
+        return call
+
+    setattr(app.uow, "events", counted(real_events))  # noqa: B010
+    setattr(app.uow, "find", counted(real_find))  # noqa: B010
+    clients = {i: many.client(i) for i in ids}
+    names = {i: many.name(c) for i, c in clients.items() if c is not None}
+    assert few.client(ids[3]) is None and many.client(None) is None
+    assert calls == []  # no stream read again, one by one
+    delattr(app.uow, "events")
+    delattr(app.uow, "find")
+    for i, client in clients.items():
+        assert client is not None and vars(client) == vars(app.clients.client(uuid.UUID(i)))
+    assert names == {i: app.clients.buyer_name(app.clients.client(uuid.UUID(i))) for i in ids}
+    assert set(names.values()) == {f"买家{n}" for n in range(6)}
