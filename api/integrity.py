@@ -19,10 +19,14 @@ def integrity(app: Container, stream: uuid.UUID) -> dict[str, Any]:
     return {"verified": found.verified, "head_hash": found.head_hash, "version": found.version}
 
 
-def read_integrity(app: Container, stream: uuid.UUID, version: int) -> dict[str, Any]:
+def read_integrity(
+    app: Container, stream: uuid.UUID, version: int, head: bytes | None = None
+) -> dict[str, Any]:
     """The integrity field for a stream just read through the chain check (a broken chain
-    raised then): only the hash of its last event is left to fetch."""
-    head = chain_hash(app.store.recorder, stream, version)
+    raised then): only the hash of its last event is left to fetch, unless that read
+    gave it (``head``)."""
+    if head is None:
+        head = chain_hash(app.store.recorder, stream, version)
     return {"verified": True, "head_hash": head.hex() if head else None, "version": version}
 
 

@@ -72,7 +72,7 @@ def measure(dbname: str, data_dir: str, stream: uuid.UUID | None, repeat: int) -
         key = snapshot_key(container.keyer.digest("yingke-snapshots"))
         snapshots = Snapshots(container.uow, key)
         snapshots.fold(stream, None)  # takes this code's snapshots if they are not there
-        row, _ = snapshots._latest(stream, None)
+        row = snapshots._read(stream, None, None).snapshot
         assert row is not None
         stored = list(store.recorder.select_events(stream))
         version = (len(stored) // INTERVAL) * INTERVAL

@@ -36,16 +36,36 @@ class PersonalDataVault(Protocol):
 class Folded:
     """A stream folded as of an instant: ``state`` after ``folded`` (the events at or
     before the instant, on top of a snapshot at version ``base`` when ``base`` > 0);
-    ``events``: every event read (some may lie after the instant)."""
+    ``events``: every event read (some may lie after the instant). ``head``: the chain
+    hash of the stream's last event when the read reached it (the latest state), if the
+    reader knows it; ``also``: the event asked for as ``also``, if the reader fetched it
+    (else None, and the caller reads it)."""
 
     state: Any
     events: list[Any]
     folded: list[Any]
     base: int
+    head: bytes | None = None
+    also: Any = None
 
 
 class History(Protocol):
     """Folds a stream as of ``at`` (None: its latest state), every event read through the
-    hash chain's check."""
+    hash chain's check. ``also``: the version of one more event the caller will need (one
+    under a snapshot, say), fetched with the fold if the reader can."""
 
-    def fold(self, stream: uuid.UUID, at: datetime | None) -> Folded: ...
+    def fold(self, stream: uuid.UUID, at: datetime | None, also: int | None = None) -> Folded: ...
+
+    def whole(self, stream: uuid.UUID) -> Folded:
+        """Every event of the stream, folded (the latest state), with ``head`` if known."""
+        ...
+
+    def many(self, streams: list[uuid.UUID]) -> dict[uuid.UUID, Folded]:
+        """Several whole streams at once (the latest state of each), in a few statements
+        rather than one per stream; those without events are left out."""
+        ...
+
+    def event(self, stream: uuid.UUID, version: int) -> Any:
+        """The event at ``version`` (None if there is none), checked against its chain
+        entry and its link to the one before."""
+        ...

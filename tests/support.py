@@ -6,11 +6,14 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import psycopg
+from eventsourcing.sqlite import SQLiteCursor
 
 from api import bodies
 from api.bodies import answer, jsonable
@@ -171,3 +174,31 @@ def register_visit(
     )
     assert result.response is not None
     return result.response.body
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    """The data statements the calling thread sends to the store, SQLite or PostgreSQL,
+    in order (transaction control left out): a deterministic count of a read's work."""
+    sent: list[str] = []
+    me = threading.get_ident()
+    patched: list[tuple[type, str]] = [(psycopg.Cursor, "execute"), (psycopg.Cursor, "executemany")]
+    patched += [(SQLiteCursor, "execute"), (SQLiteCursor, "executemany")]
+    originals = [(cls, name, getattr(cls, name)) for cls, name in patched]
+
+    def counting(original: Callable[..., Any]) -> Callable[..., Any]:
+        def call(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            text = query if isinstance(query, str) else repr(query)
+            if threading.get_ident() == me and text.strip().upper() != "BEGIN":
+                sent.append(text)
+            return original(self, query, *args, **kwargs)
+
+        return call
+
+    for cls, name, original in originals:
+        setattr(cls, name, counting(original))
+    try:
+        yield sent
+    finally:
+        for cls, name, original in originals:
+            setattr(cls, name, original)

@@ -44,12 +44,14 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any, NoReturn
 
+from eventsourcing.persistence import StoredEvent
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 import domain
@@ -59,7 +61,7 @@ from domain.disputes import DisputeState
 from domain.ports import Folded
 from domain.public_pool import LossRequest, PoolClaim
 from domain.reports import ReportState
-from domain.services.uow import UnitOfWork
+from domain.services.uow import UnitOfWork, fold
 from yingke.chain import (
     CHAIN_TABLE,
     SNAPSHOT_TABLE,
@@ -115,6 +117,54 @@ class _Row:
     chain_hash: bytes | None
 
 
+@dataclass
+class _Read:
+    """What one fold's statement returned: (position, event) pairs and version →
+    (position, prev_hash, hash) chain entries, for the range folded and for ``also``."""
+
+    snapshot: _Row | None = None
+    events: list[tuple[int, StoredEvent]] = field(default_factory=list)
+    chain: dict[int, tuple[int, bytes, bytes]] = field(default_factory=dict)
+    also: list[tuple[int, StoredEvent]] = field(default_factory=list)
+    also_chain: dict[int, tuple[int, bytes, bytes]] = field(default_factory=dict)
+
+
+# One statement for a fold (the snapshot with its chain hash, the events after it, their
+# chain entries, and optionally one more event under it with its link): on PostgreSQL one
+# round trip instead of four (snapshot, events, the deciding event, the head's hash).
+# ``lo``: the snapshot's version (0 without one); ``hi``: the first snapshot after the
+# instant (as-of reads stop there), else the end of the stream. Kinds: 0 the snapshot
+# (position = last_at, a = head_hash, b = state, c = mac, d = the chain's hash at its
+# version), 1 and 3 events (b = state), 2 and 4 chain entries (a = prev_hash, b = hash).
+_FOLD = (
+    "WITH snap AS (SELECT s.originator_version, s.last_at, s.head_hash, s.state, s.mac, "
+    "c.hash FROM {snaps} s LEFT JOIN {chain} c ON c.originator_id = s.originator_id AND "
+    "c.originator_version = s.originator_version WHERE s.originator_id = :id AND "
+    "s.code = :code AND s.last_at <= :until ORDER BY s.originator_version DESC LIMIT 1), "
+    "span AS (SELECT COALESCE((SELECT originator_version FROM snap), 0) AS lo, "
+    "COALESCE(CASE WHEN :asof THEN (SELECT MIN(originator_version) FROM {snaps} WHERE "
+    "originator_id = :id AND code = :code AND last_at > :until) END, :max) AS hi) "
+    "SELECT 0 AS kind, originator_version AS version, last_at AS position, head_hash AS a, "
+    "state AS b, mac AS c, hash AS d, {null_text} AS topic FROM snap "
+    "UNION ALL SELECT 1, e.originator_version, e.{position}, NULL, e.state, NULL, NULL, "
+    "e.topic FROM {events} e WHERE e.originator_id = :id AND "
+    "e.originator_version > (SELECT lo FROM span) AND "
+    "e.originator_version <= (SELECT hi FROM span) "
+    "UNION ALL SELECT 2, c.originator_version, c.position, c.prev_hash, c.hash, NULL, NULL, "
+    "NULL FROM {chain} c WHERE c.originator_id = :id AND "
+    "c.originator_version >= (SELECT lo FROM span) AND "
+    "c.originator_version <= (SELECT hi FROM span) "
+    "UNION ALL SELECT 3, e.originator_version, e.{position}, NULL, e.state, NULL, NULL, "
+    "e.topic FROM {events} e WHERE e.originator_id = :id AND e.originator_version = :also "
+    "UNION ALL SELECT 4, c.originator_version, c.position, c.prev_hash, c.hash, NULL, NULL, "
+    "NULL FROM {chain} c WHERE c.originator_id = :id AND "
+    "c.originator_version BETWEEN :also - 1 AND :also"
+)
+
+# The event at one version with its chain entry and the one before (kinds 3 and 4).
+_EVENT = _FOLD[_FOLD.index("SELECT 3,") :].replace(":also", ":version")
+
+
 class Snapshots:
     """``History`` for the domain (``domain.ports``): folds a stream as of an instant from
     its latest verified snapshot and the chain-checked events after it."""
@@ -139,21 +189,68 @@ class Snapshots:
         self.failures = 0  # snapshot writes that failed (the reads still answered)
         self.used = 0  # folds that started from a snapshot
         self.compared = 0  # rows compared with a fold of their events
+        recorder: Any = uow.store.recorder
+        events = recorder.events_table_name
+        if self.sqlite:
+            self._sqlite_fold = _FOLD.format(
+                snaps=SNAPSHOT_TABLE, chain=CHAIN_TABLE, events=events, position="rowid",
+                null_text="NULL",
+            )  # fmt: skip
+            self._sqlite_event = _EVENT.format(chain=CHAIN_TABLE, events=events, position="rowid")
+        else:
+            schema = recorder.datastore.schema
+            typed = _FOLD.replace(":id", "%(id)s").replace(":code", "%(code)s")
+            for name, kind in (("until", "bigint"), ("asof", "boolean"), ("max", "bigint"),
+                               ("also", "bigint")):  # fmt: skip
+                typed = typed.replace(f":{name}", f"%({name})s::{kind}")
+            self._postgres_fold = SQL(typed).format(
+                snaps=Identifier(schema, SNAPSHOT_TABLE),
+                chain=Identifier(schema, CHAIN_TABLE),
+                events=Identifier(schema, events),
+                position=SQL("notification_id"),
+                null_text=SQL("NULL::text"),
+            )
+            self._postgres_event = SQL(
+                _EVENT.replace(":id", "%(id)s").replace(":version", "%(version)s::bigint")
+            ).format(
+                chain=Identifier(schema, CHAIN_TABLE),
+                events=Identifier(schema, events),
+                position=SQL("notification_id"),
+            )
 
     # ------------------------------------------------------------------ reading
 
-    def fold(self, stream: uuid.UUID, at: datetime | None) -> Folded:
+    def fold(self, stream: uuid.UUID, at: datetime | None, also: int | None = None) -> Folded:
+        return self._fold(stream, at, also)
+
+    def whole(self, stream: uuid.UUID) -> Folded:
+        """Every event, folded from the first (no snapshot), with the head's hash: one
+        statement. Snapshots are not taken here (the reads that use them take them)."""
+        return self._fold(stream, None, None, whole=True)
+
+    def _fold(
+        self, stream: uuid.UUID, at: datetime | None, also: int | None, whole: bool = False
+    ) -> Folded:
         until = micros(at) if at is not None else None
-        row, bound = self._latest(stream, until) if self._table_present() else (None, None)
+        present = self._table_present()
+        read = self._read(stream, until, also, whole) if present else None
+        row = read.snapshot if read is not None else None
         state: Any = None
         base = 0
         if row is not None:
             state = self._open(stream, row)
             base = row.version
             self.used += 1
+            # Before the events after it change the state in place.
             self._recheck_prefix(stream, row, state)
-        lte = bound if until is not None else None
-        stored = self.recorder.select_events(stream, gt=base or None, lte=lte)
+        if read is None:
+            stored = self.recorder.select_events(stream)
+        else:
+            # As ``select_events(gt=base, lte=the next snapshot)`` checks them, from the rows
+            # this statement read (the chain from the snapshot's own entry up).
+            stored = self.recorder._verified(
+                stream, read.events, read.chain, gt=base or None, lte=None, desc=False, limit=None
+            )
         events: list[Any] = []
         folded: list[Any] = []
         due: list[tuple[int, int, bytes]] = []  # (version, last_at, encoded state)
@@ -164,7 +261,7 @@ class Snapshots:
                 continue
             state = event.mutate(state)
             folded.append(event)
-            if self._present and event.originator_version % self.interval == 0:
+            if present and not whole and event.originator_version % self.interval == 0:
                 encoded = self._encoded(stream, state)
                 if encoded is not None:
                     due.append((event.originator_version, micros(event.timestamp), encoded))
@@ -178,61 +275,107 @@ class Snapshots:
                 logging.getLogger("yingke").warning(
                     "snapshot of %s not taken: %s: %s", stream, type(exc).__name__, exc
                 )
-        return Folded(state, events, folded, base)
+        head = None
+        extra = None
+        if read is not None:
+            if until is None and read.chain:
+                # Read to the end and checked with the events: the hash of the last one.
+                head = read.chain[max(read.chain)][2]
+            extra = self._extra(stream, events, read, also)
+        return Folded(state, events, folded, base, head, extra)
 
-    def _latest(self, stream: uuid.UUID, until: int | None) -> tuple[_Row | None, int | None]:
-        """The latest snapshot at or before ``until`` with the chain's hash at its version,
-        and the version of the first snapshot after ``until`` (the events to read end
-        there), in one statement."""
-        limit = until if until is not None else 2**62
+    def many(self, streams: list[uuid.UUID]) -> dict[uuid.UUID, Folded]:
+        """Whole streams, chain-checked as one by one, two statements per 1,000 (the
+        recorder's ``select_heads``); none folded from or taking snapshots."""
+        found: dict[uuid.UUID, Folded] = {}
+        for stream, stored in self.recorder.select_heads(
+            list(dict.fromkeys(streams)), 2**62
+        ).items():
+            events = [self.mapper.to_domain_event(s) for s in stored]
+            found[stream] = Folded(fold(None, events), events, events, 0)
+        return found
+
+    def event(self, stream: uuid.UUID, version: int) -> Any:
+        """One event and the two chain entries it is checked against, in one statement
+        (the recorder's ``select_events`` reads the chain to the stream's end)."""
+        if not self._table_present():
+            return next(iter(self.uow.store.events.get(stream, gt=version - 1, lte=version)), None)
+        params = {"id": stream.hex if self.sqlite else stream, "version": version}
         if self.sqlite:
-            statement = (
-                f"SELECT (SELECT MIN(originator_version) FROM {SNAPSHOT_TABLE} WHERE "
-                "originator_id = ? AND code = ? AND last_at > ?), "
-                "b.originator_version, b.last_at, b.head_hash, b.state, b.mac, b.hash "
-                f"FROM (SELECT 1) one LEFT JOIN (SELECT s.*, c.hash FROM {SNAPSHOT_TABLE} s "
-                f"LEFT JOIN {CHAIN_TABLE} c ON c.originator_id = s.originator_id AND "
-                "c.originator_version = s.originator_version WHERE s.originator_id = ? AND "
-                "s.code = ? AND s.last_at <= ? ORDER BY s.originator_version DESC LIMIT 1) b "
-                "ON 1 = 1"
-            )
-            params: tuple[Any, ...] = (stream.hex, self.code, limit, stream.hex, self.code, limit)
             with self.recorder.datastore.transaction(commit=False) as c:
-                c.execute(statement, params)
-                found = tuple(c.fetchone())
+                c.execute(self._sqlite_event, params)
+                found = c.fetchall()
         else:
-            schema = self.recorder.datastore.schema
-            query = SQL(
-                "SELECT (SELECT MIN(originator_version) FROM {snaps} WHERE "
-                "originator_id = %s AND code = %s AND last_at > %s), "
-                "b.originator_version, b.last_at, b.head_hash, b.state, b.mac, b.hash "
-                "FROM (SELECT 1) one LEFT JOIN (SELECT s.*, c.hash FROM {snaps} s "
-                "LEFT JOIN {chain} c ON c.originator_id = s.originator_id AND "
-                "c.originator_version = s.originator_version WHERE s.originator_id = %s AND "
-                "s.code = %s AND s.last_at <= %s ORDER BY s.originator_version DESC LIMIT 1) b "
-                "ON true"
-            ).format(
-                snaps=Identifier(schema, SNAPSHOT_TABLE), chain=Identifier(schema, CHAIN_TABLE)
-            )
-            with self.recorder.datastore.get_connection() as conn, conn.cursor() as curs:
-                code = self.code
-                curs.execute(query, (stream, code, limit, stream, code, limit), prepare=True)
-                record = curs.fetchone()
-                assert record is not None
-                found = tuple(record.values())
-        bound = int(found[0]) if found[0] is not None else None
-        if found[1] is None:
-            return None, bound
-        version, last_at, head, state, mac, chain_hash = found[1:]
-        row = _Row(
-            int(version),
-            int(last_at),
-            bytes(head),
-            bytes(state),
-            bytes(mac),
-            bytes(chain_hash) if chain_hash is not None else None,
-        )
-        return row, bound
+            with (
+                self.recorder.datastore.get_connection() as conn,
+                conn.cursor(row_factory=tuple_row) as curs,
+            ):
+                curs.execute(self._postgres_event, params, prepare=True)
+                found = curs.fetchall()
+        read = _Read()
+        self._collect(stream, found, read)
+        return self._extra(stream, [], read, version)
+
+    def _extra(self, stream: uuid.UUID, events: list[Any], read: _Read, also: int | None) -> Any:
+        """The event at version ``also``, checked against its chain entry and the one
+        before it (None if the stream has no such event)."""
+        if also is None:
+            return None
+        known = next((e for e in events if e.originator_version == also), None)
+        if known is not None or not read.also_chain:
+            return known
+        (checked,) = self.recorder._verified(
+            stream, read.also, read.also_chain, gt=also - 1, lte=also, desc=False, limit=None
+        ) or (None,)  # fmt: skip
+        return None if checked is None else self.mapper.to_domain_event(checked)
+
+    def _read(
+        self, stream: uuid.UUID, until: int | None, also: int | None, whole: bool = False
+    ) -> _Read:
+        """The latest snapshot at or before ``until`` with the chain's hash at its version,
+        the events after it up to the first snapshot after ``until`` (to the end for the
+        current state) with their chain entries, and the event ``also``: one statement."""
+        params = {
+            "id": stream.hex if self.sqlite else stream,
+            "code": self.code,
+            # No snapshot was taken before the epoch: ``whole`` reads from the first event.
+            "until": -1 if whole else until if until is not None else 2**62,
+            "asof": until is not None,
+            "max": 2**62,
+            "also": also,
+        }
+        if self.sqlite:
+            with self.recorder.datastore.transaction(commit=False) as c:
+                c.execute(self._sqlite_fold, params)
+                found = c.fetchall()
+        else:
+            with (
+                self.recorder.datastore.get_connection() as conn,
+                conn.cursor(row_factory=tuple_row) as curs,
+            ):
+                curs.execute(self._postgres_fold, params, prepare=True)
+                found = curs.fetchall()
+        read = _Read()
+        self._collect(stream, found, read)
+        return read
+
+    @staticmethod
+    def _collect(stream: uuid.UUID, found: Sequence[Any], read: _Read) -> None:
+        for kind, version, position, a, b, c, d, topic in found:
+            if kind == 0:
+                read.snapshot = _Row(
+                    int(version), int(position), bytes(a), bytes(b), bytes(c),
+                    bytes(d) if d is not None else None,
+                )  # fmt: skip
+            elif kind in (1, 3):
+                event = StoredEvent(
+                    originator_id=stream, originator_version=int(version), topic=topic,
+                    state=bytes(b),
+                )  # fmt: skip
+                (read.events if kind == 1 else read.also).append((int(position), event))
+            else:
+                entry = (int(position), bytes(a), bytes(b))
+                (read.chain if kind == 2 else read.also_chain)[int(version)] = entry
 
     def _table_present(self) -> bool:
         """Whether ``yingke migrate`` created the table: a server started on a store that

@@ -34,6 +34,7 @@ from api.evidence_views import party_ids
 from api.routers.evidence import bundle_for, pdf_response
 from api.validation import Instant
 from domain.errors import NotFound
+from domain.services.clients import Loaded
 from yingke.bootstrap import Container
 
 router = APIRouter(prefix="/audit", include_in_schema=False)
@@ -193,9 +194,10 @@ def audit_client(
         return _to_sign_in(request)
     app = get_container(request)
     bundle = bundle_for(app, caller, client_id, None)
-    client = app.clients.client(client_id)
-    sides = {"project_id": bundle["project_id"], "disputes": _disputes(client)}
-    shown = _owner_at(app, caller, sides, client_id, at or app.clock())
+    # One fold (from the latest snapshot) serves the disputes and the owner shown.
+    loaded = _loaded(app, client_id)
+    sides = {"project_id": bundle["project_id"], "disputes": _disputes(loaded.client)}
+    shown = _owner_at(app, caller, sides, loaded, at or app.clock())
     instants = [e["occurred_at"] for e in bundle["timeline"]]
     return _page(
         "client.html",
@@ -217,9 +219,9 @@ def audit_ownership(
     if caller is None:
         raise HTTPException(401, "sign in at /audit/sign-in")
     app = get_container(request)
-    client = app.clients.client(client_id)
-    bundle = {"project_id": client.project_id, "disputes": _disputes(client)}
-    return JSONResponse(_owner_at(app, caller, bundle, client_id, at), headers=_HEADERS)
+    loaded = _loaded(app, client_id)
+    bundle = {"project_id": loaded.client.project_id, "disputes": _disputes(loaded.client)}
+    return JSONResponse(_owner_at(app, caller, bundle, loaded, at), headers=_HEADERS)
 
 
 @router.get("/clients/{client_id}/evidence.pdf")
@@ -235,6 +237,14 @@ def audit_pdf(
 # ----------------------------------------------------------------- helpers
 
 
+def _loaded(app: Container, client_id: uuid.UUID) -> Loaded:
+    """The buyer folded once (not replayed whole, then folded again for the owner)."""
+    loaded = app.clients.loaded(client_id)
+    if loaded is None:
+        raise NotFound("client not found")
+    return loaded
+
+
 def _disputes(client: Any) -> list[dict[str, Any]]:
     return [
         {"claimant_id": d.claimant_id, "owner_at_opening": d.owner_at_opening}
@@ -243,7 +253,7 @@ def _disputes(client: Any) -> list[dict[str, Any]]:
 
 
 def _owner_at(
-    app: Container, caller: Caller, bundle: dict[str, Any], client_id: uuid.UUID, at: datetime
+    app: Container, caller: Caller, bundle: dict[str, Any], loaded: Loaded, at: datetime
 ) -> dict[str, Any]:
     """``ownership?at=`` (the same replay), with the policy it applied, as this caller may
     see it: a party sees its own side only."""
@@ -251,7 +261,7 @@ def _owner_at(
     own = None if full else party_ids(bundle, caller)
     if not full and own is None:
         raise NotFound("client not found")
-    found = app.clients.ownership_as_of(client_id, at)
+    found = app.clients.ownership_read(loaded.client.id, at, False, loaded)[1]
     owner = found["owner"] if own is None else redact(found["owner"], own)
     decided = found["decided_by"]
     version = found["policy_version"]

@@ -55,11 +55,15 @@ def get_client(client_id: uuid.UUID, app: AppDep, guard: GuardDep) -> dict[str, 
 @router.get("/{client_id}/history", response_model=HistoryOut)
 def history(client_id: uuid.UUID, app: AppDep, guard: GuardDep) -> dict[str, Any]:
     """Every event of the buyer's stream in order: the evidence chain for arbitration."""
-    client = guard.client(client_id)
-    events = app.clients.history(client_id, reads_notes(app, guard.caller, client), client)
-    # The events were just read through the chain check: only the head's hash is fetched.
+    loaded = guard.loaded_client(client_id)
+    client = loaded.client
+    # The guard's read holds every event of a stream shorter than a snapshot's interval
+    # (most buyers); a longer one is read whole once more, with its head's hash.
+    whole = loaded if loaded.base == 0 else app.clients.whole(client_id)
+    reveal = reads_notes(app, guard.caller, client)
+    events = app.clients.history(client_id, reveal, client, whole.events)
     checked = (
-        read_integrity(app, client_id, events[-1]["version"])
+        read_integrity(app, client_id, events[-1]["version"], whole.head)
         if events
         else integrity(app, client_id)
     )
@@ -78,13 +82,14 @@ def ownership(
 ) -> dict[str, Any]:
     """Who owned the buyer at ``at`` (default now), by replaying the stream up to then."""
     moment: datetime = at if at is not None else app.clock()
-    # The guard judged the buyer already (enforce_access); one chain-checked read and
-    # one replay then serve the judgement and the integrity field.
+    # The guard judged the buyer already (enforce_access); its chain-checked read and
+    # replay serve the judgement now and the integrity field (the head's hash came with
+    # the events); an earlier ``at`` folds once more, from the snapshot before it.
     loaded = guard.loaded_client(client_id)
     reveal = reads_notes(app, guard.caller, loaded.client)
     owner = app.clients.ownership_read(client_id, moment, reveal, loaded)[1]
     version = owner.pop("stream_version")
-    return {**owner, "integrity": read_integrity(app, client_id, version)}
+    return {**owner, "integrity": read_integrity(app, client_id, version, loaded.head)}
 
 
 @router.post("/{client_id}/erasure", response_model=ErasureOut)

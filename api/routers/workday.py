@@ -9,7 +9,7 @@ to act: names, the buyer's masked phone and name, the age of a request, and the 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, tzinfo
 from typing import Annotated, Any
 
@@ -52,8 +52,26 @@ class Local:
         }
 
 
-def _client(app: Container, client_id: str | None) -> Client | None:
-    return app.clients.find(uuid.UUID(client_id)) if client_id else None
+class Buyers:
+    """The buyers a page names, read together up front (two statements per 1,000 on
+    PostgreSQL) rather than each stream once for its state and again for its name."""
+
+    def __init__(self, app: Container, rows: Iterable[dict[str, Any]]) -> None:
+        ids = [uuid.UUID(r["client_id"]) for r in rows if r.get("client_id")]
+        self.app = app
+        self.loaded = app.clients.many(ids) if ids else {}
+
+    def client(self, client_id: str | None) -> Client | None:
+        found = self.loaded.get(uuid.UUID(client_id)) if client_id else None
+        return found.client if found is not None else None
+
+    def name(self, client: Client) -> str | None:
+        found = self.loaded.get(client.id)
+        return self.app.clients.buyer_name(client, found.events if found else None)
+
+    def loss_note(self, client: Client, request_id: str) -> str | None:
+        found = self.loaded.get(client.id)
+        return self.app.clients.loss_note(client, request_id, found.events if found else None)
 
 
 def _mask(client: Client | None) -> str | None:
@@ -137,17 +155,18 @@ def inbox(
     )
     named = people.names(views, (r[c] for r in rows for c in ("consultant_id", "requested_by")))
     local = Local(app)
+    buyers = Buyers(app, rows)
     items = []
     for row in rows:
-        client = _client(app, row["client_id"])
-        name = app.clients.buyer_name(client) if client is not None else None
+        client = buyers.client(row["client_id"])
+        name = buyers.name(client) if client is not None else None
         reason, note = row["reason"], None
         if row["kind"] in ("dispute", "appeal"):
             reason = _dispute_reason(app, caller, client, row["kind"], row["item_id"])
         elif row["kind"] == "loss_request" and client is not None and caller.role in SERVERS:
             # The reviewers serve the buyer (their team's, their project's): they may read
             # the notes, as ``GET …/follow-ups`` lets them.
-            note = app.clients.loss_note(client, row["item_id"])
+            note = buyers.loss_note(client, row["item_id"])
         item = {
             "kind": row["kind"],
             "id": row["item_id"],
@@ -184,14 +203,14 @@ def _owned_by(client: Client | None, principal_id: str) -> bool:
 
 
 def _buyers(
-    app: Container, caller: Caller, local: Local
+    buyers: Buyers, caller: Caller, local: Local
 ) -> Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]:
     """A maker of "my" rows: the buyer's full name only while the caller owns them."""
 
     def make(row: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
-        client = _client(app, row["client_id"])
+        client = buyers.client(row["client_id"])
         owner = _owned_by(client, caller.id)
-        name = app.clients.buyer_name(client) if owner and client is not None else None
+        name = buyers.name(client) if owner and client is not None else None
         return local.times(
             {
                 "client_id": row["client_id"],
@@ -215,7 +234,6 @@ def my_day(request: Request, app: AppDep, caller: CallerDep, limit: Limit = 100)
     container = get_container(request)
     views, now = container.views, app.clock()
     local = Local(app)
-    make = _buyers(app, caller, local)
 
     def end_of_today(project_id: str) -> datetime:
         here = now.astimezone(local.zone(project_id))
@@ -232,6 +250,9 @@ def my_day(request: Request, app: AppDep, caller: CallerDep, limit: Limit = 100)
     ending = workday.protection_ending(views, caller.id, now, timedelta(days=7))
     assigned = workday.assigned_since(views, caller.id, now - timedelta(days=1))
     requests = workday.requested_by(views, caller.id)
+    shown = (overdue[:limit], due[:limit], ending[:limit], assigned[:limit], requests[:limit])
+    buyers = Buyers(app, (row for rows in shown for row in rows))
+    make = _buyers(buyers, caller, local)
 
     def task(row: dict[str, Any]) -> dict[str, Any]:
         return make(
@@ -280,7 +301,7 @@ def my_day(request: Request, app: AppDep, caller: CallerDep, limit: Limit = 100)
                 "id": row["item_id"],
                 "project_id": row["project_id"],
                 "client_id": row["client_id"],
-                "phone_masked": _mask(_client(app, row["client_id"])),
+                "phone_masked": _mask(buyers.client(row["client_id"])),
                 "reason": row["reason"] if row["kind"] == "loss_request" else None,
                 "opened_at": row["opened_at"],
                 "age_hours": int((now - row["opened_at"]).total_seconds() // 3600),

@@ -40,10 +40,13 @@ class ClientView:
 @dataclass(frozen=True)
 class Loaded:
     """A buyer read once (chain-checked): its state and the events read for it (all of
-    them, or those after the snapshot it was folded from)."""
+    them when ``base`` is 0, else those after the snapshot at version ``base``), and the
+    chain hash of its last event if the reader gave it."""
 
     client: Client
     events: list[Any]
+    base: int = 0
+    head: bytes | None = None
 
 
 class FullHistory:
@@ -52,10 +55,22 @@ class FullHistory:
     def __init__(self, uow: UnitOfWork) -> None:
         self.uow = uow
 
-    def fold(self, stream: uuid.UUID, at: datetime | None) -> Folded:
+    def fold(self, stream: uuid.UUID, at: datetime | None, also: int | None = None) -> Folded:
         events = self.uow.events(stream)
         upto = events if at is None else [e for e in events if e.timestamp <= at]
-        return Folded(fold(None, upto), events, upto, 0)
+        extra = next((e for e in events if e.originator_version == also), None)
+        return Folded(fold(None, upto), events, upto, 0, also=extra)
+
+    def whole(self, stream: uuid.UUID) -> Folded:
+        return self.fold(stream, None)
+
+    def many(self, streams: list[uuid.UUID]) -> dict[uuid.UUID, Folded]:
+        found = {s: self.fold(s, None) for s in dict.fromkeys(streams)}
+        return {s: f for s, f in found.items() if f.events}
+
+    def event(self, stream: uuid.UUID, version: int) -> Any:
+        found = self.uow.store.events.get(stream, gt=version - 1, lte=version)
+        return next(iter(found), None)
 
 
 @dataclass(frozen=True)
@@ -102,7 +117,24 @@ class Clients:
         """The buyer and its events from one read and one replay, for a request that
         needs both (the access check, then ownership as of an instant)."""
         found = self.folds.fold(client_id, None)
-        return Loaded(found.state, found.events) if isinstance(found.state, Client) else None
+        if not isinstance(found.state, Client):
+            return None
+        return Loaded(found.state, found.events, found.base, found.head)
+
+    def whole(self, client_id: uuid.UUID) -> Loaded:
+        """The buyer with every event of its stream (``base`` 0), from one read."""
+        found = self.folds.whole(client_id)
+        if not isinstance(found.state, Client):
+            raise NotFound("client not found")
+        return Loaded(found.state, found.events, 0, found.head)
+
+    def many(self, client_ids: list[uuid.UUID]) -> dict[uuid.UUID, Loaded]:
+        """Buyers with every event of their streams, read together (a list that names
+        many buyers: my day, the inbox); ids of no buyer are left out."""
+        found = self.folds.many(client_ids)
+        return {
+            i: Loaded(f.state, f.events) for i, f in found.items() if isinstance(f.state, Client)
+        }
 
     def client_for(self, ctx: Context, project_id: str, number: str, now: datetime) -> Client:
         """The buyer with this number at the project, registered on first sight; an
@@ -143,12 +175,13 @@ class Clients:
                 return mask_name(opened["name"])
         return None
 
-    def buyer_name(self, client: Client) -> str | None:
+    def buyer_name(self, client: Client, events: list[Any] | None = None) -> str | None:
         """The latest name written down for the buyer (a visit, a report that was not
-        turned away), unsealed: for the people serving the buyer only. None once erased."""
+        turned away), unsealed: for the people serving the buyer only. None once erased.
+        ``events``: every event of the buyer's stream, if the caller read them."""
         if client.erased:
             return None
-        for event in reversed(self.uow.events(client.id)):
+        for event in reversed(events if events is not None else self.uow.events(client.id)):
             token = getattr(event, "pii", None)
             if not token or _lost_report(client, event):
                 continue
@@ -158,9 +191,11 @@ class Clients:
                 return name
         return None
 
-    def loss_note(self, client: Client, request_id: str) -> str | None:
+    def loss_note(
+        self, client: Client, request_id: str, events: list[Any] | None = None
+    ) -> str | None:
         """The note the owner wrote with a loss request, for whoever reviews it."""
-        for event in self.uow.events(client.id):
+        for event in events if events is not None else self.uow.events(client.id):
             if getattr(event, "request_id", None) == request_id and hasattr(event, "pii"):
                 note = (self.vault.open(client.id, event.pii) or {}).get("note")
                 return str(note) if note else None
@@ -183,12 +218,18 @@ class Clients:
     # ------------------------------------------------------- evidence chain
 
     def history(
-        self, client_id: uuid.UUID, reveal: bool = False, client: Client | None = None
+        self,
+        client_id: uuid.UUID,
+        reveal: bool = False,
+        client: Client | None = None,
+        events: list[Any] | None = None,
     ) -> list[dict[str, Any]]:
         """The stream as evidence; free text opened only when ``reveal`` (for those who
         may read the buyer's notes), ``[sealed]`` otherwise. ``client``: the buyer as the
-        caller has just read it; the events are read (and chain-checked) once here."""
-        events = self.uow.events(client_id)
+        caller has just read it; ``events``: every event of it, if the caller read them
+        (chain-checked), else they are read (and checked) here."""
+        if events is None:
+            events = self.uow.events(client_id)
         if client is None:
             client = fold(None, events)
             if not isinstance(client, Client):
@@ -261,11 +302,15 @@ class Clients:
             if loaded is None:
                 raise NotFound("client not found")
         current = loaded.client
+        # The event that decided the owner now most often decided it at ``at`` too (an
+        # owner keeps a buyer for most of its stream): the as-of read fetches it as well.
+        likely = current.ownership_at(at)["decided_by_version"]
+        also = None
         if current.modified_on <= at:
             state, read = current, loaded.events
         else:
-            found = self.folds.fold(client_id, at)
-            state, read = found.state, found.events
+            found = self.folds.fold(client_id, at, also=likely)
+            state, read, also = found.state, found.events, found.also
             if state is None:  # ``at`` is before the buyer was registered
                 return fold(None, found.events[:1]), plain_dict(
                     {
@@ -284,8 +329,10 @@ class Clients:
         decided_by = None
         if (number := owner["decided_by_version"]) is not None:
             event = next((e for e in read if e.originator_version == number), None)
+            if event is None and also is not None and also.originator_version == number:
+                event = also
             if event is None:  # under the snapshot: one event, read through the check
-                event = next(iter(self.uow.store.events.get(client_id, gt=number - 1, lte=number)))
+                event = self._event(client_id, number)
             decided_by = self.describe(
                 client_id, event, reveal=reveal, erased=current.text_erased(number)
             )
@@ -300,6 +347,12 @@ class Clients:
                 "stream_version": current.version,
             }
         )
+
+    def _event(self, client_id: uuid.UUID, version: int) -> Any:
+        found = self.folds.event(client_id, version)
+        if found is None:
+            raise NotFound("client not found")
+        return found
 
 
 def plain_dict(value: dict[str, Any]) -> dict[str, Any]:

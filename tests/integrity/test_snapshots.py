@@ -269,7 +269,7 @@ def test_a_false_snapshot_sealed_with_the_secret_is_refused(store: Store) -> Non
     )
     later = _snapshots(store)
     # What the seal and the chain binding alone let through:
-    (latest,) = [r for r in [later._latest(client_id, None)[0]] if r is not None]
+    (latest,) = [r for r in [later._read(client_id, None, None).snapshot] if r is not None]
     assert later._open(client_id, latest).owner.consultant_id == "cons-forger"
 
     before = integrity_failures()
