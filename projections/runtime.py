@@ -142,9 +142,15 @@ class Rows:
     """
 
     def __init__(
-        self, tables: Sequence[Table], dialect: str, tx: Tx | None = None, suffix: str = ""
+        self,
+        tables: Sequence[Table],
+        dialect: str,
+        tx: Tx | None = None,
+        suffix: str = "",
+        batched: bool = True,
     ) -> None:
         self.tables = {t.name: t for t in tables}
+        self.batched = batched
         self.dialect = dialect
         self.tx = tx
         self.suffix = suffix
@@ -175,8 +181,10 @@ class Rows:
             source = f"{name}{self.suffix}"
             found: list[Any] = []
             if self.dialect == "postgres":
+                # %b: a binary array; the text one quotes every id through a regex, which
+                # cost as much as the query.
                 self.tx.execute(
-                    f"SELECT {columns} FROM {source} WHERE {table.key[0]} = ANY(%s)", (wanted,)
+                    f"SELECT {columns} FROM {source} WHERE {table.key[0]} = ANY(%b)", (wanted,)
                 )
                 found = self.tx.fetchall()
             else:
@@ -252,9 +260,18 @@ class Rows:
                     [self._key_params(table, k) for k in deletes],
                 )
             if upserts:
-                self.tx.executemany(
-                    _upsert_sql(table, target), [table.to_db(self.dialect, r) for r in upserts if r]
-                )
+                values = [table.to_db(self.dialect, r) for r in upserts if r]
+                if self.dialect == "postgres" and self.batched:
+                    # One statement per table: executemany runs one per row on the server.
+                    size = _PG_PARAMS_PER_INSERT // len(table.columns)
+                    for at in range(0, len(values), size):
+                        chunk = values[at : at + size]
+                        self.tx.execute(
+                            _upsert_sql(table, target, len(chunk)),
+                            [v for row in chunk for v in row],
+                        )
+                else:
+                    self.tx.executemany(_upsert_sql(table, target), values)
             keys.clear()
 
     def forget_phone(self, client_id: str, mask: str) -> None:
@@ -295,6 +312,8 @@ class Rows:
 
 # Well under SQLite's bound on parameters per statement (999 before 3.32).
 _SQLITE_CHUNK = 500
+# Parameters per multi-row upsert on PostgreSQL, under its bound of 65,535.
+_PG_PARAMS_PER_INSERT = 60_000
 
 
 def named_ids(event: Any) -> set[str]:
@@ -312,17 +331,17 @@ def _stored_key(table: Table, values: Sequence[Any]) -> Key:
     return tuple(read_ts(v) if kind == "ts" else v for v, kind in zip(values, kinds, strict=True))
 
 
-def _upsert_sql(table: Table, target: str) -> str:
+def _upsert_sql(table: Table, target: str, rows: int = 1) -> str:
     columns = list(table.columns)
     updates = [c for c in columns if c not in table.key]
-    marks = ", ".join(["%s"] * len(columns))
+    marks = ", ".join([f"({', '.join(['%s'] * len(columns))})"] * rows)
     action = (
         "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in updates)
         if updates
         else "DO NOTHING"
     )
     return (
-        f"INSERT INTO {target} ({', '.join(columns)}) VALUES ({marks}) "
+        f"INSERT INTO {target} ({', '.join(columns)}) VALUES {marks} "
         f"ON CONFLICT ({', '.join(table.key)}) {action}"
     )
 
@@ -506,7 +525,7 @@ class Follower:
     views: Sequence[View]
     batch_size: int = 1000
     applied: int = 0
-    prefetch: bool = True
+    batched: bool = True  # False: the follower bench's baseline (see apply_batch)
 
     def migrate(self) -> None:
         with self.db.transaction() as tx:
@@ -544,7 +563,7 @@ class Follower:
                 self.views,
                 positions,
                 self.batch_size,
-                prefetch=self.prefetch,
+                batched=self.batched,
             )
         self.applied += count
         return count
@@ -579,12 +598,12 @@ def apply_batch(
     positions: dict[str, int],
     batch_size: int,
     suffix: str = "",
-    prefetch: bool = True,
+    batched: bool = True,
 ) -> int:
     """Apply the next batch after ``positions`` and record the new positions in ``tx``.
 
-    ``prefetch`` False loads rows one key at a time, as before it existed: the follower
-    bench's baseline."""
+    ``batched`` False loads rows one key at a time and writes them back one statement
+    per row, as before issue 15: the follower bench's baseline."""
     start = min(positions.values(), default=0)
     notifications = app.recorder.select_notifications(
         start=start, limit=batch_size, inclusive_of_start=False
@@ -592,15 +611,15 @@ def apply_batch(
     if not notifications:
         return 0
     events = [(n.id, app.mapper.to_domain_event(n)) for n in notifications]
-    ids = [named_ids(e) for _, e in events] if prefetch else []
-    rows = {v.name: Rows(v.tables, dialect, tx, suffix) for v in views}
+    ids = [named_ids(e) for _, e in events] if batched else []
+    rows = {v.name: Rows(v.tables, dialect, tx, suffix, batched) for v in views}
     # Views share no rows, so applying one view's events after another's gives what
     # applying each event to every view in turn gives.
     for view in views:
         mine = [
             i for i, (at, e) in enumerate(events) if at > positions[view.name] and view.handles(e)
         ]
-        if prefetch:
+        if batched:
             rows[view.name].prefetch(set().union(*(ids[i] for i in mine)))
         for i in mine:
             at, event = events[i]
