@@ -19,7 +19,9 @@ bounds the resolution. At the end every accepted report id is checked to be in
 ``report_log``.
 
 Phases, one server, one database: a low rate first (the reference in the same run),
-then the target rate.
+then the target rate. Then, unless ``--no-no-follower-phase``, the target rate again on
+a second server over the same database started with ``YINGKE_WORKERS=none``: its HTTP
+p99 against the followed phase's says how much following costs the requests.
 """
 
 from __future__ import annotations
@@ -131,11 +133,12 @@ def run_phase(
     filings: Sequence[Filing],
     base: str,
     keys: dict[int, str],
-    watcher: Watcher,
+    watcher: Watcher | None,
     clients: list[httpx.Client],
 ) -> None:
     """Send ``filings`` at ``phase.rate`` per second, one thread per client (the
-    clients are made, and their connections opened, before any phase starts)."""
+    clients are made, and their connections opened, before any phase starts). With no
+    ``watcher`` (no follower), only the answers are timed."""
     counter = itertools.count()
     lock = threading.Lock()
     start = time.perf_counter() + 0.2
@@ -170,7 +173,8 @@ def run_phase(
                 with lock:
                     phase.errors.append(f"{response.status_code} {response.text[:200]}")
                 continue
-            watcher.expect(int(response.headers[POSITION_HEADER]), acked, phase.lags)
+            if watcher is not None:
+                watcher.expect(int(response.headers[POSITION_HEADER]), acked, phase.lags)
             with lock:
                 phase.sent += 1
                 phase.acked += 1
@@ -188,7 +192,7 @@ def run_phase(
             thread.join(0.2)
     # Wait (bounded) for the follower to catch up with every acknowledged report.
     deadline = time.monotonic() + 120
-    while watcher.pending() and time.monotonic() < deadline:
+    while watcher is not None and watcher.pending() and time.monotonic() < deadline:
         time.sleep(0.05)
     phase.load = (load_before, loadavg())
 
@@ -225,6 +229,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=96, help="client threads (96)")
     parser.add_argument("--poll", type=float, default=0.005, help="tracking poll, s (0.005)")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument(
+        "--no-follower-phase",
+        dest="unfollowed",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the target rate again on a server without its follower (YINGKE_WORKERS=none)",
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     rng = random.Random(args.seed)
@@ -233,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         Phase(f"reference, {args.base_rate:g}/s", args.base_rate, args.base_seconds),
         Phase(f"target, {args.rate:g}/s", args.rate, args.seconds),
     ]
+    # Does following starve the requests? The same rate on a server that does not follow.
+    unfollowed = Phase(f"target, {args.rate:g}/s, no follower", args.rate, args.seconds)
     print(
         f"Yingke commit → view row: paced POST /v1/reports, serve --workers {args.workers} "
         f"with its in-process follower, pool {args.pool}, {args.clients} client threads, "
@@ -278,6 +291,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                     watcher.close()
                     for client in clients:
                         client.close()
+            if args.unfollowed:
+                alone = {**serving, "YINGKE_WORKERS": "none"}
+                with yingke_serve(alone, args.workers) as (base, _):
+                    clients = [
+                        httpx.Client(base_url=base, trust_env=False, timeout=120)
+                        for _ in range(args.clients)
+                    ]
+                    try:
+                        warm = make_workload(
+                            "lag-warmup-2", args.clients, phones, rng, collisions=False
+                        )
+                        run_phase(Phase("warm-up", 50, 1), warm.filings, base, keys, None, clients)
+                        size = max(1, round(unfollowed.rate * unfollowed.seconds))
+                        workload = make_workload("lag-alone", size, phones, rng)
+                        print(f"  {unfollowed.name}: {size} reports …", flush=True)
+                        run_phase(unfollowed, workload.filings, base, keys, None, clients)
+                        if unfollowed.errors:
+                            problems.append(f"{unfollowed.name}: errors {unfollowed.errors[:3]}")
+                    finally:
+                        for client in clients:
+                            client.close()
+                phases.append(unfollowed)
     except (psycopg.OperationalError, RuntimeError) as exc:
         print(f"\nbenchmark failed: {exc}", file=sys.stderr)
         return 1
