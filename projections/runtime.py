@@ -503,10 +503,19 @@ def missing_columns(tx: Tx, dialect: str, table: Table) -> list[str]:
 
 
 def set_position(tx: Tx, view: str, position: int) -> None:
+    set_positions(tx, {view: position})
+
+
+def set_positions(tx: Tx, positions: dict[str, int]) -> None:
+    """Several views' positions in one statement: a batch's last round trip, not one per
+    view."""
+    if not positions:
+        return
+    marks = ", ".join(["(%s, %s)"] * len(positions))
     tx.execute(
-        f"INSERT INTO {TRACKING} (view, position) VALUES (%s, %s) "
+        f"INSERT INTO {TRACKING} (view, position) VALUES {marks} "
         "ON CONFLICT (view) DO UPDATE SET position = excluded.position",
-        (view, position),
+        [v for item in sorted(positions.items()) for v in item],
     )
 
 
@@ -640,9 +649,9 @@ def apply_batch(
     last = notifications[-1].id
     for view in views:
         rows[view.name].flush()
-        if last > positions[view.name]:
-            set_position(tx, view.name, last)
-            positions[view.name] = last
+    moved = {v.name: last for v in views if last > positions[v.name]}
+    set_positions(tx, moved)
+    positions.update(moved)
     return len(notifications)
 
 
