@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: serve test lint typecheck pytest bench-report-filing bench-http bench-relay bench-rebuild bench-verify bench-sheets bench-what-if bench-view-lag bench-reads bench-request-cost install clean
+.PHONY: serve test lint typecheck pytest bench-report-filing bench-http bench-relay bench-rebuild bench-verify bench-sheets bench-what-if bench-view-lag bench-follower bench-reads bench-request-cost install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,9 @@ bench-what-if: $(STAMP)
 
 bench-view-lag: $(STAMP)
 	$(BIN)/python -m bench.view_lag
+
+bench-follower: $(STAMP)
+	$(BIN)/python -m bench.follower
 
 bench-reads: $(STAMP)
 	$(BIN)/python -m bench.reads

@@ -368,11 +368,12 @@ def live(buyer: Buyer) -> None:
     buyer.writer.add(*(a for a in (buyer.client, buyer.pool) if a is not None))
 
 
-def write_log(container: Container, events: int, seed: int) -> LogWriter:
+def write_log(container: Container, events: int, seed: int, days: float = 90) -> LogWriter:
+    """``events`` events of buyers whose first report falls in ``days`` days."""
     rng = random.Random(seed)
     writer = LogWriter(container)
     office = make_office(writer)
-    span = timedelta(days=90).total_seconds()
+    span = timedelta(days=days).total_seconds()
     started = time.perf_counter()
     last_print = started
     while writer.written + len(writer.pending) < events:

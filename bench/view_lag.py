@@ -19,7 +19,14 @@ bounds the resolution. At the end every accepted report id is checked to be in
 ``report_log``.
 
 Phases, one server, one database: a low rate first (the reference in the same run),
-then the target rate.
+then the target rate. Then, unless ``--no-no-follower-phase``, the target rate again on
+a second server over the same database started with ``YINGKE_WORKERS=none``: its HTTP
+p99 against the followed phase's says how much following costs the requests.
+
+Each phase also reads, from /proc, the CPU seconds ``yingke serve``'s supervising
+process (where the follower runs) and its HTTP processes used from the first send until
+the views caught up, per acknowledged report: on this shared box they vary far less
+than times do, so they compare versions measured minutes apart.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import itertools
+import os
 import queue
 import random
 import signal
@@ -75,6 +83,11 @@ class Phase:
     first_send: float = 0.0
     last_ack: float = 0.0
     load: tuple[str, str] = ("", "")
+    # CPU seconds from the first send until the views caught up: the supervising
+    # process (the follower, and the deadline and notification loops) and its HTTP
+    # processes. Unlike times, these hold however loaded the shared box is.
+    follower_cpu: float = 0.0
+    http_cpu: float = 0.0
 
 
 class Watcher:
@@ -126,16 +139,47 @@ class Watcher:
         self._conn.close()
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == pid:
+                found.append(int(entry))
+    return found
+
+
+def serve_cpu(server: int) -> tuple[float, float]:
+    """CPU seconds of ``yingke serve``'s supervising process and of its children."""
+    return process_cpu(server), sum(process_cpu(child) for child in children(server))
+
+
 def run_phase(
     phase: Phase,
     filings: Sequence[Filing],
     base: str,
     keys: dict[int, str],
-    watcher: Watcher,
+    watcher: Watcher | None,
     clients: list[httpx.Client],
+    server: int | None = None,
 ) -> None:
     """Send ``filings`` at ``phase.rate`` per second, one thread per client (the
-    clients are made, and their connections opened, before any phase starts)."""
+    clients are made, and their connections opened, before any phase starts). With no
+    ``watcher`` (no follower), only the answers are timed."""
     counter = itertools.count()
     lock = threading.Lock()
     start = time.perf_counter() + 0.2
@@ -170,7 +214,8 @@ def run_phase(
                 with lock:
                     phase.errors.append(f"{response.status_code} {response.text[:200]}")
                 continue
-            watcher.expect(int(response.headers[POSITION_HEADER]), acked, phase.lags)
+            if watcher is not None:
+                watcher.expect(int(response.headers[POSITION_HEADER]), acked, phase.lags)
             with lock:
                 phase.sent += 1
                 phase.acked += 1
@@ -181,6 +226,7 @@ def run_phase(
 
     threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in clients]
     load_before = loadavg()
+    cpu_before = serve_cpu(server) if server is not None else (0.0, 0.0)
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -188,9 +234,13 @@ def run_phase(
             thread.join(0.2)
     # Wait (bounded) for the follower to catch up with every acknowledged report.
     deadline = time.monotonic() + 120
-    while watcher.pending() and time.monotonic() < deadline:
+    while watcher is not None and watcher.pending() and time.monotonic() < deadline:
         time.sleep(0.05)
     phase.load = (load_before, loadavg())
+    if server is not None:
+        cpu_after = serve_cpu(server)
+        phase.follower_cpu = cpu_after[0] - cpu_before[0]
+        phase.http_cpu = cpu_after[1] - cpu_before[1]
 
 
 def loadavg() -> str:
@@ -225,6 +275,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=96, help="client threads (96)")
     parser.add_argument("--poll", type=float, default=0.005, help="tracking poll, s (0.005)")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument(
+        "--no-follower-phase",
+        dest="unfollowed",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the target rate again on a server without its follower (YINGKE_WORKERS=none)",
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     rng = random.Random(args.seed)
@@ -233,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         Phase(f"reference, {args.base_rate:g}/s", args.base_rate, args.base_seconds),
         Phase(f"target, {args.rate:g}/s", args.rate, args.seconds),
     ]
+    # Does following starve the requests? The same rate on a server that does not follow.
+    unfollowed = Phase(f"target, {args.rate:g}/s, no follower", args.rate, args.seconds)
     print(
         f"Yingke commit → view row: paced POST /v1/reports, serve --workers {args.workers} "
         f"with its in-process follower, pool {args.pool}, {args.clients} client threads, "
@@ -251,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # ask for more connections than it has left.
                 "YINGKE_PG_POOL_SIZE": str(args.pool),
             }
-            with yingke_serve(serving, args.workers) as (base, _):
+            with yingke_serve(serving, args.workers) as (base, proc):
                 keys = register_agents(base, settings.admin_key)
                 watcher = Watcher(dbname, args.poll)
                 clients = [
@@ -266,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         size = max(1, round(phase.rate * phase.seconds))
                         workload = make_workload(f"lag-{n}", size, phones, rng)
                         print(f"  {phase.name}: {size} reports …", flush=True)
-                        run_phase(phase, workload.filings, base, keys, watcher, clients)
+                        run_phase(phase, workload.filings, base, keys, watcher, clients, proc.pid)
                         missing = missing_rows(dbname, phase.report_ids)
                         if missing or phase.errors or len(phase.lags) != phase.acked:
                             problems.append(
@@ -278,6 +337,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                     watcher.close()
                     for client in clients:
                         client.close()
+            if args.unfollowed:
+                alone = {**serving, "YINGKE_WORKERS": "none"}
+                with yingke_serve(alone, args.workers) as (base, proc):
+                    clients = [
+                        httpx.Client(base_url=base, trust_env=False, timeout=120)
+                        for _ in range(args.clients)
+                    ]
+                    try:
+                        warm = make_workload(
+                            "lag-warmup-2", args.clients, phones, rng, collisions=False
+                        )
+                        run_phase(Phase("warm-up", 50, 1), warm.filings, base, keys, None, clients)
+                        size = max(1, round(unfollowed.rate * unfollowed.seconds))
+                        workload = make_workload("lag-alone", size, phones, rng)
+                        print(f"  {unfollowed.name}: {size} reports …", flush=True)
+                        run_phase(unfollowed, workload.filings, base, keys, None, clients, proc.pid)
+                        if unfollowed.errors:
+                            problems.append(f"{unfollowed.name}: errors {unfollowed.errors[:3]}")
+                    finally:
+                        for client in clients:
+                            client.close()
+                phases.append(unfollowed)
     except (psycopg.OperationalError, RuntimeError) as exc:
         print(f"\nbenchmark failed: {exc}", file=sys.stderr)
         return 1
@@ -295,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ms(phase.lags, 0.5),
                 ms(phase.lags, 0.99),
                 f"{max(phase.lags) * 1000:,.0f}" if phase.lags else "-",
+                f"{phase.follower_cpu / max(phase.acked, 1) * 1000:.2f}",
+                f"{phase.http_cpu / max(phase.acked, 1) * 1000:.2f}",
                 f"{phase.load[0]} → {phase.load[1]}",
             )
         )
@@ -310,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "lag p50 ms",
             "lag p99 ms",
             "lag max ms",
+            "supervisor CPU ms/report",
+            "HTTP CPU ms/report",
             "load avg",
         ),
         rows,

@@ -66,6 +66,7 @@ SLOTS = Table(
     "notification_slots",
     ("client_id", "kind"),
     {"client_id": "text", "kind": "text", "due_at": "ts", "ids": "text", "recipients": "text"},
+    few_per_first_key=True,
 )
 SUBJECTS = Table(
     "notification_subjects",
@@ -84,6 +85,7 @@ REQUESTS = Table(
     "notification_requests",
     ("client_id", "request_id"),
     {"client_id": "text", "request_id": "text", "requester_id": "text", "other_id": "text"},
+    few_per_first_key=True,
 )
 PEOPLE = Table(
     "notification_people",

@@ -46,6 +46,7 @@ TABLE = Table(
         "policy_version": "int",
     },
     indexes=(("project_id", "status", "kind"), ("consultant_id", "status"), ("client_id",)),
+    few_per_first_key=True,
 )
 CLIENTS = Table(
     "rule_tasks__clients",

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
+from uuid import UUID
 
 import psycopg
 from eventsourcing.application import Application
@@ -68,6 +69,16 @@ class Table:
     key: tuple[str, ...]
     columns: dict[str, str]
     indexes: tuple[tuple[str, ...], ...] = ()
+    # Rows sharing the first key column are few (a buyer's slots, a subject's tasks), so
+    # a batch may load them all at once. Tables keyed by one column always may; counters
+    # keyed by project first may not (a project's rows grow with every day).
+    few_per_first_key: bool = False
+
+    @property
+    def prefetched(self) -> bool:
+        """Whether a batch loads this table's rows up front by the ids its events name."""
+        first = self.columns[self.key[0]] == "text"
+        return first and (len(self.key) == 1 or self.few_per_first_key)
 
     def ddl(self, dialect: str, suffix: str = "") -> list[str]:
         pick = 0 if dialect == "postgres" else 1
@@ -123,23 +134,73 @@ class Rows:
     """The rows a batch touches: loaded on first use, written back by ``flush``.
 
     With ``tx`` None the rows live only in memory (a rebuild starts from nothing).
+
+    ``prefetch`` loads, in one statement per table, the rows of every id the batch's
+    events name, and remembers which of those ids have no row, so that ``get`` asks the
+    database only about keys no event named (one SELECT per key was half the follower's
+    time, issue 15).
     """
 
     def __init__(
-        self, tables: Sequence[Table], dialect: str, tx: Tx | None = None, suffix: str = ""
+        self,
+        tables: Sequence[Table],
+        dialect: str,
+        tx: Tx | None = None,
+        suffix: str = "",
+        batched: bool = True,
     ) -> None:
         self.tables = {t.name: t for t in tables}
+        self.batched = batched
         self.dialect = dialect
         self.tx = tx
         self.suffix = suffix
         self.cache: dict[str, dict[Key, Row | None]] = {t.name: {} for t in tables}
         self.dirty: dict[str, set[Key]] = {t.name: set() for t in tables}
+        # Values of the first key column whose every row is in ``cache``: a key starting
+        # with one of them and not cached has no row.
+        self.complete: dict[str, set[Any]] = {t.name: set() for t in tables}
 
     def get(self, table: str, *key: Any) -> Row | None:
         rows = self.cache[table]
         if key not in rows:
-            rows[key] = self._load(self.tables[table], key) if self.tx is not None else None
+            if self.tx is None or key[0] in self.complete[table]:
+                rows[key] = None
+            else:
+                rows[key] = self._load(self.tables[table], key)
         return rows[key]
+
+    def prefetch(self, ids: set[str]) -> None:
+        """Load the rows of these ids (``named_ids`` of the batch's events), before the
+        first ``get``."""
+        assert self.tx is not None
+        prefetch_all(self.tx, [(self, ids)])
+
+    def _prefetch_queries(self, ids: set[str]) -> list[tuple[str, list[str], str, list[Any]]]:
+        """(table, the ids it asks about, SQL, parameters) for each statement to send."""
+        queries: list[tuple[str, list[str], str, list[Any]]] = []
+        for name, table in self.tables.items():
+            wanted = sorted(ids - self.complete[name])
+            if not table.prefetched or not wanted:
+                continue
+            select = f"SELECT {', '.join(table.columns)} FROM {name}{self.suffix} WHERE "
+            if self.dialect == "postgres":
+                # %b: a binary array; the text one quotes every id through a regex, which
+                # cost as much as the query.
+                queries.append((name, wanted, f"{select}{table.key[0]} = ANY(%b)", [wanted]))
+                continue
+            for at in range(0, len(wanted), _SQLITE_CHUNK):
+                chunk = wanted[at : at + _SQLITE_CHUNK]
+                marks = ", ".join(["%s"] * len(chunk))
+                queries.append((name, chunk, f"{select}{table.key[0]} IN ({marks})", chunk))
+        return queries
+
+    def _take(self, name: str, wanted: list[str], found: list[Any]) -> None:
+        table, cache = self.tables[name], self.cache[name]
+        for values in found:
+            row = table.from_db(values)
+            # A row this batch already changed in memory is newer than the stored one.
+            cache.setdefault(tuple(row[k] for k in table.key), row)
+        self.complete[name].update(wanted)
 
     def _load(self, table: Table, key: Key) -> Row | None:
         assert self.tx is not None
@@ -199,9 +260,14 @@ class Rows:
                     [self._key_params(table, k) for k in deletes],
                 )
             if upserts:
-                self.tx.executemany(
-                    _upsert_sql(table, target), [table.to_db(self.dialect, r) for r in upserts if r]
-                )
+                values = [table.to_db(self.dialect, r) for r in upserts if r]
+                if self.dialect == "postgres" and self.batched:
+                    # One statement per table, one array per column: executemany runs a
+                    # statement per row on the server, and a multi-row VALUES has psycopg
+                    # parse thousands of placeholders (a third of the follower's samples).
+                    self.tx.execute(_upsert_arrays_sql(table, target), _columns_of(table, values))
+                else:
+                    self.tx.executemany(_upsert_sql(table, target), values)
             keys.clear()
 
     def forget_phone(self, client_id: str, mask: str) -> None:
@@ -240,22 +306,85 @@ class Rows:
         return [r for r in self.cache[table].values() if r is not None]
 
 
+# Well under SQLite's bound on parameters per statement (999 before 3.32).
+_SQLITE_CHUNK = 500
+
+
+def named_ids(event: Any) -> set[str]:
+    """The ids an event names: its stream and every ``*_id`` field. Views key their
+    entity tables by these (``client_id`` is a Client's stream, ``report_id`` a field)."""
+    found = {str(event.originator_id)}
+    for field_name, value in vars(event).items():
+        if field_name.endswith("_id") and isinstance(value, str | UUID):
+            found.add(str(value))
+    return found
+
+
+def prefetch_all(tx: Tx, batch: Sequence[tuple[Rows, set[str]]]) -> None:
+    """Every view's ``prefetch`` for a batch: one round trip on PostgreSQL."""
+    queries = [(rows, query) for rows, ids in batch for query in rows._prefetch_queries(ids)]
+    results = _select_all(tx, [(sql, params) for _, (_, _, sql, params) in queries])
+    for (rows, (name, wanted, _, _)), found in zip(queries, results, strict=True):
+        rows._take(name, wanted, found)
+
+
+def _select_all(tx: Tx, queries: Sequence[tuple[str, list[Any]]]) -> list[list[Any]]:
+    if isinstance(tx, psycopg.Cursor) and len(queries) > 1:
+        # A cursor per statement, all sent in one pipeline: the follower used to wait on
+        # PostgreSQL for each of a batch's ~30 prefetch statements in turn.
+        connection = tx.connection
+        cursors: list[psycopg.Cursor[Any]] = []
+        try:
+            with connection.pipeline():
+                for sql, params in queries:
+                    cursors.append(connection.cursor())
+                    cursors[-1].execute(sql, params)
+            return [cursor.fetchall() for cursor in cursors]
+        finally:
+            for cursor in cursors:
+                cursor.close()
+    results = []
+    for sql, params in queries:
+        tx.execute(sql, params)
+        results.append(tx.fetchall())
+    return results
+
+
 def _stored_key(table: Table, values: Sequence[Any]) -> Key:
     kinds = [table.columns[k] for k in table.key]
     return tuple(read_ts(v) if kind == "ts" else v for v, kind in zip(values, kinds, strict=True))
 
 
 def _upsert_sql(table: Table, target: str) -> str:
+    return _upsert(table, target, f"VALUES ({', '.join(['%s'] * len(table.columns))})")
+
+
+def _upsert_arrays_sql(table: Table, target: str) -> str:
+    """PostgreSQL: the rows come as one binary array per column."""
+    arrays = ", ".join(f"%b::{_SQL_TYPES[kind][0]}[]" for kind in table.columns.values())
+    return _upsert(table, target, f"SELECT * FROM unnest({arrays})")
+
+
+def _columns_of(table: Table, rows: list[list[Any]]) -> list[list[Any]]:
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    for values, kind in zip(columns, table.columns.values(), strict=True):
+        if kind == "text":
+            # An array holds one type; a stray non-text value becomes text, as PostgreSQL's
+            # assignment cast made it when rows went one by one.
+            values[:] = [v if v is None or isinstance(v, str) else str(v) for v in values]
+    return columns
+
+
+def _upsert(table: Table, target: str, source: str) -> str:
     columns = list(table.columns)
     updates = [c for c in columns if c not in table.key]
-    marks = ", ".join(["%s"] * len(columns))
     action = (
         "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in updates)
         if updates
         else "DO NOTHING"
     )
     return (
-        f"INSERT INTO {target} ({', '.join(columns)}) VALUES ({marks}) "
+        f"INSERT INTO {target} ({', '.join(columns)}) {source} "
         f"ON CONFLICT ({', '.join(table.key)}) {action}"
     )
 
@@ -404,10 +533,19 @@ def missing_columns(tx: Tx, dialect: str, table: Table) -> list[str]:
 
 
 def set_position(tx: Tx, view: str, position: int) -> None:
+    set_positions(tx, {view: position})
+
+
+def set_positions(tx: Tx, positions: dict[str, int]) -> None:
+    """Several views' positions in one statement: a batch's last round trip, not one per
+    view."""
+    if not positions:
+        return
+    marks = ", ".join(["(%s, %s)"] * len(positions))
     tx.execute(
-        f"INSERT INTO {TRACKING} (view, position) VALUES (%s, %s) "
+        f"INSERT INTO {TRACKING} (view, position) VALUES {marks} "
         "ON CONFLICT (view) DO UPDATE SET position = excluded.position",
-        (view, position),
+        [v for item in sorted(positions.items()) for v in item],
     )
 
 
@@ -439,6 +577,7 @@ class Follower:
     views: Sequence[View]
     batch_size: int = 1000
     applied: int = 0
+    batched: bool = True  # False: the follower bench's baseline (see apply_batch)
 
     def migrate(self) -> None:
         with self.db.transaction() as tx:
@@ -470,7 +609,13 @@ class Follower:
         with self.db.transaction() as tx:
             positions = lock_positions(tx, self.db.dialect, [v.name for v in self.views])
             count = apply_batch(
-                self.app, tx, self.db.dialect, self.views, positions, self.batch_size
+                self.app,
+                tx,
+                self.db.dialect,
+                self.views,
+                positions,
+                self.batch_size,
+                batched=self.batched,
             )
         self.applied += count
         return count
@@ -505,27 +650,54 @@ def apply_batch(
     positions: dict[str, int],
     batch_size: int,
     suffix: str = "",
+    batched: bool = True,
 ) -> int:
-    """Apply the next batch after ``positions`` and record the new positions in ``tx``."""
+    """Apply the next batch after ``positions`` and record the new positions in ``tx``.
+
+    ``batched`` False loads rows one key at a time and writes them back one statement
+    per row, as before issue 15: the follower bench's baseline."""
     start = min(positions.values(), default=0)
     notifications = app.recorder.select_notifications(
         start=start, limit=batch_size, inclusive_of_start=False
     )
     if not notifications:
         return 0
-    rows = {v.name: Rows(v.tables, dialect, tx, suffix) for v in views}
-    for notification in notifications:
-        event = app.mapper.to_domain_event(notification)
-        for view in views:
-            if notification.id > positions[view.name] and view.handles(event):
-                view.apply(rows[view.name], event, notification.id)
-    last = notifications[-1].id
+    events = [(n.id, app.mapper.to_domain_event(n)) for n in notifications]
+    ids = [named_ids(e) for _, e in events] if batched else []
+    rows = {v.name: Rows(v.tables, dialect, tx, suffix, batched) for v in views}
+    # Views share no rows, so applying one view's events after another's gives what
+    # applying each event to every view in turn gives.
+    mine = {
+        v.name: [i for i, (at, e) in enumerate(events) if at > positions[v.name] and v.handles(e)]
+        for v in views
+    }
+    if batched:
+        prefetch_all(
+            tx, [(rows[v.name], set().union(*(ids[i] for i in mine[v.name]))) for v in views]
+        )
     for view in views:
-        rows[view.name].flush()
-        if last > positions[view.name]:
-            set_position(tx, view.name, last)
-            positions[view.name] = last
+        for i in mine[view.name]:
+            at, event = events[i]
+            view.apply(rows[view.name], event, at)
+    last = notifications[-1].id
+    moved = {v.name: last for v in views if last > positions[v.name]}
+    with _pipelined(tx) if batched else contextlib.nullcontext():
+        for view in views:
+            rows[view.name].flush()
+        set_positions(tx, moved)
+    positions.update(moved)
     return len(notifications)
+
+
+@contextlib.contextmanager
+def _pipelined(tx: Tx) -> Iterator[None]:
+    """On a psycopg cursor, send statements whose results nobody reads in one round trip
+    (the follower waited on PostgreSQL for each of a batch's ~50 writes in turn)."""
+    if isinstance(tx, psycopg.Cursor):
+        with tx.connection.pipeline():
+            yield
+    else:
+        yield
 
 
 # ----------------------------------------------------------------------- rebuild

@@ -71,7 +71,7 @@ from tests.integration.views_scenario import (
     Story,
     run_scenario,
 )
-from tests.support import FakeClock, wait_until
+from tests.support import FakeClock, ctx, file_report, register_visit, wait_until
 from yingke.bootstrap import Container, all_views, build, migrate, view_db
 from yingke.settings import Settings, load_settings
 
@@ -664,3 +664,34 @@ def test_the_views_answer_what_happened(container: Container, clock: FakeClock) 
     directory = {r["principal_id"]: r for r in _read(c, principal_directory.TABLE)}
     assert directory["c4"]["revoked"] is True
     assert directory["c1"]["team_id"] == TEAM
+
+
+# ------------------------------------------------- (f) statements a batch sends
+
+
+def test_a_batch_sends_as_many_statements_for_many_buyers_as_for_few(
+    container: Container,
+) -> None:
+    """Issue 15: the follower loaded each row with a SELECT of its own, so a batch's
+    statements grew with the buyers in it. Rows are now loaded up front, one statement
+    per table, and written back one per table: a batch of twelve buyers sends what a
+    batch of three sends. The baseline (``batched=False``) shows the test can tell."""
+
+    def statements(first: int, buyers: int, batched: bool = True) -> int:
+        for i in range(first, first + buyers):
+            phone = f"1370000{i:04d}"
+            file_report(container, PROJECT, "pa", phone)
+            register_visit(container, PROJECT, phone, "c1", "pa")
+        countdown = Countdown(10**9)
+        db = CrashingDB(container.views, countdown)
+        follower = Follower(container.store, db, all_views(), batch_size=10_000, batched=batched)
+        assert follower.run_once() > 0
+        assert follower.run_once() == 0
+        return 10**9 - countdown.left
+
+    container.principals.register_principal(ctx(), "c1", "consultant", None, [PROJECT], "k-c1")
+    statements(0, 2)  # the day's counters rows exist from here on
+    few, many = statements(100, 3), statements(200, 12)
+    assert many == few
+    few, many = statements(300, 3, batched=False), statements(400, 12, batched=False)
+    assert many > few
