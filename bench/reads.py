@@ -515,8 +515,9 @@ def run(args: argparse.Namespace, dbname: str, data_dir: str, reuse: bool) -> in
     idle_check()
     print(f"load average at start: {load_average()}")
     settings = load_settings(settings_env(dbname, data_dir))
-    if not reuse:
-        migrate(settings)
+    # A kept database is brought to this checkout's schema too (the snapshot table's key
+    # changed with ADR 0068; without this every snapshot write would fail and be logged).
+    migrate(settings)
     container = build(settings)
     try:
         found = written(dbname) if reuse else write(args, container, dbname)
