@@ -192,25 +192,25 @@ class Snapshots:
         recorder: Any = uow.store.recorder
         events = recorder.events_table_name
         if self.sqlite:
-            self._sqlite_fold = _FOLD.format(
+            self._fold_sql: Any = _FOLD.format(
                 snaps=SNAPSHOT_TABLE, chain=CHAIN_TABLE, events=events, position="rowid",
                 null_text="NULL",
             )  # fmt: skip
-            self._sqlite_event = _EVENT.format(chain=CHAIN_TABLE, events=events, position="rowid")
+            self._event_sql: Any = _EVENT.format(chain=CHAIN_TABLE, events=events, position="rowid")
         else:
             schema = recorder.datastore.schema
             typed = _FOLD.replace(":id", "%(id)s").replace(":code", "%(code)s")
             for name, kind in (("until", "bigint"), ("asof", "boolean"), ("max", "bigint"),
                                ("also", "bigint")):  # fmt: skip
                 typed = typed.replace(f":{name}", f"%({name})s::{kind}")
-            self._postgres_fold = SQL(typed).format(
+            self._fold_sql = SQL(typed).format(
                 snaps=Identifier(schema, SNAPSHOT_TABLE),
                 chain=Identifier(schema, CHAIN_TABLE),
                 events=Identifier(schema, events),
                 position=SQL("notification_id"),
                 null_text=SQL("NULL::text"),
             )
-            self._postgres_event = SQL(
+            self._event_sql = SQL(
                 _EVENT.replace(":id", "%(id)s").replace(":version", "%(version)s::bigint")
             ).format(
                 chain=Identifier(schema, CHAIN_TABLE),
@@ -301,20 +301,26 @@ class Snapshots:
         if not self._table_present():
             return next(iter(self.uow.store.events.get(stream, gt=version - 1, lte=version)), None)
         params = {"id": stream.hex if self.sqlite else stream, "version": version}
+        read = self._select(stream, self._event_sql, params)
+        return self._extra(stream, [], read, version)
+
+    def _select(self, stream: uuid.UUID, statement: Any, params: dict[str, Any]) -> _Read:
+        """Run one of the fold statements (``_FOLD`` or ``_EVENT``, as built for this
+        store's dialect) and sort its rows."""
         if self.sqlite:
             with self.recorder.datastore.transaction(commit=False) as c:
-                c.execute(self._sqlite_event, params)
+                c.execute(statement, params)
                 found = c.fetchall()
         else:
             with (
                 self.recorder.datastore.get_connection() as conn,
                 conn.cursor(row_factory=tuple_row) as curs,
             ):
-                curs.execute(self._postgres_event, params, prepare=True)
+                curs.execute(statement, params, prepare=True)
                 found = curs.fetchall()
         read = _Read()
         self._collect(stream, found, read)
-        return self._extra(stream, [], read, version)
+        return read
 
     def _extra(self, stream: uuid.UUID, events: list[Any], read: _Read, also: int | None) -> Any:
         """The event at version ``also``, checked against its chain entry and the one
@@ -344,20 +350,7 @@ class Snapshots:
             "max": 2**62,
             "also": also,
         }
-        if self.sqlite:
-            with self.recorder.datastore.transaction(commit=False) as c:
-                c.execute(self._sqlite_fold, params)
-                found = c.fetchall()
-        else:
-            with (
-                self.recorder.datastore.get_connection() as conn,
-                conn.cursor(row_factory=tuple_row) as curs,
-            ):
-                curs.execute(self._postgres_fold, params, prepare=True)
-                found = curs.fetchall()
-        read = _Read()
-        self._collect(stream, found, read)
-        return read
+        return self._select(stream, self._fold_sql, params)
 
     @staticmethod
     def _collect(stream: uuid.UUID, found: Sequence[Any], read: _Read) -> None:

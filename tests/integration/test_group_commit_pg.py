@@ -14,33 +14,19 @@ import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
-from tests.conftest import PG_WAIT, TEST_ADMIN_KEY, TEST_SECRET
-from tests.integrity.conftest import _pg_database
+from tests.integrity.conftest import own_pg_settings
 from tests.support import wait_until
-from yingke.bootstrap import Container, build, conninfo, migrate
+from yingke.bootstrap import Container, build, conninfo
 from yingke.chain import ChainedPostgresRecorder, chain_hash, verify_log
 from yingke.group_commit import GroupWriter
-from yingke.settings import Settings, load_settings
+from yingke.settings import Settings
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
 def pg_settings(tmp_path: Path) -> Iterator[Settings]:
-    """A database of this test's own: its synthetic events decode in no other test's
-    follower (the shared session database is read by every view)."""
-    for url in _pg_database():
-        settings = load_settings(
-            {
-                "YINGKE_DATA_DIR": str(tmp_path),
-                "YINGKE_DATABASE_URL": url,
-                "YINGKE_PG_CONNECT_TIMEOUT": PG_WAIT,
-                "YINGKE_SECRET": TEST_SECRET,
-                "YINGKE_ADMIN_KEY": TEST_ADMIN_KEY,
-            }
-        )
-        migrate(settings)
-        yield settings
+    yield from own_pg_settings(tmp_path)
 
 
 @pytest.fixture

@@ -55,6 +55,24 @@ def _pg_database() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def own_pg_settings(tmp_path: Path) -> Iterator[Settings]:
+    """Settings for a migrated PostgreSQL database of the calling test's own: synthetic
+    events written there decode in no other test's follower (the shared session database
+    is read by every view)."""
+    for url in _pg_database():
+        settings = load_settings(
+            {
+                "YINGKE_DATA_DIR": str(tmp_path),
+                "YINGKE_DATABASE_URL": url,
+                "YINGKE_PG_CONNECT_TIMEOUT": PG_WAIT,
+                "YINGKE_SECRET": TEST_SECRET,
+                "YINGKE_ADMIN_KEY": TEST_ADMIN_KEY,
+            }
+        )
+        migrate(settings)
+        yield settings
+
+
 @pytest.fixture
 def store(backend: str, tmp_path: Path) -> Iterator[Store]:
     env = {"YINGKE_DATA_DIR": str(tmp_path), "YINGKE_CHECKPOINT_EVERY": "5"}
