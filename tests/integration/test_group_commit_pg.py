@@ -5,35 +5,20 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
-from tests.integrity.conftest import own_pg_settings
 from tests.support import wait_until
-from yingke.bootstrap import Container, build, conninfo
+from yingke.bootstrap import Container, conninfo
 from yingke.chain import ChainedPostgresRecorder, chain_hash, verify_log
 from yingke.group_commit import GroupWriter
 from yingke.settings import Settings
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_settings(tmp_path: Path) -> Iterator[Settings]:
-    yield from own_pg_settings(tmp_path)
-
-
-@pytest.fixture
-def pg_app(pg_settings: Settings) -> Iterator[Container]:
-    container = build(pg_settings)
-    yield container
-    container.close()
 
 
 def events(stream: uuid.UUID, first: int, count: int = 2) -> list[StoredEvent]:
@@ -58,9 +43,9 @@ def waiting_on_lock(settings: Settings) -> int:
 
 
 def test_queued_saves_commit_together_and_a_conflict_is_refused_alone(
-    pg_app: Container, pg_settings: Settings
+    own_pg_app: Container, own_pg: Settings
 ) -> None:
-    recorder = pg_app.store.recorder
+    recorder = own_pg_app.store.recorder
     assert isinstance(recorder, ChainedPostgresRecorder)
     writer = recorder.writer
     first, second, third = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
@@ -80,7 +65,7 @@ def test_queued_saves_commit_together_and_a_conflict_is_refused_alone(
 
     # Hold the table lock from outside, so the writer's first batch waits on it and the
     # next saves pile up behind it: they must then go in as one second batch.
-    blocker = psycopg.connect(conninfo(pg_settings))
+    blocker = psycopg.connect(conninfo(own_pg))
     table = f"{recorder.datastore.schema}.{recorder.events_table_name}"
     blocker.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
     batches_before = writer.batches
@@ -88,7 +73,7 @@ def test_queued_saves_commit_together_and_a_conflict_is_refused_alone(
     threads[0].start()
     # "a" is in flight once its batch's statement waits on the lock held above.
     wait_until(
-        lambda: waiting_on_lock(pg_settings) >= 1 and writer.queued == 0,
+        lambda: waiting_on_lock(own_pg) >= 1 and writer.queued == 0,
         message="the first batch to wait on the table lock",
     )
     queued = [
@@ -114,7 +99,7 @@ def test_queued_saves_commit_together_and_a_conflict_is_refused_alone(
     flat = [n for i in ids if isinstance(i, list) for n in i]
     assert flat == sorted(flat) and len(set(flat)) == 6
     assert [e.originator_version for e in recorder.select_events(third)] == [1, 2]
-    report = verify_log(recorder, pg_app.key_dir, start=min(flat))
+    report = verify_log(recorder, own_pg_app.key_dir, start=min(flat))
     assert report.head_position == max(flat) and report.events == len(flat)
     for name, stored in [("a", events(first, 1)), *queued]:
         stored_hashes = [
@@ -127,8 +112,8 @@ def test_queued_saves_commit_together_and_a_conflict_is_refused_alone(
             assert told[name] == stored_hashes and None not in stored_hashes
 
 
-def test_a_save_that_collides_with_a_stored_event_is_refused(pg_app: Container) -> None:
-    recorder = pg_app.store.recorder
+def test_a_save_that_collides_with_a_stored_event_is_refused(own_pg_app: Container) -> None:
+    recorder = own_pg_app.store.recorder
     stream = uuid.uuid4()
     recorder.insert_events(events(stream, 1))
     with pytest.raises(IntegrityError):
@@ -138,14 +123,16 @@ def test_a_save_that_collides_with_a_stored_event_is_refused(pg_app: Container) 
     assert [e.originator_version for e in recorder.select_events(stream)] == [1, 2, 3, 4]
 
 
-def test_a_batch_is_three_round_trips(pg_app: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_batch_is_three_round_trips(
+    own_pg_app: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """BEGIN with the lock and the one read; the inserts; the chain rows with COMMIT.
     (``conn.transaction()`` in pipeline mode nested pipelines that synced on entry and
     exit: six.) A fetch is a flush request and a wait for the answer; leaving the
     pipeline is a sync and a final fetch, one round trip."""
     from psycopg import _pipeline_base
 
-    recorder = pg_app.store.recorder
+    recorder = own_pg_app.store.recorder
     stream = uuid.uuid4()
     recorder.insert_events(events(stream, 1))
     trips: list[str] = []

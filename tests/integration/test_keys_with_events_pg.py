@@ -4,8 +4,6 @@ it (ADR 0065): never an event without its key, and a refused save leaves no key 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -13,27 +11,14 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
-from tests.integrity.conftest import own_pg_settings
 from tests.support import file_report
-from yingke.bootstrap import Container, build, conninfo
+from yingke.bootstrap import Container, conninfo
 from yingke.chain import ChainedPostgresRecorder
 from yingke.group_commit import Request
 from yingke.settings import Settings
 from yingke.vault import TABLE, NewKey, Vault
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_settings(tmp_path: Path) -> Iterator[Settings]:
-    yield from own_pg_settings(tmp_path)
-
-
-@pytest.fixture
-def pg_app(pg_settings: Settings) -> Iterator[Container]:
-    container = build(pg_settings)
-    yield container
-    container.close()
 
 
 def stored_key(settings: Settings, subject: uuid.UUID | str) -> bytes | None:
@@ -55,9 +40,9 @@ def recorder_of(app: Container) -> ChainedPostgresRecorder:
 
 
 def test_a_save_that_fails_in_its_batch_leaves_no_key_of_a_new_buyer(
-    pg_app: Container, pg_settings: Settings, monkeypatch: pytest.MonkeyPatch
+    own_pg_app: Container, own_pg: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    recorder = recorder_of(pg_app)
+    recorder = recorder_of(own_pg_app)
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("the batch failed after its inserts were sent")
@@ -65,22 +50,22 @@ def test_a_save_that_fails_in_its_batch_leaves_no_key_of_a_new_buyer(
     # Fails inside the batch transaction, after the events (and the keys) were inserted.
     monkeypatch.setattr(recorder, "_append_chain", broken)
     with pytest.raises(RuntimeError):
-        file_report(pg_app, "proj-k", "ch-1", "13800001111")
-    assert stored_key(pg_settings, client_id(pg_app, "proj-k", "13800001111")) is None
+        file_report(own_pg_app, "proj-k", "ch-1", "13800001111")
+    assert stored_key(own_pg, client_id(own_pg_app, "proj-k", "13800001111")) is None
 
     monkeypatch.undo()
-    body = file_report(pg_app, "proj-k", "ch-1", "13800001111")
+    body = file_report(own_pg_app, "proj-k", "ch-1", "13800001111")
     buyer = uuid.UUID(body["client_id"])
-    assert stored_key(pg_settings, buyer) is not None
-    phone = pg_app.clients.client(buyer).pii
-    assert pg_app.vault.open(buyer, phone) == {"phone": "13800001111"}
+    assert stored_key(own_pg, buyer) is not None
+    phone = own_pg_app.clients.client(buyer).pii
+    assert own_pg_app.vault.open(buyer, phone) == {"phone": "13800001111"}
 
 
 def test_a_request_refused_in_its_batch_stores_no_key(
-    pg_app: Container, pg_settings: Settings
+    own_pg_app: Container, own_pg: Settings
 ) -> None:
-    recorder = recorder_of(pg_app)
-    vault = pg_app.vault
+    recorder = recorder_of(own_pg_app)
+    vault = own_pg_app.vault
     stream, other, third = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 
     def request(subject: uuid.UUID, events_of: uuid.UUID) -> Request:
@@ -102,9 +87,9 @@ def test_a_request_refused_in_its_batch_stores_no_key(
     assert first.error is None and key_only.error is None
     for refused in (twin, key_twin, stale):
         assert isinstance(refused.error, IntegrityError)
-    assert stored_key(pg_settings, stream) == first.keys[0].wrapped
-    assert stored_key(pg_settings, other) == key_only.keys[0].wrapped
-    assert stored_key(pg_settings, third) == kept
+    assert stored_key(own_pg, stream) == first.keys[0].wrapped
+    assert stored_key(own_pg, other) == key_only.keys[0].wrapped
+    assert stored_key(own_pg, third) == kept
     assert recorder.select_events(stale.events[0].originator_id) == []
     assert recorder.select_events(key_twin.events[0].originator_id) == []
 
@@ -122,48 +107,48 @@ def counted_reads(vault: Vault, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_a_new_buyers_report_reads_no_key_and_a_known_buyers_reads_one(
-    pg_app: Container, monkeypatch: pytest.MonkeyPatch
+    own_pg_app: Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reads = counted_reads(pg_app.vault, monkeypatch)
-    body = file_report(pg_app, "proj-k", "ch-1", "13800003333")
+    reads = counted_reads(own_pg_app.vault, monkeypatch)
+    body = file_report(own_pg_app, "proj-k", "ch-1", "13800003333")
     assert reads == []
-    again = file_report(pg_app, "proj-k", "ch-2", "13800003333")
+    again = file_report(own_pg_app, "proj-k", "ch-2", "13800003333")
     assert again["status"] == "rejected" and reads == [body["client_id"]]
 
 
 def test_a_key_stored_for_a_buyer_without_a_stream_makes_the_report_decide_again(
-    pg_app: Container, pg_settings: Settings, monkeypatch: pytest.MonkeyPatch
+    own_pg_app: Container, own_pg: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A key left by an import (or by a save before ADR 0065) for a buyer with no
     stream: the first attempt does not look for it, its batch refuses it, and the next
     attempt seals under the key that is stored."""
-    vault = pg_app.vault
-    buyer = client_id(pg_app, "proj-k", "13800002222")
+    vault = own_pg_app.vault
+    buyer = client_id(own_pg_app, "proj-k", "13800002222")
     stray = vault._wrap(str(buyer), AESGCM.generate_key(256))
     assert vault._store.put_if_absent(str(buyer), stray) == stray
     reads = counted_reads(vault, monkeypatch)
-    body = file_report(pg_app, "proj-k", "ch-1", "13800002222")
+    body = file_report(own_pg_app, "proj-k", "ch-1", "13800002222")
     assert uuid.UUID(body["client_id"]) == buyer
     assert reads == [str(buyer)]  # by the second attempt only, once for both its seals
-    assert stored_key(pg_settings, buyer) == stray
-    token = pg_app.clients.client(buyer).pii
-    assert pg_app.vault.open(buyer, token) == {"phone": "13800002222"}
+    assert stored_key(own_pg, buyer) == stray
+    token = own_pg_app.clients.client(buyer).pii
+    assert own_pg_app.vault.open(buyer, token) == {"phone": "13800002222"}
 
 
 def test_a_key_committed_under_an_epoch_a_rotation_destroyed_is_rewrapped(
-    pg_app: Container, pg_settings: Settings
+    own_pg_app: Container, own_pg: Settings
 ) -> None:
-    vault = pg_app.vault
+    vault = own_pg_app.vault
     subject = uuid.uuid4()
     vault.defer_new_keys = True
     with vault.unit():
         token = vault.seal(subject, {"name": "李四"})
         keys = vault.take_new_keys()
     assert [k.subject for k in keys] == [str(subject)]
-    assert stored_key(pg_settings, subject) is None  # deferred to the save
+    assert stored_key(own_pg, subject) is None  # deferred to the save
     # The rotation ran while the save was in flight: its scan did not see the row.
     vault.rotate()
     assert vault._store.put_if_absent(str(subject), keys[0].wrapped) == keys[0].wrapped
     vault.keys_stored(keys)
-    assert vault.epoch_of(stored_key(pg_settings, subject) or b"") == vault._keys.epochs()[-1]
+    assert vault.epoch_of(stored_key(own_pg, subject) or b"") == vault._keys.epochs()[-1]
     assert vault.open(subject, token) == {"name": "李四"}
