@@ -20,7 +20,7 @@ from domain.client import Client
 from domain.errors import NotFound, RateLimited
 from domain.ports import PersonalDataVault
 from domain.services.clients import Clients
-from domain.services.uow import Context, Done, UnitOfWork
+from domain.services.uow import Context, Done, UnitOfWork, fold
 from domain.values import PhoneKeyer, check_identifier, normalize_phone
 from domain.vocabulary import AllowanceKind
 
@@ -92,14 +92,16 @@ class BuyerContact:
         once = Context(ctx.actor, ctx.correlation_id)
 
         def decide(now: datetime) -> tuple[list[Client | Allowance], Contact]:
-            client = self.clients.client(client_id)
-            if client.erased:
+            # One read serves the state and the name (they were two replays).
+            events = self.uow.events(client_id)
+            client = fold(None, events)
+            if not isinstance(client, Client) or client.erased:
                 raise NotFound("client not found")
             allowance = self._allowance(DISCLOSURE, once, now)
             allowance.count_disclosure(client.id, cap, now, once.trace)
             client.disclose_contact(once.actor.id, once.actor.role, now, once.trace)
             phone = (self.vault.open(client.id, client.pii) or {}).get("phone")
-            name = self.clients.buyer_name(client)
+            name = self.clients.buyer_name(client, events)
             return [client, allowance], Contact(client.id, name, phone, now)
 
         return self.uow.run(once, decide)
