@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from domain.allowance import DISCLOSURE, LOOKUP, Allowance, allowance_id, window_of
 from domain.client import Client
@@ -106,11 +107,18 @@ class BuyerContact:
 
         return self.uow.run(once, decide)
 
-    def follow_up_notes(self, client_id: uuid.UUID) -> list[FollowUpNote]:
-        """Every follow-up in order, its note unsealed (None once erased)."""
-        self.clients.client(client_id)
+    def follow_up_notes(
+        self, client_id: uuid.UUID, events: list[Any] | None = None
+    ) -> list[FollowUpNote]:
+        """Every follow-up in order, its note unsealed (None once erased). ``events``:
+        every event of the buyer's stream as the caller read it (chain-checked), else
+        read here, once (they were read twice: the buyer, then its events)."""
+        if events is None:
+            events = self.uow.events(client_id)
+            if not isinstance(fold(None, events), Client):
+                raise NotFound("client not found")
         notes = []
-        for event in self.uow.events(client_id):
+        for event in events:
             if not isinstance(event, Client.FollowUpLogged):
                 continue
             opened = self.vault.open(client_id, event.pii)

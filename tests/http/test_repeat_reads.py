@@ -134,3 +134,37 @@ def test_contact_reads_the_buyer_once_and_still_records_and_caps(api: Api) -> No
     with pytest.raises(RateLimited):
         app.contact.disclose_contact(Context(caller.actor, "req-3"), client_id, 2)
     assert app.clients.client(client_id).version == before + 2  # the refused one is not
+
+
+def test_follow_ups_and_a_dispute_are_served_by_the_access_checks_read(api: Api) -> None:
+    """``GET …/follow-ups`` read the buyer twice after the access check (the buyer, then
+    its events) and ``GET /v1/disputes/{id}`` twice (the dispute, then its words
+    opened): each is now served by the access check's read; the answers are those
+    assembled by the services reading on their own."""
+    d = disputed_buyer(api)
+    app = api.container
+    client_id = uuid.UUID(d.client_id)
+    logged = api.client.post(
+        f"/v1/clients/{client_id}/follow-ups",
+        json={"method": "call", "summary": "首付三成，想要南向", "effective": True, "grade": "A"},
+        headers=d.owner,
+    )
+    assert logged.status_code == 201, logged.text
+    with stream_reads(api, client_id) as reads:
+        notes = api.client.get(f"/v1/clients/{client_id}/follow-ups", headers=d.owner)
+    assert notes.status_code == 200, notes.text
+    assert reads == ["fold"], reads
+    alone = app.contact.follow_up_notes(client_id)
+    assert [n["summary"] for n in notes.json()["follow_ups"]] == ["首付三成，想要南向"]
+    assert [n["version"] for n in notes.json()["follow_ups"]] == [n.version for n in alone]
+
+    path = f"/v1/disputes/{d.dispute_id}"
+    # The claimant reads its claim; the other side, a party too, not the claimant's words.
+    for headers, words in ((d.partner_b, "我们更早带看"), (d.owner, None)):
+        with stream_reads(api, client_id) as reads:
+            shown = api.client.get(path, headers=headers)
+        assert shown.status_code == 200, shown.text
+        assert reads == ["get"], reads  # the access check's (before: three)
+        assert shown.json()["reason"] == words
+    _, outsider = api.principal("channel_agent", partner_id="partner-z")
+    assert api.client.get(path, headers=outsider).status_code == 404
