@@ -140,7 +140,9 @@ def relates_to_report(app: Container, caller: Caller, relation: Relation, view: 
     if relation == "partner":
         return view.report.partner_id == caller.partner_id
     # Staff who see only some buyers see the reports about those buyers.
-    client = app.clients.find(_uuid(view.client_id)) if view.client_id else None
+    client = view.buyer
+    if client is None and view.client_id:
+        client = app.clients.find(_uuid(view.client_id))
     return client is not None and relates(app, caller, relation, client)
 
 

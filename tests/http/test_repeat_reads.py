@@ -168,3 +168,17 @@ def test_follow_ups_and_a_dispute_are_served_by_the_access_checks_read(api: Api)
         assert shown.json()["reason"] == words
     _, outsider = api.principal("channel_agent", partner_id="partner-z")
     assert api.client.get(path, headers=outsider).status_code == 404
+
+
+def test_a_report_is_judged_on_the_buyer_its_view_read(api: Api) -> None:
+    """A consultant's access to a report was judged on the buyer read again after the
+    report's view read it; now on the view's own read."""
+    d = disputed_buyer(api)
+    client_id = uuid.UUID(d.client_id)
+    with stream_reads(api, client_id) as reads:
+        shown = api.client.get(f"/v1/reports/{d.report_a}", headers=d.owner)
+    assert shown.status_code == 200, shown.text
+    assert reads == ["get"], reads
+    assert shown.json() == api.client.get(f"/v1/reports/{d.report_a}", headers=d.owner).json()
+    _, stranger = api.principal("consultant", project_ids=[api.project])
+    assert api.client.get(f"/v1/reports/{d.report_a}", headers=stranger).status_code == 404
