@@ -9,6 +9,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -104,6 +105,15 @@ def test_the_evidence_bundle_reads_the_buyer_once(api: Api) -> None:
     earlier = app.clients.ownership_as_of(client_id, d.before_ruling)
     assert answers["auditor@before"]["owner_at"]["owner"] == earlier["owner"]
     assert answers["auditor@before"]["owner_at"]["policy_version"] == earlier["policy_version"]
+    first = app.uow.events(client_id)[0].timestamp
+    for instant in (first - timedelta(hours=1), first, d.after_ruling):
+        bundle = bundle_for(app, readers["auditor"], client_id, instant)
+        judged = app.clients.ownership_as_of(client_id, instant)
+        assert bundle["owner_at"] == {
+            "owner": judged["owner"],
+            "decided_by_version": judged["owner"]["decided_by_version"],
+            "policy_version": judged["policy_version"],
+        }, instant
     shown = app.disputes.dispute(d.dispute_id, reveal=True).texts or {}
     assert full["disputes"][0]["reason"] == shown[f"dispute:{d.dispute_id}"]
     # The claimant reads its own claim, not the ruling's words.
