@@ -511,7 +511,8 @@ def test_a_returned_buyer_s_deal_text_from_before_the_erasure_stays_erased(offic
 def test_a_deal_is_answered_from_the_access_check_s_read(office: Office) -> None:
     """``GET /v1/deals/{id}`` read the deal again after the access check and the buyer
     twice (for the reader's notes, then for the erasure of the deal's texts): now the
-    deal once (the check's) and the buyer once; the answer is the service's own."""
+    deal once (the check's) and the buyer once (own staff: the check's look at the
+    buyer's owner serves the route too); the answer is the service's own."""
     api = office.api
     deal_id = office.open_deal()
     office.step(
@@ -528,12 +529,17 @@ def test_a_deal_is_answered_from_the_access_check_s_read(office: Office) -> None
         reads[names.get(args[0] if args else kwargs.get("originator_id"), "other")] += 1
         return real(*args, **kwargs)
 
-    setattr(store.events, "get", counted)  # noqa: B010
-    try:
-        shown = office.call("GET", f"/v1/deals/{deal_id}", office.manager).json()
-    finally:
-        delattr(store.events, "get")
-    assert (reads["deal"], reads["buyer"]) == (1, 1), reads
-    alone = api.container.deals.deal(uuid.UUID(deal_id), notes=True, documents=True)
-    assert shown["deal_id"] == deal_id and shown["stage"] == alone.deal.stage
-    assert shown == office.call("GET", f"/v1/deals/{deal_id}", office.manager).json()
+    # The owner, own staff, is judged on the buyer too: the same read serves the route.
+    for reader in (office.manager, office.consultant):
+        reads.clear()
+        setattr(store.events, "get", counted)  # noqa: B010
+        try:
+            shown = office.call("GET", f"/v1/deals/{deal_id}", reader).json()
+        finally:
+            delattr(store.events, "get")
+        assert (reads["deal"], reads["buyer"]) == (1, 1), reads
+        alone = api.container.deals.deal(uuid.UUID(deal_id), notes=True, documents=True)
+        assert shown["deal_id"] == deal_id and shown["stage"] == alone.deal.stage
+        assert shown == office.call("GET", f"/v1/deals/{deal_id}", reader).json()
+    _, stranger = api.principal("consultant", project_ids=[api.project])
+    office.call("GET", f"/v1/deals/{deal_id}", stranger, 404)
