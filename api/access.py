@@ -22,7 +22,7 @@ profile, free text opened) is the project's managers' alone until someone claims
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
 from api.deps import Caller
@@ -91,7 +91,14 @@ def may(app: Container, caller: Caller, rule: Rule, client: Client) -> bool:
     return relation is not None and relates(app, caller, relation, client, pool=False)
 
 
-def relates_to_deal(app: Container, caller: Caller, relation: Relation, deal: Deal) -> bool:
+def relates_to_deal(
+    app: Container,
+    caller: Caller,
+    relation: Relation,
+    deal: Deal,
+    buyer: Callable[[uuid.UUID], Client | None] | None = None,
+) -> bool:
+    """``buyer``: how to find the deal's buyer (a request's guard keeps what it read)."""
     if relation == "any":
         return True
     if not caller.covers(deal.project_id):
@@ -100,7 +107,7 @@ def relates_to_deal(app: Container, caller: Caller, relation: Relation, deal: De
         return True
     if relation == "partner":
         return deal.attribution.partner_id == caller.partner_id
-    client = app.clients.find(deal.client_id)
+    client = (buyer or app.clients.find)(deal.client_id)
     owner = client.owner.consultant_id if client and client.owner else None
     return _people(app, caller, relation, [deal.attribution.consultant_id, owner])
 
@@ -140,7 +147,9 @@ def relates_to_report(app: Container, caller: Caller, relation: Relation, view: 
     if relation == "partner":
         return view.report.partner_id == caller.partner_id
     # Staff who see only some buyers see the reports about those buyers.
-    client = app.clients.find(_uuid(view.client_id)) if view.client_id else None
+    client = view.buyer
+    if client is None and view.client_id:
+        client = app.clients.find(_uuid(view.client_id))
     return client is not None and relates(app, caller, relation, client)
 
 

@@ -316,10 +316,19 @@ class Guard:
             deal = self.app.deals.deal_state(deal_id)
         except NotFound:
             raise _hidden("deal") from None
-        if not relates_to_deal(self.app, self.caller, self.relation, deal):
+        if not relates_to_deal(self.app, self.caller, self.relation, deal, self.buyer):
             raise _hidden("deal")
         self.seen[("deal", deal_id)] = deal
         return deal
+
+    def buyer(self, client_id: uuid.UUID) -> Client | None:
+        """A deal's buyer, read once per request (the check of own or team staff, then
+        the route's judgement of who reads the notes); no access check of its own."""
+        key = ("buyer", client_id)
+        if key not in self.seen:
+            self.seen[key] = self.app.clients.find(client_id)
+        found = self.seen[key]
+        return found if isinstance(found, Client) else None
 
     def dispute(self, dispute_id: str) -> DisputeView:
         known = self.seen.get(("dispute", dispute_id))

@@ -20,7 +20,7 @@ from typing import Any
 from domain.client import Client, no_owner
 from domain.policy import Policy, ProjectPolicy
 from domain.sealing import SEALED
-from domain.services.clients import plain, plain_dict
+from domain.services.clients import Loaded, plain, plain_dict
 from domain.values import ERASED_PHONE_MASK
 from yingke.bootstrap import Container
 from yingke.chain import ChainRow, checkpoint_message, seal, stream_links
@@ -60,17 +60,25 @@ def build_bundle(
     reveal: bool = False,
     claims: Collection[str] = (),
     author: str | None = None,
+    whole: Loaded | None = None,
 ) -> dict[str, Any]:
     """The bundle as of ``at`` (default now): events recorded up to that instant; free
     text opened when ``reveal`` (a reader of notes, ADR 0045), else ``[sealed]``, except
     the claim of each dispute in ``claims``, opened for its own claimant (as
     ``GET /v1/disputes/{id}`` opens it), and nothing else of that dispute, and what
-    ``author`` (a principal id) wrote in a dispute."""
+    ``author`` (a principal id) wrote in a dispute. ``whole``: the buyer with every event
+    of its stream (``base`` 0) as the caller read it, else read here.
+
+    The stream is read once (chain-checked) and everything is taken from that read: the
+    buyer now, the timeline, the owner at ``at`` and the disputes' words (it was read
+    five to seven times, once per part)."""
     moment = at if at is not None else app.clock()
-    current = app.clients.client(client_id)  # NotFound for an unknown buyer
+    if whole is None or whole.base != 0:
+        whole = app.clients.whole(client_id)  # NotFound for an unknown buyer
+    current = whole.client
     # Erasure is judged now, not at ``at``: an erased buyer's mask never leaves again.
     erased = current.erased
-    events = [e for e in app.clients.uow.events(client_id) if e.timestamp <= moment]
+    events = [e for e in whole.events if e.timestamp <= moment]
     links = {row.version: row for row in stream_links(app.store.recorder, client_id)}
     policies = app.clients.uow.find(ProjectPolicy, ProjectPolicy.create_id(current.project_id))
     passed_over: dict[str, str] = {}
@@ -141,7 +149,8 @@ def build_bundle(
             "message": checkpoint_message(cp.position, cp.log_hash).hex(),
             "signature": base64.b64encode(cp.signature).decode(),
         }
-    owner_at = app.clients.ownership_as_of(client_id, moment)
+    # The fold of the events up to ``at`` is the replay ``ownership?at=`` makes.
+    owner_at = plain_dict(client.ownership_at(moment) if client is not None else no_owner())
     return {
         "bundle_version": BUNDLE_VERSION,
         "client_id": str(client_id),
@@ -151,8 +160,8 @@ def build_bundle(
         "at": moment.isoformat(),
         "generated_at": app.clock().isoformat(),
         "owner_at": {
-            "owner": owner_at["owner"],
-            "decided_by_version": owner_at["owner"]["decided_by_version"],
+            "owner": owner_at,
+            "decided_by_version": owner_at["decided_by_version"],
             "policy_version": owner_at["policy_version"],
         },
         "timeline": timeline,
@@ -160,7 +169,9 @@ def build_bundle(
         "decisions": decisions,
         "policies": [_policy_text(policies, v) for v in used],
         "reports": _reports(client, moment, passed_over) if client else [],
-        "disputes": _disputes(app, client, reveal, claims, author, timeline) if client else [],
+        "disputes": (
+            _disputes(app, client, current, reveal, claims, author, timeline) if client else []
+        ),
         "chain": {
             "stream": str(client_id),
             "events": len(timeline),
@@ -310,6 +321,7 @@ def _open_in_timeline(
 def _disputes(
     app: Container,
     client: Client,
+    current: Client,
     reveal: bool,
     claims: Collection[str],
     author: str | None,
@@ -317,13 +329,14 @@ def _disputes(
 ) -> list[dict[str, Any]]:
     """Each dispute with its words opened for a reader of notes, else ``[sealed]``; a
     claim in ``claims``, and what ``author`` wrote, opened alone, here and in the
-    timeline's events of the dispute."""
+    timeline's events of the dispute. The words are opened from ``current`` (the buyer
+    now), as ``GET /v1/disputes/{id}`` opens them, not read again."""
     found: list[dict[str, Any]] = []
     for d in client.disputes.values():
-        texts = app.disputes.dispute(d.dispute_id, reveal, author).texts
+        texts = app.disputes.view(current, d.dispute_id, reveal, author).texts
         if not reveal and d.dispute_id in claims:
             place = f"dispute:{d.dispute_id}"
-            opened = app.disputes.dispute(d.dispute_id, reveal=True).texts or {}
+            opened = app.disputes.view(current, d.dispute_id, reveal=True).texts or {}
             texts = {**(texts or {}), place: opened.get(place)}  # no ruling, no appeal
         if not reveal and texts:
             _open_in_timeline(timeline, d.dispute_id, texts)

@@ -193,9 +193,9 @@ def audit_client(
     if caller is None:
         return _to_sign_in(request)
     app = get_container(request)
-    bundle = bundle_for(app, caller, client_id, None)
-    # One fold (from the latest snapshot) serves the disputes and the owner shown.
-    loaded = _loaded(app, client_id)
+    # One read of the whole stream serves the bundle, the disputes and the owner shown.
+    loaded = app.clients.whole(client_id)
+    bundle = bundle_for(app, caller, client_id, None, loaded)
     sides = {"project_id": bundle["project_id"], "disputes": _disputes(loaded.client)}
     shown = _owner_at(app, caller, sides, loaded, at or app.clock())
     instants = [e["occurred_at"] for e in bundle["timeline"]]

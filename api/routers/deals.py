@@ -101,10 +101,12 @@ def list_deals(
 def get_deal(deal_id: uuid.UUID, app: AppDep, guard: GuardDep) -> dict[str, Any]:
     """The deal now, from its stream: stage, amounts, loan, refunds and its ledger."""
     deal = guard.deal(deal_id)
-    buyer = app.clients.find(deal.client_id)
+    buyer = guard.buyer(deal.client_id)
     reveal = buyer is not None and reads_notes(app, guard.caller, buyer)
     # Every reader of the deal sees its documents; its reasons are notes (ADR 0045).
-    view = app.deals.deal(deal_id, notes=reveal, documents=True)
+    # The access check's deal and the buyer just read serve the answer (the deal and the
+    # buyer were read again for it).
+    view = app.deals.deal(deal_id, notes=reveal, documents=True, read=(deal, buyer))
     body: dict[str, Any] = jsonable(bodies.deal(view))
     return body
 

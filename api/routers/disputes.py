@@ -60,17 +60,21 @@ def open_dispute(
     )
 
 
-def _opened(app: Container, caller: Caller, dispute_id: str) -> DisputeView:
+def _opened(
+    app: Container, caller: Caller, dispute_id: str, view: DisputeView | None = None
+) -> DisputeView:
     """The dispute with the texts this caller reads opened: all of them for a reader of
     the buyer's notes or the claimant (for_caller shows a claimant no ruling's
-    reasoning), else the caller's own words."""
-    view = app.disputes.dispute(dispute_id)
+    reasoning), else the caller's own words. ``view``: the dispute as the access check
+    has just read it (its buyer is not read again), else read here, once."""
+    if view is None:
+        view = app.disputes.dispute(dispute_id)
     state = view.dispute
     claimant = caller.id == state.claimant_id or (
         caller.role == "channel_agent" and caller.partner_id == state.claimant_id
     )
     reveal = claimant or reads_notes(app, caller, view.client)
-    return app.disputes.dispute(dispute_id, reveal=reveal, author=author(caller))
+    return app.disputes.view(view.client, dispute_id, reveal=reveal, author=author(caller))
 
 
 def _answered(app: Container, caller: Caller, done: Done[DisputeView]) -> Response:
@@ -105,8 +109,7 @@ def _answered(app: Container, caller: Caller, done: Done[DisputeView]) -> Respon
 @router.get("/v1/disputes/{dispute_id}")
 def get_dispute(dispute_id: str, app: AppDep, guard: GuardDep) -> dict[str, Any]:
     """The dispute with its rulings, the appeal, and who owns the buyer now."""
-    guard.dispute(dispute_id)
-    view = _opened(app, guard.caller, dispute_id)
+    view = _opened(app, guard.caller, dispute_id, guard.dispute(dispute_id))
     return for_caller(jsonable(bodies.dispute(view)), guard.caller)
 
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from domain.allowance import DISCLOSURE, LOOKUP, Allowance, allowance_id, window_of
 from domain.client import Client
 from domain.errors import NotFound, RateLimited
 from domain.ports import PersonalDataVault
 from domain.services.clients import Clients
-from domain.services.uow import Context, Done, UnitOfWork
+from domain.services.uow import Context, Done, UnitOfWork, fold
 from domain.values import PhoneKeyer, check_identifier, normalize_phone
 from domain.vocabulary import AllowanceKind
 
@@ -92,23 +93,32 @@ class BuyerContact:
         once = Context(ctx.actor, ctx.correlation_id)
 
         def decide(now: datetime) -> tuple[list[Client | Allowance], Contact]:
-            client = self.clients.client(client_id)
-            if client.erased:
+            # One read serves the state and the name (they were two replays).
+            events = self.uow.events(client_id)
+            client = fold(None, events)
+            if not isinstance(client, Client) or client.erased:
                 raise NotFound("client not found")
             allowance = self._allowance(DISCLOSURE, once, now)
             allowance.count_disclosure(client.id, cap, now, once.trace)
             client.disclose_contact(once.actor.id, once.actor.role, now, once.trace)
             phone = (self.vault.open(client.id, client.pii) or {}).get("phone")
-            name = self.clients.buyer_name(client)
+            name = self.clients.buyer_name(client, events)
             return [client, allowance], Contact(client.id, name, phone, now)
 
         return self.uow.run(once, decide)
 
-    def follow_up_notes(self, client_id: uuid.UUID) -> list[FollowUpNote]:
-        """Every follow-up in order, its note unsealed (None once erased)."""
-        self.clients.client(client_id)
+    def follow_up_notes(
+        self, client_id: uuid.UUID, events: list[Any] | None = None
+    ) -> list[FollowUpNote]:
+        """Every follow-up in order, its note unsealed (None once erased). ``events``:
+        every event of the buyer's stream as the caller read it (chain-checked), else
+        read here, once (they were read twice: the buyer, then its events)."""
+        if events is None:
+            events = self.uow.events(client_id)
+            if not isinstance(fold(None, events), Client):
+                raise NotFound("client not found")
         notes = []
-        for event in self.uow.events(client_id):
+        for event in events:
             if not isinstance(event, Client.FollowUpLogged):
                 continue
             opened = self.vault.open(client_id, event.pii)

@@ -94,10 +94,20 @@ class Deals:
         """Seals a deal's text under its buyer's key: erasing the buyer erases it too."""
         return lambda data: self.vault.seal(deal.client_id, data)
 
-    def deal(self, deal_id: uuid.UUID, *, notes: bool = False, documents: bool = False) -> DealView:
+    def deal(
+        self,
+        deal_id: uuid.UUID,
+        *,
+        notes: bool = False,
+        documents: bool = False,
+        read: tuple[Deal, Client | None] | None = None,
+    ) -> DealView:
         """The deal, its reasons opened when ``notes`` (for those serving the buyer) and
-        its document labels (lender, contract, filing, certificate) when ``documents``."""
-        view = self._view(self.deal_state(deal_id), self.clock())
+        its document labels (lender, contract, filing, certificate) when ``documents``.
+        ``read``: the deal and its buyer as the caller has just read them (not read
+        again), else they are read here."""
+        state = read[0] if read is not None else self.deal_state(deal_id)
+        view = self._view(state, self.clock())
         if not (notes or documents):
             return view
         deal = view.deal
@@ -113,7 +123,7 @@ class Deals:
             clear.update({f"swap:{i}": s.get("reason") for i, s in enumerate(deal.swaps)})
             if deal.cancellation is not None:
                 clear["cancellation"] = deal.cancellation.get("reason")
-        client = self.clients.find(deal.client_id)
+        client = read[1] if read is not None else self.clients.find(deal.client_id)
         # A deal's versions are not the buyer's, so no boundary: clear text on a deal was
         # stored before sealing (ADR 0045), long before any erased buyer came back
         # (Client.BuyerReturned), so once erased it stays so. Tokens judge themselves.

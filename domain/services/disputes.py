@@ -106,7 +106,12 @@ class Disputes:
     ) -> DisputeView:
         """The dispute; its free text opened when ``reveal``, else only what ``author``
         (a principal id) wrote."""
-        client = self.dispute_client(dispute_id)
+        return self.view(self.dispute_client(dispute_id), dispute_id, reveal, author)
+
+    def view(
+        self, client: Client, dispute_id: str, reveal: bool = False, author: str | None = None
+    ) -> DisputeView:
+        """``dispute`` of a buyer the caller has just read (the evidence bundle)."""
         dispute = client.dispute(dispute_id)
         if not reveal and author is None:
             return DisputeView(client, dispute, self.clock())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from domain.client import Client
@@ -36,6 +36,9 @@ class ReportView:
     at: datetime
     name_masked: str | None = None
     erased: bool = False  # the buyer it belongs to was erased: not even the mask shows
+    # The buyer as read for this view (the access check judges staff by it, not reading
+    # the stream again); None when not read.
+    buyer: Client | None = field(default=None, compare=False, repr=False)
 
 
 class Reports:
@@ -136,7 +139,7 @@ class Reports:
         erased = buyer is not None and (
             buyer.text_erased(mine.filed_version) if mine else buyer.erased
         )
-        return ReportView(report, locator.project_id, client_id, self.clock(), name, erased)
+        return ReportView(report, locator.project_id, client_id, self.clock(), name, erased, buyer)
 
     def expire_report(self, stream_id: uuid.UUID, report_id: str) -> bool:
         """Issued by the deadline processor; a no-op unless validity really ran out."""

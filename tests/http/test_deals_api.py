@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -505,3 +506,40 @@ def test_a_returned_buyer_s_deal_text_from_before_the_erasure_stays_erased(offic
     again = office.call("GET", f"/v1/deals/{deal_id}", office.manager)
     assert again.json()["cancellation"]["reason"] == "[erased]", again.text
     assert "13764472345" not in again.text
+
+
+def test_a_deal_is_answered_from_the_access_check_s_read(office: Office) -> None:
+    """``GET /v1/deals/{id}`` read the deal again after the access check and the buyer
+    twice (for the reader's notes, then for the erasure of the deal's texts): now the
+    deal once (the check's) and the buyer once (own staff: the check's look at the
+    buyer's owner serves the route too); the answer is the service's own."""
+    api = office.api
+    deal_id = office.open_deal()
+    office.step(
+        deal_id,
+        "deposit",
+        {"amount_fen": DEPOSIT, "method": "wechat_pay", "signing_deadline": deadline(api)},
+    )
+    store = api.container.uow.store
+    real = store.events.get
+    reads: Counter[str] = Counter()
+    names: dict[Any, str] = {uuid.UUID(deal_id): "deal", uuid.UUID(office.client_id): "buyer"}
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        reads[names.get(args[0] if args else kwargs.get("originator_id"), "other")] += 1
+        return real(*args, **kwargs)
+
+    # The owner, own staff, is judged on the buyer too: the same read serves the route.
+    for reader in (office.manager, office.consultant):
+        reads.clear()
+        setattr(store.events, "get", counted)  # noqa: B010
+        try:
+            shown = office.call("GET", f"/v1/deals/{deal_id}", reader).json()
+        finally:
+            delattr(store.events, "get")
+        assert (reads["deal"], reads["buyer"]) == (1, 1), reads
+        alone = api.container.deals.deal(uuid.UUID(deal_id), notes=True, documents=True)
+        assert shown["deal_id"] == deal_id and shown["stage"] == alone.deal.stage
+        assert shown == office.call("GET", f"/v1/deals/{deal_id}", reader).json()
+    _, stranger = api.principal("consultant", project_ids=[api.project])
+    office.call("GET", f"/v1/deals/{deal_id}", stranger, 404)
