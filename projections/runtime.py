@@ -9,8 +9,9 @@ commit stopped: nothing counted twice, nothing skipped.
 The same reducers rebuild a view from zero entirely in memory and bulk-load the result
 into shadow tables that are swapped in at the end, while the service keeps answering.
 
-SQLite cannot be subscribed to, and at these rates PostgreSQL's LISTEN would wake a
-follower no sooner than a short poll does, so both backends poll the log.
+Both backends poll the log; a ``Loop`` given a ``wake`` event also starts a step as soon
+as it is set (a save committed in this process, or a PostgreSQL notification: see
+yingke/wake.py), so the poll is only the fallback for a lost signal.
 """
 
 from __future__ import annotations
@@ -786,7 +787,10 @@ class LoopObserver(Protocol):
 
 
 class Loop(threading.Thread):
-    """Runs ``step`` every ``interval`` seconds until stopped; errors are logged, not fatal."""
+    """Runs ``step`` every ``interval`` seconds until stopped; errors are logged, not fatal.
+
+    With ``wake``, a step also starts as soon as the event is set, after ``coalesce``
+    seconds in which more commits may arrive, so that one batch carries them all."""
 
     def __init__(
         self,
@@ -794,11 +798,15 @@ class Loop(threading.Thread):
         step: Callable[[], int],
         interval: float,
         observer: LoopObserver | None = None,
+        wake: threading.Event | None = None,
+        coalesce: float = 0.0,
     ) -> None:
         super().__init__(name=name, daemon=True)
         self._step = step
         self._interval = interval
         self._observer = observer
+        self._wake = wake
+        self._coalesce = coalesce
         self._stop_event = threading.Event()
         self.last_error: str | None = None
         self.last_success: datetime | None = None
@@ -821,7 +829,18 @@ class Loop(threading.Thread):
                 if self._observer is not None:
                     self._observer.succeeded(self.name, interval=self._interval)
             if not busy:
-                self._stop_event.wait(self._interval)
+                self._idle()
+
+    def _idle(self) -> None:
+        if self._wake is None:
+            self._stop_event.wait(self._interval)
+            return
+        woken = self._wake.wait(self._interval)
+        # Cleared before the step reads the log: a commit after this sets it again, and
+        # one before it is read by the step.
+        self._wake.clear()
+        if woken and self._coalesce > 0:
+            self._stop_event.wait(self._coalesce)
 
     def _failed(self, error: str) -> None:
         self.last_error = error
@@ -830,4 +849,6 @@ class Loop(threading.Thread):
 
     def stop(self) -> None:
         self._stop_event.set()
+        if self._wake is not None:
+            self._wake.set()
         self.join(timeout=10)
