@@ -695,3 +695,32 @@ def test_a_batch_sends_as_many_statements_for_many_buyers_as_for_few(
     assert many == few
     few, many = statements(300, 3, batched=False), statements(400, 12, batched=False)
     assert many > few
+
+
+def test_a_batch_sends_as_many_statements_for_many_partners_as_for_few(
+    container: Container,
+) -> None:
+    """Counters keyed by project, partner (or consultant) and day were still loaded one
+    key at a time: each new partner of the day cost a SELECT per counter table. They are
+    now loaded by the batch's projects and days, one statement per table."""
+
+    def statements(first: int, partners: int, batched: bool = True) -> int:
+        for i in range(first, first + partners):
+            phone = f"1370001{i:04d}"
+            consultant = f"c{i}"
+            container.principals.register_principal(
+                ctx(), consultant, "consultant", None, [PROJECT], f"k-{consultant}"
+            )
+            file_report(container, PROJECT, f"pa{i}", phone)
+            register_visit(container, PROJECT, phone, consultant, f"pa{i}")
+        countdown = Countdown(10**9)
+        db = CrashingDB(container.views, countdown)
+        follower = Follower(container.store, db, all_views(), batch_size=10_000, batched=batched)
+        assert follower.run_once() > 0
+        assert follower.run_once() == 0
+        return 10**9 - countdown.left
+
+    few, many = statements(0, 3), statements(100, 12)
+    assert many == few
+    few, many = statements(200, 3, batched=False), statements(300, 12, batched=False)
+    assert many > few
