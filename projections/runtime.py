@@ -891,7 +891,9 @@ class Loop(threading.Thread):
     """Runs ``step`` every ``interval`` seconds until stopped; errors are logged, not fatal.
 
     With ``wake``, a step also starts as soon as the event is set, after ``coalesce``
-    seconds in which more commits may arrive, so that one batch carries them all."""
+    seconds in which more commits may arrive, so that one batch carries them all. A step
+    that did less than ``full`` left nothing behind: the loop then waits (a commit during
+    the step has set ``wake`` already) rather than asking again at once."""
 
     def __init__(
         self,
@@ -901,6 +903,7 @@ class Loop(threading.Thread):
         observer: LoopObserver | None = None,
         wake: threading.Event | None = None,
         coalesce: float = 0.0,
+        full: int = 1,
     ) -> None:
         super().__init__(name=name, daemon=True)
         self._step = step
@@ -908,6 +911,7 @@ class Loop(threading.Thread):
         self._observer = observer
         self._wake = wake
         self._coalesce = coalesce
+        self._full = full
         self._stop_event = threading.Event()
         self.last_error: str | None = None
         self.last_success: datetime | None = None
@@ -929,7 +933,7 @@ class Loop(threading.Thread):
                 self.last_success = datetime.now(UTC)
                 if self._observer is not None:
                     self._observer.succeeded(self.name, interval=self._interval)
-            if not busy:
+            if busy < self._full:
                 self._idle()
 
     def _idle(self) -> None:

@@ -216,7 +216,7 @@ def services(
 
 # After a wake-up the follower waits this long before reading the log, so that at 200
 # reports/s one batch carries the saves of those milliseconds rather than one each.
-COALESCE_SECONDS = 0.005
+COALESCE_SECONDS = 0.01
 
 
 @dataclass
@@ -283,6 +283,9 @@ class Container(Services):
             self.metrics,
             wake=self.wake,
             coalesce=COALESCE_SECONDS,
+            # A short batch read the whole log: asking again at once only cost an empty
+            # transaction per wake-up.
+            full=self.follower.batch_size,
         )
 
     def start_workers(self) -> None:

@@ -102,3 +102,26 @@ def test_a_wake_up_cuts_the_poll_short() -> None:
     finally:
         loop.stop()
     assert not loop.is_alive()
+
+
+def test_a_short_batch_waits_for_the_next_wake_up() -> None:
+    """A step that read less than a full batch reached the head of the log: the next one
+    waits for a commit instead of running an empty transaction at once."""
+    wake = threading.Event()
+    woken = threading.Event()
+    seen: list[bool] = []
+
+    def step() -> int:
+        seen.append(woken.is_set())
+        return 3
+
+    loop = Loop("test", step, LONG_POLL, wake=wake, full=10)
+    loop.start()
+    try:
+        wait_until(lambda: len(seen) == 1, message="the first step")
+        woken.set()
+        wake.set()
+        wait_until(lambda: len(seen) == 2, WOKEN_BOUND, "a step after the wake-up")
+    finally:
+        loop.stop()
+    assert seen[:2] == [False, True]
