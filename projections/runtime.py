@@ -258,18 +258,21 @@ class Rows:
                     )
                 )
                 continue
-            marks = ", ".join(["%s"] * len(within))
-            for at in range(0, len(wanted), _SQLITE_CHUNK - len(within)):
-                chunk = wanted[at : at + _SQLITE_CHUNK - len(within)]
-                queries.append(
-                    (
-                        name,
-                        [(p, d) for p in chunk for d in within],
-                        f"{select}project_id IN ({', '.join(['%s'] * len(chunk))}) "
-                        f"AND {column} IN ({marks})",
-                        [*chunk, *within],
+            # Both lists chunked: a batch may name thousands of ids.
+            half = _SQLITE_CHUNK // 2
+            for at in range(0, len(wanted), half):
+                chunk = wanted[at : at + half]
+                for start in range(0, len(within), half):
+                    part = within[start : start + half]
+                    queries.append(
+                        (
+                            name,
+                            [(p, d) for p in chunk for d in part],
+                            f"{select}project_id IN ({', '.join(['%s'] * len(chunk))}) "
+                            f"AND {column} IN ({', '.join(['%s'] * len(part))})",
+                            [*chunk, *part],
+                        )
                     )
-                )
         return queries
 
     def _take_periods(self, name: str, wanted: list[tuple[Any, Any]], found: list[Any]) -> None:

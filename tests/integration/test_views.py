@@ -724,3 +724,34 @@ def test_a_batch_sends_as_many_statements_for_many_partners_as_for_few(
     assert many == few
     few, many = statements(200, 3, batched=False), statements(300, 12, batched=False)
     assert many > few
+
+
+def test_counters_of_thousands_of_named_ids_load_on_sqlite(tmp_path: Path) -> None:
+    """SQLite bounds a statement's parameters: a batch naming thousands of ids loads
+    its (project, id) counters in chunks, and knows the ids without a row."""
+    from types import SimpleNamespace
+
+    from projections.consultant_activity import HOLDINGS
+    from projections.runtime import SQLiteViewDB, prefetch_periods
+
+    db = SQLiteViewDB(tmp_path / "views.db")
+    try:
+        with db.transaction() as tx:
+            for statement in HOLDINGS.ddl("sqlite"):
+                tx.execute(statement)
+            row = {c: None for c in HOLDINGS.columns} | {"project_id": "p", "consultant_id": "c7"}
+            tx.execute(
+                f"INSERT INTO {HOLDINGS.name} ({', '.join(row)}) "
+                f"VALUES ({', '.join(['%s'] * len(row))})",
+                list(row.values()),
+            )
+            rows = Rows([HOLDINGS], "sqlite", tx)
+            event = SimpleNamespace(project_id="p", timestamp=datetime(2026, 3, 1, tzinfo=UTC))
+            ids = {f"c{i}" for i in range(1200)}
+            prefetch_periods(tx, [(rows, [event], ids)])
+            assert rows.cache[HOLDINGS.name][("p", "c7")] is not None
+            sent = Countdown(1)  # the rest is known absent: a load would tick and fail
+            rows.tx = CrashingTx(tx, sent)
+            assert rows.get(HOLDINGS.name, "p", "c1199") is None
+    finally:
+        db.close()
