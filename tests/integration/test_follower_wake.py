@@ -9,11 +9,12 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
+import psycopg
 import pytest
 
 from projections.runtime import Loop
 from tests.support import file_report, unique, wait_until
-from yingke.bootstrap import Container, build
+from yingke.bootstrap import Container, build, conninfo
 from yingke.settings import Settings
 
 LONG_POLL = 60.0
@@ -125,3 +126,24 @@ def test_a_short_batch_waits_for_the_next_wake_up() -> None:
     finally:
         loop.stop()
     assert seen[:2] == [False, True]
+
+
+@pytest.mark.postgres
+def test_the_listener_reconnects_when_its_connection_drops(pg_settings: Settings) -> None:
+    """Meanwhile the follower polls; then notifications wake it again."""
+    app = build(replace(pg_settings, follow_interval=0.2))
+    try:
+        app.start_workers()
+        listener = app.listener
+        assert listener is not None
+        wait_until(listener.listening.is_set, message="the LISTEN connection")
+        with psycopg.connect(conninfo(pg_settings), autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
+            )
+        wait_until(lambda: listener.connections >= 2, WOKEN_BOUND, "a new LISTEN connection")
+        file_report(app, unique("proj"), "p1", "13800138003")
+        wait_until(lambda: _caught_up(app, _head(app)), message="the follower")
+    finally:
+        app.close()
