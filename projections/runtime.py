@@ -9,8 +9,9 @@ commit stopped: nothing counted twice, nothing skipped.
 The same reducers rebuild a view from zero entirely in memory and bulk-load the result
 into shadow tables that are swapped in at the end, while the service keeps answering.
 
-SQLite cannot be subscribed to, and at these rates PostgreSQL's LISTEN would wake a
-follower no sooner than a short poll does, so both backends poll the log.
+Both backends poll the log; a ``Loop`` given a ``wake`` event also starts a step as soon
+as it is set (a save committed in this process, or a PostgreSQL notification: see
+yingke/wake.py), so the poll is only the fallback for a lost signal.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import psycopg
 from eventsourcing.application import Application
 from psycopg_pool import ConnectionPool
 
+from domain.quota import CHINA
 from projections.sql import read_ts, ts
 
 log = logging.getLogger("yingke.projections")
@@ -79,6 +81,22 @@ class Table:
         """Whether a batch loads this table's rows up front by the ids its events name."""
         first = self.columns[self.key[0]] == "text"
         return first and (len(self.key) == 1 or self.few_per_first_key)
+
+    @property
+    def period(self) -> int | None:
+        """For a table keyed by project and then a ``day`` or ``month`` (of an event's
+        timestamp), or else an id events name (``consultant_id``): that column's place
+        in the key. A batch loads such a table's rows by the projects and the periods
+        (or ids) it names, all rows of a (project, period) pair at once."""
+        if self.prefetched or self.key[0] != "project_id":
+            return None
+        for at, column in enumerate(self.key):
+            if column in _PERIODS:
+                return at
+        for at, column in enumerate(self.key[1:], start=1):
+            if column.endswith("_id") and self.columns[column] == "text":
+                return at
+        return None
 
     def ddl(self, dialect: str, suffix: str = "") -> list[str]:
         pick = 0 if dialect == "postgres" else 1
@@ -159,11 +177,14 @@ class Rows:
         # Values of the first key column whose every row is in ``cache``: a key starting
         # with one of them and not cached has no row.
         self.complete: dict[str, set[Any]] = {t.name: set() for t in tables}
+        # For counters keyed by project and period: the (project, period) pairs whose
+        # every row is in ``cache``.
+        self.complete_periods: dict[str, set[tuple[Any, Any]]] = {t.name: set() for t in tables}
 
     def get(self, table: str, *key: Any) -> Row | None:
         rows = self.cache[table]
         if key not in rows:
-            if self.tx is None or key[0] in self.complete[table]:
+            if self.tx is None or key[0] in self.complete[table] or self._in_period(table, key):
                 rows[key] = None
             else:
                 rows[key] = self._load(self.tables[table], key)
@@ -193,6 +214,73 @@ class Rows:
                 marks = ", ".join(["%s"] * len(chunk))
                 queries.append((name, chunk, f"{select}{table.key[0]} IN ({marks})", chunk))
         return queries
+
+    def _in_period(self, table: str, key: Key) -> bool:
+        at = self.tables[table].period
+        return at is not None and (key[0], key[at]) in self.complete_periods[table]
+
+    def _period_queries(
+        self, events: Sequence[Any], ids: set[str]
+    ) -> list[tuple[str, list[tuple[Any, Any]], str, list[Any]]]:
+        """(table, the (project, period) pairs it loads, SQL, parameters) for each table
+        keyed by project and period: the projects are those the batch's events and the
+        rows loaded so far name, the periods their timestamps' days and months, or the
+        ids the events name (``named_ids``)."""
+        counters = {n: t for n, t in self.tables.items() if t.period is not None}
+        if not counters or not events:
+            return []
+        projects = {e.project_id for e in events if isinstance(getattr(e, "project_id", None), str)}
+        for name, cached in self.cache.items():
+            if "project_id" in self.tables[name].columns:
+                projects.update(r["project_id"] for r in cached.values() if r and r["project_id"])
+        moments = {e.timestamp.astimezone(CHINA) for e in events}
+        periods = {
+            "day": sorted({m.date().isoformat() for m in moments}),
+            "month": sorted({m.strftime("%Y-%m") for m in moments}),
+        }
+        queries: list[tuple[str, list[tuple[Any, Any]], str, list[Any]]] = []
+        for name, table in counters.items():
+            assert table.period is not None
+            column = table.key[table.period]
+            within = periods[column] if column in periods else sorted(ids)
+            done = self.complete_periods[name]
+            wanted = sorted(p for p in projects if any((p, d) not in done for d in within))
+            if not wanted:
+                continue
+            select = f"SELECT {', '.join(table.columns)} FROM {name}{self.suffix} WHERE "
+            if self.dialect == "postgres":
+                queries.append(
+                    (
+                        name,
+                        [(p, d) for p in wanted for d in within],
+                        f"{select}project_id = ANY(%b) AND {column} = ANY(%b)",
+                        [wanted, within],
+                    )
+                )
+                continue
+            # Both lists chunked: a batch may name thousands of ids.
+            half = _SQLITE_CHUNK // 2
+            for at in range(0, len(wanted), half):
+                chunk = wanted[at : at + half]
+                for start in range(0, len(within), half):
+                    part = within[start : start + half]
+                    queries.append(
+                        (
+                            name,
+                            [(p, d) for p in chunk for d in part],
+                            f"{select}project_id IN ({', '.join(['%s'] * len(chunk))}) "
+                            f"AND {column} IN ({', '.join(['%s'] * len(part))})",
+                            [*chunk, *part],
+                        )
+                    )
+        return queries
+
+    def _take_periods(self, name: str, wanted: list[tuple[Any, Any]], found: list[Any]) -> None:
+        table, cache = self.tables[name], self.cache[name]
+        for values in found:
+            row = table.from_db(values)
+            cache.setdefault(tuple(row[k] for k in table.key), row)
+        self.complete_periods[name].update(wanted)
 
     def _take(self, name: str, wanted: list[str], found: list[Any]) -> None:
         table, cache = self.tables[name], self.cache[name]
@@ -308,6 +396,9 @@ class Rows:
 
 # Well under SQLite's bound on parameters per statement (999 before 3.32).
 _SQLITE_CHUNK = 500
+# The key columns a counter's period may have; ``day_of`` and ``month_of`` of an event's
+# timestamp (projections/common.py) give their values.
+_PERIODS = ("day", "month")
 
 
 def named_ids(event: Any) -> set[str]:
@@ -326,6 +417,18 @@ def prefetch_all(tx: Tx, batch: Sequence[tuple[Rows, set[str]]]) -> None:
     results = _select_all(tx, [(sql, params) for _, (_, _, sql, params) in queries])
     for (rows, (name, wanted, _, _)), found in zip(queries, results, strict=True):
         rows._take(name, wanted, found)
+
+
+def prefetch_periods(tx: Tx, batch: Sequence[tuple[Rows, Sequence[Any], set[str]]]) -> None:
+    """Load every view's counters keyed by project and period for a batch's events, in
+    one round trip on PostgreSQL. Run after ``prefetch_all``: the rows it loaded name the
+    projects of streams whose events do not (a buyer's events name no project)."""
+    queries = [
+        (rows, query) for rows, events, ids in batch for query in rows._period_queries(events, ids)
+    ]
+    results = _select_all(tx, [(sql, params) for _, (_, _, sql, params) in queries])
+    for (rows, (name, wanted, _, _)), found in zip(queries, results, strict=True):
+        rows._take_periods(name, wanted, found)
 
 
 def _select_all(tx: Tx, queries: Sequence[tuple[str, list[Any]]]) -> list[list[Any]]:
@@ -672,8 +775,10 @@ def apply_batch(
         for v in views
     }
     if batched:
-        prefetch_all(
-            tx, [(rows[v.name], set().union(*(ids[i] for i in mine[v.name]))) for v in views]
+        named = {v.name: set().union(*(ids[i] for i in mine[v.name])) for v in views}
+        prefetch_all(tx, [(rows[v.name], named[v.name]) for v in views])
+        prefetch_periods(
+            tx, [(rows[v.name], [events[i][1] for i in mine[v.name]], named[v.name]) for v in views]
         )
     for view in views:
         for i in mine[view.name]:
@@ -786,7 +891,12 @@ class LoopObserver(Protocol):
 
 
 class Loop(threading.Thread):
-    """Runs ``step`` every ``interval`` seconds until stopped; errors are logged, not fatal."""
+    """Runs ``step`` every ``interval`` seconds until stopped; errors are logged, not fatal.
+
+    With ``wake``, a step also starts as soon as the event is set, after ``coalesce``
+    seconds in which more commits may arrive, so that one batch carries them all. A step
+    that did less than ``full`` left nothing behind: the loop then waits (a commit during
+    the step has set ``wake`` already) rather than asking again at once."""
 
     def __init__(
         self,
@@ -794,11 +904,17 @@ class Loop(threading.Thread):
         step: Callable[[], int],
         interval: float,
         observer: LoopObserver | None = None,
+        wake: threading.Event | None = None,
+        coalesce: float = 0.0,
+        full: int = 1,
     ) -> None:
         super().__init__(name=name, daemon=True)
         self._step = step
         self._interval = interval
         self._observer = observer
+        self._wake = wake
+        self._coalesce = coalesce
+        self._full = full
         self._stop_event = threading.Event()
         self.last_error: str | None = None
         self.last_success: datetime | None = None
@@ -820,8 +936,19 @@ class Loop(threading.Thread):
                 self.last_success = datetime.now(UTC)
                 if self._observer is not None:
                     self._observer.succeeded(self.name, interval=self._interval)
-            if not busy:
-                self._stop_event.wait(self._interval)
+            if busy < self._full:
+                self._idle()
+
+    def _idle(self) -> None:
+        if self._wake is None:
+            self._stop_event.wait(self._interval)
+            return
+        woken = self._wake.wait(self._interval)
+        # Cleared before the step reads the log: a commit after this sets it again, and
+        # one before it is read by the step.
+        self._wake.clear()
+        if woken and self._coalesce > 0:
+            self._stop_event.wait(self._coalesce)
 
     def _failed(self, error: str) -> None:
         self.last_error = error
@@ -830,4 +957,6 @@ class Loop(threading.Thread):
 
     def stop(self) -> None:
         self._stop_event.set()
+        if self._wake is not None:
+            self._wake.set()
         self.join(timeout=10)

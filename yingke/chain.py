@@ -158,6 +158,9 @@ class Chained:
     signer: Signer | None = None
     checkpoint_every: int = 1000
     checkpoint_seconds: float = 60.0
+    # Called (without arguments) in the saving thread once its save committed: wakes this
+    # process's view follower (yingke/wake.py).
+    on_commit: Callable[[], None] | None = None
 
     def configure(self, signer: Signer | None, every: int, seconds: float) -> None:
         self.signer = signer
@@ -195,6 +198,8 @@ class Chained:
         state = self._thread_state()
         state.pending = None
         state.written = {(r.stream, r.version): r.hash for r in rows} if rows else None
+        if self.on_commit is not None:
+            self.on_commit()
 
     def _append_chain(
         self, ops: _Ops, stored: Sequence[StoredEvent], positions: Sequence[int]

@@ -162,7 +162,10 @@ def _run_loop(step_name: str, metrics_port: int | None) -> None:
     container = build(settings)
     step = container.follower.run_once if step_name == "views" else container.deadlines_step
     interval = settings.follow_interval if step_name == "views" else settings.deadline_interval
-    loop = Loop(step_name, step, interval, container.metrics)
+    if step_name == "views":
+        loop = container.follow_loop()
+    else:
+        loop = Loop(step_name, step, interval, container.metrics)
     container.loops.append(loop)  # closed with the container
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())

@@ -695,3 +695,63 @@ def test_a_batch_sends_as_many_statements_for_many_buyers_as_for_few(
     assert many == few
     few, many = statements(300, 3, batched=False), statements(400, 12, batched=False)
     assert many > few
+
+
+def test_a_batch_sends_as_many_statements_for_many_partners_as_for_few(
+    container: Container,
+) -> None:
+    """Counters keyed by project, partner (or consultant) and day were still loaded one
+    key at a time: each new partner of the day cost a SELECT per counter table. They are
+    now loaded by the batch's projects and days, one statement per table."""
+
+    def statements(first: int, partners: int, batched: bool = True) -> int:
+        for i in range(first, first + partners):
+            phone = f"1370001{i:04d}"
+            consultant = f"c{i}"
+            container.principals.register_principal(
+                ctx(), consultant, "consultant", None, [PROJECT], f"k-{consultant}"
+            )
+            file_report(container, PROJECT, f"pa{i}", phone)
+            register_visit(container, PROJECT, phone, consultant, f"pa{i}")
+        countdown = Countdown(10**9)
+        db = CrashingDB(container.views, countdown)
+        follower = Follower(container.store, db, all_views(), batch_size=10_000, batched=batched)
+        assert follower.run_once() > 0
+        assert follower.run_once() == 0
+        return 10**9 - countdown.left
+
+    few, many = statements(0, 3), statements(100, 12)
+    assert many == few
+    few, many = statements(200, 3, batched=False), statements(300, 12, batched=False)
+    assert many > few
+
+
+def test_counters_of_thousands_of_named_ids_load_on_sqlite(tmp_path: Path) -> None:
+    """SQLite bounds a statement's parameters: a batch naming thousands of ids loads
+    its (project, id) counters in chunks, and knows the ids without a row."""
+    from types import SimpleNamespace
+
+    from projections.consultant_activity import HOLDINGS
+    from projections.runtime import SQLiteViewDB, prefetch_periods
+
+    db = SQLiteViewDB(tmp_path / "views.db")
+    try:
+        with db.transaction() as tx:
+            for statement in HOLDINGS.ddl("sqlite"):
+                tx.execute(statement)
+            row = {c: None for c in HOLDINGS.columns} | {"project_id": "p", "consultant_id": "c7"}
+            tx.execute(
+                f"INSERT INTO {HOLDINGS.name} ({', '.join(row)}) "
+                f"VALUES ({', '.join(['%s'] * len(row))})",
+                list(row.values()),
+            )
+            rows = Rows([HOLDINGS], "sqlite", tx)
+            event = SimpleNamespace(project_id="p", timestamp=datetime(2026, 3, 1, tzinfo=UTC))
+            ids = {f"c{i}" for i in range(1200)}
+            prefetch_periods(tx, [(rows, [event], ids)])
+            assert rows.cache[HOLDINGS.name][("p", "c7")] is not None
+            sent = Countdown(1)  # the rest is known absent: a load would tick and fail
+            rows.tx = CrashingTx(tx, sent)
+            assert rows.get(HOLDINGS.name, "p", "c1199") is None
+    finally:
+        db.close()
