@@ -11,7 +11,7 @@ live server sees one day's buyers, and one day's counters, per batch). Each roun
 empties the views and lets a ``Follower`` of all views catch up on the whole log in
 batches of 1,000, as the in-process follower does behind ``yingke serve``; rounds
 alternate between the baseline (rows loaded one key at a time and written back one
-statement per row, as before issue 15) and batched (``Rows.prefetch`` and one upsert
+statement per row, as before issue 15) and batched (``prefetch_all`` and one upsert
 per table), so both see the same machine load. Statements are counted by a wrapping cursor, and CPU
 seconds (this process's, and the PostgreSQL backends' it used, read from /proc: the
 server must run on this machine): they depend far less on the load than seconds do.

@@ -190,12 +190,6 @@ class Rows:
                 rows[key] = self._load(self.tables[table], key)
         return rows[key]
 
-    def prefetch(self, ids: set[str]) -> None:
-        """Load the rows of these ids (``named_ids`` of the batch's events), before the
-        first ``get``."""
-        assert self.tx is not None
-        prefetch_all(self.tx, [(self, ids)])
-
     def _prefetch_queries(self, ids: set[str]) -> list[tuple[str, list[str], str, list[Any]]]:
         """(table, the ids it asks about, SQL, parameters) for each statement to send."""
         queries: list[tuple[str, list[str], str, list[Any]]] = []
