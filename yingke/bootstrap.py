@@ -8,11 +8,9 @@ services it depends on; callers take the service they need from the ``Container`
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import psycopg
 
@@ -64,7 +62,7 @@ from projections.units import Units
 from yingke import loop_status
 from yingke.chain import POSTGRES_TOPIC, SQLITE_TOPIC, Chained, ChainedPostgresRecorder, backfill
 from yingke.deadlines import DeadlineProcessor
-from yingke.guard import StoreGuard, drop_retries
+from yingke.guard import StoreGuard, StoreProbe, drop_retries
 from yingke.jobs import JobRunner, JobStore
 from yingke.keys import KeyDir
 from yingke.metrics import Metrics
@@ -416,56 +414,3 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
 def store_probe(settings: Settings) -> StoreProbe:
     """One query on a connection kept for probing: what every request needs from the store."""
     return StoreProbe(conninfo(settings))
-
-
-class StoreProbe:
-    """``SELECT 1`` on a connection kept between probes, opened afresh when it fails.
-
-    A fresh connection per probe (as before) failed whenever the server refused new
-    connections (``too many clients``, max_connections reached by other processes): the
-    guard then answered 503 for every request while the pool's open connections worked,
-    which is saturation, not an outage. It also started a server process every second.
-    A probe that finds the kept connection still busy in an earlier, hanging probe tries
-    a fresh connection instead, so a restored network is noticed as soon as it answers.
-    """
-
-    def __init__(self, info: str) -> None:
-        self._info = info
-        self._lock = threading.Lock()
-        self._conn: psycopg.Connection[Any] | None = None
-
-    def __call__(self) -> None:
-        if not self._lock.acquire(blocking=False):
-            with psycopg.connect(self._info, autocommit=True) as fresh:
-                fresh.execute("SELECT 1")
-            return
-        try:
-            if self._conn is not None:
-                try:
-                    self._conn.execute("SELECT 1")
-                    return
-                except psycopg.Error:
-                    self._discard()
-            conn = psycopg.connect(self._info, autocommit=True)
-            try:
-                conn.execute("SELECT 1")
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
-        finally:
-            self._lock.release()
-
-    def close(self) -> None:
-        # A probe hanging on a dead network keeps the lock; the process ends it then.
-        if self._lock.acquire(timeout=1.0):
-            try:
-                self._discard()
-            finally:
-                self._lock.release()
-
-    def _discard(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                conn.close()

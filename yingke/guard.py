@@ -10,6 +10,7 @@ so an outage is noticed at the next probe rather than the next tick.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -150,3 +151,56 @@ def retry_code() -> Any:
         return None
 
     return probe.__code__
+
+
+class StoreProbe:
+    """``SELECT 1`` on a connection kept between probes, opened afresh when it fails.
+
+    A fresh connection per probe (as before) failed whenever the server refused new
+    connections (``too many clients``, max_connections reached by other processes): the
+    guard then answered 503 for every request while the pool's open connections worked,
+    which is saturation, not an outage. It also started a server process every second.
+    A probe that finds the kept connection still busy in an earlier, hanging probe tries
+    a fresh connection instead, so a restored network is noticed as soon as it answers.
+    """
+
+    def __init__(self, info: str) -> None:
+        self._info = info
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def __call__(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            with psycopg.connect(self._info, autocommit=True) as fresh:
+                fresh.execute("SELECT 1")
+            return
+        try:
+            if self._conn is not None:
+                try:
+                    self._conn.execute("SELECT 1")
+                    return
+                except psycopg.Error:
+                    self._discard()
+            conn = psycopg.connect(self._info, autocommit=True)
+            try:
+                conn.execute("SELECT 1")
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        # A probe hanging on a dead network keeps the lock; the process ends it then.
+        if self._lock.acquire(timeout=1.0):
+            try:
+                self._discard()
+            finally:
+                self._lock.release()
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()

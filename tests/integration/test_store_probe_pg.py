@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from yingke import bootstrap
-from yingke.bootstrap import StoreProbe, store_probe
-from yingke.guard import StoreGuard
+from yingke.bootstrap import store_probe
+from yingke.guard import StoreGuard, StoreProbe
 from yingke.settings import Settings
 
 pytestmark = pytest.mark.postgres
