@@ -9,6 +9,10 @@ Scenarios, one after another, each on fresh phone numbers and its own project:
 1. baseline: ``bench.minimal_app`` (FastAPI, one ``INSERT … ON CONFLICT DO NOTHING`` per
    request) under uvicorn with the same processes, uvloop and httptools as ``yingke
    serve``; the same wrk script.
+1a. ceiling (``--no-ceiling`` skips it): ``bench.ceiling_app``, the same minimal app
+   storing a report's own rows (4 events, 4 chain rows under the table lock, a subject
+   key) through one group-commit writer per process, with no domain code: the most any
+   application keeping Yingke's store could answer (ADR 0075).
 2. Yingke, distinct buyers: ``POST /v1/reports`` through ``yingke serve --workers N``.
 3. Yingke, launch day: 2% of reports name one of 20 hot buyers that every channel
    reports at once (开盘), so their reports race on the same streams.
@@ -253,6 +257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--workers", type=int, default=os.cpu_count() or 1, help="server processes (both)"
     )
     parser.add_argument("--pool", type=int, default=6, help="YINGKE_PG_POOL_SIZE")
+    parser.add_argument(
+        "--ceiling",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also serve bench.ceiling_app: a report's own rows with no domain code",
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
@@ -271,17 +281,35 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "partner_id text, phone text UNIQUE)"
             )
         keys = {p: f"unused-{p}" for p in range(PARTNERS)}
-        env = {**os.environ, "BENCH_CONNINFO": conninfo(dbname)}
+        settings, settings_env = bench_settings(dbname)
+        migrate(settings)
+        table = events_table(dbname)
+        env = {
+            **os.environ,
+            **settings_env,
+            "BENCH_CONNINFO": conninfo(dbname),
+            "BENCH_DBNAME": dbname,
+        }
         with uvicorn_app("bench.minimal_app:create_app", args.workers, env) as base:
             run_wrk(base, lua("warm", keys, 3, 0.0), 3, args.connections, args.threads)
             output = run_wrk(
                 base, lua("base", keys, 4, 0.02), args.seconds, args.connections, args.threads
             )
             results.append(parse("minimal FastAPI + one INSERT (2% hot)", output))
-
-        settings, settings_env = bench_settings(dbname)
-        migrate(settings)
-        table = events_table(dbname)
+        if args.ceiling:
+            # The same minimal app storing a report's own rows (bench.ceiling_app): what
+            # any application keeping Yingke's store could answer at most (ADR 0075).
+            with uvicorn_app("bench.ceiling_app:create_app", args.workers, env) as base:
+                run_wrk(base, lua("warm-c", keys, 8, 0.0), 3, args.connections, args.threads)
+                mark = head(dbname, table)
+                output = run_wrk(
+                    base, lua("ceil", keys, 9, 0.02), args.seconds, args.connections, args.threads
+                )
+                result = parse("minimal FastAPI + a report's rows (ceiling)", output)
+                results.append(result)
+                filed = stored_reports(dbname, table, mark)
+                if filed < result.accepted:
+                    problems.append(f"ceiling: {result.accepted} accepted, {filed} stored")
         # Few connections per process: the box's PostgreSQL is shared (max_connections).
         env = {**os.environ, **settings_env, "YINGKE_PG_POOL_SIZE": str(args.pool)}
         with yingke_serve(env, args.workers) as (base, _):
