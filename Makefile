@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: serve test lint typecheck pytest bench-report-filing bench-http bench-relay bench-rebuild bench-verify bench-sheets bench-what-if bench-view-lag bench-follower bench-reads bench-request-cost install clean
+.PHONY: serve test lint typecheck pytest bench-report-filing bench-http bench-relay bench-rebuild bench-verify bench-sheets bench-what-if bench-view-lag bench-follower bench-reads bench-request-cost bench-store-ceiling install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,9 @@ bench-sheets: $(STAMP)
 
 bench-what-if: $(STAMP)
 	$(BIN)/python -m bench.what_if
+
+bench-store-ceiling: $(STAMP)
+	$(BIN)/python -m bench.store_ceiling
 
 bench-view-lag: $(STAMP)
 	$(BIN)/python -m bench.view_lag

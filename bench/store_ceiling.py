@@ -26,12 +26,10 @@ CPU per report and the rest of the box's (PostgreSQL, mostly) per report.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import queue
 import random
 import secrets
-import struct
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -58,7 +56,7 @@ from bench.report_filing import (
 )
 from domain.values import PhoneKeyer, normalize_phone
 from yingke.bootstrap import migrate
-from yingke.chain import CHAIN_TABLE
+from yingke.chain import CHAIN_TABLE, GENESIS, event_hash, log_hash
 from yingke.vault import TABLE as KEYS_TABLE
 
 EVENTS_TABLE = "yingke_events"
@@ -69,7 +67,6 @@ CLIENT_EVENTS = (
     ("domain.client:Client.ReportAccepted", 343),
 )
 LOCATOR_EVENT = ("domain.locator:ReportLocator.ReportLocated", 412)
-GENESIS = bytes(32)
 
 
 @dataclass
@@ -103,15 +100,13 @@ def chain_rows(
     head: bytes,
 ) -> tuple[list[tuple[uuid.UUID, int, int, bytes, bytes, bytes]], bytes]:
     """Each event's hash over its predecessor in the stream, and the log hash over the
-    previous log head, as ``yingke.chain`` links them."""
+    previous log head: ``yingke.chain``'s own functions."""
     out = []
     for (stream, version, topic, state), position in zip(rows, ids, strict=True):
         before = prev.get((stream, version - 1), GENESIS)
-        digest = hashlib.sha256(
-            before + stream.bytes + struct.pack(">q", version) + topic.encode() + state
-        ).digest()
+        digest = event_hash(stream, version, position, topic, state, before)
         prev[(stream, version)] = digest
-        head = hashlib.sha256(head + struct.pack(">q", position) + digest).digest()
+        head = log_hash(head, position, digest)
         out.append((stream, version, position, before, digest, head))
     return out, head
 
@@ -137,7 +132,7 @@ INSERT_KEYS = (
 )
 
 
-def statements() -> dict[str, sql.Composed]:
+def statements() -> dict[str, Any]:
     names = {
         "events": sql.Identifier(EVENTS_TABLE),
         "chain": sql.Identifier(CHAIN_TABLE),
@@ -149,6 +144,10 @@ def statements() -> dict[str, sql.Composed]:
         "chain": sql.SQL(INSERT_CHAIN).format(**names),
         "keys": sql.SQL(INSERT_KEYS).format(**names),
         "lock": sql.SQL("LOCK TABLE {events} IN EXCLUSIVE MODE").format(**names),
+        "append": sql.SQL(
+            "SELECT req, notification_id FROM ceiling_append(%s::int[], %b::uuid[], "
+            "%b::bigint[], %b::text[], %b::bytea[], %s::int[], %b::text[], %b::bytea[])"
+        ),
     }
 
 
@@ -213,9 +212,10 @@ def own_txn_worker(dbname: str, keyer: PhoneKeyer) -> WorkerFactory:
 class GroupWriter:
     """One connection; takes every queued report and writes them in one transaction."""
 
-    def __init__(self, dbname: str) -> None:
+    def __init__(self, dbname: str, one_trip: bool = False) -> None:
         self._queue: queue.SimpleQueue[Rows | None] = queue.SimpleQueue()
         self._dbname = dbname
+        self._write = write_one_trip if one_trip else write_locked
         self.batches = 0
         self._thread = threading.Thread(target=self._run, name="ceiling-writer", daemon=True)
         self._thread.start()
@@ -249,7 +249,7 @@ class GroupWriter:
                         break
                     batch.append(more)
                 try:
-                    write_locked(conn, batch, st)
+                    self._write(conn, batch, st)
                 except BaseException as exc:  # every waiter must hear
                     for rows in batch:
                         rows.error = exc
@@ -295,7 +295,137 @@ def unlocked_worker(dbname: str, keyer: PhoneKeyer) -> WorkerFactory:
     return open_worker
 
 
-SCENARIOS = ("baseline", "rows, own txn", "rows, group commit", "rows, no lock, no chain")
+# The whole batch in one server-side call, so the writer's transaction is one round trip
+# (BEGIN, LOCK, this, COMMIT pipelined): the conflict check, the inserts, and the chain
+# hashed in SQL with the same canonical encoding as ``yingke.chain.event_hash`` and
+# ``log_hash`` (a test compares them). ``req`` numbers the reports of the batch; a report
+# with any (stream, version) already stored, or claimed by an earlier report of the batch,
+# is refused whole and comes back with a NULL position.
+APPEND_FUNCTION = """
+CREATE OR REPLACE FUNCTION ceiling_append(
+    reqs int[], ids uuid[], vers bigint[], topics text[], states bytea[],
+    key_reqs int[], subjects text[], wrapped bytea[])
+RETURNS TABLE (req int, notification_id bigint) LANGUAGE plpgsql AS $fn$
+DECLARE
+    refused int[];
+    n_ids bigint[]; n_streams uuid[]; n_vers bigint[]; n_topics text[]; n_states bytea[];
+    prevs bytea[] := '{{}}'; owns bytea[] := '{{}}'; logs bytea[] := '{{}}';
+    prev_log bytea;
+    prev bytea;
+    own bytea;
+    topic bytea;
+    j int;
+BEGIN
+    SELECT array_agg(DISTINCT k.req) INTO refused
+    FROM unnest(reqs, ids, vers) AS k(req, id, v)
+    WHERE EXISTS (SELECT 1 FROM {events} e WHERE e.originator_id = k.id
+                  AND e.originator_version = k.v)
+       OR EXISTS (SELECT 1 FROM unnest(reqs, ids, vers) AS o(req, id, v)
+                  WHERE o.id = k.id AND o.v = k.v AND o.req < k.req);
+    refused := coalesce(refused, '{{}}');
+    WITH ins AS (
+        INSERT INTO {events} (originator_id, originator_version, topic, state)
+        SELECT k.id, k.v, k.t, k.s FROM unnest(reqs, ids, vers, topics, states)
+            WITH ORDINALITY AS k(req, id, v, t, s, n)
+        WHERE k.req <> ALL(refused) ORDER BY k.n
+        RETURNING {events}.notification_id AS p, {events}.originator_id AS i,
+                  {events}.originator_version AS v, {events}.topic AS t, {events}.state AS s)
+    SELECT array_agg(p ORDER BY p), array_agg(i ORDER BY p), array_agg(v ORDER BY p),
+           array_agg(t ORDER BY p), array_agg(s ORDER BY p)
+    INTO n_ids, n_streams, n_vers, n_topics, n_states FROM ins;
+    SELECT c.log_hash INTO prev_log FROM {chain} c ORDER BY c.position DESC LIMIT 1;
+    prev_log := coalesce(prev_log, '\\x{genesis}'::bytea);
+    FOR n IN 1 .. coalesce(array_length(n_ids, 1), 0) LOOP
+        prev := NULL;
+        IF n_vers[n] = 1 THEN
+            prev := '\\x{genesis}'::bytea;
+        ELSE
+            FOR j IN REVERSE n - 1 .. 1 LOOP
+                IF n_streams[j] = n_streams[n] AND n_vers[j] = n_vers[n] - 1 THEN
+                    prev := owns[j];
+                    EXIT;
+                END IF;
+            END LOOP;
+            IF prev IS NULL THEN
+                SELECT c.hash INTO prev FROM {chain} c
+                WHERE c.originator_id = n_streams[n] AND c.originator_version = n_vers[n] - 1;
+            END IF;
+        END IF;
+        topic := convert_to(n_topics[n], 'UTF8');
+        own := sha256('yingke-event-v1'::bytea || int8send(16) || uuid_send(n_streams[n])
+            || int8send(n_vers[n]) || int8send(n_ids[n])
+            || int8send(octet_length(topic)) || topic
+            || int8send(octet_length(n_states[n])) || n_states[n]
+            || int8send(octet_length(prev)) || prev);
+        prev_log := sha256('yingke-log-v1'::bytea || prev_log || int8send(n_ids[n]) || own);
+        prevs := prevs || prev; owns := owns || own; logs := logs || prev_log;
+    END LOOP;
+    INSERT INTO {chain}
+    SELECT * FROM unnest(n_streams, n_vers, n_ids, prevs, owns, logs);
+    INSERT INTO {keys} (subject, wrapped)
+    SELECT k.s, k.w FROM unnest(key_reqs, subjects, wrapped) AS k(req, s, w)
+    WHERE k.req <> ALL(refused) ON CONFLICT DO NOTHING;
+    RETURN QUERY
+        SELECT k.req, n.p FROM unnest(reqs, ids, vers) AS k(req, id, v)
+        LEFT JOIN unnest(n_ids, n_streams, n_vers) AS n(p, i, v)
+        ON n.i = k.id AND n.v = k.v;
+END
+$fn$
+"""
+
+
+def install_append_function(conn: psycopg.Connection[Any]) -> None:
+    ddl = APPEND_FUNCTION.format(
+        events=EVENTS_TABLE, chain=CHAIN_TABLE, keys=KEYS_TABLE, genesis=GENESIS.hex()
+    )
+    conn.execute(ddl.encode())  # bytes: no placeholders in a function body
+    conn.commit()
+
+
+def write_one_trip(
+    conn: psycopg.Connection[Any], batch: Sequence[Rows], st: dict[str, Any]
+) -> None:
+    """``write_locked`` in one round trip: BEGIN, LOCK, the call and COMMIT pipelined,
+    the check, inserts and chain decided in SQL."""
+    events = [(n, *e) for n, r in enumerate(batch) for e in r.events]
+    with conn.cursor() as control, conn.cursor() as call:
+        with conn.pipeline():
+            control.execute(b"BEGIN")
+            control.execute(st["lock"])
+            call.execute(
+                st["append"],
+                (
+                    [e[0] for e in events],
+                    [e[1] for e in events],
+                    [e[2] for e in events],
+                    [e[3] for e in events],
+                    [e[4] for e in events],
+                    list(range(len(batch))),
+                    [r.subject for r in batch],
+                    [r.wrapped for r in batch],
+                ),
+                prepare=True,
+            )
+            control.execute(b"COMMIT")
+        found = call.fetchall()
+    positions: dict[int, list[int | None]] = {}
+    for req, position in found:
+        positions.setdefault(int(req), []).append(position)
+    for n, rows in enumerate(batch):
+        got = positions.get(n, [])
+        if any(p is None for p in got):
+            rows.refused = True
+        else:
+            rows.ids = [int(p) for p in got if p is not None]
+
+
+SCENARIOS = (
+    "baseline",
+    "rows, own txn",
+    "rows, group commit",
+    "rows, group commit, one trip",
+    "rows, no lock, no chain",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -312,6 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings, _ = bench_settings(dbname)
         keyer = PhoneKeyer(settings.secret)
         migrate(settings)
+        with psycopg.connect(conninfo(dbname)) as conn:
+            install_append_function(conn)
         for rnd in range(args.rounds):
             baseline = 0.0
             for scenario in SCENARIOS:
@@ -324,8 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     factory = raw_sql_worker(dbname, f"raw_{rnd}", keyer)
                 elif scenario == "rows, own txn":
                     factory = own_txn_worker(dbname, keyer)
-                elif scenario == "rows, group commit":
-                    writer = GroupWriter(dbname)
+                elif scenario.startswith("rows, group commit"):
+                    writer = GroupWriter(dbname, one_trip=scenario.endswith("one trip"))
                     factory = group_worker(writer, keyer)
                 else:
                     factory = unlocked_worker(dbname, keyer)

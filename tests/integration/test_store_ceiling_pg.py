@@ -13,11 +13,17 @@ from collections import Counter
 import psycopg
 import pytest
 
-from bench.store_ceiling import EVENTS_TABLE, report_rows, write_locked
+from bench.store_ceiling import (
+    EVENTS_TABLE,
+    install_append_function,
+    report_rows,
+    write_locked,
+    write_one_trip,
+)
 from bench.store_ceiling import statements as ceiling_statements
 from tests.support import file_report
 from yingke.bootstrap import Container, conninfo
-from yingke.chain import CHAIN_TABLE
+from yingke.chain import CHAIN_TABLE, GENESIS, event_hash, log_hash
 from yingke.settings import Settings
 from yingke.vault import TABLE as KEYS_TABLE
 
@@ -92,3 +98,32 @@ def test_a_second_report_on_the_same_buyer_is_refused_and_writes_nothing(
         write_locked(conn, [again, other], statements)
     assert (first.refused, again.refused, other.refused) == (False, True, False)
     assert delta(before, counts(own_pg)) == {EVENTS_TABLE: 4, CHAIN_TABLE: 4, KEYS_TABLE: 1}
+
+
+def test_the_one_trip_writer_chains_as_the_store_does(
+    own_pg_app: Container, own_pg: Settings
+) -> None:
+    """The SQL function hashes with ``yingke.chain``'s canonical encoding, so its figure
+    includes the chain the store really keeps; and it refuses a colliding report whole."""
+    statements = ceiling_statements()
+    with psycopg.connect(conninfo(own_pg)) as conn:
+        install_append_function(conn)
+        first = [report_rows(own_pg_app.keyer, "proj-trip", f"1380000{n}000") for n in range(3)]
+        write_one_trip(conn, first, statements)
+        again = report_rows(own_pg_app.keyer, "proj-trip", "+86 138-0000-1000")
+        later = report_rows(own_pg_app.keyer, "proj-trip", "13800009000")
+        write_one_trip(conn, [again, later], statements)
+        rows = conn.execute(
+            f"SELECT e.originator_id, e.originator_version, e.notification_id, e.topic, "
+            f"e.state, c.prev_hash, c.hash, c.log_hash FROM {EVENTS_TABLE} e "
+            f"JOIN {CHAIN_TABLE} c ON c.position = e.notification_id "
+            "ORDER BY e.notification_id"
+        ).fetchall()
+    assert [r.refused for r in first] == [False, False, False]
+    assert (again.refused, later.refused) == (True, False)
+    assert len(rows) == 16 and all(len(r.ids) == 4 for r in [*first, later])
+    prev_log = GENESIS
+    for stream, version, position, topic, state, prev, own, logged in rows:
+        assert own == event_hash(stream, version, position, topic, bytes(state), bytes(prev))
+        prev_log = log_hash(prev_log, position, bytes(own))
+        assert bytes(logged) == prev_log
