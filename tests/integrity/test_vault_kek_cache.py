@@ -3,7 +3,9 @@ rotation is seen by the next new key, and a stale copy never costs a key."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +14,8 @@ from typing import Any
 import pytest
 
 from yingke import vault as vault_module
-from yingke.keys import KeyDir
-from yingke.vault import SQLiteKeyStore, Vault
+from yingke.keys import KeyDir, _write_secret
+from yingke.vault import NewKey, SQLiteKeyStore, Vault
 
 
 @pytest.fixture
@@ -122,3 +124,53 @@ def test_a_deferred_key_wrapped_by_a_stale_kek_is_rewrapped_after_its_save(
     vault.keys_stored(taken)
     assert stored_epoch(vault, subject) == new
     assert vault.open(subject, token) == {"name": "赵六"}
+
+
+def deferred_key(vault: Vault, subject: uuid.UUID, name: str) -> tuple[str, list[NewKey]]:
+    vault.defer_new_keys = True
+    with vault.unit():
+        token = vault.seal(subject, {"name": name})
+        taken = vault.take_new_keys()
+    return token, taken
+
+
+def test_a_key_stored_while_another_process_rotates_is_rewrapped(
+    vault: Vault, tmp_path: Path
+) -> None:
+    """Another process (its own vault, its own KEK in memory) rotates between this
+    process wrapping a new key and its save committing: the rotation's scan missed the
+    row, so this process re-wraps it after the commit."""
+    keys = vault._keys
+    keys.current_epoch()
+    settle(keys)
+    subject = uuid.uuid4()
+    token, taken = deferred_key(vault, subject, "孙七")
+    other = Vault(vault._store, b"s" * 32, KeyDir(keys.path))
+    rotated = other.rotate()
+    assert [vault.epoch_of(k.wrapped) for k in taken] == [rotated - 1]
+    vault._store.put_if_absent(taken[0].subject, taken[0].wrapped)
+    vault.keys_stored(taken)
+    assert stored_epoch(vault, subject) == rotated
+    assert vault.open(subject, token) == {"name": "孙七"}
+    assert other.open(subject, token) == {"name": "孙七"}
+
+
+def test_a_key_whose_epoch_file_was_replaced_before_its_save_committed_is_rewrapped(
+    vault: Vault,
+) -> None:
+    """The epoch's file is still there after the commit, with a valid digest, but it is
+    not the file the key was wrapped with: two processes created the same epoch number
+    at once (or a backup was restored over it). Alive by name is not enough: the key
+    would stay wrapped by material that no longer exists."""
+    keys = vault._keys
+    epoch = keys.current_epoch()
+    settle(keys)
+    subject = uuid.uuid4()
+    token, taken = deferred_key(vault, subject, "周八")
+    material = secrets.token_bytes(32)
+    _write_secret(
+        keys.path / f"kek-{epoch:06d}.key", material + hashlib.sha256(material).digest()[:16]
+    )
+    vault._store.put_if_absent(taken[0].subject, taken[0].wrapped)
+    vault.keys_stored(taken)
+    assert vault.open(subject, token) == {"name": "周八"}
