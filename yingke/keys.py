@@ -14,6 +14,7 @@ directory on the embedded default, a shared secret mount in the scaled topology.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -41,15 +42,24 @@ _KEK = re.compile(r"^kek-(\d{6})\.key$")
 _SIGNING = re.compile(r"^signing-([0-9a-f]{16})\.json$")
 
 
-def _write_secret(path: Path, data: bytes) -> None:
-    """Write a new 0600 file atomically (readers never see half a key)."""
+def _write_secret(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    """Write a new 0600 file atomically (readers never see half a key).
+
+    ``exclusive``: raise FileExistsError rather than replace a file already there.
+    """
     tmp = path.with_name(path.name + f".tmp-{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    if not exclusive:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # atomic and never replaces, unlike a rename
+    finally:
+        os.unlink(tmp)
 
 
 def destroy_file(path: Path) -> None:
@@ -150,7 +160,13 @@ class KeyDir:
             path = self.path / f"kek-{epoch:06d}.key"
             if not path.exists():
                 material = secrets.token_bytes(32)
-                _write_secret(path, material + hashlib.sha256(material).digest()[:16])
+                # Another process may create this epoch since the listing (its own
+                # rotation): keys it wraps under its file must stay readable, so this
+                # rotation then uses that file too.
+                with contextlib.suppress(FileExistsError):
+                    _write_secret(
+                        path, material + hashlib.sha256(material).digest()[:16], exclusive=True
+                    )
             return epoch
 
     def destroy_epoch(self, epoch: int) -> None:

@@ -174,3 +174,28 @@ def test_a_key_whose_epoch_file_was_replaced_before_its_save_committed_is_rewrap
     vault._store.put_if_absent(taken[0].subject, taken[0].wrapped)
     vault.keys_stored(taken)
     assert vault.open(subject, token) == {"name": "周八"}
+
+
+def test_two_processes_creating_the_same_epoch_keep_the_first_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two rotations in two processes list the same newest epoch and both create the next
+    one. The second must not replace the first's file: keys the first re-wrapped under it
+    would be wrapped by material that no longer exists."""
+    first, second = KeyDir(tmp_path / "keys"), KeyDir(tmp_path / "keys")
+    epoch = first.current_epoch()
+    real = secrets.token_bytes
+    theirs: list[bytes] = []
+
+    def token_bytes(n: int) -> bytes:
+        # The first process creates the epoch just after the second looked for its file.
+        monkeypatch.setattr(secrets, "token_bytes", real)
+        assert first.new_epoch() == epoch + 1
+        theirs.append(first.kek(epoch + 1) or b"")
+        return real(n)
+
+    monkeypatch.setattr(secrets, "token_bytes", token_bytes)
+    assert second.new_epoch() == epoch + 1
+    assert theirs and len(theirs[0]) == 32
+    assert second.kek(epoch + 1) == first.kek(epoch + 1) == theirs[0]
+    assert not [p.name for p in (tmp_path / "keys").iterdir() if ".tmp-" in p.name]
