@@ -58,7 +58,17 @@ def _write_secret(path: Path, data: bytes, *, exclusive: bool = False) -> None:
         return
     try:
         os.link(tmp, path)  # atomic and never replaces, unlike a rename
-    finally:
+    except FileExistsError:
+        os.unlink(tmp)
+        raise
+    except OSError:
+        # A directory without hard links (some FUSE mounts): look, then rename, which
+        # can still replace a file created in between, as before ADR 0072.
+        if os.path.exists(path):
+            os.unlink(tmp)
+            raise FileExistsError(path) from None
+        os.replace(tmp, path)
+    else:
         os.unlink(tmp)
 
 

@@ -3,6 +3,7 @@ rotation is seen by the next new key, and a stale copy never costs a key."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import secrets
@@ -199,3 +200,20 @@ def test_two_processes_creating_the_same_epoch_keep_the_first_file(
     assert theirs and len(theirs[0]) == 32
     assert second.kek(epoch + 1) == first.kek(epoch + 1) == theirs[0]
     assert not [p.name for p in (tmp_path / "keys").iterdir() if ".tmp-" in p.name]
+
+
+def test_a_key_directory_without_hard_links_still_gets_new_epochs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some mounts (FUSE secret stores) refuse hard links: a rotation, and so an erasure,
+    must still work there, with the rename as before."""
+
+    def no_link(src: Any, dst: Any) -> None:
+        raise PermissionError(errno.EPERM, "hard links not supported", str(dst))
+
+    monkeypatch.setattr(os, "link", no_link)
+    keys = KeyDir(tmp_path / "keys")
+    first = keys.current_epoch()
+    assert keys.new_epoch() == first + 1
+    assert keys.kek(first + 1) is not None
+    assert not [p.name for p in keys.path.iterdir() if ".tmp-" in p.name]
