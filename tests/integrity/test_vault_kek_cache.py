@@ -217,3 +217,22 @@ def test_a_key_directory_without_hard_links_still_gets_new_epochs(
     assert keys.new_epoch() == first + 1
     assert keys.kek(first + 1) is not None
     assert not [p.name for p in keys.path.iterdir() if ".tmp-" in p.name]
+
+
+def test_an_import_that_lists_an_epoch_a_rotation_just_destroyed_uses_the_next(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An import (``seal_new``) lists the newest epoch, and a rotation in another process
+    destroys it before the file is read: the import lists again instead of failing."""
+    keys = vault._keys
+    old = keys.current_epoch()
+    new = keys.new_epoch()
+    keys.destroy_epoch(old)
+    stale = [old]
+    original = keys.current_epoch
+    monkeypatch.setattr(keys, "current_epoch", lambda: stale.pop() if stale else original())
+    subject = uuid.uuid4()
+    [token] = vault.seal_new([(subject, {"name": "吴九"})])
+    assert stale == []
+    assert stored_epoch(vault, subject) == new
+    assert vault.open(subject, token) == {"name": "吴九"}
