@@ -14,6 +14,7 @@ directory on the embedded default, a shared secret mount in the scaled topology.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -28,19 +29,47 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+# A KEK file's identity: device, inode, last modification. A file destroyed and another
+# written under its name differ in the inode or, should the inode be reused, the mtime.
+KekFile = tuple[int, int, int]
+
+
+def _identity(st: os.stat_result) -> KekFile:
+    return st.st_dev, st.st_ino, st.st_mtime_ns
+
+
 _KEK = re.compile(r"^kek-(\d{6})\.key$")
 _SIGNING = re.compile(r"^signing-([0-9a-f]{16})\.json$")
 
 
-def _write_secret(path: Path, data: bytes) -> None:
-    """Write a new 0600 file atomically (readers never see half a key)."""
+def _write_secret(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    """Write a new 0600 file atomically (readers never see half a key).
+
+    ``exclusive``: raise FileExistsError rather than replace a file already there.
+    """
     tmp = path.with_name(path.name + f".tmp-{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    if not exclusive:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # atomic and never replaces, unlike a rename
+    except FileExistsError:
+        os.unlink(tmp)
+        raise
+    except OSError:
+        # A directory without hard links (some FUSE mounts): look, then rename, which
+        # can still replace a file created in between, as before ADR 0072.
+        if os.path.exists(path):
+            os.unlink(tmp)
+            raise FileExistsError(path) from None
+        os.replace(tmp, path)
+    else:
+        os.unlink(tmp)
 
 
 def destroy_file(path: Path) -> None:
@@ -74,6 +103,7 @@ def destroy_file(path: Path) -> None:
 class KeyDir:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._path = str(path)
         self._lock = threading.Lock()
         # The current signing key as last read, with the file it was read from.
         self._signing: tuple[str, Ed25519PrivateKey, Path] | None = None
@@ -86,14 +116,45 @@ class KeyDir:
         return sorted(int(m.group(1)) for p in self.path.iterdir() if (m := _KEK.match(p.name)))
 
     def kek(self, epoch: int) -> bytes | None:
+        found = self.read_kek(epoch)
+        return found[0] if found is not None else None
+
+    def read_kek(self, epoch: int) -> tuple[bytes, KekFile] | None:
+        """The epoch's material and the identity of the file it was read from."""
         try:
-            data = (self.path / f"kek-{epoch:06d}.key").read_bytes()
+            fd = os.open(self._kek_path(epoch), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
+        try:
+            # Identity from the descriptor read, not the path: the path may name
+            # another file by the time a stat of it returns.
+            identity = _identity(os.fstat(fd))
+            data = b""
+            while chunk := os.read(fd, 64):
+                data += chunk
+        finally:
+            os.close(fd)
         material, digest = data[:32], data[32:]
         if len(material) != 32 or hashlib.sha256(material).digest()[:16] != digest:
             return None  # being destroyed
-        return material
+        return material, identity
+
+    def kek_unchanged(self, epoch: int, identity: KekFile) -> bool:
+        """Whether the epoch's file is still the one ``read_kek`` answered ``identity`` for.
+
+        One stat, no read: checked after every save that stored a new key (ADR 0072).
+        Destruction renames the file away before anything else, so once this is True
+        after a key's commit, any rotation destroying the epoch starts its scan later and
+        sees the row. Comparing the identity, not only the name, also catches a file put
+        in its place (two processes creating the same epoch number, a restored backup).
+        """
+        try:
+            return _identity(os.stat(self._kek_path(epoch))) == identity
+        except FileNotFoundError:
+            return False
+
+    def _kek_path(self, epoch: int) -> str:
+        return os.path.join(self._path, f"kek-{epoch:06d}.key")
 
     def current_epoch(self) -> int:
         """The newest epoch, created on first use."""
@@ -109,11 +170,17 @@ class KeyDir:
             path = self.path / f"kek-{epoch:06d}.key"
             if not path.exists():
                 material = secrets.token_bytes(32)
-                _write_secret(path, material + hashlib.sha256(material).digest()[:16])
+                # Another process may create this epoch since the listing (its own
+                # rotation): keys it wraps under its file must stay readable, so this
+                # rotation then uses that file too.
+                with contextlib.suppress(FileExistsError):
+                    _write_secret(
+                        path, material + hashlib.sha256(material).digest()[:16], exclusive=True
+                    )
             return epoch
 
     def destroy_epoch(self, epoch: int) -> None:
-        destroy_file(self.path / f"kek-{epoch:06d}.key")
+        destroy_file(Path(self._kek_path(epoch)))
 
     def schedule_retirement(self, at: float) -> None:
         """Erasures within the delay share one retirement: the earliest due time wins."""

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from psycopg_pool import ConnectionPool
 
-from yingke.keys import KeyDir
+from yingke.keys import KekFile, KeyDir
 from yingke.pools import check_if_idle
 
 MAGIC = b"YKE1"
@@ -51,12 +51,23 @@ class NewKey:
 
     ``raw`` stays in memory until the save committed: a KEK rotation that destroyed
     ``wrapped``'s epoch meanwhile may have missed the row, and it is re-wrapped from it.
+    ``kek_file``: the KEK file ``wrapped`` was made with, to tell after the commit (None:
+    unknown, so the key is re-wrapped).
     """
 
     subject: str
     wrapped: bytes
     raw: bytes
     cipher: AESGCM = field(compare=False, repr=False)
+    kek_file: KekFile | None = field(default=None, compare=False, repr=False)
+
+
+class _Kek(NamedTuple):
+    """A KEK epoch as read, with the identity of the file it was read from."""
+
+    epoch: int
+    kek: AESGCM
+    file: KekFile
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,7 @@ class _CurrentKek:
     loaded: float
     epoch: int
     kek: AESGCM
+    file: KekFile
 
 
 # How long the current KEK may be used from memory without listing the directory again,
@@ -339,7 +351,7 @@ class Vault:
         ``_subject_key`` does after its own insert)."""
         self._unit.__dict__.pop("look_first", None)
         for key in keys:
-            if self._keys.kek(self.epoch_of(key.wrapped)) is None:
+            if not self._kek_unchanged(self.epoch_of(key.wrapped), key.kek_file):
                 self._store.replace(key.subject, key.wrapped, self._wrap(key.subject, key.raw))
 
     def store_new_keys(self, keys: Sequence[NewKey]) -> bool:
@@ -360,9 +372,10 @@ class Vault:
         """The newest epoch and its KEK, from memory while the key directory is unchanged.
 
         Reading the directory and the KEK file on every new key was ~9% of a report's CPU
-        (issue 15). Only a new key is wrapped with it, and whoever stores one checks its
-        epoch again from the file after the insert (a rotation may have destroyed it), so
-        a stale answer here costs a re-wrap, never a key.
+        (issue 15). Only a new key is wrapped with it, and whoever stores one checks after
+        the insert that its epoch's file is still the one read (``_kek_unchanged``: a
+        rotation may have destroyed it), so a stale answer here costs a re-wrap, never a
+        key.
         """
         now = time.monotonic()
         try:
@@ -379,42 +392,54 @@ class Vault:
             return cached
         listed_at = time.time_ns()
         epoch = self._keys.current_epoch()
-        material = self._keys.kek(epoch)
-        if material is None:
+        found = self._keys.read_kek(epoch)
+        if found is None:
             self._current = None
             return None
         trusted = stamp if stamp is not None and listed_at - stamp > _RACY_NS else None
-        self._current = _CurrentKek(trusted, now, epoch, AESGCM(material))
+        self._current = _CurrentKek(trusted, now, epoch, AESGCM(found[0]), found[1])
         return self._current
 
-    def _wrap(
-        self,
-        name: str,
-        raw: bytes,
-        current: tuple[int, AESGCM] | None = None,
-        new_key: bool = False,
-    ) -> bytes:
-        """``current``: the epoch and KEK to wrap with, when the caller wraps many keys
-        (reading the key directory once per key would dominate an import). ``new_key``:
-        a key about to be stored and checked after (``_current_kek``); a re-wrap always
-        reads the directory."""
-        if current is None and new_key:
-            cached = self._current_kek()
-            if cached is not None:
-                current = (cached.epoch, cached.kek)
+    def _newest_kek(self) -> _Kek:
+        """The newest epoch, read from the key directory now (a re-wrap, an import)."""
         deadline = time.monotonic() + 10
-        while current is None:
+        while True:
             epoch = self._keys.current_epoch()
-            found = self._kek(epoch)
+            found = self._keys.read_kek(epoch)
             if found is not None:
-                current = (epoch, found)
-            elif time.monotonic() > deadline:
+                return _Kek(epoch, AESGCM(found[0]), found[1])
+            if time.monotonic() > deadline:
                 raise RuntimeError(f"KEK epoch {epoch} is listed but cannot be read")
-            else:
-                # A rotation (perhaps in another process) destroyed this epoch between
-                # listing it and reading it, or its new file is still being written: the
-                # next listing names the epoch that replaced it.
-                time.sleep(0.005)
+            # A rotation (perhaps in another process) destroyed this epoch between
+            # listing it and reading it, or its new file is still being written: the
+            # next listing names the epoch that replaced it.
+            time.sleep(0.005)
+
+    def _new_key_kek(self) -> _Kek:
+        """The KEK for a key about to be stored and checked after (``_kek_unchanged``):
+        from memory when it may be (``_current_kek``)."""
+        cached = self._current_kek()
+        if cached is None:
+            return self._newest_kek()
+        return _Kek(cached.epoch, cached.kek, cached.file)
+
+    def _kek_unchanged(self, epoch: int, file: KekFile | None) -> bool:
+        """After a new key wrapped by ``epoch`` from ``file`` was stored: whether that
+        file is still the epoch's. If not, a rotation may have missed the row (the caller
+        re-wraps it), and the KEK in memory is stale."""
+        if file is not None and self._keys.kek_unchanged(epoch, file):
+            return True
+        cached = self._current
+        if cached is not None and cached.epoch == epoch:
+            self._current = None
+        return False
+
+    def _wrap(self, name: str, raw: bytes, current: tuple[int, AESGCM] | None = None) -> bytes:
+        """``current``: the epoch and KEK to wrap with; without it the key directory is
+        read (a re-wrap)."""
+        if current is None:
+            newest = self._newest_kek()
+            current = (newest.epoch, newest.kek)
         epoch, kek = current
         nonce = os.urandom(12)
         head = MAGIC + struct.pack(">I", epoch)
@@ -449,9 +474,10 @@ class Vault:
                 if not create:
                     return None
                 raw = AESGCM.generate_key(256)
-                mine = self._wrap(name, raw, new_key=True)
+                kek = self._new_key_kek()
+                mine = self._wrap(name, raw, (kek.epoch, kek.kek))
                 wrapped = self._store.put_if_absent(name, mine)
-                if wrapped == mine and self._keys.kek(self.epoch_of(mine)) is None:
+                if wrapped == mine and not self._kek_unchanged(kek.epoch, kek.file):
                     # A rotation destroyed the epoch while this key was being stored;
                     # its scan may have missed the row, so re-wrap it ourselves.
                     self._store.replace(name, mine, self._wrap(name, raw))
@@ -484,7 +510,9 @@ class Vault:
                 if not create:
                     return None
                 raw = AESGCM.generate_key(256)
-                created = NewKey(name, self._wrap(name, raw, new_key=True), raw, AESGCM(raw))
+                kek = self._new_key_kek()
+                wrapped = self._wrap(name, raw, (kek.epoch, kek.kek))
+                created = NewKey(name, wrapped, raw, AESGCM(raw), kek.file)
                 pending[name] = created
                 return created.cipher
             try:
@@ -514,13 +542,11 @@ class Vault:
         transaction (a subject that has a key already keeps it)."""
         names = {str(subject) for subject, _ in items}
         raws = {n: AESGCM.generate_key(256) for n in names}
-        epoch = self._keys.current_epoch()
-        kek = self._kek(epoch)
-        assert kek is not None
-        fresh = {n: self._wrap(n, raws[n], (epoch, kek)) for n in names}
+        kek = self._newest_kek()
+        fresh = {n: self._wrap(n, raws[n], (kek.epoch, kek.kek)) for n in names}
         stored = self._store.put_many_if_absent(fresh)
         # Checked once, after every key is stored: the epoch is the same for the batch.
-        destroyed = self._keys.kek(epoch) is None
+        destroyed = not self._kek_unchanged(kek.epoch, kek.file)
         keys: dict[str, AESGCM] = {}
         for name in names:
             if stored[name] == fresh[name]:
