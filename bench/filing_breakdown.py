@@ -162,8 +162,6 @@ def wait_stats_flush(dbname: str, before: int) -> int:
 
 
 def install_probes(probes: Probes, container: Any) -> None:
-    from eventsourcing.application import Application
-
     from domain.services.clients import Clients
     from domain.services.policies import Policies
     from domain.services.reports import Reports
@@ -188,7 +186,7 @@ def install_probes(probes: Probes, container: Any) -> None:
     probes.wrap(KeyDir, "kek_unchanged", "vault: KEK file check (stat)")
     probes.wrap(KeyDir, "current_epoch", "vault: KEK dir listing")
     probes.wrap(KeyDir, "signing_key", "signing key file read")
-    probes.wrap(Application, "save", "save: other (collect, notify)")
+    probes.wrap(type(store), "save", "save: other (collect, notify)")
     probes.wrap(store.mapper, "to_stored_event", "save: encode (JSON, mapper)")
     probes.wrap(GroupWriter, "submit_request", "save: writer wait")
     probes.wrap(Chained, "_append_chain", "writer thread: chain hash")

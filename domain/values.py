@@ -114,7 +114,12 @@ class PhoneKeyer:
         return hmac.new(self._secret, text.encode(), hashlib.sha256).hexdigest()
 
     def client_id(self, project_id: str, number: str) -> uuid.UUID:
-        return uuid.uuid5(NAMESPACE, f"client:{project_id}:{self.digest(number)}")
+        return self.client_id_of(project_id, self.digest(number))
+
+    @staticmethod
+    def client_id_of(project_id: str, digest: str) -> uuid.UUID:
+        """``client_id`` from the number's ``digest``, for a caller that needs both."""
+        return uuid.uuid5(NAMESPACE, f"client:{project_id}:{digest}")
 
     def masked_pool_id(self, project_id: str, masked: str) -> uuid.UUID:
         return uuid.uuid5(NAMESPACE, f"masked:{project_id}:{self.digest(masked)}")

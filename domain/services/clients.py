@@ -139,7 +139,8 @@ class Clients:
     def client_for(self, ctx: Context, project_id: str, number: str, now: datetime) -> Client:
         """The buyer with this number at the project, registered on first sight; an
         erased buyer comes back (their number sealed under a fresh key)."""
-        client_id = self.keyer.client_id(project_id, number)
+        digest = self.keyer.digest(number)  # the id's and, for a new buyer, the stream's
+        client_id = self.keyer.client_id_of(project_id, digest)
         client = self.find(client_id)
         if client is not None and client.erased:
             client.come_back(self.vault.seal(client_id, {"phone": number}), now, ctx.trace)
@@ -148,7 +149,7 @@ class Clients:
                 client_id,
                 project_id=project_id,
                 phone_masked=mask_phone(number),
-                phone_hash=self.keyer.digest(number),
+                phone_hash=digest,
                 pii=self.vault.seal(client_id, {"phone": number}, new=True),
                 at=now,
                 trace=ctx.trace,

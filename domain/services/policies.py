@@ -18,6 +18,10 @@ from domain.services.watched import WatchedStreams
 from domain.values import check_identifier
 from domain.versioned import S, VersionedSettings
 
+# A project without a policy stream reads the defaults: one shared instance (read-only,
+# as every kept copy's policy is), not a new one per report.
+_DEFAULT_POLICY = Policy()
+
 
 @dataclass(frozen=True)
 class SettingsVersion(Generic[S]):
@@ -38,7 +42,7 @@ class Policies:
 
     def policy_for(self, project_id: str) -> Policy:
         stream = self.watched.find(ProjectPolicy, ProjectPolicy.create_id(project_id))
-        return stream.current if stream else Policy()
+        return stream.current if stream else _DEFAULT_POLICY
 
     def policy_version(self, project_id: str, version: int | None) -> SettingsVersion[Policy]:
         return self._version(ProjectPolicy, project_id, version)
