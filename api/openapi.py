@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
-from api.authorization import access
+from api.authorization import access, get_admission
 from api.deps import get_caller, get_context
 from api.results import POSITION_HEADER
 from api.tabular import tabular
@@ -100,6 +100,11 @@ def _authenticated(route: Any, calls: set[Any]) -> bool:
     return get_caller in calls or not access(route.endpoint.__name__).public
 
 
+def _commands(calls: set[Any]) -> bool:
+    """Whether the route takes a command context (an Idempotency-Key, a position)."""
+    return get_context in calls or get_admission in calls
+
+
 def _problem_response(status: int) -> dict[str, Any]:
     response: dict[str, Any] = {
         "description": _TITLES[status],
@@ -127,7 +132,7 @@ def _statuses(route: Any, method: str, calls: set[Any], has_body: bool) -> list[
         statuses += [401, 403]
         if method in WRITES:
             statuses.append(409)
-    if get_context in calls or has_body:
+    if _commands(calls) or has_body:
         # A bad Idempotency-Key or Yingke-After, or a body that is not JSON at all.
         statuses.append(400)
     if has_body:
@@ -209,7 +214,7 @@ def _amend(route: Any, method: str, operation: dict[str, Any], calls: set[Any]) 
     for code, response in responses.items():
         headers = response.setdefault("headers", {})
         headers["X-Request-ID"] = _REQUEST_ID_HEADER
-        if get_context in calls and code.startswith("2"):
+        if _commands(calls) and code.startswith("2"):
             headers[POSITION_HEADER] = {
                 "description": "Log position of this command: pass it as ?after= (or the "
                 "Yingke-After header) to read your own write",
