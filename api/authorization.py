@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.access import (
@@ -41,7 +41,6 @@ from api.access import (
 from api.deps import (
     GLOBAL_ROLES,
     Caller,
-    IdempotencyKey,
     caller_from_store,
     caller_without_store,
     get_caller,
@@ -593,19 +592,17 @@ class Admitted(Admission):
         self._guard = guard
 
 
-async def get_admission(
-    request: Request,
-    authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
-    idempotency_key: IdempotencyKey = None,
-) -> Admission:
-    """The route's admission; the parameters document the headers it reads."""
+async def get_admission(request: Request) -> Admission:
+    """The route's admission. It reads ``Authorization`` and ``Idempotency-Key`` from the
+    headers itself (``api.openapi`` documents them): as declared parameters FastAPI would
+    validate each on every request, on the event loop."""
     admission: Admission | None = getattr(request.state, "admission", None)
     if admission is None:
         guard: Guard | None = getattr(request.state, "guard", None)
         if guard is None:
             raise RuntimeError("enforce_access did not run for this route")
         admission = Admitted(request, guard)
-    admission.idempotency = await idempotency_of(request, idempotency_key)
+    admission.idempotency = await idempotency_of(request, request.headers.get("idempotency-key"))
     return admission
 
 

@@ -121,10 +121,8 @@ async def idempotency_of(request: Request, idempotency_key: str | None) -> Idemp
     return Idempotency(idempotency_key, fingerprint)
 
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(description="Repeat a POST safely: same key and body → the first response"),
-]
+IDEMPOTENCY_KEY_DESCRIPTION = "Repeat a POST safely: same key and body → the first response"
+IdempotencyKey = Annotated[str | None, Header(description=IDEMPOTENCY_KEY_DESCRIPTION)]
 
 
 async def get_context(

@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from api.authorization import access, get_admission
-from api.deps import get_caller, get_context
+from api.deps import IDEMPOTENCY_KEY_DESCRIPTION, get_caller, get_context
 from api.results import POSITION_HEADER
 from api.tabular import tabular
 from api.validation import PARAM_PATTERN
@@ -83,6 +83,14 @@ REQUEST_ID_PARAM: dict[str, Any] = {
     "description": "Correlation id recorded on every event; echoed back when it is 1-128 "
     "of A-Z a-z 0-9 . _ : -, otherwise replaced by a fresh one",
     "schema": {"type": "string"},
+}
+
+IDEMPOTENCY_KEY_PARAM = {
+    "name": "idempotency-key",
+    "in": "header",
+    "required": False,
+    "description": IDEMPOTENCY_KEY_DESCRIPTION,
+    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
 }
 
 _REQUEST_ID_HEADER = {"description": "The request's correlation id", "schema": {"type": "string"}}
@@ -205,6 +213,9 @@ def _amend(route: Any, method: str, operation: dict[str, Any], calls: set[Any]) 
             param["schema"] = {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"}
         elif param["in"] in ("path", "query"):
             _forbid_control_characters(schema)
+    if get_admission in calls:
+        # Read from the headers by the admission itself, not declared to FastAPI.
+        params.append(IDEMPOTENCY_KEY_PARAM)
     operation["parameters"] = [*params, REQUEST_ID_PARAM]
     if _authenticated(route, calls):
         operation["security"] = [{"bearer": []}]

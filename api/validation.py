@@ -114,6 +114,8 @@ async def check_parameters(request: Request) -> None:
     for name, value in request.path_params.items():
         if isinstance(value, str) and _PARAM_FORBIDDEN.search(value):
             raise _invalid("path", name, reason, "invalid_text")
+    if not request.scope.get("query_string"):
+        return  # most requests: no query to parse
     for name, value in request.query_params.multi_items():
         if _PARAM_FORBIDDEN.search(value):
             raise _invalid("query", name, reason, "invalid_text")
