@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import hashlib
 import hmac
 import json
 import re
 import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -19,6 +23,22 @@ from domain.services.uow import Context, Idempotency
 from domain.values import Actor
 from domain.vocabulary import Role
 from yingke.bootstrap import Container
+
+T = TypeVar("T")
+# As many threads as anyio lends sync endpoints by default.
+_REQUEST_THREADS = ThreadPoolExecutor(max_workers=40, thread_name_prefix="yingke-request")
+
+
+async def in_worker(work: Callable[[], T]) -> T:
+    """Run ``work`` on a worker thread in a copy of this context (``READER_ARRIVED``).
+
+    The same hop as a sync endpoint's, for an endpoint that makes one on the hottest
+    path: the executor's queue is cheaper than anyio's for the event loop (under
+    concurrency about 30 µs of CPU per hop against 80).
+    """
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_REQUEST_THREADS, contextvars.copy_context().run, work)
+
 
 # Roles that see every project; every other role works inside the projects it is granted.
 GLOBAL_ROLES: tuple[Role, ...] = ("admin", "auditor", "service")
