@@ -38,7 +38,15 @@ from api.access import (
     relates_to_principal,
     relates_to_report,
 )
-from api.deps import GLOBAL_ROLES, Caller, get_caller, get_container
+from api.deps import (
+    GLOBAL_ROLES,
+    Caller,
+    caller_from_store,
+    caller_without_store,
+    get_caller,
+    get_container,
+    idempotency_of,
+)
 from domain.client import Client
 from domain.deal import Deal
 from domain.errors import NotFound
@@ -46,6 +54,7 @@ from domain.principal import Principal
 from domain.services.clients import Loaded
 from domain.services.disputes import DisputeView
 from domain.services.reports import ReportView
+from domain.services.uow import Context, Idempotency
 from domain.unit import Unit
 from domain.vocabulary import ROLES, Role
 from projections.queries import Scope, team_members
@@ -491,23 +500,110 @@ async def enforce_access(request: Request) -> None:
     entry = access(operation)
     if entry.public:
         return
+    params = request.path_params
+    loads = any(name in params for name in LOADED_OBJECTS) or (
+        "project_id" in params and "unit_id" in params
+    )
+    if not loads and "project_id" not in params and _admits_in_its_hop(request):
+        authorization = request.headers.get("authorization")
+        caller = caller_without_store(get_container(request), authorization)
+        if caller is None:
+            # The key must be looked up: the route settles it first thing in the one hop
+            # to a worker thread it makes anyway (``Admission``).
+            assert authorization is not None
+            request.state.admission = Admission(request, operation, entry, authorization)
+            return
+        request.state.caller = caller
     # The endpoint's own ``CallerDep`` reuses this (kept on request.state), rather than
     # authenticating twice.
-    caller: Caller = await get_caller(request, request.headers.get("authorization"))
-    relation = entry.relation(caller.role)
-    if relation is None:
-        raise HTTPException(403, f"role {caller.role} may not do this")
-    guard = Guard(caller, relation, get_container(request), pool=operation not in SERVED_ONLY)
-    request.state.guard = guard
-    params = request.path_params
-    if any(name in params for name in LOADED_OBJECTS) or (
-        "project_id" in params and "unit_id" in params
-    ):
+    caller = await get_caller(request, request.headers.get("authorization"))
+    guard = _guard(request, operation, entry, caller)
+    if loads:
         # Loading the objects reads the store: off the event loop.
         await run_in_threadpool(guard.check_path, params)
     elif "project_id" in params:
         # A project alone is judged from the caller's grants: no thread needed.
         guard.check_path(params)
+
+
+def _guard(request: Request, operation: str, entry: Access, caller: Caller) -> Guard:
+    relation = entry.relation(caller.role)
+    if relation is None:
+        raise HTTPException(403, f"role {caller.role} may not do this")
+    guard = Guard(caller, relation, get_container(request), pool=operation not in SERVED_ONLY)
+    request.state.guard = guard
+    return guard
+
+
+def _admits_in_its_hop(request: Request) -> bool:
+    """Whether the route takes an ``AdmissionDep`` (and so settles access itself)."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    return dependant is not None and any(d.call is get_admission for d in dependant.dependencies)
+
+
+class Admission:
+    """Access owed to an operation whose route hops to a worker thread once anyway: the
+    key's lookup reads the store, so it waits for that hop instead of making one of its
+    own. ``settle`` runs first in the route, before anything else it does; an error
+    answered before the route ran settles it first (``api.problems``), so a request
+    whose key fails is refused 401 or 403 whatever else is wrong with it, as when
+    ``enforce_access`` authenticated every request on the spot."""
+
+    def __init__(self, request: Request, operation: str, entry: Access, authorization: str):
+        self._request = request
+        self._operation = operation
+        self._entry = entry
+        self._authorization = authorization
+        self._guard: Guard | None = None
+        self._refused: HTTPException | None = None
+        self.idempotency: Idempotency | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self._guard is None and self._refused is None
+
+    def settle(self) -> Guard:
+        """Authenticate and apply the table (401, 403); reads the store."""
+        if self._refused is not None:
+            raise self._refused
+        if self._guard is None:
+            request = self._request
+            try:
+                caller = caller_from_store(get_container(request), self._authorization)
+                self._guard = _guard(request, self._operation, self._entry, caller)
+            except HTTPException as refused:
+                self._refused = refused
+                raise
+            request.state.caller = caller
+        return self._guard
+
+    def context(self) -> tuple[Guard, Context]:
+        """``settle``, with the command context of the caller it found."""
+        guard = self.settle()
+        request_id: str = self._request.state.request_id
+        return guard, Context(guard.caller.actor, request_id, self.idempotency)
+
+
+class Admitted(Admission):
+    """An admission settled on the event loop (the admin key, needing no store)."""
+
+    def __init__(self, request: Request, guard: Guard) -> None:
+        super().__init__(request, "", PUBLIC, "")
+        self._guard = guard
+
+
+async def get_admission(request: Request) -> Admission:
+    """The route's admission. It reads ``Authorization`` and ``Idempotency-Key`` from the
+    headers itself (``api.openapi`` documents them): as declared parameters FastAPI would
+    validate each on every request, on the event loop."""
+    admission: Admission | None = getattr(request.state, "admission", None)
+    if admission is None:
+        guard: Guard | None = getattr(request.state, "guard", None)
+        if guard is None:
+            raise RuntimeError("enforce_access did not run for this route")
+        admission = Admitted(request, guard)
+    admission.idempotency = await idempotency_of(request, request.headers.get("idempotency-key"))
+    return admission
 
 
 async def get_guard(request: Request, caller: Annotated[Caller, Depends(get_caller)]) -> Guard:
@@ -524,6 +620,9 @@ def get_scope(guard: Annotated[Guard, Depends(get_guard)]) -> Scope:
 
 GuardDep = Annotated[Guard, Depends(get_guard)]
 ScopeDep = Annotated[Scope, Depends(get_scope)]
+# For a route that hops to a worker thread once: it calls ``admission.context()`` (or
+# ``settle()``) there first, and enforce_access leaves the key's lookup to it.
+AdmissionDep = Annotated[Admission, Depends(get_admission)]
 
 
 # ------------------------------------------------------------------ the README's table

@@ -19,8 +19,8 @@ from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
-from api.authorization import access
-from api.deps import get_caller, get_context
+from api.authorization import access, get_admission
+from api.deps import IDEMPOTENCY_KEY_DESCRIPTION, get_caller, get_context
 from api.results import POSITION_HEADER
 from api.tabular import tabular
 from api.validation import PARAM_PATTERN
@@ -85,6 +85,14 @@ REQUEST_ID_PARAM: dict[str, Any] = {
     "schema": {"type": "string"},
 }
 
+IDEMPOTENCY_KEY_PARAM = {
+    "name": "idempotency-key",
+    "in": "header",
+    "required": False,
+    "description": IDEMPOTENCY_KEY_DESCRIPTION,
+    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+}
+
 _REQUEST_ID_HEADER = {"description": "The request's correlation id", "schema": {"type": "string"}}
 
 
@@ -98,6 +106,11 @@ def _calls(dependant: Dependant) -> set[Any]:
 def _authenticated(route: Any, calls: set[Any]) -> bool:
     """The table says whether the operation needs a caller (``enforce_access`` asks)."""
     return get_caller in calls or not access(route.endpoint.__name__).public
+
+
+def _commands(calls: set[Any]) -> bool:
+    """Whether the route takes a command context (an Idempotency-Key, a position)."""
+    return get_context in calls or get_admission in calls
 
 
 def _problem_response(status: int) -> dict[str, Any]:
@@ -127,7 +140,7 @@ def _statuses(route: Any, method: str, calls: set[Any], has_body: bool) -> list[
         statuses += [401, 403]
         if method in WRITES:
             statuses.append(409)
-    if get_context in calls or has_body:
+    if _commands(calls) or has_body:
         # A bad Idempotency-Key or Yingke-After, or a body that is not JSON at all.
         statuses.append(400)
     if has_body:
@@ -200,6 +213,9 @@ def _amend(route: Any, method: str, operation: dict[str, Any], calls: set[Any]) 
             param["schema"] = {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"}
         elif param["in"] in ("path", "query"):
             _forbid_control_characters(schema)
+    if get_admission in calls:
+        # Read from the headers by the admission itself, not declared to FastAPI.
+        params.append(IDEMPOTENCY_KEY_PARAM)
     operation["parameters"] = [*params, REQUEST_ID_PARAM]
     if _authenticated(route, calls):
         operation["security"] = [{"bearer": []}]
@@ -209,7 +225,7 @@ def _amend(route: Any, method: str, operation: dict[str, Any], calls: set[Any]) 
     for code, response in responses.items():
         headers = response.setdefault("headers", {})
         headers["X-Request-ID"] = _REQUEST_ID_HEADER
-        if get_context in calls and code.startswith("2"):
+        if _commands(calls) and code.startswith("2"):
             headers[POSITION_HEADER] = {
                 "description": "Log position of this command: pass it as ?after= (or the "
                 "Yingke-After header) to read your own write",

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, routing
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from api.deps import ViewsBehind
 from domain.errors import (
@@ -28,7 +32,11 @@ from yingke.guard import STORE_ERRORS, StoreUnavailable
 log = logging.getLogger("yingke.api")
 
 PROBLEM = "application/problem+json"
-STORE_DOWN = (*STORE_ERRORS, StoreUnavailable, sqlite3.OperationalError)
+STORE_DOWN: tuple[type[Exception], ...] = (
+    *STORE_ERRORS,
+    StoreUnavailable,
+    sqlite3.OperationalError,
+)
 
 _STATUS: list[tuple[type[DomainError], int, str]] = [
     (InvalidInput, 422, "Invalid input"),
@@ -74,8 +82,32 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+Handler = Callable[[Request, Any], Awaitable[Response]]
+
+
+def admission_first(handler: Handler) -> Handler:
+    """An error answered before a route settled its ``Admission`` settles it first: an
+    unknown, revoked or unauthorized key is refused (401, 403) whatever else is wrong
+    with the request, as when every request was authenticated before its body was read."""
+
+    @functools.wraps(handler)
+    async def answer(request: Request, exc: Any) -> Response:
+        admission = getattr(request.state, "admission", None)
+        if admission is not None and admission.pending:
+            try:
+                await run_in_threadpool(admission.settle)
+            except StarletteHTTPException as refused:
+                return _http_problem(request, refused)
+            except STORE_DOWN as down:
+                return await _store_down(request, down)
+        return await handler(request, exc)
+
+    return answer
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
+    @admission_first
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {
@@ -90,6 +122,7 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(DomainError)
+    @admission_first
     async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
         status, title = next(
             ((code, name) for cls, code, name in _STATUS if isinstance(exc, cls)),
@@ -104,27 +137,12 @@ def install(app: FastAPI) -> None:
         return problem(request, status, title, str(exc), exc.code, errors, headers)
 
     @app.exception_handler(StarletteHTTPException)
+    @admission_first
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {
-            401: "unauthenticated",
-            403: "forbidden",
-            404: "not_found",
-            405: "method_not_allowed",
-        }.get(exc.status_code, "http_error")
-        headers = dict(getattr(exc, "headers", None) or {})
-        if exc.status_code == 405:
-            # Starlette names the methods of the first route on the path only.
-            headers["Allow"] = ", ".join(_allowed_methods(request))
-        return problem(
-            request,
-            exc.status_code,
-            code.replace("_", " ").capitalize(),
-            str(exc.detail),
-            code,
-            headers=headers or None,
-        )
+        return _http_problem(request, exc)
 
     @app.exception_handler(ViewsBehind)
+    @admission_first
     async def views_behind(request: Request, exc: ViewsBehind) -> JSONResponse:
         return problem(
             request,
@@ -138,6 +156,7 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(BadCursor)
+    @admission_first
     async def bad_cursor(request: Request, exc: BadCursor) -> JSONResponse:
         return problem(
             request,
@@ -164,6 +183,27 @@ def install(app: FastAPI) -> None:
             # client does not send its next request into a closed socket.
             headers={"Connection": "close"},
         )
+
+
+def _http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {
+        401: "unauthenticated",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+    }.get(exc.status_code, "http_error")
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route on the path only.
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return problem(
+        request,
+        exc.status_code,
+        code.replace("_", " ").capitalize(),
+        str(exc.detail),
+        code,
+        headers=headers or None,
+    )
 
 
 def _allowed_methods(request: Request) -> list[str]:

@@ -199,6 +199,28 @@ def test_json_nested_a_thousand_deep_is_refused_before_parsing(
     assert_problem(imported, 422, "body")
 
 
+def test_the_depth_limit_counts_nesting_not_brackets(any_api: Api) -> None:
+    from api.validation import MAX_JSON_DEPTH
+
+    api = any_api
+    headers = {**api.admin, "Content-Type": "application/json"}
+
+    def codes(body: str) -> list[str]:
+        answer = api.client.post("/v1/reports", content=body, headers=headers).json()
+        return [e["code"] for e in answer.get("errors", [])]
+
+    # One level is the body itself.
+    deepest_allowed = '{"project_id": ' + nested(MAX_JSON_DEPTH - 1) + "}"
+    assert "json_too_deep" not in codes(deepest_allowed)
+    assert codes('{"project_id": ' + nested(MAX_JSON_DEPTH) + "}") == ["json_too_deep"]
+    # Brackets inside strings nest nothing, however many.
+    brackets = "[{" * MAX_JSON_DEPTH
+    filed = api.client.post(
+        "/v1/reports", json=report(api, note=brackets, client_name="李雷["), headers=headers
+    )
+    assert filed.status_code == 201, filed.text
+
+
 def test_a_csv_field_over_the_csv_limit_is_refused_by_line(any_api: Api) -> None:
     api = any_api
     field = "x" * (csv.field_size_limit() + 10)
