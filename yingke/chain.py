@@ -828,7 +828,22 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
             ).format(table)
         )
         self._lock_statements = [_Statement(q) for q in self.lock_table_statements]
-        self._notify_statement = _Statement(SQL("NOTIFY {}").format(Identifier(self.channel_name)))
+        notify = SQL("NOTIFY {}").format(Identifier(self.channel_name))
+        self._notify_statement = _Statement(notify)
+        # The library's lock statements and the notification, as one statement for the
+        # batch: each statement sent costs the writer ~30 µs of Python in psycopg, and
+        # these three only ever follow each other. A DO block runs in the transaction
+        # that BEGIN opened, so SET LOCAL, the lock and the NOTIFY mean what they did.
+        parts: list[Composable] = [SQL("DO $yingke$BEGIN ")]
+        for statement in [*self.lock_table_statements, notify]:
+            if isinstance(statement, bytes):
+                statement = statement.decode()
+            if isinstance(statement, str):
+                statement = SQL(statement)
+            if not isinstance(statement, Composable):
+                raise TypeError(f"cannot put {type(statement).__name__} in a DO block")
+            parts += [statement, SQL("; ")]
+        self._lock_and_notify = _Statement(Composed([*parts, SQL("END$yingke$")]))
         # select_events' statement for each combination of bounds given.
         self._select_statements: dict[tuple[bool, bool, bool, bool], _Statement] = {}
         self._watched_statement = _Statement(
@@ -982,8 +997,7 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
         # Tuple rows: the library's dict rows cost a dict per row, keyed by column name.
         with conn.pipeline(), conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(_BEGIN)
-            self._lock_table(curs)
-            self._notify_channel(curs)
+            curs.execute(self._lock_and_notify.on(curs), prepare=True)
             # Under the lock nobody else appends: what is stored now stays stored
             # until this transaction commits, so the check below is exact, and so
             # are the chain's predecessors, head and last checkpoint read with it.

@@ -153,3 +153,46 @@ def test_a_batch_is_three_round_trips(
     monkeypatch.undo()
     assert trips == ["flush", "flush", "sync", "flush"]  # read, inserts, chain + COMMIT
     assert [e.originator_version for e in recorder.select_events(stream)] == [1, 2, 3, 4]
+
+
+def test_a_batch_notifies_the_stores_channel_when_it_commits(own_pg_app: Container) -> None:
+    """The lock and the NOTIFY go as one statement in the batch (issue 15): listeners on
+    the library's channel (other processes' followers) still hear every append."""
+    recorder = own_pg_app.store.recorder
+    assert isinstance(recorder, ChainedPostgresRecorder)
+    with psycopg.connect(conninfo(own_pg_app.settings), autocommit=True) as listener:
+        listener.execute(f'LISTEN "{recorder.channel_name}"')
+        recorder.insert_events(events(uuid.uuid4(), 1))
+        heard = list(listener.notifies(timeout=30, stop_after=1))
+    assert [n.channel for n in heard] == [recorder.channel_name]
+
+
+def test_a_batch_gives_up_on_the_table_lock_after_the_stores_lock_timeout(
+    own_pg_app: Container, own_pg: Settings
+) -> None:
+    """The library's ``SET LOCAL lock_timeout`` still applies to the batch's lock."""
+    shared = own_pg_app.store.recorder
+    assert isinstance(shared, ChainedPostgresRecorder)
+    shared.datastore.lock_timeout = 1
+    recorder = ChainedPostgresRecorder(shared.datastore, events_table_name=shared.events_table_name)
+    outcome: list[BaseException] = []
+
+    def save() -> None:
+        try:
+            recorder.insert_events(events(uuid.uuid4(), 1))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    blocker = psycopg.connect(conninfo(own_pg))
+    saver = threading.Thread(target=save)
+    try:
+        blocker.execute(f"LOCK TABLE {shared.events_table_name} IN EXCLUSIVE MODE")
+        saver.start()
+        # Without the timeout the save would wait for the blocker: fail, do not hang.
+        wait_until(lambda: not saver.is_alive(), message="the save to give up on the lock")
+    finally:
+        blocker.rollback()
+        blocker.close()
+        saver.join(timeout=30)
+        recorder.close_writer()
+    assert len(outcome) == 1 and "lock timeout" in str(outcome[0])
