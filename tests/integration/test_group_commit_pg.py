@@ -196,3 +196,24 @@ def test_a_batch_gives_up_on_the_table_lock_after_the_stores_lock_timeout(
         saver.join(timeout=30)
         recorder.close_writer()
     assert len(outcome) == 1 and "lock timeout" in str(outcome[0])
+
+
+def test_without_group_commit_a_save_appends_and_chains_in_its_own_transaction(
+    own_pg_app: Container,
+) -> None:
+    """The benchmark's baseline path (the library's insert with our statements, read
+    through dict rows) stores and chains what the writer would."""
+    recorder = own_pg_app.store.recorder
+    assert isinstance(recorder, ChainedPostgresRecorder)
+    recorder.group_commit = False
+    stream = uuid.uuid4()
+    first = list(recorder.insert_events(events(stream, 1)) or [])
+    second = list(recorder.insert_events(events(stream, 3)) or [])
+    assert first < second and len(first + second) == 4
+    assert [e.originator_version for e in recorder.select_events(stream)] == [1, 2, 3, 4]
+    for version in (1, 2, 3, 4):
+        assert recorder.written_hash(stream, version) == (
+            chain_hash(recorder, stream, version) if version > 2 else None
+        )
+    report = verify_log(recorder, own_pg_app.key_dir, start=first[0])
+    assert report.events == 4 and report.head_position == second[-1]
