@@ -34,7 +34,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
-from psycopg.sql import SQL, Composable, Composed, Identifier
+from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
 
 from yingke import pgarrays
 from yingke.group_commit import Batch, GroupWriter, partition, refuse
@@ -702,11 +702,14 @@ def _values(row: Any) -> tuple[Any, ...]:
 
 class _PrefetchedOps:
     """The chain's reads answered from one statement sent with the batch's conflict
-    check (``ChainedPostgresRecorder._write_batch``); writes go to ``ops``.
+    check (``ChainedPostgresRecorder._write_batch``); its rows are kept for the batch's
+    insert, a checkpoint goes to ``ops``.
 
     Under the table lock nobody else appends, so what that statement read stays true
     until the batch commits: the chain's reads cost no round trips of their own.
     """
+
+    rows: list[ChainRow] | None = None
 
     def __init__(
         self,
@@ -724,7 +727,8 @@ class _PrefetchedOps:
         return self._head
 
     def insert_rows(self, rows: list[ChainRow]) -> None:
-        self._ops.insert_rows(rows)
+        # Sent with the events, in the batch's one insert statement.
+        self.rows = rows
 
     def last_checkpoint(self) -> tuple[int, float] | None:
         return self._checkpoint
@@ -782,7 +786,9 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
         # kind 0, the (stream, version) pairs of the batch already stored (conflicts);
         # kind 1, the chain hashes of the events just before the batch's; kind 2, the log
         # head; kind 3, the last checkpoint; kind 4, the subjects of the batch's new keys
-        # that have a key already.
+        # that have a key already; kind 5, a notification id for each event of the batch,
+        # taken from the table's own sequence under the lock (ids in the order taken are
+        # the order of commit, as when the insert's default took them).
         self._taken_statement = _Statement(
             SQL(
                 "SELECT 0 AS kind, e.originator_id AS id, e.originator_version AS v, "
@@ -801,31 +807,41 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
                 "ORDER BY position DESC LIMIT 1) "
                 "UNION ALL "
                 "SELECT 4, NULL, NULL, NULL, NULL, subject FROM {keys} "
-                "WHERE subject = ANY(%b::text[])"
+                "WHERE subject = ANY(%b::text[]) "
+                "UNION ALL "
+                "SELECT 5, NULL, nextval(q.seq), NULL, NULL, NULL FROM (SELECT "
+                "pg_get_serial_sequence({events_name}, 'notification_id')::regclass AS seq) q, "
+                "generate_series(1, %s::int8)"
             ).format(
                 events=table,
+                events_name=Literal(table.as_string(None)),
                 chain=Identifier(self.datastore.schema, CHAIN_TABLE),
                 checkpoints=Identifier(self.datastore.schema, CHECKPOINT_TABLE),
                 # Unqualified, as the vault's key store names it (same database).
                 keys=Identifier(KEYS_TABLE),
             )
         )
-        # A subject that got a key between the read above and this insert (a key stored
-        # outside the writer: an import) is not inserted; the batch then fails whole.
-        self._keys_statement = _Statement(
+        # The batch's events, the subject keys they are sealed under and their chain rows
+        # in one statement, sent with COMMIT (ADR 0071): the ids were taken by the read
+        # above, so the chain needs nothing back from the insert. A subject that got a key
+        # between that read and this insert (a key stored outside the writer: an import)
+        # violates the key table's primary key and the batch fails whole, before COMMIT.
+        # Binary arrays: quoting every state as text was a third of the insert (ADR 0047).
+        self._insert_statement = _Statement(
             SQL(
-                "INSERT INTO {} (subject, wrapped) SELECT * FROM unnest(%b::text[], %b::bytea[]) "
-                "ON CONFLICT DO NOTHING RETURNING subject"
-            ).format(Identifier(KEYS_TABLE))
-        )
-        self._append_statement = _Statement(
-            SQL(
-                "INSERT INTO {} (originator_id, originator_version, topic, state) "
-                # Binary arrays: quoting every state as text was a third of the insert
-                # (ADR 0047).
-                "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
-                "RETURNING notification_id, originator_id, originator_version"
-            ).format(table)
+                "WITH e AS (INSERT INTO {events} "
+                "(notification_id, originator_id, originator_version, topic, state) "
+                "SELECT * FROM unnest(%b::bigint[], %b::uuid[], %b::bigint[], %b::text[], "
+                "%b::bytea[])), "
+                "k AS (INSERT INTO {keys} (subject, wrapped) "
+                "SELECT * FROM unnest(%b::text[], %b::bytea[])) "
+                "INSERT INTO {chain} SELECT * FROM unnest(%b::uuid[], %b::bigint[], "
+                "%b::bigint[], %b::bytea[], %b::bytea[], %b::bytea[])"
+            ).format(
+                events=table,
+                keys=Identifier(KEYS_TABLE),
+                chain=Identifier(self.datastore.schema, CHAIN_TABLE),
+            )
         )
         self._lock_statements = [_Statement(q) for q in self.lock_table_statements]
         notify = SQL("NOTIFY {}").format(Identifier(self.channel_name))
@@ -988,10 +1004,9 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
     def _write_batch_on(
         self, conn: Any, batch: Batch
     ) -> tuple[Batch, dict[tuple[uuid.UUID, int], int], dict[tuple[uuid.UUID, int], bytes]] | None:
-        """Three round trips: BEGIN, lock and the one read; the inserts; the chain rows
-        with COMMIT. BEGIN and COMMIT are sent as statements: ``conn.transaction()`` in
-        pipeline mode nests pipelines that sync on entry and exit, six round trips in all
-        (issue 15)."""
+        """Two round trips: BEGIN, the lock and the one read; the one insert with COMMIT.
+        BEGIN and COMMIT are sent as statements: ``conn.transaction()`` in pipeline mode
+        nests pipelines that sync on entry and exit (issue 15, ADR 0071)."""
         keys = [k for request in batch for k in request.stream_versions()]
         subjects = [k.subject for request in batch for k in request.keys]
         # Tuple rows: the library's dict rows cost a dict per row, keyed by column name.
@@ -1010,6 +1025,7 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
                     pgarrays.uuids([k[0] for k in before]),
                     pgarrays.int8s([k[1] for k in before]),
                     pgarrays.texts(subjects),
+                    len(keys),
                 ),
             )
             stored: set[tuple[uuid.UUID, int]] = set()
@@ -1017,6 +1033,7 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
             known: dict[tuple[uuid.UUID, int], bytes] = {}
             head: tuple[int, bytes] | None = None
             checkpoint: tuple[int, float] | None = None
+            taken: list[int] = []
             # (kind, id, v, h, t, s): uuid, bigint, bytea, float8 and text load as
             # UUID, int, bytes, float and str.
             for kind, stream, version, digest, signed_at, subject in curs.fetchall():
@@ -1028,8 +1045,10 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
                     head = (version, digest)
                 elif kind == 3:
                     checkpoint = (version, signed_at)
-                else:
+                elif kind == 4:
                     keyed.add(subject)
+                else:
+                    taken.append(version)
             accepted, refused = partition(batch, stored, keyed)
             for request in refused:
                 refuse(request)
@@ -1039,46 +1058,44 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
                 # prepared statements mid-pipeline ("prepared statement does not exist").
                 curs.execute(_COMMIT)
                 return None
-            new_keys = [k for request in accepted for k in request.keys]
-            if new_keys:
-                # Sent with the events' insert below: the pipeline carries both in
-                # one round trip, and both commit or neither does.
-                key_cursor = conn.cursor(row_factory=tuple_row)
-                key_cursor.execute(
-                    self._keys_statement.on(curs),
-                    (
-                        pgarrays.texts([k.subject for k in new_keys]),
-                        pgarrays.byteas([k.wrapped for k in new_keys]),
-                    ),
-                )
+            # In batch order, as the insert's default would have numbered them; the ids
+            # of refused requests' events stay unused (a gap, as a rollback leaves).
+            taken.sort()
             streams = [_uuid(e.originator_id) for e in events]
+            positions = taken[: len(events)]
+            ops = _PrefetchedOps(_PostgresOps(curs, self.datastore.schema), known, head, checkpoint)
+            self._append_chain(ops, events, positions)
+            rows = ops.rows
+            assert rows is not None
+            new_keys = [k for request in accepted for k in request.keys]
+            stream_ids = pgarrays.uuids(streams)
+            versions = pgarrays.int8s([e.originator_version for e in events])
             curs.execute(
-                self._append_statement.on(curs),
+                self._insert_statement.on(curs),
                 (
-                    pgarrays.uuids(streams),
-                    pgarrays.int8s([e.originator_version for e in events]),
+                    pgarrays.int8s(positions),
+                    stream_ids,
+                    versions,
                     pgarrays.texts([e.topic for e in events]),
                     pgarrays.byteas([e.state for e in events]),
+                    pgarrays.texts([k.subject for k in new_keys]),
+                    pgarrays.byteas([k.wrapped for k in new_keys]),
+                    pgarrays.uuids([r.stream for r in rows]),
+                    pgarrays.int8s([r.version for r in rows]),
+                    pgarrays.int8s([r.position for r in rows]),
+                    pgarrays.byteas([r.prev_hash for r in rows]),
+                    pgarrays.byteas([r.hash for r in rows]),
+                    pgarrays.byteas([r.log_hash for r in rows]),
                 ),
             )
-            ids = {(stream, version): position for position, stream, version in curs.fetchall()}
-            if new_keys and len(key_cursor.fetchall()) != len(new_keys):
-                # Rolls the whole batch back; every caller decides again (and reads
-                # the key that is stored now).
-                raise IntegrityError("a subject key was stored outside the writer first")
-            positions = [
-                ids[(stream, e.originator_version)]
-                for stream, e in zip(streams, events, strict=True)
-            ]
-            ops = _PostgresOps(curs, self.datastore.schema)
-            rows = self._append_chain(
-                _PrefetchedOps(ops, known, head, checkpoint), events, positions
-            )
-            hashes = {(r.stream, r.version): r.hash for r in rows}
             curs.execute(_COMMIT)
-            # Leaving the block syncs the pipeline: COMMIT is sent and answered (or
-            # raises) before this returns.
-            return accepted, ids, hashes
+            # Leaving the block syncs the pipeline: the insert and COMMIT are sent and
+            # answered (or raise) before this returns.
+        ids = {
+            (stream, e.originator_version): position
+            for stream, e, position in zip(streams, events, positions, strict=True)
+        }
+        return accepted, ids, {(r.stream, r.version): r.hash for r in rows}
 
     def select_events(
         self,

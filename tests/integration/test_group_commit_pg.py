@@ -123,12 +123,11 @@ def test_a_save_that_collides_with_a_stored_event_is_refused(own_pg_app: Contain
     assert [e.originator_version for e in recorder.select_events(stream)] == [1, 2, 3, 4]
 
 
-def test_a_batch_is_three_round_trips(
-    own_pg_app: Container, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """BEGIN with the lock and the one read; the inserts; the chain rows with COMMIT.
-    (``conn.transaction()`` in pipeline mode nested pipelines that synced on entry and
-    exit: six.) A fetch is a flush request and a wait for the answer; leaving the
+def test_a_batch_is_two_round_trips(own_pg_app: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BEGIN with the lock and the one read (which also takes the notification ids);
+    the one insert of events, keys and chain rows with COMMIT (ADR 0071; three before
+    it, and ``conn.transaction()`` in pipeline mode nested pipelines that synced on entry
+    and exit: six). A fetch is a flush request and a wait for the answer; leaving the
     pipeline is a sync and a final fetch, one round trip."""
     from psycopg import _pipeline_base
 
@@ -151,7 +150,7 @@ def test_a_batch_is_three_round_trips(
     monkeypatch.setattr(_pipeline_base.BasePipeline, "_fetch_gen", counted_fetch)
     recorder.insert_events(events(stream, 3))
     monkeypatch.undo()
-    assert trips == ["flush", "flush", "sync", "flush"]  # read, inserts, chain + COMMIT
+    assert trips == ["flush", "sync", "flush"]  # read; events, keys, chain + COMMIT
     assert [e.originator_version for e in recorder.select_events(stream)] == [1, 2, 3, 4]
 
 

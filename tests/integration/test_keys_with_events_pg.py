@@ -4,7 +4,6 @@ it (ADR 0065): never an event without its key, and a refused save leaves no key 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import psycopg
 import pytest
@@ -12,6 +11,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from tests.support import file_report
+from yingke import chain
 from yingke.bootstrap import Container, conninfo
 from yingke.chain import ChainedPostgresRecorder
 from yingke.group_commit import Request
@@ -43,13 +43,12 @@ def test_a_save_that_fails_in_its_batch_leaves_no_key_of_a_new_buyer(
     own_pg_app: Container, own_pg: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recorder = recorder_of(own_pg_app)
+    assert recorder.group_commit
 
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("the batch failed after its inserts were sent")
-
-    # Fails inside the batch transaction, after the events (and the keys) were inserted.
-    monkeypatch.setattr(recorder, "_append_chain", broken)
-    with pytest.raises(RuntimeError):
+    # Fails inside the batch transaction, after the events (and the keys) were inserted:
+    # the statement sent in COMMIT's place fails, so the transaction never commits.
+    monkeypatch.setattr(chain, "_COMMIT", b"SELECT 1 / 0")
+    with pytest.raises(Exception, match="division by zero"):
         file_report(own_pg_app, "proj-k", "ch-1", "13800001111")
     assert stored_key(own_pg, client_id(own_pg_app, "proj-k", "13800001111")) is None
 
