@@ -4,6 +4,7 @@ it (ADR 0065): never an event without its key, and a refused save leaves no key 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import psycopg
 import pytest
@@ -151,3 +152,35 @@ def test_a_key_committed_under_an_epoch_a_rotation_destroyed_is_rewrapped(
     vault.keys_stored(keys)
     assert vault.epoch_of(stored_key(own_pg, subject) or b"") == vault._keys.epochs()[-1]
     assert vault.open(subject, token) == {"name": "李四"}
+
+
+def test_a_key_stored_outside_the_writer_after_its_read_fails_the_batch_whole(
+    own_pg_app: Container, own_pg: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the batch's read under the lock and its insert an import stores a key for
+    one of its subjects: the insert violates the key table's key, nothing of the batch
+    commits, and every request hears IntegrityError (its unit of work decides again)."""
+    recorder = recorder_of(own_pg_app)
+    vault = own_pg_app.vault
+    subject, other = uuid.uuid4(), uuid.uuid4()
+
+    def request(who: uuid.UUID) -> Request:
+        raw = AESGCM.generate_key(256)
+        key = NewKey(str(who), vault._wrap(str(who), raw), raw, AESGCM(raw))
+        return Request([StoredEvent(who, 1, "bench.synthetic:Event", b"{}")], [key])
+
+    imported = vault._wrap(str(subject), AESGCM.generate_key(256))
+    decide = chain.partition
+
+    def import_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        assert vault._store.put_if_absent(str(subject), imported) == imported
+        return decide(*args, **kwargs)
+
+    monkeypatch.setattr(chain, "partition", import_meanwhile)
+    first, second = request(subject), request(other)
+    with pytest.raises(IntegrityError):
+        recorder._write_batch([first, second])
+    monkeypatch.undo()
+    assert first.ids is None and second.ids is None
+    assert stored_key(own_pg, subject) == imported and stored_key(own_pg, other) is None
+    assert recorder.select_events(subject) == [] and recorder.select_events(other) == []
