@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from tests.support import file_report
-from yingke import chain
+from yingke import chain, group_commit
 from yingke.bootstrap import Container, conninfo
 from yingke.chain import ChainedPostgresRecorder
 from yingke.group_commit import Request
@@ -170,13 +170,14 @@ def test_a_key_stored_outside_the_writer_after_its_read_fails_the_batch_whole(
         return Request([StoredEvent(who, 1, "bench.synthetic:Event", b"{}")], [key])
 
     imported = vault._wrap(str(subject), AESGCM.generate_key(256))
-    decide = chain.partition
+    decide = group_commit.partition
 
     def import_meanwhile(*args: Any, **kwargs: Any) -> Any:
         assert vault._store.put_if_absent(str(subject), imported) == imported
         return decide(*args, **kwargs)
 
-    monkeypatch.setattr(chain, "partition", import_meanwhile)
+    # The writer's split of the batch runs between its read and its insert.
+    monkeypatch.setattr("yingke.chain.partition", import_meanwhile)
     first, second = request(subject), request(other)
     with pytest.raises(IntegrityError):
         recorder._write_batch([first, second])
