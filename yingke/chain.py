@@ -205,19 +205,22 @@ class Chained:
     def _append_chain(
         self, ops: _Ops, stored: Sequence[StoredEvent], positions: Sequence[int]
     ) -> list[ChainRow]:
-        in_batch = {(_uuid(s.originator_id), s.originator_version) for s in stored}
+        # Each event's stream as a UUID once (the batch's events arrive as StoredEvents).
+        streams = [_uuid(s.originator_id) for s in stored]
+        pairs = list(zip(streams, stored, strict=True))
+        in_batch = {(stream, s.originator_version) for stream, s in pairs}
         wanted = [
-            (_uuid(s.originator_id), s.originator_version - 1)
-            for s in stored
-            if s.originator_version > 1
-            and (_uuid(s.originator_id), s.originator_version - 1) not in in_batch
+            (stream, s.originator_version - 1)
+            for stream, s in pairs
+            if s.originator_version > 1 and (stream, s.originator_version - 1) not in in_batch
         ]
         known = ops.prev_hashes(wanted) if wanted else {}
         head = ops.log_head()
         prev_position, prev_log = head if head is not None else (0, GENESIS)
         rows: list[ChainRow] = []
-        for s, position in sorted(zip(stored, positions, strict=True), key=lambda p: p[1]):
-            stream = _uuid(s.originator_id)
+        for position, stream, s in sorted(
+            zip(positions, streams, stored, strict=True), key=lambda p: p[0]
+        ):
             if s.originator_version == 1:
                 prev = GENESIS
             else:
@@ -998,8 +1001,9 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
         accepted, ids, hashes = written
         # Committed: only now may the callers hear their ids.
         for request in accepted:
-            request.ids = [ids[k] for k in request.stream_versions()]
-            request.hashes = [hashes[k] for k in request.stream_versions()]
+            versions = request.stream_versions()
+            request.ids = [ids[k] for k in versions]
+            request.hashes = [hashes[k] for k in versions]
 
     def _write_batch_on(
         self, conn: Any, batch: Batch
