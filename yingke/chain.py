@@ -33,9 +33,10 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from psycopg import Cursor
-from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.rows import DictRow, tuple_row
+from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
 
+from yingke import pgarrays
 from yingke.group_commit import Batch, GroupWriter, partition, refuse
 from yingke.vault import TABLE as KEYS_TABLE
 from yingke.vault import NewKey
@@ -204,19 +205,22 @@ class Chained:
     def _append_chain(
         self, ops: _Ops, stored: Sequence[StoredEvent], positions: Sequence[int]
     ) -> list[ChainRow]:
-        in_batch = {(_uuid(s.originator_id), s.originator_version) for s in stored}
+        # Each event's stream as a UUID once (the batch's events arrive as StoredEvents).
+        streams = [_uuid(s.originator_id) for s in stored]
+        pairs = list(zip(streams, stored, strict=True))
+        in_batch = {(stream, s.originator_version) for stream, s in pairs}
         wanted = [
-            (_uuid(s.originator_id), s.originator_version - 1)
-            for s in stored
-            if s.originator_version > 1
-            and (_uuid(s.originator_id), s.originator_version - 1) not in in_batch
+            (stream, s.originator_version - 1)
+            for stream, s in pairs
+            if s.originator_version > 1 and (stream, s.originator_version - 1) not in in_batch
         ]
         known = ops.prev_hashes(wanted) if wanted else {}
         head = ops.log_head()
         prev_position, prev_log = head if head is not None else (0, GENESIS)
         rows: list[ChainRow] = []
-        for s, position in sorted(zip(stored, positions, strict=True), key=lambda p: p[1]):
-            stream = _uuid(s.originator_id)
+        for position, stream, s in sorted(
+            zip(positions, streams, stored, strict=True), key=lambda p: p[0]
+        ):
             if s.originator_version == 1:
                 prev = GENESIS
             else:
@@ -555,83 +559,160 @@ class ChainedSQLiteRecorder(Chained, SQLiteApplicationRecorder):
 # ------------------------------------------------------------------ PostgreSQL
 
 _REPEATABLE_READ = SQL("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-_BEGIN = SQL("BEGIN")
-_COMMIT = SQL("COMMIT")
+_BEGIN = b"BEGIN"
+_COMMIT = b"COMMIT"
 
 
-class _PostgresOps:
-    def __init__(self, curs: Cursor[DictRow], schema: str) -> None:
-        self.curs = curs
-        self.chain = Identifier(schema, CHAIN_TABLE)
-        self.checkpoints = Identifier(schema, CHECKPOINT_TABLE)
+class _Statement:
+    """A statement rendered to bytes once, on first use, with that connection's quoting.
 
-    def prev_hashes(self, keys: list[tuple[uuid.UUID, int]]) -> dict[tuple[uuid.UUID, int], bytes]:
-        self.curs.execute(
+    psycopg renders a ``Composed`` again on every execute (walking its parts, quoting
+    each identifier): several per cent of the process's CPU for statements that never
+    change (issue 15). Bytes go straight to psycopg's cache of parsed queries.
+    """
+
+    __slots__ = ("_composed", "_rendered")
+
+    def __init__(self, composed: Composable | str | bytes | Any) -> None:
+        if not isinstance(composed, Composable | str | bytes):
+            raise TypeError(f"cannot render {type(composed).__name__} once")
+        self._composed = composed
+        self._rendered: bytes | None = None
+
+    def on(self, context: Any) -> bytes:
+        """``context``: a connection or cursor of the database the statement is for."""
+        rendered = self._rendered
+        if rendered is None:
+            # The arrays in yingke.pgarrays encode text as UTF-8.
+            encoding = context.connection.info.encoding
+            if encoding != "utf-8":
+                raise RuntimeError(f"the event store needs a UTF-8 connection, not {encoding}")
+            query = self._composed
+            if isinstance(query, Composable):
+                rendered = query.as_bytes(context)
+            else:
+                rendered = query.encode() if isinstance(query, str) else query
+            self._rendered = rendered
+        return rendered
+
+
+class _ChainStatements:
+    """The chain table's statements for one schema, each rendered once."""
+
+    def __init__(self, schema: str) -> None:
+        chain = Identifier(schema, CHAIN_TABLE)
+        checkpoints = Identifier(schema, CHECKPOINT_TABLE)
+        self.prev_hashes = _Statement(
             SQL(
                 "SELECT c.originator_id, c.originator_version, c.hash FROM {} c "
-                "JOIN unnest(%s::uuid[], %s::bigint[]) AS k(id, v) "
+                "JOIN unnest(%b::uuid[], %b::bigint[]) AS k(id, v) "
                 "ON c.originator_id = k.id AND c.originator_version = k.v"
-            ).format(self.chain),
-            ([k[0] for k in keys], [k[1] for k in keys]),
+            ).format(chain)
         )
-        return {
-            (_uuid(r["originator_id"]), int(r["originator_version"])): bytes(r["hash"])
-            for r in self.curs.fetchall()
-        }
-
-    def log_head(self) -> tuple[int, bytes] | None:
-        self.curs.execute(
-            SQL("SELECT position, log_hash FROM {} ORDER BY position DESC LIMIT 1").format(
-                self.chain
-            )
+        self.log_head = _Statement(
+            SQL("SELECT position, log_hash FROM {} ORDER BY position DESC LIMIT 1").format(chain)
         )
-        row = self.curs.fetchone()
-        return (int(row["position"]), bytes(row["log_hash"])) if row else None
-
-    def insert_rows(self, rows: list[ChainRow]) -> None:
         # One statement for the whole batch: a group commit of thousands of events stays
         # one round trip (and executemany results confuse the pipeline's next fetch).
         # Binary parameters: text-format bytea arrays cost more than hashing the events.
-        self.curs.execute(
+        self.insert_rows = _Statement(
             SQL(
                 "INSERT INTO {} SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::bigint[], "
                 "%b::bytea[], %b::bytea[], %b::bytea[])"
-            ).format(self.chain),
+            ).format(chain)
+        )
+        self.last_checkpoint = _Statement(
+            SQL("SELECT position, signed_at FROM {} ORDER BY position DESC LIMIT 1").format(
+                checkpoints
+            )
+        )
+        self.insert_checkpoint = _Statement(
+            SQL(
+                "INSERT INTO {} VALUES (%s, %s, %s, %s, %s) ON CONFLICT (position) DO NOTHING"
+            ).format(checkpoints)
+        )
+
+
+_chain_statements: dict[str, _ChainStatements] = {}
+
+
+def _statements_for(schema: str) -> _ChainStatements:
+    found = _chain_statements.get(schema)
+    if found is None:
+        # setdefault: two threads racing here share one.
+        found = _chain_statements.setdefault(schema, _ChainStatements(schema))
+    return found
+
+
+class _PostgresOps:
+    def __init__(self, curs: Cursor[Any], schema: str) -> None:
+        self.curs = curs
+        self.sql = _statements_for(schema)
+
+    def prev_hashes(self, keys: list[tuple[uuid.UUID, int]]) -> dict[tuple[uuid.UUID, int], bytes]:
+        curs = self.curs
+        curs.execute(
+            self.sql.prev_hashes.on(curs),
+            (pgarrays.uuids([k[0] for k in keys]), pgarrays.int8s([k[1] for k in keys])),
+        )
+        # The cursor's row factory may be the library's dict_row or tuple_row: read both.
+        return {(_uuid(r[0]), int(r[1])): bytes(r[2]) for r in map(_values, curs.fetchall())}
+
+    def log_head(self) -> tuple[int, bytes] | None:
+        curs = self.curs
+        curs.execute(self.sql.log_head.on(curs))
+        row = curs.fetchone()
+        if row is None:
+            return None
+        position, digest = _values(row)
+        return int(position), bytes(digest)
+
+    def insert_rows(self, rows: list[ChainRow]) -> None:
+        curs = self.curs
+        curs.execute(
+            self.sql.insert_rows.on(curs),
             (
-                [r.stream for r in rows],
-                [r.version for r in rows],
-                [r.position for r in rows],
-                [r.prev_hash for r in rows],
-                [r.hash for r in rows],
-                [r.log_hash for r in rows],
+                pgarrays.uuids([r.stream for r in rows]),
+                pgarrays.int8s([r.version for r in rows]),
+                pgarrays.int8s([r.position for r in rows]),
+                pgarrays.byteas([r.prev_hash for r in rows]),
+                pgarrays.byteas([r.hash for r in rows]),
+                pgarrays.byteas([r.log_hash for r in rows]),
             ),
         )
 
     def last_checkpoint(self) -> tuple[int, float] | None:
-        self.curs.execute(
-            SQL("SELECT position, signed_at FROM {} ORDER BY position DESC LIMIT 1").format(
-                self.checkpoints
-            )
-        )
-        row = self.curs.fetchone()
-        return (int(row["position"]), float(row["signed_at"])) if row else None
+        curs = self.curs
+        curs.execute(self.sql.last_checkpoint.on(curs))
+        row = curs.fetchone()
+        if row is None:
+            return None
+        position, signed_at = _values(row)
+        return int(position), float(signed_at)
 
     def insert_checkpoint(self, cp: Checkpoint) -> None:
-        self.curs.execute(
-            SQL(
-                "INSERT INTO {} VALUES (%s, %s, %s, %s, %s) ON CONFLICT (position) DO NOTHING"
-            ).format(self.checkpoints),
+        curs = self.curs
+        curs.execute(
+            self.sql.insert_checkpoint.on(curs),
             (cp.position, cp.log_hash, cp.signed_at, cp.key_id, cp.signature),
         )
 
 
+def _values(row: Any) -> tuple[Any, ...]:
+    """A row's values in column order, whether the cursor makes tuples or dicts."""
+    return row if isinstance(row, tuple) else tuple(row.values())
+
+
 class _PrefetchedOps:
     """The chain's reads answered from one statement sent with the batch's conflict
-    check (``ChainedPostgresRecorder._write_batch``); writes go to ``ops``.
+    check (``ChainedPostgresRecorder._write_batch``); its rows are kept for the batch's
+    insert, a checkpoint goes to ``ops``.
 
     Under the table lock nobody else appends, so what that statement read stays true
     until the batch commits: the chain's reads cost no round trips of their own.
     """
+
+    rows: list[ChainRow] | None = None
 
     def __init__(
         self,
@@ -649,7 +730,8 @@ class _PrefetchedOps:
         return self._head
 
     def insert_rows(self, rows: list[ChainRow]) -> None:
-        self._ops.insert_rows(rows)
+        # Sent with the events, in the batch's one insert statement.
+        self.rows = rows
 
     def last_checkpoint(self) -> tuple[int, float] | None:
         return self._checkpoint
@@ -707,54 +789,113 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
         # kind 0, the (stream, version) pairs of the batch already stored (conflicts);
         # kind 1, the chain hashes of the events just before the batch's; kind 2, the log
         # head; kind 3, the last checkpoint; kind 4, the subjects of the batch's new keys
-        # that have a key already.
-        self._taken_statement = SQL(
-            "SELECT 0 AS kind, e.originator_id AS id, e.originator_version AS v, "
-            "NULL::bytea AS h, NULL::float8 AS t, NULL::text AS s FROM {events} e "
-            "JOIN unnest(%s::uuid[], %s::bigint[]) AS k(id, v) "
-            "ON e.originator_id = k.id AND e.originator_version = k.v "
-            "UNION ALL "
-            "SELECT 1, c.originator_id, c.originator_version, c.hash, NULL, NULL FROM {chain} c "
-            "JOIN unnest(%s::uuid[], %s::bigint[]) AS k(id, v) "
-            "ON c.originator_id = k.id AND c.originator_version = k.v "
-            "UNION ALL "
-            "(SELECT 2, NULL, position, log_hash, NULL, NULL FROM {chain} "
-            "ORDER BY position DESC LIMIT 1) "
-            "UNION ALL "
-            "(SELECT 3, NULL, position, NULL, signed_at, NULL FROM {checkpoints} "
-            "ORDER BY position DESC LIMIT 1) "
-            "UNION ALL "
-            "SELECT 4, NULL, NULL, NULL, NULL, subject FROM {keys} WHERE subject = ANY(%s::text[])"
-        ).format(
-            events=table,
-            chain=Identifier(self.datastore.schema, CHAIN_TABLE),
-            checkpoints=Identifier(self.datastore.schema, CHECKPOINT_TABLE),
-            # Unqualified, as the vault's key store names it (same database).
-            keys=Identifier(KEYS_TABLE),
+        # that have a key already; kind 5, a notification id for each event of the batch,
+        # taken from the table's own sequence under the lock (ids in the order taken are
+        # the order of commit, as when the insert's default took them).
+        self._taken_statement = _Statement(
+            SQL(
+                "SELECT 0 AS kind, e.originator_id AS id, e.originator_version AS v, "
+                "NULL::bytea AS h, NULL::float8 AS t, NULL::text AS s FROM {events} e "
+                "JOIN unnest(%b::uuid[], %b::bigint[]) AS k(id, v) "
+                "ON e.originator_id = k.id AND e.originator_version = k.v "
+                "UNION ALL "
+                "SELECT 1, c.originator_id, c.originator_version, c.hash, NULL, NULL "
+                "FROM {chain} c JOIN unnest(%b::uuid[], %b::bigint[]) AS k(id, v) "
+                "ON c.originator_id = k.id AND c.originator_version = k.v "
+                "UNION ALL "
+                "(SELECT 2, NULL, position, log_hash, NULL, NULL FROM {chain} "
+                "ORDER BY position DESC LIMIT 1) "
+                "UNION ALL "
+                "(SELECT 3, NULL, position, NULL, signed_at, NULL FROM {checkpoints} "
+                "ORDER BY position DESC LIMIT 1) "
+                "UNION ALL "
+                "SELECT 4, NULL, NULL, NULL, NULL, subject FROM {keys} "
+                "WHERE subject = ANY(%b::text[]) "
+                "UNION ALL "
+                "SELECT 5, NULL, nextval(q.seq), NULL, NULL, NULL FROM (SELECT "
+                "pg_get_serial_sequence({events_name}, 'notification_id')::regclass AS seq) q, "
+                "generate_series(1, %s::int8)"
+            ).format(
+                events=table,
+                events_name=Literal(table.as_string(None)),
+                chain=Identifier(self.datastore.schema, CHAIN_TABLE),
+                checkpoints=Identifier(self.datastore.schema, CHECKPOINT_TABLE),
+                # Unqualified, as the vault's key store names it (same database).
+                keys=Identifier(KEYS_TABLE),
+            )
         )
-        # A subject that got a key between the read above and this insert (a key stored
-        # outside the writer: an import) is not inserted; the batch then fails whole.
-        self._keys_statement = SQL(
-            "INSERT INTO {} (subject, wrapped) SELECT * FROM unnest(%b::text[], %b::bytea[]) "
-            "ON CONFLICT DO NOTHING RETURNING subject"
-        ).format(Identifier(KEYS_TABLE))
-        self._append_statement = SQL(
-            "INSERT INTO {} (originator_id, originator_version, topic, state) "
-            # Binary arrays: quoting every state as text was a third of the insert (ADR 0047).
-            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
-            "RETURNING notification_id, originator_id, originator_version"
-        ).format(table)
+        # The batch's events, the subject keys they are sealed under and their chain rows
+        # in one statement, sent with COMMIT (ADR 0071): the ids were taken by the read
+        # above, so the chain needs nothing back from the insert. A subject that got a key
+        # between that read and this insert (a key stored outside the writer: an import)
+        # violates the key table's primary key and the batch fails whole, before COMMIT.
+        # Binary arrays: quoting every state as text was a third of the insert (ADR 0047).
+        self._insert_statement = _Statement(
+            SQL(
+                "WITH e AS (INSERT INTO {events} "
+                "(notification_id, originator_id, originator_version, topic, state) "
+                "SELECT * FROM unnest(%b::bigint[], %b::uuid[], %b::bigint[], %b::text[], "
+                "%b::bytea[])), "
+                "k AS (INSERT INTO {keys} (subject, wrapped) "
+                "SELECT * FROM unnest(%b::text[], %b::bytea[])) "
+                "INSERT INTO {chain} SELECT * FROM unnest(%b::uuid[], %b::bigint[], "
+                "%b::bigint[], %b::bytea[], %b::bytea[], %b::bytea[])"
+            ).format(
+                events=table,
+                keys=Identifier(KEYS_TABLE),
+                chain=Identifier(self.datastore.schema, CHAIN_TABLE),
+            )
+        )
+        self._lock_statements = [_Statement(q) for q in self.lock_table_statements]
+        notify = SQL("NOTIFY {}").format(Identifier(self.channel_name))
+        self._notify_statement = _Statement(notify)
+        # The library's lock statements and the notification, as one statement for the
+        # batch: each statement sent costs the writer ~30 µs of Python in psycopg, and
+        # these three only ever follow each other. A DO block runs in the transaction
+        # that BEGIN opened, so SET LOCAL, the lock and the NOTIFY mean what they did.
+        parts: list[Composable] = [SQL("DO $yingke$BEGIN ")]
+        for statement in [*self.lock_table_statements, notify]:
+            if isinstance(statement, bytes):
+                statement = statement.decode()
+            if isinstance(statement, str):
+                statement = SQL(statement)
+            if not isinstance(statement, Composable):
+                raise TypeError(f"cannot put {type(statement).__name__} in a DO block")
+            parts += [statement, SQL("; ")]
+        self._lock_and_notify = _Statement(Composed([*parts, SQL("END$yingke$")]))
+        # select_events' statement for each combination of bounds given.
+        self._select_statements: dict[tuple[bool, bool, bool, bool], _Statement] = {}
+        self._watched_statement = _Statement(
+            SQL(
+                "WITH head AS (SELECT COALESCE(MAX(notification_id), 0) AS h FROM {t}) "
+                "SELECT 0 AS kind, h AS id, NULL::uuid AS stream FROM head "
+                "UNION ALL "
+                "(SELECT 1, e.notification_id, e.originator_id FROM {t} e, head "
+                "WHERE e.notification_id > %s AND e.notification_id <= head.h "
+                "AND e.topic = ANY(%b) ORDER BY e.notification_id LIMIT %s)"
+            ).format(t=table)
+        )
         self.writer = GroupWriter(self._write_batch)
         # The vault, when a unit of work's new subject keys are stored with its events.
         self.new_keys: KeySource | None = None
-        self._insert_columns = SQL(
-            "INSERT INTO {} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%b::{}[], %b::bigint[], %b::text[], %b::bytea[]) "
-            "RETURNING notification_id"
-        ).format(
-            Identifier(self.datastore.schema, self.events_table_name),
-            Identifier(self.datastore.originator_id_type),
+        self._insert_columns = _Statement(
+            SQL(
+                "INSERT INTO {} (originator_id, originator_version, topic, state) "
+                "SELECT * FROM unnest(%b::{}[], %b::bigint[], %b::text[], %b::bytea[]) "
+                "RETURNING notification_id"
+            ).format(
+                Identifier(self.datastore.schema, self.events_table_name),
+                Identifier(self.datastore.originator_id_type),
+            )
         )
+
+    def _lock_table(self, curs: Cursor[Any]) -> None:
+        # The library's statements, rendered once (it renders them on every append).
+        for statement in self._lock_statements:
+            curs.execute(statement.on(curs), prepare=True)
+
+    def _notify_channel(self, curs: Cursor[Any]) -> None:
+        curs.execute(self._notify_statement.on(curs))
 
     # False: each save appends in its own transaction, as eventsourcing does (kept so the
     # benchmark can compare both in one run).
@@ -803,15 +944,14 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
         self._notify_channel(curs)
         uuid_ids = self.datastore.originator_id_type == "uuid"
         curs.execute(
-            self._insert_columns,
+            self._insert_columns.on(curs),
             (
-                [
-                    _uuid(s.originator_id) if uuid_ids else str(s.originator_id)
-                    for s in stored_events
-                ],
-                [s.originator_version for s in stored_events],
-                [s.topic for s in stored_events],
-                [s.state for s in stored_events],
+                pgarrays.uuids([_uuid(s.originator_id) for s in stored_events])
+                if uuid_ids
+                else pgarrays.texts([str(s.originator_id) for s in stored_events]),
+                pgarrays.int8s([s.originator_version for s in stored_events]),
+                pgarrays.texts([s.topic for s in stored_events]),
+                pgarrays.byteas([s.state for s in stored_events]),
             ),
         )
 
@@ -832,20 +972,15 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
         to it: (position, stream) ascending. One statement, so one snapshot and one round
         trip for what ``max_notification_id`` and ``select_notifications`` read in two
         (``domain.services.watched`` calls it before every authenticated request)."""
-        table = Identifier(self.datastore.schema, self.events_table_name)
-        statement = SQL(
-            "WITH head AS (SELECT COALESCE(MAX(notification_id), 0) AS h FROM {t}) "
-            "SELECT 0 AS kind, h AS id, NULL::uuid AS stream FROM head "
-            "UNION ALL "
-            "(SELECT 1, e.notification_id, e.originator_id FROM {t} e, head "
-            "WHERE e.notification_id > %s AND e.notification_id <= head.h "
-            "AND e.topic = ANY(%s) ORDER BY e.notification_id LIMIT %s)"
-        ).format(t=table)
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(statement, (start, list(topics), limit), prepare=True)
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(
+                self._watched_statement.on(conn),
+                (start, pgarrays.texts(topics), limit),
+                prepare=True,
+            )
             rows = curs.fetchall()
-        head = next(int(r["id"]) for r in rows if r["kind"] == 0)
-        found = sorted((int(r["id"]), _uuid(r["stream"])) for r in rows if r["kind"] == 1)
+        head = next(r[1] for r in rows if r[0] == 0)
+        found = sorted((r[1], r[2]) for r in rows if r[0] == 1)
         return head, found
 
     def close_writer(self) -> None:
@@ -866,34 +1001,35 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
         accepted, ids, hashes = written
         # Committed: only now may the callers hear their ids.
         for request in accepted:
-            request.ids = [ids[k] for k in request.stream_versions()]
-            request.hashes = [hashes[k] for k in request.stream_versions()]
+            versions = request.stream_versions()
+            request.ids = [ids[k] for k in versions]
+            request.hashes = [hashes[k] for k in versions]
 
     def _write_batch_on(
         self, conn: Any, batch: Batch
     ) -> tuple[Batch, dict[tuple[uuid.UUID, int], int], dict[tuple[uuid.UUID, int], bytes]] | None:
-        """Three round trips: BEGIN, lock and the one read; the inserts; the chain rows
-        with COMMIT. BEGIN and COMMIT are sent as statements: ``conn.transaction()`` in
-        pipeline mode nests pipelines that sync on entry and exit, six round trips in all
-        (issue 15)."""
+        """Two round trips: BEGIN, the lock and the one read; the one insert with COMMIT.
+        BEGIN and COMMIT are sent as statements: ``conn.transaction()`` in pipeline mode
+        nests pipelines that sync on entry and exit (issue 15, ADR 0071)."""
         keys = [k for request in batch for k in request.stream_versions()]
         subjects = [k.subject for request in batch for k in request.keys]
-        with conn.pipeline(), conn.cursor() as curs:
+        # Tuple rows: the library's dict rows cost a dict per row, keyed by column name.
+        with conn.pipeline(), conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(_BEGIN)
-            self._lock_table(curs)
-            self._notify_channel(curs)
+            curs.execute(self._lock_and_notify.on(curs), prepare=True)
             # Under the lock nobody else appends: what is stored now stays stored
             # until this transaction commits, so the check below is exact, and so
             # are the chain's predecessors, head and last checkpoint read with it.
             before = [(k[0], k[1] - 1) for k in keys if k[1] > 1]
             curs.execute(
-                self._taken_statement,
+                self._taken_statement.on(curs),
                 (
-                    [k[0] for k in keys],
-                    [k[1] for k in keys],
-                    [k[0] for k in before],
-                    [k[1] for k in before],
-                    subjects,
+                    pgarrays.uuids([k[0] for k in keys]),
+                    pgarrays.int8s([k[1] for k in keys]),
+                    pgarrays.uuids([k[0] for k in before]),
+                    pgarrays.int8s([k[1] for k in before]),
+                    pgarrays.texts(subjects),
+                    len(keys),
                 ),
             )
             stored: set[tuple[uuid.UUID, int]] = set()
@@ -901,17 +1037,22 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
             known: dict[tuple[uuid.UUID, int], bytes] = {}
             head: tuple[int, bytes] | None = None
             checkpoint: tuple[int, float] | None = None
-            for r in curs.fetchall():
-                if r["kind"] == 0:
-                    stored.add((_uuid(r["id"]), int(r["v"])))
-                elif r["kind"] == 1:
-                    known[(_uuid(r["id"]), int(r["v"]))] = bytes(r["h"])
-                elif r["kind"] == 2:
-                    head = (int(r["v"]), bytes(r["h"]))
-                elif r["kind"] == 3:
-                    checkpoint = (int(r["v"]), float(r["t"]))
+            taken: list[int] = []
+            # (kind, id, v, h, t, s): uuid, bigint, bytea, float8 and text load as
+            # UUID, int, bytes, float and str.
+            for kind, stream, version, digest, signed_at, subject in curs.fetchall():
+                if kind == 0:
+                    stored.add((stream, version))
+                elif kind == 1:
+                    known[(stream, version)] = digest
+                elif kind == 2:
+                    head = (version, digest)
+                elif kind == 3:
+                    checkpoint = (version, signed_at)
+                elif kind == 4:
+                    keyed.add(subject)
                 else:
-                    keyed.add(str(r["s"]))
+                    taken.append(version)
             accepted, refused = partition(batch, stored, keyed)
             for request in refused:
                 refuse(request)
@@ -921,42 +1062,44 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
                 # prepared statements mid-pipeline ("prepared statement does not exist").
                 curs.execute(_COMMIT)
                 return None
+            # In batch order, as the insert's default would have numbered them; the ids
+            # of refused requests' events stay unused (a gap, as a rollback leaves).
+            taken.sort()
+            streams = [_uuid(e.originator_id) for e in events]
+            positions = taken[: len(events)]
+            ops = _PrefetchedOps(_PostgresOps(curs, self.datastore.schema), known, head, checkpoint)
+            self._append_chain(ops, events, positions)
+            rows = ops.rows
+            assert rows is not None
             new_keys = [k for request in accepted for k in request.keys]
-            if new_keys:
-                # Sent with the events' insert below: the pipeline carries both in
-                # one round trip, and both commit or neither does.
-                key_cursor = conn.cursor()
-                key_cursor.execute(
-                    self._keys_statement,
-                    ([k.subject for k in new_keys], [k.wrapped for k in new_keys]),
-                )
+            stream_ids = pgarrays.uuids(streams)
+            versions = pgarrays.int8s([e.originator_version for e in events])
             curs.execute(
-                self._append_statement,
+                self._insert_statement.on(curs),
                 (
-                    [_uuid(e.originator_id) for e in events],
-                    [e.originator_version for e in events],
-                    [e.topic for e in events],
-                    [e.state for e in events],
+                    pgarrays.int8s(positions),
+                    stream_ids,
+                    versions,
+                    pgarrays.texts([e.topic for e in events]),
+                    pgarrays.byteas([e.state for e in events]),
+                    pgarrays.texts([k.subject for k in new_keys]),
+                    pgarrays.byteas([k.wrapped for k in new_keys]),
+                    pgarrays.uuids([r.stream for r in rows]),
+                    pgarrays.int8s([r.version for r in rows]),
+                    pgarrays.int8s([r.position for r in rows]),
+                    pgarrays.byteas([r.prev_hash for r in rows]),
+                    pgarrays.byteas([r.hash for r in rows]),
+                    pgarrays.byteas([r.log_hash for r in rows]),
                 ),
             )
-            ids = {
-                (_uuid(r["originator_id"]), int(r["originator_version"])): int(r["notification_id"])
-                for r in curs.fetchall()
-            }
-            if new_keys and len(key_cursor.fetchall()) != len(new_keys):
-                # Rolls the whole batch back; every caller decides again (and reads
-                # the key that is stored now).
-                raise IntegrityError("a subject key was stored outside the writer first")
-            positions = [ids[(_uuid(e.originator_id), e.originator_version)] for e in events]
-            ops = _PostgresOps(curs, self.datastore.schema)
-            rows = self._append_chain(
-                _PrefetchedOps(ops, known, head, checkpoint), events, positions
-            )
-            hashes = {(r.stream, r.version): r.hash for r in rows}
             curs.execute(_COMMIT)
-            # Leaving the block syncs the pipeline: COMMIT is sent and answered (or
-            # raises) before this returns.
-            return accepted, ids, hashes
+            # Leaving the block syncs the pipeline: the insert and COMMIT are sent and
+            # answered (or raise) before this returns.
+        ids = {
+            (stream, e.originator_version): position
+            for stream, e, position in zip(streams, events, positions, strict=True)
+        }
+        return accepted, ids, {(r.stream, r.version): r.hash for r in rows}
 
     def select_events(
         self,
@@ -968,50 +1111,61 @@ class ChainedPostgresRecorder(Chained, PostgresApplicationRecorder):
         limit: int | None = None,
     ) -> Sequence[StoredEvent]:
         stream = _uuid(originator_id)
-        bounds, params = _select_bounds(gt, lte, desc, limit, "%s")
-        events = Identifier(self.datastore.schema, self.events_table_name)
-        chain_table = Identifier(self.datastore.schema, CHAIN_TABLE)
-        # One statement sees one snapshot, so the events and their chain entries are read
-        # together in a single round trip (no REPEATABLE READ transaction around two
-        # reads). The chain is read from just below the lowest version returned.
-        statement = SQL(
-            "WITH ev AS (SELECT notification_id, originator_version, topic, state FROM {} "
-            "WHERE originator_id = %s" + bounds + ") "
-            "SELECT 0 AS kind, notification_id AS position, originator_version, topic, state, "
-            "NULL::bytea AS prev_hash, NULL::bytea AS hash FROM ev "
-            "UNION ALL "
-            "SELECT 1, position, originator_version, NULL, NULL, prev_hash, hash FROM {} "
-            "WHERE originator_id = %s AND originator_version >= "
-            "(SELECT COALESCE(MIN(originator_version), %s) - 1 FROM ev)"
-        ).format(events, chain_table)
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(statement, [stream, *params, stream, (gt or 0) + 1], prepare=True)
+        shape = (gt is None, lte is None, desc, limit is None)
+        statement = self._select_statements.get(shape)
+        if statement is None:
+            statement = self._select_statements.setdefault(
+                shape, self._select_statement(gt, lte, desc, limit)
+            )
+        _, params = _select_bounds(gt, lte, desc, limit, "%s")
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(statement.on(conn), [stream, *params, stream, (gt or 0) + 1], prepare=True)
             found = curs.fetchall()
-        rows = [
-            (
-                int(r["position"]),
-                StoredEvent(
-                    originator_id=stream,
-                    originator_version=int(r["originator_version"]),
-                    topic=r["topic"],
-                    state=bytes(r["state"]),
-                ),
-            )
-            for r in found
-            if r["kind"] == 0
-        ]
-        chain = {
-            int(r["originator_version"]): (
-                int(r["position"]),
-                bytes(r["prev_hash"]),
-                bytes(r["hash"]),
-            )
-            for r in found
-            if r["kind"] == 1
-        }
+        rows: list[tuple[int, StoredEvent]] = []
+        chain: dict[int, tuple[int, bytes, bytes]] = {}
+        # (kind, position, version, topic, state, prev_hash, hash): bigint and bytea load
+        # as int and bytes.
+        for kind, position, version, topic, state, prev, own in found:
+            if kind == 0:
+                rows.append(
+                    (
+                        position,
+                        StoredEvent(
+                            originator_id=stream,
+                            originator_version=version,
+                            topic=topic,
+                            state=state,
+                        ),
+                    )
+                )
+            else:
+                chain[version] = (position, prev, own)
         if lte is not None:
             chain = {v: row for v, row in chain.items() if v <= lte}
         return self._verified(stream, rows, chain, gt=gt, lte=lte, desc=desc, limit=limit)
+
+    def _select_statement(
+        self, gt: int | None, lte: int | None, desc: bool, limit: int | None
+    ) -> _Statement:
+        bounds, _ = _select_bounds(gt, lte, desc, limit, "%s")
+        # One statement sees one snapshot, so the events and their chain entries are read
+        # together in a single round trip (no REPEATABLE READ transaction around two
+        # reads). The chain is read from just below the lowest version returned.
+        return _Statement(
+            SQL(
+                "WITH ev AS (SELECT notification_id, originator_version, topic, state FROM {} "
+                "WHERE originator_id = %s" + bounds + ") "
+                "SELECT 0 AS kind, notification_id AS position, originator_version, topic, "
+                "state, NULL::bytea AS prev_hash, NULL::bytea AS hash FROM ev "
+                "UNION ALL "
+                "SELECT 1, position, originator_version, NULL, NULL, prev_hash, hash FROM {} "
+                "WHERE originator_id = %s AND originator_version >= "
+                "(SELECT COALESCE(MIN(originator_version), %s) - 1 FROM ev)"
+            ).format(
+                Identifier(self.datastore.schema, self.events_table_name),
+                Identifier(self.datastore.schema, CHAIN_TABLE),
+            )
+        )
 
     def select_heads(
         self, ids: Sequence[uuid.UUID], upto: int

@@ -123,12 +123,11 @@ def test_a_save_that_collides_with_a_stored_event_is_refused(own_pg_app: Contain
     assert [e.originator_version for e in recorder.select_events(stream)] == [1, 2, 3, 4]
 
 
-def test_a_batch_is_three_round_trips(
-    own_pg_app: Container, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """BEGIN with the lock and the one read; the inserts; the chain rows with COMMIT.
-    (``conn.transaction()`` in pipeline mode nested pipelines that synced on entry and
-    exit: six.) A fetch is a flush request and a wait for the answer; leaving the
+def test_a_batch_is_two_round_trips(own_pg_app: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BEGIN with the lock and the one read (which also takes the notification ids);
+    the one insert of events, keys and chain rows with COMMIT (ADR 0071; three before
+    it, and ``conn.transaction()`` in pipeline mode nested pipelines that synced on entry
+    and exit: six). A fetch is a flush request and a wait for the answer; leaving the
     pipeline is a sync and a final fetch, one round trip."""
     from psycopg import _pipeline_base
 
@@ -151,5 +150,69 @@ def test_a_batch_is_three_round_trips(
     monkeypatch.setattr(_pipeline_base.BasePipeline, "_fetch_gen", counted_fetch)
     recorder.insert_events(events(stream, 3))
     monkeypatch.undo()
-    assert trips == ["flush", "flush", "sync", "flush"]  # read, inserts, chain + COMMIT
+    assert trips == ["flush", "sync", "flush"]  # read; events, keys, chain + COMMIT
     assert [e.originator_version for e in recorder.select_events(stream)] == [1, 2, 3, 4]
+
+
+def test_a_batch_notifies_the_stores_channel_when_it_commits(own_pg_app: Container) -> None:
+    """The lock and the NOTIFY go as one statement in the batch (issue 15): listeners on
+    the library's channel (other processes' followers) still hear every append."""
+    recorder = own_pg_app.store.recorder
+    assert isinstance(recorder, ChainedPostgresRecorder)
+    with psycopg.connect(conninfo(own_pg_app.settings), autocommit=True) as listener:
+        listener.execute(f'LISTEN "{recorder.channel_name}"')
+        recorder.insert_events(events(uuid.uuid4(), 1))
+        heard = list(listener.notifies(timeout=30, stop_after=1))
+    assert [n.channel for n in heard] == [recorder.channel_name]
+
+
+def test_a_batch_gives_up_on_the_table_lock_after_the_stores_lock_timeout(
+    own_pg_app: Container, own_pg: Settings
+) -> None:
+    """The library's ``SET LOCAL lock_timeout`` still applies to the batch's lock."""
+    shared = own_pg_app.store.recorder
+    assert isinstance(shared, ChainedPostgresRecorder)
+    shared.datastore.lock_timeout = 1
+    recorder = ChainedPostgresRecorder(shared.datastore, events_table_name=shared.events_table_name)
+    outcome: list[BaseException] = []
+
+    def save() -> None:
+        try:
+            recorder.insert_events(events(uuid.uuid4(), 1))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    blocker = psycopg.connect(conninfo(own_pg))
+    saver = threading.Thread(target=save)
+    try:
+        blocker.execute(f"LOCK TABLE {shared.events_table_name} IN EXCLUSIVE MODE")
+        saver.start()
+        # Without the timeout the save would wait for the blocker: fail, do not hang.
+        wait_until(lambda: not saver.is_alive(), message="the save to give up on the lock")
+    finally:
+        blocker.rollback()
+        blocker.close()
+        saver.join(timeout=30)
+        recorder.close_writer()
+    assert len(outcome) == 1 and "lock timeout" in str(outcome[0])
+
+
+def test_without_group_commit_a_save_appends_and_chains_in_its_own_transaction(
+    own_pg_app: Container,
+) -> None:
+    """The benchmark's baseline path (the library's insert with our statements, read
+    through dict rows) stores and chains what the writer would."""
+    recorder = own_pg_app.store.recorder
+    assert isinstance(recorder, ChainedPostgresRecorder)
+    recorder.group_commit = False
+    stream = uuid.uuid4()
+    first = list(recorder.insert_events(events(stream, 1)) or [])
+    second = list(recorder.insert_events(events(stream, 3)) or [])
+    assert first < second and len(first + second) == 4
+    assert [e.originator_version for e in recorder.select_events(stream)] == [1, 2, 3, 4]
+    for version in (1, 2, 3, 4):
+        assert recorder.written_hash(stream, version) == (
+            chain_hash(recorder, stream, version) if version > 2 else None
+        )
+    report = verify_log(recorder, own_pg_app.key_dir, start=first[0])
+    assert report.events == 4 and report.head_position == second[-1]

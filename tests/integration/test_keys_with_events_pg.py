@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from tests.support import file_report
+from yingke import chain, group_commit
 from yingke.bootstrap import Container, conninfo
 from yingke.chain import ChainedPostgresRecorder
 from yingke.group_commit import Request
@@ -43,13 +44,12 @@ def test_a_save_that_fails_in_its_batch_leaves_no_key_of_a_new_buyer(
     own_pg_app: Container, own_pg: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recorder = recorder_of(own_pg_app)
+    assert recorder.group_commit
 
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("the batch failed after its inserts were sent")
-
-    # Fails inside the batch transaction, after the events (and the keys) were inserted.
-    monkeypatch.setattr(recorder, "_append_chain", broken)
-    with pytest.raises(RuntimeError):
+    # Fails inside the batch transaction, after the events (and the keys) were inserted:
+    # the statement sent in COMMIT's place fails, so the transaction never commits.
+    monkeypatch.setattr(chain, "_COMMIT", b"SELECT 1 / 0")
+    with pytest.raises(Exception, match="division by zero"):
         file_report(own_pg_app, "proj-k", "ch-1", "13800001111")
     assert stored_key(own_pg, client_id(own_pg_app, "proj-k", "13800001111")) is None
 
@@ -152,3 +152,36 @@ def test_a_key_committed_under_an_epoch_a_rotation_destroyed_is_rewrapped(
     vault.keys_stored(keys)
     assert vault.epoch_of(stored_key(own_pg, subject) or b"") == vault._keys.epochs()[-1]
     assert vault.open(subject, token) == {"name": "李四"}
+
+
+def test_a_key_stored_outside_the_writer_after_its_read_fails_the_batch_whole(
+    own_pg_app: Container, own_pg: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the batch's read under the lock and its insert an import stores a key for
+    one of its subjects: the insert violates the key table's key, nothing of the batch
+    commits, and every request hears IntegrityError (its unit of work decides again)."""
+    recorder = recorder_of(own_pg_app)
+    vault = own_pg_app.vault
+    subject, other = uuid.uuid4(), uuid.uuid4()
+
+    def request(who: uuid.UUID) -> Request:
+        raw = AESGCM.generate_key(256)
+        key = NewKey(str(who), vault._wrap(str(who), raw), raw, AESGCM(raw))
+        return Request([StoredEvent(who, 1, "bench.synthetic:Event", b"{}")], [key])
+
+    imported = vault._wrap(str(subject), AESGCM.generate_key(256))
+    decide = group_commit.partition
+
+    def import_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        assert vault._store.put_if_absent(str(subject), imported) == imported
+        return decide(*args, **kwargs)
+
+    # The writer's split of the batch runs between its read and its insert.
+    monkeypatch.setattr("yingke.chain.partition", import_meanwhile)
+    first, second = request(subject), request(other)
+    with pytest.raises(IntegrityError):
+        recorder._write_batch([first, second])
+    monkeypatch.undo()
+    assert first.ids is None and second.ids is None
+    assert stored_key(own_pg, subject) == imported and stored_key(own_pg, other) is None
+    assert recorder.select_events(subject) == [] and recorder.select_events(other) == []
