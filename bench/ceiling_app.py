@@ -4,8 +4,10 @@ Beside ``bench.minimal_app`` (one INSERT per report) in ``bench.http_load``: the
 request body, server settings and wrk script, but each request writes what a first report
 must store — 4 events on the buyer's and the locator's streams, their 4 chain rows under
 the table lock, the buyer's subject key — through one group-commit writer per process
-(``bench.store_ceiling.GroupWriter``). No domain code, no authentication, no sealing: the
-most any application that keeps Yingke's store could answer (ADR 0075).
+(``bench.store_ceiling.GroupWriter``), each batch one round trip (the conflict check,
+inserts and chain in ``ceiling_append``, which ``bench.http_load`` installs first). No
+domain code, no authentication, no sealing: the most any application that keeps Yingke's
+store could answer (ADR 0075).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class Report(BaseModel):
 
 def create_app() -> FastAPI:
     keyer = PhoneKeyer(os.environ["YINGKE_SECRET"].encode())
-    writer = GroupWriter(os.environ["BENCH_DBNAME"])
+    writer = GroupWriter(os.environ["BENCH_DBNAME"], one_trip=True)
     app = FastAPI()
 
     @app.post("/v1/reports", status_code=201)

@@ -11,7 +11,8 @@ Scenarios, one after another, each on fresh phone numbers and its own project:
    serve``; the same wrk script.
 1a. ceiling (``--no-ceiling`` skips it): ``bench.ceiling_app``, the same minimal app
    storing a report's own rows (4 events, 4 chain rows under the table lock, a subject
-   key) through one group-commit writer per process, with no domain code: the most any
+   key) through one group-commit writer per process, each batch one round trip (the
+   chain hashed in SQL), with no domain code: the most any
    application keeping Yingke's store could answer (ADR 0075).
 2. Yingke, distinct buyers: ``POST /v1/reports`` through ``yingke serve --workers N``.
 3. Yingke, launch day: 2% of reports name one of 20 hot buyers that every channel
@@ -51,6 +52,7 @@ from bench.common import (
     yingke_serve,
 )
 from bench.report_filing import PARTNERS, bench_settings, events_table, register_agents
+from bench.store_ceiling import install_append_function
 from yingke.bootstrap import migrate
 
 HOT_BUYERS = 20
@@ -299,6 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.ceiling:
             # The same minimal app storing a report's own rows (bench.ceiling_app): what
             # any application keeping Yingke's store could answer at most (ADR 0075).
+            with psycopg.connect(conninfo(dbname)) as conn:
+                install_append_function(conn)
             with uvicorn_app("bench.ceiling_app:create_app", args.workers, env) as base:
                 run_wrk(base, lua("warm-c", keys, 8, 0.0), 3, args.connections, args.threads)
                 mark = head(dbname, table)
