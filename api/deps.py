@@ -53,6 +53,17 @@ class Caller:
     project_ids: tuple[str, ...] = field(default_factory=tuple)
     team_id: str | None = None
 
+    @classmethod
+    def of(cls, principal: Principal) -> Caller:
+        """The caller a principal's key (or the audit page's session) stands for."""
+        return cls(
+            principal.principal_id,
+            principal.role,
+            principal.partner_id,
+            tuple(principal.project_ids),
+            principal.team_id,
+        )
+
     @property
     def actor(self) -> Actor:
         return Actor(self.id, self.role)
@@ -97,13 +108,7 @@ def _key(authorization: str) -> str:
 def _caller_of(principal: Principal | None) -> Caller:
     if principal is None:
         raise HTTPException(401, "unknown or revoked API key", headers=_CHALLENGE)
-    return Caller(
-        principal.principal_id,
-        principal.role,
-        principal.partner_id,
-        tuple(principal.project_ids),
-        principal.team_id,
-    )
+    return Caller.of(principal)
 
 
 async def get_caller(

@@ -16,18 +16,10 @@ import os
 from typing import Any
 
 from fastapi import FastAPI
-from pydantic import BaseModel
 
+from bench.minimal_app import Report
 from bench.store_ceiling import GroupWriter, report_rows
 from domain.values import PhoneKeyer
-
-
-class Report(BaseModel):
-    project_id: str
-    partner_id: str
-    agent_id: str
-    client_name: str
-    phone: str
 
 
 def create_app() -> FastAPI:

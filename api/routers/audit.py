@@ -98,13 +98,7 @@ def session_caller(app: Container, cookie: str | None, now: float) -> Caller | N
     principal = app.principals.principal(principal_id)
     if principal is None or principal.revoked:
         return None
-    return Caller(
-        principal.principal_id,
-        principal.role,
-        principal.partner_id,
-        tuple(principal.project_ids),
-        principal.team_id,
-    )
+    return Caller.of(principal)
 
 
 def _reader(request: Request) -> Caller | None:
