@@ -98,13 +98,12 @@ def report_rows(keyer: PhoneKeyer, project_id: str, phone: str) -> Rows:
 
 
 def chain_rows(
-    rows: Sequence[tuple[uuid.UUID, int, str, bytes]],
-    ids: Sequence[int],
-    prev: dict[tuple[uuid.UUID, int], bytes],
-    head: bytes,
-) -> tuple[list[tuple[uuid.UUID, int, int, bytes, bytes, bytes]], bytes]:
-    """Each event's hash over its predecessor in the stream, and the log hash over the
-    previous log head: ``yingke.chain``'s own functions."""
+    rows: Sequence[tuple[uuid.UUID, int, str, bytes]], ids: Sequence[int], head: bytes
+) -> list[tuple[uuid.UUID, int, int, bytes, bytes, bytes]]:
+    """Each event's hash over its predecessor in the stream (an earlier row of the same
+    batch, or none: a first report's streams are new), and the log hash over the previous
+    log head: ``yingke.chain``'s own functions."""
+    prev: dict[tuple[uuid.UUID, int], bytes] = {}
     out = []
     for (stream, version, topic, state), position in zip(rows, ids, strict=True):
         before = prev.get((stream, version - 1), GENESIS)
@@ -112,7 +111,7 @@ def chain_rows(
         prev[(stream, version)] = digest
         head = log_hash(head, position, digest)
         out.append((stream, version, position, before, digest, head))
-    return out, head
+    return out
 
 
 TAKEN = (
@@ -195,9 +194,7 @@ def write_locked(conn: psycopg.Connection[Any], batch: Sequence[Rows], st: dict[
         events = [e for r in accepted for e in r.events]
         cur.execute(st["events"], columns(events), prepare=True)
         ids = [int(row[0]) for row in cur.fetchall()]
-        # The first event of a stream has no predecessor; later ones chain to the
-        # earlier rows of the same batch (a first report writes versions 1-3).
-        linked, _ = chain_rows(events, ids, {}, head)
+        linked = chain_rows(events, ids, head)
         cur.execute(st["chain"], columns(linked), prepare=True)
         cur.execute(st["keys"], columns([(r.subject, r.wrapped) for r in accepted]), prepare=True)
         position = 0

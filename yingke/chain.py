@@ -658,13 +658,18 @@ class _PostgresOps:
         # The cursor's row factory may be the library's dict_row or tuple_row: read both.
         return {(_uuid(r[0]), int(r[1])): bytes(r[2]) for r in map(_values, curs.fetchall())}
 
-    def log_head(self) -> tuple[int, bytes] | None:
+    def _one(self, statement: Any) -> tuple[Any, ...] | None:
+        """The first row of a parameterless statement, as values in column order."""
         curs = self.curs
-        curs.execute(self.sql.log_head.on(curs))
+        curs.execute(statement.on(curs))
         row = curs.fetchone()
+        return None if row is None else _values(row)
+
+    def log_head(self) -> tuple[int, bytes] | None:
+        row = self._one(self.sql.log_head)
         if row is None:
             return None
-        position, digest = _values(row)
+        position, digest = row
         return int(position), bytes(digest)
 
     def insert_rows(self, rows: list[ChainRow]) -> None:
@@ -682,12 +687,10 @@ class _PostgresOps:
         )
 
     def last_checkpoint(self) -> tuple[int, float] | None:
-        curs = self.curs
-        curs.execute(self.sql.last_checkpoint.on(curs))
-        row = curs.fetchone()
+        row = self._one(self.sql.last_checkpoint)
         if row is None:
             return None
-        position, signed_at = _values(row)
+        position, signed_at = row
         return int(position), float(signed_at)
 
     def insert_checkpoint(self, cp: Checkpoint) -> None:
